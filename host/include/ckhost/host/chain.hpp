@@ -1,0 +1,62 @@
+// chain.hpp — composing reader -> mappers -> (cast) -> writer into one validated plan.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ckhost/host/executor.hpp"
+#include "ckhost/host/graph.hpp"
+#include "ckhost/host/registry.hpp"
+
+namespace ckh::host {
+
+// Throws an Error carrying the plugin's message when st != CKH_OK.
+void check_plugin(ckh_status st, const std::string &who);
+
+struct ReaderDeleter {
+  void operator()(ckh_reader_t *r) const;
+};
+using ReaderPtr = std::unique_ptr<ckh_reader_t, ReaderDeleter>;
+struct WriterDeleter {
+  void operator()(ckh_writer_t *w) const;
+};
+using WriterPtr = std::unique_ptr<ckh_writer_t, WriterDeleter>;
+
+// A source checkpoint opened into a graph: stage 0 is its catalog.
+struct OpenedSource {
+  const Component *reader = nullptr;
+  ReaderPtr handle;
+};
+
+// Picks the reader (`from` or the best probe), opens `path` and imports its catalog as stage 0.
+OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path, const std::string &from,
+                         const nlohmann::json &options);
+
+// A synthetic source: the canonical tensors `model`'s mapper lists for `config`, with random content.
+void synth_source(const Registry &reg, Graph &g, const std::string &model, const nlohmann::json &config, uint64_t seed);
+
+// The model mapper whose probe fits the last stage best among those going from -> to, or nullptr.
+const Component *find_mapper(const Registry &reg, const Graph &g, const std::string &from, const std::string &to);
+
+// Runs one mapper over the last stage, adding a stage.
+void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options);
+
+// Brings the last stage to the canonical "hf" layout (source mapper, or the family's hf check).
+// Returns a note on what was done, e.g. "llama (hf -> hf)" or "no model plugin for model_type X".
+std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &options);
+
+// Adds a stage casting every floating tensor to `dt` (and records torch_dtype in the config).
+void cast_stage(Graph &g, ckh_dtype dt);
+
+// Plans the writer over the last stage and validates the whole plan (layout, consumption, sources).
+WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options);
+
+// Human-readable plan for --dry-run.
+std::string describe_plan(const Graph &g);
+
+// The JSON string handed to plugins as metadata_json for the last stage.
+std::string stage_metadata(const Graph &g);
+
+}  // namespace ckh::host

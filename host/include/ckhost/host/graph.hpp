@@ -1,0 +1,220 @@
+// graph.hpp — the lazy plan: source tensors, expression nodes, stages and the output layout.
+//
+// A conversion builds one Graph. Stage 0 is the reader's catalog (one Source node per tensor); each
+// mapper adds a stage whose tensors are nodes over the previous stage's; the writer then lays out
+// files whose regions are nodes. Nothing is evaluated until the executor runs the layout.
+#pragma once
+#include <array>
+#include <deque>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/ckh_expr.h>
+#include <ckhost/ckh_quantizer.h>
+#include <ckhost/ckh_writer.h>
+
+namespace ckh::host {
+
+struct Shape {
+  uint32_t ndim = 0;
+  std::array<int64_t, CKH_MAX_DIMS> d{};
+  int64_t numel() const {
+    int64_t n = 1;
+    for (uint32_t i = 0; i < ndim; ++i) n *= d[i];
+    return n;
+  }
+  bool operator==(const Shape &o) const {
+    if (ndim != o.ndim) return false;
+    for (uint32_t i = 0; i < ndim; ++i)
+      if (d[i] != o.d[i]) return false;
+    return true;
+  }
+  bool operator!=(const Shape &o) const { return !(*this == o); }
+  std::string str() const;  // "[2048, 5632]"
+};
+
+std::string dtype_name(ckh_dtype dt);          // "BF16", "F32", ...
+ckh_dtype dtype_from_name(const std::string &s);  // accepts "bf16", "BF16", "bfloat16", ...; INVALID if unknown
+
+// One rectangular part of a source tensor in a file (see ckh_piece_t).
+struct Piece {
+  uint32_t file = 0;  // index into Graph::files
+  uint64_t byte_offset = 0;
+  std::array<int64_t, CKH_MAX_DIMS> offset{}, size{}, stride{};  // stride in elements, row-major filled in
+};
+
+// Deterministic pseudo-random content for `ckhost synth`.
+struct Generator {
+  uint64_t seed = 0;
+  int32_t init = CKH_INIT_NORMAL;
+};
+
+struct Source {
+  std::string name;
+  ckh_dtype dtype = CKH_DT_INVALID;
+  Shape shape;
+  std::vector<Piece> pieces;
+  bool generated = false;
+  Generator gen;
+};
+
+enum class Op { Source, Slice, Concat, Reshape, Permute, Pad, Cast, Scale, Quantize };
+
+struct Quant {
+  const ckh_quantizer_class_t *cls = nullptr;
+  void *state = nullptr;
+  ckh_quant_layout_t layout{};
+  std::string id, params;
+};
+
+struct Node {
+  Op op = Op::Source;
+  ckh_dtype dtype = CKH_DT_INVALID;
+  Shape shape;
+  std::vector<int32_t> in;  // operand nodes
+  int32_t source = -1;      // Op::Source
+  uint32_t dim = 0;         // Slice, Concat, Pad
+  int64_t start = 0;        // Slice start, Pad before
+  int64_t length = 0;       // Slice length, Pad after
+  int32_t mode = 0;         // Pad mode
+  std::array<uint32_t, CKH_MAX_DIMS> perm{};  // Permute
+  double factor = 1.0;      // Scale
+  int32_t quant = -1;       // Quantize: index into Graph::quants
+  uint32_t output = 0;      // Quantize output
+};
+
+struct Annot {
+  int32_t role = CKH_ROLE_OTHER, layer = -1, expert = -1, parallel = CKH_PARALLEL_UNSTATED, split_dim = -1,
+          init = CKH_INIT_NORMAL;
+  std::string extra_json;
+  static Annot from(const ckh_tensor_annot_t *a);
+  void to(ckh_tensor_annot_t *a) const;  // a->struct_size must be set; fills what fits
+};
+
+// A named tensor of a stage.
+struct StageTensor {
+  std::string name;
+  int32_t node = -1;
+  Annot annot;
+};
+
+struct Stage {
+  std::string producer;  // "reader hf", "mapper llama", "cast"
+  std::vector<StageTensor> tensors;
+  std::unordered_map<std::string, size_t> index;
+  std::map<std::string, std::string> ignored;  // name -> reason (set by the NEXT stage's builder)
+  nlohmann::json metadata;
+  void add(StageTensor t);  // throws on a duplicate name
+};
+
+// What a writer laid out.
+struct Region {
+  int32_t file = -1;
+  uint64_t offset = 0;
+  int32_t node = -1;
+  uint32_t flags = 0;
+  uint64_t bytes = 0;
+};
+struct OutFile {
+  std::string relpath;
+  uint64_t size = 0;
+  std::vector<std::pair<uint64_t, std::string>> blobs;  // literal bytes
+  bool small = false;   // whole content in blobs[0]
+  std::string copy_from;  // non-empty: copied verbatim from this path
+};
+struct Layout {
+  std::vector<OutFile> files;
+  std::vector<Region> regions;
+};
+
+class Registry;
+
+class Graph {
+ public:
+  explicit Graph(const Registry *registry = nullptr) : registry_(registry) {}
+  ~Graph();
+  Graph(const Graph &) = delete;
+  Graph &operator=(const Graph &) = delete;
+
+  std::vector<std::string> files;  // absolute paths of source files
+  std::vector<Source> sources;
+  std::vector<Node> nodes;
+  std::vector<Quant> quants;
+  std::deque<Stage> stages;  // deque: builders hold references across push_back
+  Layout layout;
+
+  // Node constructors; each validates and throws ckh::host::Error with a precise message.
+  int32_t source_node(int32_t source);
+  int32_t slice(int32_t e, uint32_t dim, int64_t start, int64_t length);
+  int32_t concat(const std::vector<int32_t> &parts, uint32_t dim);
+  int32_t reshape(int32_t e, const Shape &shape);
+  int32_t permute(int32_t e, const std::vector<uint32_t> &perm);
+  int32_t pad(int32_t e, uint32_t dim, int64_t before, int64_t after, int32_t mode);
+  int32_t cast(int32_t e, ckh_dtype to);
+  int32_t scale(int32_t e, double factor);
+  int32_t quantize(int32_t e, const std::string &id, const std::string &params, uint32_t output);
+
+  const Node &node(int32_t e) const;
+  uint64_t node_bytes(int32_t e) const;
+  std::string describe(int32_t e, int depth = 0) const;  // human-readable expression
+
+  // Adds a stage built from a reader's catalog (also registers the files and sources).
+  Stage &add_stage(const std::string &producer);
+
+ private:
+  int32_t push(Node n);
+  const Registry *registry_;
+};
+
+// The C builder handed to mappers (mode Mapper) and writers (mode Writer). It reads the inputs from
+// `in` and, for a mapper, fills `out`.
+class BuilderImpl {
+ public:
+  BuilderImpl(Graph &g, Stage &in, Stage *out, std::string who);
+  ckh_expr_builder_t *c() { return &vt_; }
+  // Turns a failed builder call into an exception with the recorded message.
+  Graph &graph() { return g_; }
+  Stage &in() { return in_; }
+  Stage *out() { return out_; }
+  const std::string &who() const { return who_; }
+  bool metadata_set = false;
+  nlohmann::json metadata;
+
+ private:
+  ckh_expr_builder_t vt_{};
+  Graph &g_;
+  Stage &in_;
+  Stage *out_;
+  std::string who_;
+};
+
+// The C layout builder handed to writers.
+class LayoutBuilderImpl {
+ public:
+  LayoutBuilderImpl(Graph &g, Stage &in, std::string who);
+  ckh_layout_builder_t *c() { return &vt_; }
+  BuilderImpl &expr() { return expr_; }
+  Graph &graph() { return g_; }
+  const std::string &who() const { return who_; }
+
+ private:
+  ckh_layout_builder_t vt_{};
+  Graph &g_;
+  BuilderImpl expr_;
+  std::string who_;
+};
+
+// Checks the layout: paths, sizes, overlaps. Throws on the first problem.
+void validate_layout(const Graph &g);
+
+// Every tensor of every stage must reach the layout or be ignored by the next stage. Throws listing
+// the stragglers (the first stage's are "unexpected tensors").
+void check_consumption(const Graph &g);
+
+}  // namespace ckh::host

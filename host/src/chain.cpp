@@ -1,0 +1,307 @@
+// chain.cpp — chain composition and plan validation.
+#include "ckhost/host/chain.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include "ckhost/host/error.hpp"
+#include "ckhost/host/services.hpp"
+
+namespace ckh::host {
+
+void check_plugin(ckh_status st, const std::string &who) {
+  auto le = take_last_error();
+  if (st == CKH_OK) return;
+  std::string msg = le.second.empty() ? who + " failed with status " + std::to_string(st) : le.second;
+  throw Error(msg, le.first ? le.first : st);
+}
+
+void ReaderDeleter::operator()(ckh_reader_t *r) const {
+  if (r && r->destroy) r->destroy(r);
+}
+void WriterDeleter::operator()(ckh_writer_t *w) const {
+  if (w && w->destroy) w->destroy(w);
+}
+
+std::string stage_metadata(const Graph &g) { return g.stages.back().metadata.dump(); }
+
+namespace {
+
+std::string layout_of(const Stage &s) {
+  auto it = s.metadata.find("layout");
+  return it != s.metadata.end() && it->is_string() ? it->get<std::string>() : std::string("hf");
+}
+
+std::string cap(const Component &c, const char *key) {
+  auto it = c.capabilities.find(key);
+  return it != c.capabilities.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path, const std::string &from,
+                         const nlohmann::json &options) {
+  OpenedSource os;
+  if (!from.empty()) {
+    os.reader = reg.find(CKH_COMPONENT_READER, from);
+    if (!os.reader) fail("no reader for format '" + from + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
+  } else {
+    int32_t best = 0;
+    for (const Component *c : reg.all(CKH_COMPONENT_READER)) {
+      int32_t s = 0;
+      try {
+        s = c->reader()->probe(c->reader(), path.c_str());
+      } catch (...) {
+        s = 0;
+      }
+      clear_last_error();
+      if (s > best) {
+        best = s;
+        os.reader = c;
+      }
+    }
+    if (!os.reader) fail(path + ": no reader recognises this checkpoint (give --from; see ckhost --list-plugins)", CKH_E_NOT_FOUND);
+  }
+  ckh_reader_t *r = nullptr;
+  clear_last_error();
+  ckh_status st = os.reader->reader()->open(os.reader->reader(), path.c_str(), options.dump().c_str(), &r);
+  os.handle.reset(r);
+  check_plugin(st, "reader " + os.reader->id);
+  if (!r) fail("reader " + os.reader->id + " returned no reader", CKH_E_INTERNAL);
+
+  Stage &s0 = g.add_stage("reader " + os.reader->id);
+  const uint32_t nf = r->file_count(r);
+  const uint32_t base = static_cast<uint32_t>(g.files.size());
+  for (uint32_t i = 0; i < nf; ++i) {
+    const char *p = r->file_path(r, i);
+    if (!p) fail("reader " + os.reader->id + ": file " + std::to_string(i) + " has no path", CKH_E_INTERNAL);
+    g.files.emplace_back(p);
+  }
+  const uint64_t nt = r->tensor_count(r);
+  for (uint64_t i = 0; i < nt; ++i) {
+    ckh_tensor_info_t ti{};
+    ti.struct_size = sizeof ti;
+    check_plugin(r->tensor_info(r, i, &ti), "reader " + os.reader->id);
+    if (!ti.name) fail("reader " + os.reader->id + ": tensor " + std::to_string(i) + " has no name", CKH_E_INTERNAL);
+    if (ti.ndim > CKH_MAX_DIMS) fail(std::string("tensor '") + ti.name + "': too many dims", CKH_E_FORMAT);
+    Source src;
+    src.name = ti.name;
+    src.dtype = ti.dtype;
+    src.shape.ndim = ti.ndim;
+    for (uint32_t d = 0; d < ti.ndim; ++d) {
+      if (ti.shape[d] < 0) fail("tensor '" + src.name + "': negative dimension", CKH_E_FORMAT);
+      src.shape.d[d] = ti.shape[d];
+    }
+    if (ckh_dtype_size(src.dtype) == 0)
+      fail("tensor '" + src.name + "': dtype " + dtype_name(src.dtype) + " is not supported by the host", CKH_E_UNSUPPORTED);
+    const uint32_t np = r->piece_count(r, i);
+    for (uint32_t j = 0; j < np; ++j) {
+      ckh_piece_t pc{};
+      pc.struct_size = sizeof pc;
+      check_plugin(r->piece(r, i, j, &pc), "reader " + os.reader->id);
+      Piece p;
+      p.file = base + pc.file;
+      if (pc.file >= nf) fail("tensor '" + src.name + "': piece names file #" + std::to_string(pc.file), CKH_E_FORMAT);
+      p.byte_offset = pc.byte_offset;
+      bool any_stride = false;
+      for (uint32_t d = 0; d < ti.ndim; ++d) {
+        p.offset[d] = pc.offset[d];
+        p.size[d] = pc.size[d];
+        p.stride[d] = pc.stride[d];
+        any_stride = any_stride || pc.stride[d] != 0;
+      }
+      if (!any_stride) {
+        int64_t acc = 1;
+        for (int d = static_cast<int>(ti.ndim) - 1; d >= 0; --d) {
+          p.stride[static_cast<size_t>(d)] = acc;
+          acc *= p.size[static_cast<size_t>(d)];
+        }
+      }
+      src.pieces.push_back(p);
+    }
+    g.sources.push_back(std::move(src));
+    const int32_t node = g.source_node(static_cast<int32_t>(g.sources.size() - 1));
+    StageTensor t{g.sources.back().name, node, {}};
+    if (r->tensor_annot) {
+      ckh_tensor_annot_t a{};
+      a.struct_size = sizeof a;
+      a.layer = -1;
+      a.expert = -1;
+      a.split_dim = -1;
+      if (r->tensor_annot(r, i, &a) == CKH_OK) t.annot = Annot::from(&a);
+      clear_last_error();
+    }
+    s0.add(std::move(t));
+  }
+  const char *meta = r->metadata_json(r);
+  auto j = nlohmann::json::parse(meta ? meta : "{}", nullptr, false);
+  if (j.is_discarded() || !j.is_object()) fail("reader " + os.reader->id + ": metadata is not a JSON object", CKH_E_INTERNAL);
+  s0.metadata = std::move(j);
+  if (!s0.metadata.contains("format")) s0.metadata["format"] = os.reader->id;
+  return os;
+}
+
+void synth_source(const Registry &reg, Graph &g, const std::string &model, const nlohmann::json &config, uint64_t seed) {
+  const Component *m = nullptr;
+  for (const Component *c : reg.all(CKH_COMPONENT_MAPPER))
+    if ((c->id == model || cap(*c, "family") == model) && c->mapper()->canonical) {
+      m = c;
+      break;
+    }
+  if (!m) fail("no model plugin for '" + model + "' that can list canonical tensors (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
+  Stage &s0 = g.add_stage("synth " + model);
+  struct Ctx {
+    Graph *g;
+    Stage *s;
+    uint64_t seed;
+  } ctx{&g, &s0, seed};
+  clear_last_error();
+  ckh_status st = m->mapper()->canonical(
+      m->mapper(), config.dump().c_str(), &ctx, [](void *c, const ckh_tensor_info_t *t, const ckh_tensor_annot_t *a) -> ckh_status {
+        auto *x = static_cast<Ctx *>(c);
+        try {
+          Source src;
+          src.name = t->name ? t->name : "";
+          src.dtype = t->dtype;
+          src.shape.ndim = t->ndim;
+          for (uint32_t d = 0; d < t->ndim && d < CKH_MAX_DIMS; ++d) src.shape.d[d] = t->shape[d];
+          src.generated = true;
+          src.gen.seed = x->seed;
+          Annot an = Annot::from(a);
+          src.gen.init = an.init;
+          if (ckh_dtype_size(src.dtype) == 0) fail("tensor '" + src.name + "': unsupported dtype");
+          x->g->sources.push_back(src);
+          int32_t node = x->g->source_node(static_cast<int32_t>(x->g->sources.size() - 1));
+          x->s->add(StageTensor{src.name, node, an});
+          return CKH_OK;
+        } catch (const Error &e) {
+          set_last_error(e.code, e.what());
+          return e.code;
+        }
+      });
+  check_plugin(st, "mapper " + m->id);
+  s0.metadata = {{"format", "synth"}, {"layout", "hf"}, {"config", config}, {"config_modified", true},
+                 {"side_files", nlohmann::json::array()}};
+}
+
+const Component *find_mapper(const Registry &reg, const Graph &g, const std::string &from, const std::string &to) {
+  const std::string meta = stage_metadata(g);
+  const Component *best = nullptr;
+  int32_t best_score = 0;
+  for (const Component *c : reg.all(CKH_COMPONENT_MAPPER)) {
+    if (cap(*c, "from") != from || cap(*c, "to") != to || cap(*c, "family") == "*") continue;
+    int32_t s = 0;
+    try {
+      s = c->mapper()->probe(c->mapper(), meta.c_str());
+    } catch (...) {
+      s = 0;
+    }
+    clear_last_error();
+    if (s > best_score) {
+      best_score = s;
+      best = c;
+    }
+  }
+  return best;
+}
+
+void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options) {
+  Stage &in = g.stages.back();
+  const std::string meta = in.metadata.dump();
+  Stage &out = g.add_stage("mapper " + m.id);
+  BuilderImpl b(g, in, &out, "mapper " + m.id);
+  clear_last_error();
+  ckh_status st = m.mapper()->map(m.mapper(), options.dump().c_str(), meta.c_str(), b.c());
+  check_plugin(st, "mapper " + m.id);
+  out.metadata = b.metadata_set ? b.metadata : in.metadata;
+  if (!out.metadata.contains("layout")) {
+    const std::string to = cap(m, "to");
+    out.metadata["layout"] = to.empty() ? layout_of(in) : to;
+  }
+}
+
+std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &options) {
+  const std::string layout = layout_of(g.stages.back());
+  const Component *m = find_mapper(reg, g, layout, "hf");
+  if (m) {
+    apply_mapper(g, *m, options);
+    return m->id + " (" + layout + " -> hf)";
+  }
+  if (layout != "hf") {
+    std::string mt = "unknown";
+    const auto &md = g.stages.back().metadata;
+    if (md.contains("config") && md["config"].is_object() && md["config"].contains("model_type"))
+      mt = md["config"]["model_type"].dump();
+    fail("no model plugin maps layout '" + layout + "' to hf for model_type " + mt + " (see ckhost --list-plugins)",
+         CKH_E_UNSUPPORTED);
+  }
+  std::string mt = "(no config.json)";
+  const auto &md = g.stages.back().metadata;
+  if (md.contains("config") && md["config"].is_object()) mt = md["config"].value("model_type", std::string("(none)"));
+  return "no model plugin for model_type " + mt + ": tensors are carried without validation";
+}
+
+void cast_stage(Graph &g, ckh_dtype dt) {
+  Stage &in = g.stages.back();
+  Stage &out = g.add_stage("cast to " + dtype_name(dt));
+  for (const auto &t : in.tensors) {
+    int32_t n = t.node;
+    if (ckh_dtype_is_float(g.node(n).dtype)) n = g.cast(n, dt);
+    out.add(StageTensor{t.name, n, t.annot});
+  }
+  out.metadata = in.metadata;
+  if (out.metadata.contains("config") && out.metadata["config"].is_object()) {
+    const char *tn = dt == CKH_DT_BF16 ? "bfloat16" : dt == CKH_DT_F16 ? "float16" : dt == CKH_DT_F32 ? "float32" : nullptr;
+    if (tn && out.metadata["config"].value("torch_dtype", std::string()) != tn) {
+      out.metadata["config"]["torch_dtype"] = tn;
+      out.metadata["config_modified"] = true;
+    }
+  }
+}
+
+WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options) {
+  const Component *w = reg.find(CKH_COMPONENT_WRITER, to);
+  if (!w) fail("no writer for format '" + to + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
+  const std::string want = cap(*w, "layout");
+  const std::string have = layout_of(g.stages.back());
+  if (!want.empty() && want != have) {
+    const Component *m = find_mapper(reg, g, have, want);
+    if (!m) fail("no model plugin maps layout '" + have + "' to '" + want + "' for this model", CKH_E_UNSUPPORTED);
+    apply_mapper(g, *m, options);
+  }
+  ckh_writer_t *wr = nullptr;
+  clear_last_error();
+  ckh_status st = w->writer()->create(w->writer(), options.dump().c_str(), &wr);
+  WriterPtr writer(wr);
+  check_plugin(st, "writer " + to);
+  if (!wr) fail("writer " + to + " returned no writer", CKH_E_INTERNAL);
+  LayoutBuilderImpl lb(g, g.stages.back(), "writer " + to);
+  const std::string meta = stage_metadata(g);
+  clear_last_error();
+  st = wr->plan(wr, meta.c_str(), lb.c());
+  check_plugin(st, "writer " + to);
+  validate_layout(g);
+  check_consumption(g);
+  check_sources(g);
+  return writer;
+}
+
+std::string describe_plan(const Graph &g) {
+  std::string s;
+  for (const auto &st : g.stages) s += "stage: " + st.producer + " (" + std::to_string(st.tensors.size()) + " tensors)\n";
+  for (size_t f = 0; f < g.layout.files.size(); ++f) {
+    const OutFile &of = g.layout.files[f];
+    s += of.relpath + "  " + human_bytes(static_cast<double>(of.size));
+    if (of.small) s += "  (generated)";
+    if (!of.copy_from.empty()) s += "  (copy of " + of.copy_from + ")";
+    s += "\n";
+    for (const Region &r : g.layout.regions)
+      if (r.file == static_cast<int32_t>(f)) {
+        const Node &n = g.node(r.node);
+        s += "  @" + std::to_string(r.offset) + "  " + dtype_name(n.dtype) + n.shape.str() + "  = " + g.describe(r.node) + "\n";
+      }
+  }
+  return s;
+}
+
+}  // namespace ckh::host

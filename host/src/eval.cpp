@@ -1,0 +1,586 @@
+// eval.cpp — box evaluation of expression nodes (see eval.hpp).
+#include "ckhost/host/eval.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cmath>
+#include <cstring>
+
+#include <ckhost/kernels/kernels.hpp>
+
+#include "ckhost/host/error.hpp"
+#include "ckhost/host/services.hpp"
+
+namespace ckh::host {
+
+namespace {
+
+// Largest byte span read in one pread for a strided (non-contiguous) piece before the box is split.
+constexpr uint64_t kMaxStridedSpan = 64ull << 20;
+
+Index row_major(const Shape &s) {
+  Index st{};
+  int64_t acc = 1;
+  for (int i = static_cast<int>(s.ndim) - 1; i >= 0; --i) {
+    st[static_cast<size_t>(i)] = acc;
+    acc *= s.d[static_cast<size_t>(i)];
+  }
+  return st;
+}
+
+Shape box_of(const Index &lo, const Index &hi, uint32_t nd) {
+  Shape s;
+  s.ndim = nd;
+  for (uint32_t i = 0; i < nd; ++i) s.d[i] = hi[i] - lo[i];
+  return s;
+}
+
+// Calls f(index) for every multi-index of `shape` over dims [0, upto).
+template <class F>
+void for_each_prefix(const Shape &shape, uint32_t upto, F &&f) {
+  Index idx{};
+  for (uint32_t i = 0; i < upto; ++i)
+    if (shape.d[i] == 0) return;
+  while (true) {
+    f(idx);
+    int i = static_cast<int>(upto) - 1;
+    for (; i >= 0; --i) {
+      if (++idx[static_cast<size_t>(i)] < shape.d[static_cast<size_t>(i)]) break;
+      idx[static_cast<size_t>(i)] = 0;
+    }
+    if (i < 0) return;
+  }
+}
+
+uint64_t splitmix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+uint64_t hash_name(const std::string &s) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+  return h;
+}
+
+}  // namespace
+
+View View::dense(void *p, ckh_dtype dt, const Shape &s) {
+  View v;
+  v.ptr = static_cast<char *>(p);
+  v.dtype = dt;
+  v.shape = s;
+  v.stride = row_major(s);
+  return v;
+}
+
+bool View::is_dense() const {
+  Index rm = row_major(shape);
+  for (uint32_t i = 0; i < shape.ndim; ++i)
+    if (shape.d[i] > 1 && stride[i] != rm[i]) return false;
+  return true;
+}
+
+View View::sub(uint32_t dim, int64_t start, int64_t len) const {
+  View v = *this;
+  v.ptr += start * stride[dim] * static_cast<int64_t>(ckh_dtype_size(dtype));
+  v.shape.d[dim] = len;
+  return v;
+}
+
+bool flat_contiguous(const Shape &shape, const Index &off, const Shape &box) {
+  (void)off;
+  // Find the last dim whose box extent differs from the shape; dims before it must have extent <= 1.
+  int k = -1;
+  for (int i = static_cast<int>(shape.ndim) - 1; i >= 0; --i)
+    if (box.d[static_cast<size_t>(i)] != shape.d[static_cast<size_t>(i)]) {
+      k = i;
+      break;
+    }
+  for (int i = 0; i < k; ++i)
+    if (box.d[static_cast<size_t>(i)] > 1) return false;
+  return true;
+}
+
+void pread_full(int fd, void *dst, uint64_t len, uint64_t offset, const std::string &path) {
+  char *p = static_cast<char *>(dst);
+  while (len > 0) {
+    ssize_t r = ::pread(fd, p, len > (1ull << 30) ? (1ull << 30) : len, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(path + ": read failed at byte " + std::to_string(offset) + ": " + std::strerror(errno), CKH_E_IO);
+    }
+    if (r == 0) fail(path + ": file ends before byte " + std::to_string(offset + len) + " (truncated?)", CKH_E_FORMAT);
+    p += r;
+    offset += static_cast<uint64_t>(r);
+    len -= static_cast<uint64_t>(r);
+  }
+}
+
+void copy_view(const View &dst, const View &src) {
+  const uint32_t nd = dst.shape.ndim;
+  const size_t es = ckh_dtype_size(dst.dtype);
+  if (dst.shape.numel() == 0) return;
+  if (nd == 0) {
+    std::memcpy(dst.ptr, src.ptr, es);
+    return;
+  }
+  // Coalesce trailing dims that are contiguous in both views into one inner run.
+  int64_t inner = 1;
+  int k = static_cast<int>(nd) - 1;
+  int64_t expect = 1;
+  while (k >= 0 && (dst.shape.d[static_cast<size_t>(k)] == 1 ||
+                    (dst.stride[static_cast<size_t>(k)] == expect && src.stride[static_cast<size_t>(k)] == expect))) {
+    inner *= dst.shape.d[static_cast<size_t>(k)];
+    expect = inner;
+    --k;
+  }
+  if (k < 0) {
+    std::memcpy(dst.ptr, src.ptr, static_cast<size_t>(inner) * es);
+    return;
+  }
+  const uint32_t outer = static_cast<uint32_t>(k + 1);
+  if (inner > 1) {
+    for_each_prefix(dst.shape, outer, [&](const Index &idx) {
+      int64_t od = 0, os = 0;
+      for (uint32_t i = 0; i < outer; ++i) {
+        od += idx[i] * dst.stride[i];
+        os += idx[i] * src.stride[i];
+      }
+      std::memcpy(dst.ptr + od * static_cast<int64_t>(es), src.ptr + os * static_cast<int64_t>(es),
+                  static_cast<size_t>(inner) * es);
+    });
+    return;
+  }
+  // Element-wise along the last non-trivial dim.
+  const uint32_t last = outer - 1;
+  const int64_t n = dst.shape.d[last], sd = dst.stride[last] * static_cast<int64_t>(es),
+                ss = src.stride[last] * static_cast<int64_t>(es);
+  for_each_prefix(dst.shape, last, [&](const Index &idx) {
+    int64_t od = 0, os = 0;
+    for (uint32_t i = 0; i < last; ++i) {
+      od += idx[i] * dst.stride[i];
+      os += idx[i] * src.stride[i];
+    }
+    char *d = dst.ptr + od * static_cast<int64_t>(es);
+    const char *s = src.ptr + os * static_cast<int64_t>(es);
+    switch (es) {
+      case 1: for (int64_t j = 0; j < n; ++j) d[j * sd] = s[j * ss]; break;
+      case 2: for (int64_t j = 0; j < n; ++j) std::memcpy(d + j * sd, s + j * ss, 2); break;
+      case 4: for (int64_t j = 0; j < n; ++j) std::memcpy(d + j * sd, s + j * ss, 4); break;
+      default: for (int64_t j = 0; j < n; ++j) std::memcpy(d + j * sd, s + j * ss, es); break;
+    }
+  });
+}
+
+void convert_dense(ckh_dtype from, const void *src, ckh_dtype to, void *dst, uint64_t n, const ckh_kernels_t *k,
+                   int32_t fp8_mode) {
+  if (!ckh::kernels::convert(from, src, to, dst, n, k, fp8_mode))
+    fail("cannot convert " + dtype_name(from) + " to " + dtype_name(to), CKH_E_UNSUPPORTED);
+}
+
+Evaluator::Evaluator(const Graph &g, const std::vector<int> &fds, const ckh_kernels_t *k, int32_t fp8_mode)
+    : g_(g), fds_(fds), k_(k), fp8_mode_(fp8_mode) {}
+
+void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
+  const Node &n = g_.node(e);
+  const uint32_t nd = n.shape.ndim;
+  if (v.shape.numel() == 0) return;
+  switch (n.op) {
+    case Op::Source: eval_source(n, off, v); return;
+    case Op::Slice: {
+      Index o = off;
+      o[n.dim] += n.start;
+      eval(n.in[0], o, v);
+      return;
+    }
+    case Op::Concat: {
+      const int64_t lo = off[n.dim], hi = off[n.dim] + v.shape.d[n.dim];
+      int64_t base = 0;
+      for (int32_t part : n.in) {
+        const int64_t len = g_.node(part).shape.d[n.dim];
+        const int64_t a = std::max(lo, base), b = std::min(hi, base + len);
+        if (a < b) {
+          Index o = off;
+          o[n.dim] = a - base;
+          eval(part, o, v.sub(n.dim, a - lo, b - a));
+        }
+        base += len;
+        if (base >= hi) break;
+      }
+      return;
+    }
+    case Op::Permute: {
+      // Output dim i is input dim perm[i].
+      Index o{};
+      View cv = v;
+      for (uint32_t i = 0; i < nd; ++i) {
+        o[n.perm[i]] = off[i];
+        cv.shape.d[n.perm[i]] = v.shape.d[i];
+        cv.stride[n.perm[i]] = v.stride[i];
+      }
+      eval(n.in[0], o, cv);
+      return;
+    }
+    case Op::Pad: {
+      const Node &c = g_.node(n.in[0]);
+      const int64_t L = c.shape.d[n.dim], before = n.start;
+      const int64_t lo = off[n.dim], hi = off[n.dim] + v.shape.d[n.dim];
+      // middle part
+      const int64_t a = std::max(lo, before), b = std::min(hi, before + L);
+      if (a < b) {
+        Index o = off;
+        o[n.dim] = a - before;
+        eval(n.in[0], o, v.sub(n.dim, a - lo, b - a));
+      }
+      auto fill = [&](int64_t from, int64_t to, int64_t edge) {
+        if (from >= to) return;
+        View first = v.sub(n.dim, from - lo, 1);
+        if (n.mode == CKH_PAD_ZEROS) {
+          std::vector<char> zeros(static_cast<size_t>(first.shape.numel()) * ckh_dtype_size(v.dtype), 0);
+          copy_view(first, View::dense(zeros.data(), v.dtype, first.shape));
+        } else {
+          Index o = off;
+          o[n.dim] = edge;
+          eval(n.in[0], o, first);
+        }
+        for (int64_t j = from + 1; j < to; ++j) copy_view(v.sub(n.dim, j - lo, 1), first);
+      };
+      fill(lo, std::min(hi, before), 0);
+      fill(std::max(lo, before + L), hi, L - 1);
+      return;
+    }
+    case Op::Reshape: eval_reshape(n, off, v); return;
+    case Op::Cast:
+    case Op::Scale: {
+      const Node &c = g_.node(n.in[0]);
+      const uint64_t cnt = static_cast<uint64_t>(v.shape.numel());
+      std::vector<char> tmp(cnt * ckh_dtype_size(c.dtype));
+      eval(n.in[0], off, View::dense(tmp.data(), c.dtype, v.shape));
+      std::vector<char> out;
+      char *dst = v.ptr;
+      if (!v.is_dense()) {
+        out.resize(cnt * ckh_dtype_size(n.dtype));
+        dst = out.data();
+      }
+      if (n.op == Op::Cast) {
+        convert_dense(c.dtype, tmp.data(), n.dtype, dst, cnt, k_, fp8_mode_);
+      } else {
+        std::vector<float> f(cnt);
+        convert_dense(c.dtype, tmp.data(), CKH_DT_F32, f.data(), cnt, k_, fp8_mode_);
+        k_->scale_f32(f.data(), f.data(), cnt, static_cast<float>(n.factor));
+        convert_dense(CKH_DT_F32, f.data(), n.dtype, dst, cnt, k_, fp8_mode_);
+      }
+      if (!v.is_dense()) copy_view(v, View::dense(out.data(), n.dtype, v.shape));
+      return;
+    }
+    case Op::Quantize: eval_quantize(n, off, v); return;
+  }
+}
+
+void Evaluator::eval_reshape(const Node &n, const Index &off, const View &v) const {
+  const Node &c = g_.node(n.in[0]);
+  const size_t es = ckh_dtype_size(n.dtype);
+  if (!v.is_dense()) {
+    std::vector<char> tmp(static_cast<size_t>(v.shape.numel()) * es);
+    View d = View::dense(tmp.data(), n.dtype, v.shape);
+    eval_reshape(n, off, d);
+    copy_view(v, d);
+    return;
+  }
+  if (!flat_contiguous(n.shape, off, v.shape)) {
+    // Split over the leading dims until each sub-box is one row-major run.
+    int k = -1;
+    for (int i = static_cast<int>(n.shape.ndim) - 1; i >= 0; --i)
+      if (v.shape.d[static_cast<size_t>(i)] != n.shape.d[static_cast<size_t>(i)]) {
+        k = i;
+        break;
+      }
+    const uint32_t upto = static_cast<uint32_t>(k);  // dims [0, k) iterated one index at a time
+    for_each_prefix(v.shape, upto, [&](const Index &idx) {
+      Index o = off;
+      View sv = v;
+      for (uint32_t i = 0; i < upto; ++i) {
+        o[i] += idx[i];
+        sv.ptr += idx[i] * v.stride[i] * static_cast<int64_t>(es);
+        sv.shape.d[i] = 1;
+      }
+      eval_reshape(n, o, sv);
+    });
+    return;
+  }
+  if (g_.node(n.in[0]).shape.ndim == 0) {  // scalar child: one element
+    eval(n.in[0], Index{}, View::dense(v.ptr, c.dtype, c.shape));
+    return;
+  }
+  // One flat run [a, a + cnt) in row-major order; cover it with row-major runs of the child's shape.
+  const Index rm = row_major(n.shape);
+  int64_t a = 0;
+  for (uint32_t i = 0; i < n.shape.ndim; ++i) a += off[i] * rm[i];
+  const int64_t cnt = v.shape.numel();
+  const Index crm = row_major(c.shape);
+  const uint32_t cnd = c.shape.ndim;
+  int64_t pos = a;
+  const int64_t end = a + cnt;
+  while (pos < end) {
+    // Largest aligned block starting at pos that fits: find the deepest dim j such that pos is a
+    // multiple of crm[j-1]... built greedily from the innermost dim outwards.
+    Index idx{};
+    int64_t rem = pos;
+    for (uint32_t i = 0; i < cnd; ++i) {
+      idx[i] = crm[i] ? rem / crm[i] : 0;
+      rem -= idx[i] * crm[i];
+    }
+    // Choose dim j: the outermost dim such that all dims after j are at index 0 (aligned).
+    uint32_t j = cnd ? cnd - 1 : 0;
+    while (j > 0 && idx[j] == 0 && pos + crm[j - 1] <= end) --j;
+    // Along dim j take as many as fit (bounded by the dim end).
+    int64_t take = std::min<int64_t>((end - pos) / crm[j], c.shape.d[j] - idx[j]);
+    if (take <= 0) take = 1;
+    Shape box;
+    box.ndim = cnd;
+    for (uint32_t i = 0; i < cnd; ++i) box.d[i] = i < j ? 1 : (i == j ? take : c.shape.d[i]);
+    const int64_t run = take * crm[j];
+    eval(n.in[0], idx, View::dense(v.ptr + (pos - a) * static_cast<int64_t>(es), c.dtype, box));
+    pos += run;
+  }
+}
+
+void Evaluator::eval_source(const Node &n, const Index &off, const View &v) const {
+  const Source &s = g_.sources[static_cast<size_t>(n.source)];
+  const uint32_t nd = s.shape.ndim;
+  if (s.generated) {
+    generate(s, off, v);
+    return;
+  }
+  for (const Piece &p : s.pieces) {
+    Index lo{}, hi{};
+    bool empty = false;
+    for (uint32_t i = 0; i < nd; ++i) {
+      lo[i] = std::max(off[i], p.offset[i]);
+      hi[i] = std::min(off[i] + v.shape.d[i], p.offset[i] + p.size[i]);
+      if (lo[i] >= hi[i]) empty = true;
+    }
+    if (empty) continue;
+    View sv = v;
+    for (uint32_t i = 0; i < nd; ++i) sv = sv.sub(i, lo[i] - off[i], hi[i] - lo[i]);
+    read_piece(s, p, lo, hi, sv);
+  }
+}
+
+void Evaluator::read_piece(const Source &s, const Piece &p, const Index &lo, const Index &hi, const View &v) const {
+  const uint32_t nd = s.shape.ndim;
+  const int64_t es = static_cast<int64_t>(ckh_dtype_size(s.dtype));
+  // Byte span covered by the box inside the piece.
+  int64_t first = 0, last = 0;
+  for (uint32_t i = 0; i < nd; ++i) {
+    first += (lo[i] - p.offset[i]) * p.stride[i];
+    last += (hi[i] - 1 - p.offset[i]) * p.stride[i];
+  }
+  const uint64_t span = static_cast<uint64_t>((last - first + 1) * es);
+  const uint64_t fofs = p.byte_offset + static_cast<uint64_t>(first * es);
+  const int fd = fds_[p.file];
+  const std::string &path = g_.files[p.file];
+  const Shape box = box_of(lo, hi, nd);
+  const uint64_t bytes = static_cast<uint64_t>(box.numel() * es);
+  if (span == bytes && v.is_dense()) {
+    // Contiguous on disk with row-major strides (span equals size only then) and dense in memory.
+    Shape ps;
+    ps.ndim = nd;
+    for (uint32_t i = 0; i < nd; ++i) ps.d[i] = p.size[i];
+    bool rm = true;
+    Index prm = row_major(ps);
+    for (uint32_t i = 0; i < nd; ++i)
+      if (box.d[i] > 1 && p.stride[i] != prm[i]) rm = false;
+    if (rm) {
+      pread_full(fd, v.ptr, bytes, fofs, path);
+      return;
+    }
+  }
+  if (span <= std::max<uint64_t>(kMaxStridedSpan, bytes * 2)) {
+    std::vector<char> tmp(span);
+    pread_full(fd, tmp.data(), span, fofs, path);
+    View src;
+    src.ptr = tmp.data();
+    src.dtype = s.dtype;
+    src.shape = box;
+    src.stride = p.stride;
+    copy_view(v, src);
+    return;
+  }
+  // Sparse strided box: split the outermost dim with extent > 1.
+  for (uint32_t i = 0; i < nd; ++i) {
+    if (box.d[i] > 1) {
+      const int64_t mid = lo[i] + box.d[i] / 2;
+      Index hi1 = hi, lo2 = lo;
+      hi1[i] = mid;
+      lo2[i] = mid;
+      read_piece(s, p, lo, hi1, v.sub(i, 0, mid - lo[i]));
+      read_piece(s, p, lo2, hi, v.sub(i, mid - lo[i], hi[i] - mid));
+      return;
+    }
+  }
+  fail(path + ": cannot read element of '" + s.name + "'", CKH_E_INTERNAL);
+}
+
+void Evaluator::generate(const Source &s, const Index &off, const View &v) const {
+  const uint32_t nd = s.shape.ndim;
+  const int64_t cnt = v.shape.numel();
+  std::vector<float> f(static_cast<size_t>(cnt));
+  const Index rm = row_major(s.shape);
+  const uint64_t base = splitmix64(s.gen.seed ^ hash_name(s.name));
+  // Uniform in [-1, 1) scaled: std 0.02 for weights; ones +- 0.05 for norm scales; +-0.01 for biases.
+  float amp = 0.0346f, center = 0.0f;
+  if (s.gen.init == CKH_INIT_ONES) {
+    amp = 0.05f;
+    center = 1.0f;
+  } else if (s.gen.init == CKH_INIT_ZEROS) {
+    amp = 0.01f;
+  }
+  const uint32_t last = nd ? nd - 1 : 0;
+  const int64_t inner = nd ? v.shape.d[last] : 1;
+  size_t w = 0;
+  for_each_prefix(v.shape, last, [&](const Index &idx) {
+    int64_t flat = 0;
+    for (uint32_t i = 0; i < last; ++i) flat += (off[i] + idx[i]) * rm[i];
+    if (nd) flat += off[last];
+    for (int64_t j = 0; j < inner; ++j) {
+      uint64_t r = splitmix64(base + static_cast<uint64_t>(flat + j));
+      float u = static_cast<float>(r >> 40) * (1.0f / 8388608.0f) - 1.0f;  // [-1, 1)
+      f[w++] = center + amp * u;
+    }
+  });
+  if (ckh_dtype_is_float(s.dtype)) {
+    std::vector<char> out(static_cast<size_t>(cnt) * ckh_dtype_size(s.dtype));
+    convert_dense(CKH_DT_F32, f.data(), s.dtype, out.data(), static_cast<uint64_t>(cnt), k_, CKH_FP8_SATURATE);
+    copy_view(v, View::dense(out.data(), s.dtype, v.shape));
+  } else {
+    // Integer tensors: small non-negative values.
+    std::vector<float> g(f.size());
+    for (size_t i = 0; i < f.size(); ++i) g[i] = std::floor((f[i] - center + amp) * 50.0f);
+    std::vector<char> out(static_cast<size_t>(cnt) * ckh_dtype_size(s.dtype));
+    convert_dense(CKH_DT_F32, g.data(), s.dtype, out.data(), static_cast<uint64_t>(cnt), k_, CKH_FP8_SATURATE);
+    copy_view(v, View::dense(out.data(), s.dtype, v.shape));
+  }
+}
+
+void Evaluator::eval_quantize(const Node &n, const Index &off, const View &v) const {
+  const Quant &q = g_.quants[static_cast<size_t>(n.quant)];
+  const ckh_quant_layout_t &L = q.layout;
+  const Node &c = g_.node(n.in[0]);
+  const int64_t rows_in = c.shape.ndim ? c.shape.d[0] : 1;
+  const int64_t rpb = L.rows_per_block[n.output];
+  if (n.shape.ndim == 0 || rpb <= 0) fail("quantizer '" + q.id + "': output without rows", CKH_E_UNSUPPORTED);
+  const int64_t b0 = off[0] / rpb, b1 = (off[0] + v.shape.d[0] + rpb - 1) / rpb;
+  const int64_t r0 = b0 * L.row_block, r1 = std::min(rows_in, b1 * L.row_block);
+  // Input rows [r0, r1) as f32.
+  Shape ib = c.shape;
+  ib.d[0] = r1 - r0;
+  const uint64_t icnt = static_cast<uint64_t>(ib.numel());
+  std::vector<char> raw(icnt * ckh_dtype_size(c.dtype));
+  Index io{};
+  io[0] = r0;
+  eval(n.in[0], io, View::dense(raw.data(), c.dtype, ib));
+  std::vector<float> f(icnt);
+  convert_dense(c.dtype, raw.data(), CKH_DT_F32, f.data(), icnt, k_, fp8_mode_);
+  // Outputs for blocks [b0, b1).
+  std::vector<std::vector<char>> outs(L.n_outputs);
+  std::vector<void *> dst(L.n_outputs);
+  Shape ob;
+  for (uint32_t k = 0; k < L.n_outputs; ++k) {
+    Shape s;
+    s.ndim = L.outputs[k].ndim;
+    for (uint32_t i = 0; i < s.ndim; ++i) s.d[i] = L.outputs[k].shape[i];
+    const int64_t orows = s.ndim ? s.d[0] : 1;
+    const int64_t o0 = std::min(orows, b0 * L.rows_per_block[k]), o1 = std::min(orows, b1 * L.rows_per_block[k]);
+    if (s.ndim) s.d[0] = o1 - o0;
+    outs[k].resize(static_cast<size_t>(s.numel()) * ckh_dtype_size(L.outputs[k].dtype));
+    dst[k] = outs[k].data();
+    if (k == n.output) ob = s;
+  }
+  clear_last_error();
+  ckh_status st = q.cls->quantize(q.cls, q.state, r0, r1 - r0, f.data(), dst.data());
+  if (st != CKH_OK) {
+    auto le = take_last_error();
+    fail("quantizer '" + q.id + "': " + (le.second.empty() ? "quantize failed" : le.second), st);
+  }
+  View full = View::dense(outs[n.output].data(), n.dtype, ob);
+  View part = full;
+  part.ptr += (off[0] - b0 * rpb) * full.stride[0] * static_cast<int64_t>(ckh_dtype_size(n.dtype));
+  for (uint32_t i = 1; i < n.shape.ndim; ++i) part.ptr += off[i] * full.stride[i] * static_cast<int64_t>(ckh_dtype_size(n.dtype));
+  part.shape = v.shape;
+  copy_view(v, part);
+}
+
+std::optional<FileRange> Evaluator::direct_range(int32_t e, const Index &off, const Shape &box) const {
+  const Node &n = g_.node(e);
+  switch (n.op) {
+    case Op::Slice: {
+      Index o = off;
+      o[n.dim] += n.start;
+      return direct_range(n.in[0], o, box);
+    }
+    case Op::Reshape: {
+      if (!flat_contiguous(n.shape, off, box)) return std::nullopt;
+      const Node &c = g_.node(n.in[0]);
+      const Index rm = row_major(n.shape);
+      int64_t a = 0;
+      for (uint32_t i = 0; i < n.shape.ndim; ++i) a += off[i] * rm[i];
+      // Map the flat run onto the child: it must again be a single row-major box there.
+      const Index crm = row_major(c.shape);
+      Index idx{};
+      int64_t rem = a;
+      for (uint32_t i = 0; i < c.shape.ndim; ++i) {
+        idx[i] = crm[i] ? rem / crm[i] : 0;
+        rem -= idx[i] * crm[i];
+      }
+      const int64_t cnt = box.numel();
+      // Find a box at idx with cnt elements that is one run: dims after j full, dims before j size 1.
+      for (int j = static_cast<int>(c.shape.ndim) - 1; j >= 0; --j) {
+        const size_t ju = static_cast<size_t>(j);
+        bool aligned = true;
+        for (size_t i = ju + 1; i < c.shape.ndim; ++i) aligned = aligned && idx[i] == 0;
+        if (!aligned) break;
+        if (cnt % crm[ju] == 0 && idx[ju] + cnt / crm[ju] <= c.shape.d[ju]) {
+          Shape cb;
+          cb.ndim = c.shape.ndim;
+          for (size_t i = 0; i < c.shape.ndim; ++i) cb.d[i] = i < ju ? 1 : (i == ju ? cnt / crm[ju] : c.shape.d[i]);
+          return direct_range(n.in[0], idx, cb);
+        }
+      }
+      return std::nullopt;
+    }
+    case Op::Source: {
+      const Source &s = g_.sources[static_cast<size_t>(n.source)];
+      if (s.generated) return std::nullopt;
+      const uint32_t nd = s.shape.ndim;
+      for (const Piece &p : s.pieces) {
+        bool inside = true;
+        for (uint32_t i = 0; i < nd; ++i)
+          inside = inside && off[i] >= p.offset[i] && off[i] + box.d[i] <= p.offset[i] + p.size[i];
+        if (!inside) continue;
+        Shape ps;
+        ps.ndim = nd;
+        for (uint32_t i = 0; i < nd; ++i) ps.d[i] = p.size[i];
+        Index prm = row_major(ps);
+        for (uint32_t i = 0; i < nd; ++i)
+          if (ps.d[i] > 1 && p.stride[i] != prm[i]) return std::nullopt;
+        Index lo{};
+        for (uint32_t i = 0; i < nd; ++i) lo[i] = off[i] - p.offset[i];
+        if (!flat_contiguous(ps, lo, box)) return std::nullopt;
+        int64_t first = 0;
+        for (uint32_t i = 0; i < nd; ++i) first += lo[i] * prm[i];
+        const uint64_t es = ckh_dtype_size(s.dtype);
+        return FileRange{p.file, p.byte_offset + static_cast<uint64_t>(first) * es,
+                         static_cast<uint64_t>(box.numel()) * es};
+      }
+      return std::nullopt;
+    }
+    default: return std::nullopt;
+  }
+}
+
+}  // namespace ckh::host

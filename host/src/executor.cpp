@@ -1,0 +1,517 @@
+// executor.cpp — chunked parallel evaluation of a layout into a temporary directory, then rename.
+#include "ckhost/host/executor.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <filesystem>
+#include <mutex>
+#include <thread>
+
+#include "ckhost/host/error.hpp"
+#include "ckhost/host/eval.hpp"
+#include "ckhost/host/services.hpp"
+
+namespace fs = std::filesystem;
+
+namespace ckh::host {
+
+uint64_t parse_size(const std::string &s0) {
+  std::string s;
+  for (char c : s0)
+    if (c != ' ' && c != '_') s += c;
+  size_t i = 0;
+  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+  if (i == 0) fail("invalid size '" + s0 + "' (examples: 500MB, 2GiB, 1048576)");
+  double v = std::strtod(s.substr(0, i).c_str(), nullptr);
+  std::string u;
+  for (char c : s.substr(i)) u += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double m = 1;
+  if (u.empty() || u == "b") m = 1;
+  else if (u == "k" || u == "kb") m = 1e3;
+  else if (u == "m" || u == "mb") m = 1e6;
+  else if (u == "g" || u == "gb") m = 1e9;
+  else if (u == "t" || u == "tb") m = 1e12;
+  else if (u == "kib") m = 1024.0;
+  else if (u == "mib") m = 1024.0 * 1024;
+  else if (u == "gib") m = 1024.0 * 1024 * 1024;
+  else if (u == "tib") m = 1024.0 * 1024 * 1024 * 1024;
+  else fail("invalid size unit in '" + s0 + "' (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)");
+  double r = v * m;
+  if (!(r >= 1) || r > 1e18) fail("size '" + s0 + "' out of range");
+  return static_cast<uint64_t>(r);
+}
+
+std::string human_bytes(double b) {
+  const char *u[] = {"B", "KB", "MB", "GB", "TB"};
+  int i = 0;
+  while (b >= 1000 && i < 4) {
+    b /= 1000;
+    ++i;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, i ? "%.2f %s" : "%.0f %s", b, u[i]);
+  return buf;
+}
+
+namespace {
+
+struct Fd {
+  int fd = -1;
+  Fd() = default;
+  explicit Fd(int f) : fd(f) {}
+  Fd(Fd &&o) noexcept : fd(o.fd) { o.fd = -1; }
+  Fd &operator=(Fd &&o) noexcept {
+    std::swap(fd, o.fd);
+    return *this;
+  }
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+void pwrite_full(int fd, const void *src, uint64_t len, uint64_t offset, const std::string &path) {
+  const char *p = static_cast<const char *>(src);
+  while (len > 0) {
+    ssize_t r = ::pwrite(fd, p, len > (1ull << 30) ? (1ull << 30) : len, static_cast<off_t>(offset));
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      fail(path + ": write failed: " + std::strerror(errno), CKH_E_IO);
+    }
+    p += r;
+    offset += static_cast<uint64_t>(r);
+    len -= static_cast<uint64_t>(r);
+  }
+}
+
+// In-kernel copy; false when the kernel/filesystem does not support it for these files.
+bool copy_range(int in, uint64_t in_off, int out, uint64_t out_off, uint64_t len) {
+  loff_t io = static_cast<loff_t>(in_off), oo = static_cast<loff_t>(out_off);
+  while (len > 0) {
+    ssize_t r = ::copy_file_range(in, &io, out, &oo, len, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    if (r == 0) return false;
+    len -= static_cast<uint64_t>(r);
+  }
+  return true;
+}
+
+void copy_whole_file(const std::string &from, const std::string &to) {
+  Fd in(::open(from.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.fd < 0) fail(from + ": cannot open side file: " + std::strerror(errno), CKH_E_IO);
+  struct stat st {};
+  if (::fstat(in.fd, &st) != 0) fail(from + ": stat failed", CKH_E_IO);
+  Fd out(::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (out.fd < 0) fail(to + ": cannot create: " + std::strerror(errno), CKH_E_IO);
+  const uint64_t size = static_cast<uint64_t>(st.st_size);
+  if (copy_range(in.fd, 0, out.fd, 0, size)) return;
+  std::vector<char> buf(1 << 20);
+  for (uint64_t off = 0; off < size;) {
+    uint64_t n = std::min<uint64_t>(buf.size(), size - off);
+    pread_full(in.fd, buf.data(), n, off, from);
+    pwrite_full(out.fd, buf.data(), n, off, to);
+    off += n;
+  }
+}
+
+class Progress {
+ public:
+  Progress(uint64_t total, int mode) : total_(total), mode_(mode) {
+    if (mode_ < 0) mode_ = ::isatty(2) ? 2 : 1;
+    start_ = std::chrono::steady_clock::now();
+    if (mode_ > 0 && total_ > 0) th_ = std::thread([this] { loop(); });
+  }
+  ~Progress() { stop(); }
+  void add(uint64_t n) { done_ += n; }
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      if (stopped_) return;
+      stopped_ = true;
+    }
+    cv_.notify_all();
+    if (th_.joinable()) th_.join();
+    if (mode_ == 2 && printed_) std::fputs("\n", stderr);
+  }
+
+ private:
+  void print(bool final) {
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const uint64_t d = done_.load();
+    const double frac = total_ ? static_cast<double>(d) / static_cast<double>(total_) : 1.0;
+    const double rate = t > 0 ? static_cast<double>(d) / t : 0;
+    char eta[32] = "--";
+    if (rate > 0 && d < total_) std::snprintf(eta, sizeof eta, "%.0fs", static_cast<double>(total_ - d) / rate);
+    if (mode_ == 2) {
+      char bar[31];
+      int w = static_cast<int>(frac * 30);
+      for (int i = 0; i < 30; ++i) bar[i] = i < w ? '#' : '.';
+      bar[30] = 0;
+      std::fprintf(stderr, "\r[%s] %3.0f%%  %s / %s  %s/s  ETA %s   ", bar, frac * 100, human_bytes(static_cast<double>(d)).c_str(),
+                   human_bytes(static_cast<double>(total_)).c_str(), human_bytes(rate).c_str(), eta);
+      printed_ = true;
+    } else if (final || frac >= next_) {
+      std::fprintf(stderr, "ckhost: progress %3.0f%%  %s / %s  %s/s\n", frac * 100, human_bytes(static_cast<double>(d)).c_str(),
+                   human_bytes(static_cast<double>(total_)).c_str(), human_bytes(rate).c_str());
+      while (next_ <= frac) next_ += 0.1;
+    }
+    std::fflush(stderr);
+  }
+  void loop() {
+    std::unique_lock<std::mutex> lk(m_);
+    while (!stopped_) {
+      cv_.wait_for(lk, std::chrono::milliseconds(mode_ == 2 ? 200 : 1000));
+      if (!stopped_) print(false);
+    }
+    if (done_.load() == total_) print(true);
+  }
+  uint64_t total_;
+  int mode_;
+  std::atomic<uint64_t> done_{0};
+  std::chrono::steady_clock::time_point start_;
+  std::thread th_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  bool stopped_ = false, printed_ = false;
+  double next_ = 0.1;
+};
+
+struct Task {
+  size_t region;
+  Index off;
+  Shape box;
+  uint64_t out_offset;  // absolute offset in the output file
+  uint64_t bytes;
+};
+
+// Splits a region into row-major runs of at most chunk bytes (one element at least).
+void plan_chunks(const Graph &g, size_t ri, uint64_t chunk, std::vector<Task> &tasks) {
+  const Region &r = g.layout.regions[ri];
+  const Node &n = g.node(r.node);
+  const uint64_t es = ckh_dtype_size(n.dtype);
+  const uint32_t nd = n.shape.ndim;
+  if (n.shape.numel() == 0) return;
+  if (nd == 0) {
+    tasks.push_back({ri, Index{}, n.shape, r.offset, es});
+    return;
+  }
+  // k: first dim whose trailing block fits into a chunk.
+  uint32_t k = 0;
+  uint64_t inner = es;
+  for (uint32_t i = 1; i < nd; ++i) inner *= static_cast<uint64_t>(n.shape.d[i]);
+  while (k + 1 < nd && inner > chunk) {
+    ++k;
+    inner /= static_cast<uint64_t>(n.shape.d[k]);
+  }
+  const int64_t per = static_cast<int64_t>(std::max<uint64_t>(1, chunk / inner));
+  Index rm{};
+  {
+    int64_t acc = 1;
+    for (int i = static_cast<int>(nd) - 1; i >= 0; --i) {
+      rm[static_cast<size_t>(i)] = acc;
+      acc *= n.shape.d[static_cast<size_t>(i)];
+    }
+  }
+  Index idx{};
+  while (true) {
+    for (int64_t s = 0; s < n.shape.d[k]; s += per) {
+      Task t;
+      t.region = ri;
+      t.off = idx;
+      t.off[k] = s;
+      t.box = n.shape;
+      for (uint32_t i = 0; i < k; ++i) t.box.d[i] = 1;
+      t.box.d[k] = std::min(per, n.shape.d[k] - s);
+      int64_t flat = 0;
+      for (uint32_t i = 0; i < nd; ++i) flat += t.off[i] * rm[i];
+      t.out_offset = r.offset + static_cast<uint64_t>(flat) * es;
+      t.bytes = static_cast<uint64_t>(t.box.numel()) * es;
+      tasks.push_back(t);
+    }
+    int i = static_cast<int>(k) - 1;
+    for (; i >= 0; --i) {
+      if (++idx[static_cast<size_t>(i)] < n.shape.d[static_cast<size_t>(i)]) break;
+      idx[static_cast<size_t>(i)] = 0;
+    }
+    if (i < 0) break;
+  }
+}
+
+bool dir_empty(const fs::path &p) {
+  std::error_code ec;
+  return fs::is_directory(p, ec) && fs::directory_iterator(p, ec) == fs::directory_iterator();
+}
+
+fs::path absolute_clean(const std::string &p) {
+  std::error_code ec;
+  fs::path a = fs::weakly_canonical(fs::absolute(p), ec);
+  return ec ? fs::absolute(p).lexically_normal() : a;
+}
+
+bool is_within(const fs::path &inner, const fs::path &outer) {
+  auto i = inner.begin();
+  for (auto o = outer.begin(); o != outer.end(); ++o, ++i) {
+    if (o->empty()) continue;
+    if (i == inner.end() || *i != *o) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void check_destination(const std::string &src, const std::string &dst, bool force) {
+  const fs::path s = absolute_clean(src), d = absolute_clean(dst);
+  if (is_within(d, s) || is_within(s, d))
+    fail("destination '" + dst + "' overlaps the source '" + src + "': choose a directory outside it");
+  std::error_code ec;
+  if (fs::exists(d, ec)) {
+    if (!fs::is_directory(d, ec)) fail("destination '" + dst + "' exists and is not a directory");
+    if (!dir_empty(d) && !force) fail("destination '" + dst + "' is not empty (use --force to replace it)");
+  }
+  const fs::path parent = d.parent_path();
+  if (!fs::is_directory(parent, ec)) fail("parent directory of '" + dst + "' does not exist", CKH_E_IO);
+}
+
+void check_sources(const Graph &g) {
+  std::vector<uint64_t> sizes(g.files.size());
+  for (size_t i = 0; i < g.files.size(); ++i) {
+    struct stat st {};
+    if (::stat(g.files[i].c_str(), &st) != 0) fail(g.files[i] + ": cannot stat: " + std::strerror(errno), CKH_E_IO);
+    sizes[i] = static_cast<uint64_t>(st.st_size);
+  }
+  for (const Source &s : g.sources) {
+    if (s.generated) continue;
+    const uint64_t es = ckh_dtype_size(s.dtype);
+    if (es == 0) fail("tensor '" + s.name + "': unsupported dtype " + dtype_name(s.dtype), CKH_E_UNSUPPORTED);
+    int64_t covered = 0;
+    for (const Piece &p : s.pieces) {
+      if (p.file >= g.files.size()) fail("tensor '" + s.name + "': piece names file #" + std::to_string(p.file), CKH_E_FORMAT);
+      int64_t vol = 1, last = 0;
+      for (uint32_t i = 0; i < s.shape.ndim; ++i) {
+        if (p.offset[i] < 0 || p.size[i] < 0 || p.offset[i] + p.size[i] > s.shape.d[i] || p.stride[i] < 0)
+          fail("tensor '" + s.name + "': a piece lies outside shape " + s.shape.str(), CKH_E_FORMAT);
+        vol *= p.size[i];
+        if (p.size[i] > 0) last += (p.size[i] - 1) * p.stride[i];
+      }
+      covered += vol;
+      if (vol == 0) continue;
+      const uint64_t end = p.byte_offset + (static_cast<uint64_t>(last) + 1) * es;
+      if (end > sizes[p.file] || end < p.byte_offset)
+        fail(g.files[p.file] + ": tensor '" + s.name + "' needs bytes up to " + std::to_string(end) + " but the file has " +
+                 std::to_string(sizes[p.file]) + " (truncated?)",
+             CKH_E_FORMAT);
+    }
+    if (covered != s.shape.numel())
+      fail("tensor '" + s.name + "': pieces cover " + std::to_string(covered) + " of " + std::to_string(s.shape.numel()) +
+               " elements",
+           CKH_E_FORMAT);
+  }
+}
+
+ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt, const FinishFn &finish) {
+  const auto t0 = std::chrono::steady_clock::now();
+  ExecStats stats;
+  const fs::path d = absolute_clean(dst);
+  const fs::path tmp = d.parent_path() / ("." + d.filename().string() + ".ckhost-tmp-" + std::to_string(::getpid()));
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  if (!fs::create_directory(tmp, ec)) fail(tmp.string() + ": cannot create temporary directory: " + ec.message(), CKH_E_IO);
+  struct Cleanup {
+    fs::path p;
+    bool armed = true;
+    ~Cleanup() {
+      if (armed) {
+        std::error_code e;
+        fs::remove_all(p, e);
+      }
+    }
+  } cleanup{tmp};
+
+  // Sources.
+  std::vector<int> in_fds;
+  std::vector<Fd> in_owned;
+  for (const auto &f : g.files) {
+    int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(f + ": cannot open: " + std::strerror(errno), CKH_E_IO);
+    in_owned.emplace_back(fd);
+    in_fds.push_back(fd);
+  }
+
+  // Files: create, preallocate, literal bytes, small files and copies.
+  std::vector<Fd> out;
+  std::vector<std::string> out_paths;
+  for (const OutFile &f : g.layout.files) {
+    const fs::path p = tmp / f.relpath;
+    fs::create_directories(p.parent_path(), ec);
+    out_paths.push_back(p.string());
+    if (!f.copy_from.empty()) {
+      copy_whole_file(f.copy_from, p.string());
+      out.emplace_back();
+      ++stats.files;
+      continue;
+    }
+    int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) fail(p.string() + ": cannot create: " + std::strerror(errno), CKH_E_IO);
+    out.emplace_back(fd);
+    if (f.size > 0) {
+      int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(f.size));
+      if (rc == ENOSPC) fail(p.string() + ": no space left for " + human_bytes(static_cast<double>(f.size)), CKH_E_IO);
+      if (::ftruncate(fd, static_cast<off_t>(f.size)) != 0) fail(p.string() + ": cannot set size", CKH_E_IO);
+    }
+    for (const auto &b : f.blobs) pwrite_full(fd, b.second.data(), b.second.size(), b.first, p.string());
+    stats.file_bytes += f.size;
+    ++stats.files;
+  }
+
+  // Chunked tasks.
+  unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  uint64_t chunk = opt.max_memory / (static_cast<uint64_t>(threads) * 4);
+  chunk = std::clamp<uint64_t>(chunk, 1ull << 20, 64ull << 20);
+  std::vector<Task> tasks;
+  uint64_t total = 0;
+  for (size_t i = 0; i < g.layout.regions.size(); ++i) {
+    plan_chunks(g, i, chunk, tasks);
+    total += g.layout.regions[i].bytes;
+  }
+  threads = static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(threads, tasks.size())));
+  stats.threads = threads;
+  stats.chunk_bytes = chunk;
+  stats.regions = g.layout.regions.size();
+  std::vector<uint32_t> crcs(tasks.size(), 0);
+
+  const ckh_kernels_t *k = host_table()->kernels;
+  Evaluator ev(g, in_fds, k, opt.fp8_mode);
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::atomic<uint64_t> direct{0};
+  std::exception_ptr first_error;
+  std::mutex err_m;
+  Progress progress(total, opt.progress);
+
+  auto worker = [&] {
+    std::vector<char> buf;
+    try {
+      for (size_t i; !failed && (i = next.fetch_add(1)) < tasks.size();) {
+        if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
+        const Task &t = tasks[i];
+        const Region &r = g.layout.regions[t.region];
+        const int ofd = out[static_cast<size_t>(r.file)].fd;
+        const bool want_crc = r.flags & CKH_REGION_CRC32;
+        if (!want_crc) {
+          if (auto fr = ev.direct_range(r.node, t.off, t.box)) {
+            if (copy_range(in_fds[fr->file], fr->offset, ofd, t.out_offset, fr->length)) {
+              direct += fr->length;
+              progress.add(t.bytes);
+              continue;
+            }
+          }
+        }
+        if (buf.size() < t.bytes) buf.resize(t.bytes);
+        ev.eval(r.node, t.off, View::dense(buf.data(), g.node(r.node).dtype, t.box));
+        if (want_crc)
+          crcs[i] = static_cast<uint32_t>(::crc32_z(::crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef *>(buf.data()), t.bytes));
+        pwrite_full(ofd, buf.data(), t.bytes, t.out_offset, out_paths[static_cast<size_t>(r.file)]);
+        progress.add(t.bytes);
+      }
+    } catch (...) {
+      std::lock_guard<std::mutex> lk(err_m);
+      if (!first_error) first_error = std::current_exception();
+      failed = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back(worker);
+  worker();
+  for (auto &th : pool) th.join();
+  progress.stop();
+  if (first_error) std::rethrow_exception(first_error);
+  if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
+  stats.direct_bytes = direct;
+  stats.bytes = total;
+
+  // Digests per region (chunks are in region order) and the writer's finishing patches.
+  std::vector<ckh_region_digest_t> digests(g.layout.regions.size());
+  for (size_t i = 0; i < digests.size(); ++i) {
+    digests[i].struct_size = sizeof(ckh_region_digest_t);
+    digests[i].region = static_cast<int32_t>(i);
+    digests[i].size = g.layout.regions[i].bytes;
+    digests[i].crc32 = static_cast<uint32_t>(::crc32_z(0L, Z_NULL, 0));
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    auto &dg = digests[tasks[i].region];
+    if (g.layout.regions[tasks[i].region].flags & CKH_REGION_CRC32)
+      dg.crc32 = static_cast<uint32_t>(::crc32_combine(dg.crc32, crcs[i], static_cast<z_off_t>(tasks[i].bytes)));
+  }
+  if (finish) {
+    struct PatchCtx {
+      const Graph *g;
+      std::vector<Fd> *out;
+      std::vector<std::string> *paths;
+    } pc{&g, &out, &out_paths};
+    ckh_patcher_t patcher{};
+    patcher.struct_size = sizeof patcher;
+    patcher.ctx = &pc;
+    patcher.put_bytes = [](ckh_patcher_t *p, int32_t file, uint64_t offset, const void *data, uint64_t len) -> ckh_status {
+      auto *c = static_cast<PatchCtx *>(p->ctx);
+      try {
+        if (file < 0 || static_cast<size_t>(file) >= c->out->size() || (*c->out)[static_cast<size_t>(file)].fd < 0)
+          fail("patch: invalid file id " + std::to_string(file));
+        const OutFile &f = c->g->layout.files[static_cast<size_t>(file)];
+        if (f.small || offset > f.size || len > f.size - offset) fail("patch outside '" + f.relpath + "'");
+        pwrite_full((*c->out)[static_cast<size_t>(file)].fd, data, len, offset, (*c->paths)[static_cast<size_t>(file)]);
+        return CKH_OK;
+      } catch (const Error &e) {
+        set_last_error(e.code, e.what());
+        return e.code;
+      }
+    };
+    finish(digests, &patcher);
+  }
+  for (size_t i = 0; i < out.size(); ++i) {
+    if (out[i].fd >= 0 && ::close(out[i].fd) != 0) fail(out_paths[i] + ": close failed: " + std::strerror(errno), CKH_E_IO);
+    out[i].fd = -1;
+  }
+
+  // Commit: move the finished directory into place.
+  if (fs::exists(d, ec)) {
+    if (dir_empty(d)) {
+      fs::remove(d, ec);
+    } else {
+      if (!opt.force) fail("destination '" + dst + "' is not empty (use --force to replace it)");
+      const fs::path old = d.parent_path() / ("." + d.filename().string() + ".ckhost-old-" + std::to_string(::getpid()));
+      fs::rename(d, old, ec);
+      if (ec) fail("cannot move the old '" + dst + "' aside: " + ec.message(), CKH_E_IO);
+      fs::rename(tmp, d, ec);
+      if (ec) {
+        std::error_code e2;
+        fs::rename(old, d, e2);
+        fail("cannot rename the output into place: " + ec.message(), CKH_E_IO);
+      }
+      cleanup.armed = false;
+      fs::remove_all(old, ec);
+      stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return stats;
+    }
+  }
+  fs::rename(tmp, d, ec);
+  if (ec) fail("cannot rename the output into '" + dst + "': " + ec.message(), CKH_E_IO);
+  cleanup.armed = false;
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return stats;
+}
+
+}  // namespace ckh::host

@@ -1,0 +1,159 @@
+// Executor: chunking, in-kernel copies, CRC digests, literal bytes, atomic commit and cleanup.
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "ckhost/host/error.hpp"
+#include "ckhost/host/executor.hpp"
+
+namespace fs = std::filesystem;
+using namespace ckh::host;
+
+namespace {
+
+std::string slurp(const fs::path &p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+struct Env {
+  fs::path dir;
+  Graph g;
+  std::string data;
+  Env() {
+    dir = fs::temp_directory_path() / ("ckh_exec_" + std::to_string(::getpid()) + "_" + std::to_string(rand()));
+    fs::create_directories(dir);
+    std::mt19937 rng(7);
+    data.resize(3 << 20);
+    for (auto &c : data) c = static_cast<char>(rng());
+    std::ofstream(dir / "src.bin", std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+    g.files.push_back((dir / "src.bin").string());
+  }
+  ~Env() { fs::remove_all(dir); }
+  // A U8 tensor [rows, cols] at byte offset `at` of src.bin.
+  int32_t tensor(int64_t rows, int64_t cols, uint64_t at) {
+    Source s;
+    s.name = "t" + std::to_string(g.sources.size());
+    s.dtype = CKH_DT_U8;
+    s.shape.ndim = 2;
+    s.shape.d[0] = rows;
+    s.shape.d[1] = cols;
+    Piece p;
+    p.byte_offset = at;
+    p.size[0] = rows;
+    p.size[1] = cols;
+    p.stride[0] = cols;
+    p.stride[1] = 1;
+    s.pieces.push_back(p);
+    g.sources.push_back(s);
+    return g.source_node(static_cast<int32_t>(g.sources.size() - 1));
+  }
+};
+
+}  // namespace
+
+TEST(Executor, WritesRegionsBytesAndCrcs) {
+  Env e;
+  int32_t a = e.tensor(1024, 1000, 17);    // ~1 MB, split into several chunks at 256 KiB
+  int32_t b = e.tensor(300, 7, 2000000);
+  int32_t bt = e.g.permute(b, {1, 0});       // needs evaluation, not a plain copy
+  OutFile f;
+  f.relpath = "sub/out.bin";
+  const uint64_t na = 1024 * 1000, nb = 300 * 7;
+  f.size = 8 + na + nb + 5;
+  f.blobs.push_back({0, "HEADER!!"});
+  f.blobs.push_back({8 + na + nb, "TAIL."});
+  e.g.layout.files.push_back(f);
+  e.g.layout.regions.push_back({0, 8, a, CKH_REGION_CRC32, na});
+  e.g.layout.regions.push_back({0, 8 + na, bt, 0, nb});
+  OutFile small;
+  small.relpath = "note.txt";
+  small.small = true;
+  small.size = 3;
+  small.blobs.push_back({0, "hi\n"});
+  e.g.layout.files.push_back(small);
+  check_sources(e.g);
+  ExecOptions opt;
+  opt.threads = 3;
+  opt.max_memory = 3 << 20;  // 256 KiB chunks
+  opt.progress = 0;
+  std::vector<ckh_region_digest_t> got;
+  ExecStats st = execute(e.g, (e.dir / "out").string(), opt, [&](const std::vector<ckh_region_digest_t> &d, ckh_patcher_t *p) {
+    got = d;
+    const char patch[] = "PATCHED!";
+    ASSERT_EQ(p->put_bytes(p, 0, 0, patch, 8), CKH_OK);
+    EXPECT_NE(p->put_bytes(p, 0, f.size - 2, patch, 8), CKH_OK);  // outside the file
+  });
+  const std::string out = slurp(e.dir / "out" / "sub" / "out.bin");
+  ASSERT_EQ(out.size(), f.size);
+  EXPECT_EQ(out.substr(0, 8), "PATCHED!");
+  EXPECT_EQ(out.substr(8, na), e.data.substr(17, na));
+  for (int64_t r = 0; r < 7; ++r)
+    for (int64_t c = 0; c < 300; ++c)
+      ASSERT_EQ(out[8 + na + static_cast<size_t>(r * 300 + c)], e.data[2000000 + static_cast<size_t>(c * 7 + r)]);
+  EXPECT_EQ(out.substr(8 + na + nb), "TAIL.");
+  EXPECT_EQ(slurp(e.dir / "out" / "note.txt"), "hi\n");
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].crc32, ::crc32(0, reinterpret_cast<const Bytef *>(e.data.data() + 17), na));
+  EXPECT_EQ(got[0].size, na);
+  EXPECT_GT(st.threads, 1u);
+  EXPECT_EQ(st.bytes, na + nb);
+  for (auto &ent : fs::directory_iterator(e.dir)) EXPECT_EQ(ent.path().filename().string().find(".ckhost-tmp"), std::string::npos);
+}
+
+TEST(Executor, PlainCopiesMoveInKernelAndForceReplaces) {
+  Env e;
+  int32_t a = e.tensor(2048, 1024, 0);
+  OutFile f;
+  f.relpath = "x.bin";
+  f.size = 2048 * 1024;
+  e.g.layout.files.push_back(f);
+  e.g.layout.regions.push_back({0, 0, a, 0, f.size});
+  ExecOptions opt;
+  opt.progress = 0;
+  fs::create_directories(e.dir / "dst");
+  std::ofstream(e.dir / "dst" / "old.txt") << "old";
+  EXPECT_THROW(execute(e.g, (e.dir / "dst").string(), opt, nullptr), Error);
+  EXPECT_TRUE(fs::exists(e.dir / "dst" / "old.txt"));
+  opt.force = true;
+  ExecStats st = execute(e.g, (e.dir / "dst").string(), opt, nullptr);
+  EXPECT_FALSE(fs::exists(e.dir / "dst" / "old.txt"));
+  EXPECT_EQ(slurp(e.dir / "dst" / "x.bin"), e.data.substr(0, f.size));
+  EXPECT_EQ(st.direct_bytes, f.size);  // same filesystem: copy_file_range
+}
+
+TEST(Executor, FailureLeavesNothing) {
+  Env e;
+  int32_t a = e.tensor(10, 10, 0);
+  e.g.sources.back().pieces[0].byte_offset = (3 << 20) - 50;  // runs past the end of the file
+  OutFile f;
+  f.relpath = "x.bin";
+  f.size = 100;
+  e.g.layout.files.push_back(f);
+  e.g.layout.regions.push_back({0, 0, a, 0, 100});
+  EXPECT_THROW(check_sources(e.g), Error);
+  ExecOptions opt;
+  opt.progress = 0;
+  EXPECT_THROW(execute(e.g, (e.dir / "out").string(), opt, nullptr), Error);
+  EXPECT_FALSE(fs::exists(e.dir / "out"));
+  for (auto &ent : fs::directory_iterator(e.dir)) EXPECT_EQ(ent.path().filename().string().find(".ckhost-tmp"), std::string::npos);
+}
+
+TEST(Executor, DestinationChecks) {
+  Env e;
+  EXPECT_THROW(check_destination(e.dir.string(), (e.dir / "inner").string(), true), Error);
+  EXPECT_THROW(check_destination((e.dir / "inner").string(), e.dir.string(), true), Error);
+  EXPECT_THROW(check_destination(e.dir.string(), "/nonexistent-parent/x", false), Error);
+  EXPECT_NO_THROW(check_destination((e.dir / "a").string(), (e.dir / "b").string(), false));
+  EXPECT_EQ(parse_size("500MB"), 500000000u);
+  EXPECT_EQ(parse_size("2GiB"), 2ull << 30);
+  EXPECT_EQ(parse_size("123"), 123u);
+  EXPECT_THROW(parse_size("12XB"), Error);
+  EXPECT_THROW(parse_size("MB"), Error);
+}
