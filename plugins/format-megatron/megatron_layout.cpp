@@ -1,0 +1,172 @@
+// megatron_layout.cpp — see megatron_layout.hpp.
+#include "megatron_layout.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace ckh::megatron {
+
+const char *split_name(Split s) {
+  switch (s) {
+    case Split::Replicated: return "replicated";
+    case Split::Column: return "column";
+    case Split::Row: return "row";
+    case Split::Vocab: return "vocab";
+    case Split::Swiglu: return "swiglu";
+  }
+  return "?";
+}
+
+namespace {
+bool ends_with(const std::string &s, const std::string &suf) {
+  return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
+}
+bool contains(const std::string &s, const std::string &p) { return s.find(p) != std::string::npos; }
+}  // namespace
+
+Split split_of(const std::string &n, bool swiglu) {
+  if (contains(n, "word_embeddings.weight") || ends_with(n, "output_layer.weight") ||
+      ends_with(n, "word_embeddings_for_head.weight"))
+    return Split::Vocab;
+  // Norms (TE-fused layer_norm_weight/bias too), q/k layernorms, routers: replicated.
+  if (contains(n, "norm")) return Split::Replicated;
+  if (contains(n, "router.") || ends_with(n, "gate_weight") || contains(n, "position_embeddings")) return Split::Replicated;
+  if (contains(n, "linear_qkv.") || contains(n, "query_key_value.") || contains(n, "linear_q_proj.") ||
+      contains(n, "linear_q_up_proj.") || contains(n, "linear_kv_up_proj."))
+    return Split::Column;
+  if (contains(n, "linear_fc1.") || contains(n, "dense_h_to_4h.")) return swiglu ? Split::Swiglu : Split::Column;
+  if (contains(n, "linear_proj.") || contains(n, "linear_fc2.") || contains(n, "dense_4h_to_h.") ||
+      contains(n, "self_attention.dense.")) {
+    return ends_with(n, ".bias") ? Split::Replicated : Split::Row;
+  }
+  return Split::Replicated;
+}
+
+std::optional<LayerName> parse_layer_name(const std::string &name) {
+  for (const char *pre : {"decoder.layers.", "language_model.encoder.layers.", "encoder.layers."}) {
+    const std::string p(pre);
+    if (name.compare(0, p.size(), p) != 0) continue;
+    size_t i = p.size(), j = i;
+    while (j < name.size() && name[j] >= '0' && name[j] <= '9') ++j;
+    if (j == i || j >= name.size() || name[j] != '.' || j - i > 9) return std::nullopt;
+    LayerName ln;
+    ln.prefix = p;
+    ln.layer = std::stoll(name.substr(i, j - i));
+    ln.rest = name.substr(j + 1);
+    return ln;
+  }
+  return std::nullopt;
+}
+
+int64_t Pipeline::num_layers() const {
+  int64_t n = 0;
+  for (int64_t c : counts) n += c;
+  return n;
+}
+
+int64_t Pipeline::first_layer(int p, int v) const {
+  int64_t n = 0;
+  for (int s = 0; s < v * pp + p; ++s) n += counts[static_cast<size_t>(s)];
+  return n;
+}
+
+void Pipeline::locate(int64_t global, int &p, int &v, int64_t &local) const {
+  int64_t n = 0;
+  for (int s = 0; s < pp * vpp; ++s) {
+    const int64_t c = counts[static_cast<size_t>(s)];
+    if (global < n + c) {
+      v = s / pp;
+      p = s % pp;
+      local = global - n;
+      return;
+    }
+    n += c;
+  }
+  throw std::out_of_range("layer " + std::to_string(global) + " is beyond the " + std::to_string(n) + " layers");
+}
+
+Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<int64_t> &stage_layers) {
+  if (pp < 1 || vpp < 1) throw std::invalid_argument("pipeline sizes must be >= 1");
+  Pipeline pl;
+  pl.pp = pp;
+  pl.vpp = vpp;
+  pl.counts.assign(static_cast<size_t>(pp * vpp), 0);
+  std::vector<int64_t> per_stage;
+  if (stage_layers.empty()) {
+    if (num_layers % (static_cast<int64_t>(pp) * vpp) != 0)
+      throw std::invalid_argument(std::to_string(num_layers) + " layers do not divide into " + std::to_string(pp) +
+                                  " pipeline stages x " + std::to_string(vpp) +
+                                  " virtual stages (give --pp-layers for uneven stages)");
+    per_stage.assign(static_cast<size_t>(pp), num_layers / pp);
+  } else {
+    if (static_cast<int>(stage_layers.size()) != pp)
+      throw std::invalid_argument("--pp-layers has " + std::to_string(stage_layers.size()) + " entries but --pp is " +
+                                  std::to_string(pp));
+    int64_t sum = 0;
+    for (int64_t c : stage_layers) {
+      if (c < 0) throw std::invalid_argument("--pp-layers entries must be >= 0");
+      sum += c;
+    }
+    if (sum != num_layers)
+      throw std::invalid_argument("--pp-layers adds up to " + std::to_string(sum) + " layers, the model has " +
+                                  std::to_string(num_layers));
+    per_stage = stage_layers;
+  }
+  for (int p = 0; p < pp; ++p) {
+    const int64_t c = per_stage[static_cast<size_t>(p)];
+    if (c % vpp != 0)
+      throw std::invalid_argument("pipeline stage " + std::to_string(p) + " has " + std::to_string(c) +
+                                  " layers, not divisible into " + std::to_string(vpp) + " virtual stages");
+    for (int v = 0; v < vpp; ++v) pl.counts[static_cast<size_t>(v * pp + p)] = c / vpp;
+  }
+  return pl;
+}
+
+std::string rank_dir(int tp_rank, int pp_rank, int ep_rank, int pp, int ep) {
+  char buf[64];
+  int n = std::snprintf(buf, sizeof buf, "mp_rank_%02d", tp_rank);
+  if (pp > 1) n += std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), "_%03d", pp_rank);
+  if (ep > 1) std::snprintf(buf + n, sizeof buf - static_cast<size_t>(n), "_%03d", ep_rank);
+  return buf;
+}
+
+std::optional<RankId> parse_rank_dir(const std::string &name, int pp, int ep) {
+  const std::string pre = "mp_rank_";
+  if (name.compare(0, pre.size(), pre) != 0) return std::nullopt;
+  std::vector<int> parts;
+  std::string cur;
+  for (size_t i = pre.size(); i <= name.size(); ++i) {
+    if (i == name.size() || name[i] == '_') {
+      if (cur.empty() || cur.size() > 6) return std::nullopt;
+      parts.push_back(std::stoi(cur));
+      cur.clear();
+    } else if (name[i] >= '0' && name[i] <= '9') {
+      cur += name[i];
+    } else {
+      return std::nullopt;
+    }
+  }
+  const size_t want = 1 + (pp > 1 ? 1 : 0) + (ep > 1 ? 1 : 0);
+  if (parts.size() != want) return std::nullopt;
+  RankId r;
+  r.tp = parts[0];
+  size_t k = 1;
+  if (pp > 1) r.pp = parts[k++];
+  if (ep > 1) r.ep = parts[k++];
+  return r;
+}
+
+int64_t padded_vocab(int64_t vocab, int64_t divisible_by, int tp) {
+  const int64_t m = divisible_by * tp;
+  if (m <= 0) return vocab;
+  return (vocab + m - 1) / m * m;
+}
+
+std::string iteration_dir(int64_t iteration, bool release) {
+  if (release) return "release";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "iter_%07lld", static_cast<long long>(iteration));
+  return buf;
+}
+
+}  // namespace ckh::megatron

@@ -1,0 +1,63 @@
+// megatron_layout.hpp — Megatron-LM knowledge that is independent of bytes and of model families:
+// which Megatron-Core / legacy parameter is split how across tensor-parallel ranks, how layers are
+// distributed over pipeline and virtual-pipeline stages, rank directory names, vocabulary padding.
+// (Facts: ../shared/research/megatron.md §0, §1a, §2a-2g, checked against Megatron-LM sources.)
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace ckh::megatron {
+
+enum class Split {
+  Replicated,  // every TP rank holds the whole tensor (norms, row-parallel biases, routers)
+  Column,      // dim 0 cut into TP contiguous blocks (qkv, fc1 without SwiGLU, column biases)
+  Row,         // dim 1 cut into TP contiguous blocks (linear_proj, fc2)
+  Vocab,       // dim 0 (padded vocabulary rows) cut into TP blocks (embedding, output layer)
+  Swiglu,      // dim 0 is [gate; up]; each TP rank holds [gate_r; up_r]
+};
+const char *split_name(Split s);
+
+// The TP rule of a parameter by its name (mcore or legacy naming); `swiglu` says whether fc1 is gated.
+Split split_of(const std::string &name, bool swiglu);
+
+// Position of a decoder layer name: "decoder.layers.<L>.<rest>" (mcore) or
+// "language_model.encoder.layers.<L>.<rest>" (legacy). Returns L and fills prefix/rest.
+struct LayerName {
+  std::string prefix;  // up to and including "layers."
+  int64_t layer = -1;
+  std::string rest;    // after "<L>."
+};
+std::optional<LayerName> parse_layer_name(const std::string &name);
+
+// Layer distribution over pipeline (pp) and virtual pipeline (vpp) stages. Virtual stage s = v*pp + p
+// (model chunk v on pipeline rank p) holds the layers after those of virtual stages 0..s-1.
+struct Pipeline {
+  int pp = 1, vpp = 1;
+  std::vector<int64_t> counts;  // layers per virtual stage, indexed v*pp + p
+  int64_t num_layers() const;
+  int64_t first_layer(int p, int v) const;  // global index of chunk (p, v)'s first layer
+  int64_t count(int p, int v) const { return counts[static_cast<size_t>(v * pp + p)]; }
+  // (p, v, local index) of a global layer.
+  void locate(int64_t global, int &p, int &v, int64_t &local) const;
+};
+// Even split, or `stage_layers` (one count per pipeline rank, --pp-layers) each split evenly over vpp.
+// Throws std::invalid_argument with a one-line reason when the numbers do not divide.
+Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<int64_t> &stage_layers = {});
+
+// "mp_rank_TT", "mp_rank_TT_PPP", with "_EEE" appended when ep > 1.
+std::string rank_dir(int tp_rank, int pp_rank, int ep_rank, int pp, int ep);
+// Inverse: parses a directory name given the world sizes; nullopt if it does not match.
+struct RankId {
+  int tp = 0, pp = 0, ep = 0;
+};
+std::optional<RankId> parse_rank_dir(const std::string &name, int pp, int ep);
+
+// ceil(vocab / (divisible_by * tp)) * (divisible_by * tp)
+int64_t padded_vocab(int64_t vocab, int64_t divisible_by, int tp);
+
+// "iter_0001000" or "release".
+std::string iteration_dir(int64_t iteration, bool release);
+
+}  // namespace ckh::megatron

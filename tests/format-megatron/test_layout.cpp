@@ -1,0 +1,87 @@
+// Megatron layout rules: TP splits by parameter name, pipeline/virtual-pipeline layer placement,
+// rank directory names, vocabulary padding.
+#include <gtest/gtest.h>
+
+#include "megatron_layout.hpp"
+
+using namespace ckh::megatron;
+
+TEST(MegatronLayout, SplitRules) {
+  EXPECT_EQ(split_of("embedding.word_embeddings.weight", true), Split::Vocab);
+  EXPECT_EQ(split_of("output_layer.weight", true), Split::Vocab);
+  EXPECT_EQ(split_of("decoder.layers.3.self_attention.linear_qkv.weight", true), Split::Column);
+  EXPECT_EQ(split_of("decoder.layers.3.self_attention.linear_qkv.bias", true), Split::Column);
+  EXPECT_EQ(split_of("decoder.layers.3.self_attention.linear_qkv.layer_norm_weight", true), Split::Replicated);
+  EXPECT_EQ(split_of("decoder.layers.3.self_attention.linear_proj.weight", true), Split::Row);
+  EXPECT_EQ(split_of("decoder.layers.3.self_attention.linear_proj.bias", true), Split::Replicated);
+  EXPECT_EQ(split_of("decoder.layers.3.mlp.linear_fc1.weight", true), Split::Swiglu);
+  EXPECT_EQ(split_of("decoder.layers.3.mlp.linear_fc1.weight", false), Split::Column);
+  EXPECT_EQ(split_of("decoder.layers.3.mlp.linear_fc1.layer_norm_weight", true), Split::Replicated);
+  EXPECT_EQ(split_of("decoder.layers.3.mlp.linear_fc2.weight", true), Split::Row);
+  EXPECT_EQ(split_of("decoder.layers.3.self_attention.q_layernorm.weight", true), Split::Replicated);
+  EXPECT_EQ(split_of("decoder.final_layernorm.weight", true), Split::Replicated);
+  EXPECT_EQ(split_of("language_model.encoder.layers.0.self_attention.query_key_value.weight", true), Split::Column);
+  EXPECT_EQ(split_of("language_model.encoder.layers.0.self_attention.dense.weight", true), Split::Row);
+  EXPECT_EQ(split_of("language_model.encoder.layers.0.mlp.dense_h_to_4h.weight", true), Split::Swiglu);
+  EXPECT_EQ(split_of("language_model.encoder.layers.0.mlp.dense_4h_to_h.weight", true), Split::Row);
+  EXPECT_EQ(split_of("language_model.embedding.word_embeddings.weight", true), Split::Vocab);
+  EXPECT_EQ(split_of("word_embeddings_for_head.weight", true), Split::Vocab);
+}
+
+TEST(MegatronLayout, LayerNames) {
+  auto l = parse_layer_name("decoder.layers.12.mlp.linear_fc1.weight");
+  ASSERT_TRUE(l);
+  EXPECT_EQ(l->layer, 12);
+  EXPECT_EQ(l->prefix, "decoder.layers.");
+  EXPECT_EQ(l->rest, "mlp.linear_fc1.weight");
+  EXPECT_FALSE(parse_layer_name("decoder.final_layernorm.weight"));
+  EXPECT_FALSE(parse_layer_name("decoder.layers.x.y"));
+  auto g = parse_layer_name("language_model.encoder.layers.0.input_norm.weight");
+  ASSERT_TRUE(g);
+  EXPECT_EQ(g->layer, 0);
+}
+
+TEST(MegatronLayout, PipelineEvenUnevenVirtual) {
+  Pipeline p = make_pipeline(8, 2, 1);
+  EXPECT_EQ(p.first_layer(1, 0), 4);
+  p = make_pipeline(8, 2, 2);  // virtual stages: (p0,v0)=0-1 (p1,v0)=2-3 (p0,v1)=4-5 (p1,v1)=6-7
+  EXPECT_EQ(p.first_layer(0, 0), 0);
+  EXPECT_EQ(p.first_layer(1, 0), 2);
+  EXPECT_EQ(p.first_layer(0, 1), 4);
+  EXPECT_EQ(p.first_layer(1, 1), 6);
+  int pp, v;
+  int64_t local;
+  p.locate(5, pp, v, local);
+  EXPECT_EQ(pp, 0);
+  EXPECT_EQ(v, 1);
+  EXPECT_EQ(local, 1);
+  p = make_pipeline(7, 3, 1, {3, 2, 2});
+  EXPECT_EQ(p.first_layer(1, 0), 3);
+  EXPECT_EQ(p.first_layer(2, 0), 5);
+  EXPECT_THROW(make_pipeline(7, 2, 1), std::invalid_argument);
+  EXPECT_THROW(make_pipeline(7, 3, 1, {3, 3, 2}), std::invalid_argument);
+  EXPECT_NO_THROW(make_pipeline(6, 3, 2, {2, 2, 2}));
+  EXPECT_THROW(make_pipeline(9, 3, 2, {3, 3, 3}), std::invalid_argument);  // 3 layers per stage, 2 chunks
+}
+
+TEST(MegatronLayout, RankDirsAndVocab) {
+  EXPECT_EQ(rank_dir(1, 0, 0, 1, 1), "mp_rank_01");
+  EXPECT_EQ(rank_dir(1, 2, 0, 4, 1), "mp_rank_01_002");
+  EXPECT_EQ(rank_dir(0, 1, 3, 2, 4), "mp_rank_00_001_003");
+  EXPECT_EQ(rank_dir(0, 0, 3, 1, 4), "mp_rank_00_003");
+  auto r = parse_rank_dir("mp_rank_01_002", 4, 1);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->tp, 1);
+  EXPECT_EQ(r->pp, 2);
+  auto e = parse_rank_dir("mp_rank_00_003", 1, 4);
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->ep, 3);
+  EXPECT_FALSE(parse_rank_dir("mp_rank_01", 2, 1));
+  EXPECT_FALSE(parse_rank_dir("mp_rank_x1", 1, 1));
+  EXPECT_EQ(padded_vocab(32000, 128, 1), 32000);
+  EXPECT_EQ(padded_vocab(32000, 128, 2), 32000);
+  EXPECT_EQ(padded_vocab(32001, 128, 2), 32256);
+  EXPECT_EQ(padded_vocab(151936, 128, 4), 151552 + 512);
+  EXPECT_EQ(iteration_dir(1000, false), "iter_0001000");
+  EXPECT_EQ(iteration_dir(0, true), "release");
+}
