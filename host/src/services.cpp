@@ -1,0 +1,102 @@
+// services.cpp — the ckh_host_t table handed to plugins, logging, last-error slot, cancellation.
+#include "ckhost/host/services.hpp"
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include <ckhost/ckh_version.h>
+#include <ckhost/kernels/kernels.hpp>
+
+namespace ckh::host {
+
+namespace {
+
+std::atomic<int> g_level{CKH_LOG_INFO};
+std::atomic<bool> g_cancel{false};
+std::mutex g_log_mutex;
+
+struct LastError {
+  ckh_status code = CKH_OK;
+  std::string msg;
+};
+LastError &slot() {
+  static thread_local LastError e;
+  return e;
+}
+
+const char *level_name(int level) {
+  switch (level) {
+    case CKH_LOG_DEBUG: return "debug";
+    case CKH_LOG_INFO: return "info";
+    case CKH_LOG_WARN: return "warning";
+    default: return "error";
+  }
+}
+
+void h_log(const ckh_host_t *, int32_t level, const char *msg) { log(level, msg ? msg : ""); }
+void h_set_error(const ckh_host_t *, ckh_status code, const char *msg) { set_last_error(code, msg ? msg : ""); }
+void *h_alloc(const ckh_host_t *, uint64_t size, uint64_t align) {
+  if (align == 0) align = 16;
+  if ((align & (align - 1)) != 0 || align > (1u << 20)) return nullptr;
+  if (align < sizeof(void *)) align = sizeof(void *);
+  void *p = nullptr;
+  if (::posix_memalign(&p, static_cast<size_t>(align), size ? static_cast<size_t>(size) : 1) != 0) return nullptr;
+  return p;
+}
+void h_free(const ckh_host_t *, void *p) { std::free(p); }
+const void *h_get_extension(const ckh_host_t *h, const char *id) {
+  if (id && std::strcmp(id, CKH_KERNELS_EXTENSION_ID) == 0) return h->kernels;
+  return nullptr;
+}
+uint8_t h_is_cancelled(const ckh_host_t *) { return cancelled() ? 1 : 0; }
+
+}  // namespace
+
+const ckh_host_t *host_table() {
+  static const ckh_host_t table = [] {
+    ckh_host_t h{};
+    h.struct_size = sizeof h;
+    h.abi_major = CKH_ABI_MAJOR;
+    h.abi_minor = CKH_ABI_MINOR;
+    h.host_name = "ckhost";
+    h.host_version = CKH_VERSION_STRING;
+    h.log = h_log;
+    h.set_error = h_set_error;
+    h.alloc = h_alloc;
+    h.free = h_free;
+    h.get_extension = h_get_extension;
+    h.is_cancelled = h_is_cancelled;
+    h.kernels = ckh::kernels::best();
+    return h;
+  }();
+  return &table;
+}
+
+void set_log_level(int level) { g_level = level; }
+
+void log(int level, const std::string &msg) {
+  if (level < g_level.load()) return;
+  std::lock_guard<std::mutex> lk(g_log_mutex);
+  std::fprintf(stderr, "ckhost: %s: %s\n", level_name(level), msg.c_str());
+}
+
+void set_last_error(ckh_status code, const std::string &msg) {
+  slot().code = code ? code : CKH_E_INTERNAL;
+  slot().msg = msg;
+}
+
+std::pair<ckh_status, std::string> take_last_error() {
+  auto r = std::make_pair(slot().code, slot().msg);
+  slot() = LastError{};
+  return r;
+}
+
+void clear_last_error() { slot() = LastError{}; }
+
+void request_cancel() { g_cancel.store(true, std::memory_order_relaxed); }
+bool cancelled() { return g_cancel.load(std::memory_order_relaxed); }
+
+}  // namespace ckh::host
