@@ -80,7 +80,7 @@ def write_safetensors_file(path, tensors, metadata=None):
         header["__metadata__"] = metadata
     blobs, off = [], 0
     for name, t in tensors.items():
-        b = t.contiguous().view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        b = t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
         header[name] = {"dtype": ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
