@@ -1,0 +1,121 @@
+// plugin.cpp — the Llama family model plugin: canonical tensor list and the HF completeness check.
+#include <algorithm>
+#include <regex>
+#include <set>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "llama_config.hpp"
+
+using nlohmann::json;
+using ckh::sdk::fail;
+
+namespace {
+
+json config_of(const char *metadata_json) {
+  json m = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+  if (m.is_discarded() || !m.is_object() || !m.contains("config")) return json();
+  return m["config"];
+}
+
+ckh::llama::Config parse_or_fail(const json &cfg) {
+  try {
+    return ckh::llama::parse_config(cfg);
+  } catch (const std::invalid_argument &e) {
+    fail(CKH_E_FORMAT, e.what());
+  }
+}
+
+std::string shape_str(const std::vector<int64_t> &s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
+  try {
+    return ckh::llama::score(config_of(metadata_json));
+  } catch (...) {
+    return 0;
+  }
+}
+
+// hf -> hf: every tensor the config implies must be present with its shape; known leftovers are
+// ignored; anything else stays unused so the host reports it as unexpected.
+ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json cfg = config_of(metadata_json);
+    const ckh::llama::Config c = parse_or_fail(cfg);
+    std::vector<std::string> missing;
+    for (const auto &t : ckh::llama::canonical_tensors(c)) {
+      const int64_t i = b.find(t.name);
+      if (i < 0) {
+        missing.push_back(t.name);
+        continue;
+      }
+      const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
+      std::vector<int64_t> have(info.shape, info.shape + info.ndim);
+      if (have != t.shape)
+        fail(CKH_E_FORMAT, "tensor '" + t.name + "': config.json implies shape " + shape_str(t.shape) +
+                               ", checkpoint has " + shape_str(have));
+      ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
+      a.init = t.init;
+      b.emit(t.name, b.input_at(static_cast<uint64_t>(i)), &a);
+    }
+    if (!missing.empty()) {
+      std::string list;
+      for (size_t k = 0; k < missing.size() && k < 5; ++k) list += (k ? ", " : "") + missing[k];
+      if (missing.size() > 5) list += " (and " + std::to_string(missing.size() - 5) + " more)";
+      fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
+                             " tensor(s) that config.json implies: " + list);
+    }
+    static const std::regex inv_freq(R"(model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq)");
+    for (uint64_t i = 0; i < b.input_count(); ++i) {
+      const std::string n = b.input_info(i).name;
+      if (std::regex_match(n, inv_freq)) b.ignore(n, "rotary inv_freq is recomputed from rope_theta");
+      else if (n == "lm_head.weight" && c.tied) b.ignore(n, "tied to model.embed_tokens.weight");
+    }
+  });
+}
+
+ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *ctx, ckh_tensor_sink_fn sink) {
+  return ckh::sdk::guard([&] {
+    const json cfg = json::parse(config_json ? config_json : "", nullptr, false);
+    const ckh::llama::Config c = parse_or_fail(cfg);
+    for (const auto &t : ckh::llama::canonical_tensors(c)) {
+      ckh_tensor_info_t info{};
+      info.struct_size = sizeof info;
+      info.name = t.name.c_str();
+      info.dtype = c.dtype;
+      info.ndim = static_cast<uint32_t>(t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
+      ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
+      a.init = t.init;
+      const ckh_status s = sink(ctx, &info, &a);
+      if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+    }
+  });
+}
+
+const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical};
+const ckh_component_t kHfComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama",
+    "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM): HF tensor list and completeness check",
+    R"({"family":"llama","from":"hf","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm"]})", &kHf};
+const ckh_component_t *const kComponents[] = {&kHfComp};
+
+ckh_status init(const ckh_host_t *host) {
+  ckh::sdk::set_host(host);
+  return CKH_OK;
+}
+
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.model.llama", "0.1.0",
+                              "ckhost", "Llama model family", init, nullptr, kComponents};
+
+}  // namespace
+
+extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }
