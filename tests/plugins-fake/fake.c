@@ -1,0 +1,121 @@
+/* Fake plugins for the loader tests: one source, a behaviour per FAKE_CASE. Each is built into its own
+   directory so a test can point --plugin-dir at exactly one case. */
+#include <ckhost/ckh.h>
+#include <string.h>
+
+#ifndef FAKE_ID
+#define FAKE_ID "org.test.fake"
+#endif
+#ifndef FAKE_COMPONENT
+#define FAKE_COMPONENT "fake"
+#endif
+
+static int32_t probe(const ckh_reader_class_t *c, const char *p) {
+  (void)c;
+  (void)p;
+  return 0;
+}
+static ckh_status open_r(const ckh_reader_class_t *c, const char *p, const char *o, ckh_reader_t **out) {
+  (void)c;
+  (void)p;
+  (void)o;
+  *out = NULL;
+  return CKH_E_UNSUPPORTED;
+}
+static ckh_status create_w(const ckh_writer_class_t *c, const char *o, ckh_writer_t **out) {
+  (void)c;
+  (void)o;
+  *out = NULL;
+  return CKH_E_UNSUPPORTED;
+}
+static int32_t mprobe(const ckh_mapper_class_t *c, const char *m) {
+  (void)c;
+  (void)m;
+  return 0;
+}
+static ckh_status mmap_(const ckh_mapper_class_t *c, const char *o, const char *m, ckh_expr_builder_t *b) {
+  (void)c;
+  (void)o;
+  (void)m;
+  (void)b;
+  return CKH_E_UNSUPPORTED;
+}
+static ckh_status qprep(const ckh_quantizer_class_t *c, const char *p, const ckh_tensor_info_t *in, ckh_quant_layout_t *l,
+                        void **s) {
+  (void)c;
+  (void)p;
+  (void)in;
+  (void)l;
+  *s = NULL;
+  return CKH_E_UNSUPPORTED;
+}
+static ckh_status qrun(const ckh_quantizer_class_t *c, void *s, int64_t r0, int64_t n, const float *src, void *const *dst) {
+  (void)c;
+  (void)s;
+  (void)r0;
+  (void)n;
+  (void)src;
+  (void)dst;
+  return CKH_E_UNSUPPORTED;
+}
+static void qrel(const ckh_quantizer_class_t *c, void *s) {
+  (void)c;
+  (void)s;
+}
+
+static const ckh_reader_class_t reader = {sizeof(ckh_reader_class_t), 0, probe, open_r};
+static const ckh_writer_class_t writer = {sizeof(ckh_writer_class_t), 0, create_w};
+static const ckh_mapper_class_t mapper = {sizeof(ckh_mapper_class_t), 0, mprobe, mmap_, NULL};
+static const ckh_quantizer_class_t quant = {sizeof(ckh_quantizer_class_t), 0, qprep, qrun, qrel};
+
+#ifdef FAKE_BAD_CAPS
+#define CAPS "{not json"
+#else
+#define CAPS "{\"layout\":\"test\"}"
+#endif
+static const ckh_component_t c_reader = {sizeof(ckh_component_t), CKH_COMPONENT_READER, FAKE_COMPONENT, "fake reader",
+                                         CAPS, &reader};
+static const ckh_component_t c_writer = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "fake", "fake writer", "{}", &writer};
+static const ckh_component_t c_mapper = {sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "fake", "fake mapper",
+                                         "{\"family\":\"fake\",\"from\":\"hf\",\"to\":\"hf\"}", &mapper};
+static const ckh_component_t c_quant = {sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "fake", "fake quantizer", "{}",
+                                        &quant};
+static const ckh_component_t *const comps[] = {&c_reader, &c_writer, &c_mapper, &c_quant};
+
+static const ckh_host_t *g_host;
+static ckh_status init(const ckh_host_t *h) {
+  g_host = h;
+#ifdef FAKE_INIT_FAILS
+  h->set_error(h, CKH_E_UNSUPPORTED, "fake plugin refuses to start: no licence");
+  return CKH_E_UNSUPPORTED;
+#else
+  return CKH_OK;
+#endif
+}
+
+#ifdef FAKE_MISSING_SYMBOL
+extern int ckh_fake_symbol_that_does_not_exist(void);
+int fake_use(void) { return ckh_fake_symbol_that_does_not_exist(); }
+#endif
+
+static ckh_plugin_t plugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, FAKE_ID, "1.0", "Test",
+                              "fake plugin", init, NULL, comps};
+
+#ifndef FAKE_NO_ENTRY
+CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) {
+#if defined(FAKE_NULL_ENTRY)
+  (void)plugin;
+  return NULL;
+#else
+#if defined(FAKE_ABI_MAJOR2)
+  plugin.abi_major = 2;
+#endif
+#if defined(FAKE_SMALL_STRUCT)
+  plugin.struct_size = 8;
+#endif
+  return &plugin;
+#endif
+}
+#else
+CKH_EXPORT int ckh_something_else(void) { return (int)plugin.struct_size; }
+#endif
