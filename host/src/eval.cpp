@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 
 #include <ckhost/kernels/kernels.hpp>
@@ -65,6 +66,67 @@ uint64_t hash_name(const std::string &s) {
   for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
   return h;
 }
+
+// Reusable, uninitialised temporaries. Large buffers from malloc are fresh mmaps whose pages fault and
+// get zeroed on every use; a per-thread pool avoids that in the hot path. The pool keeps at most
+// kPoolBytes per thread.
+constexpr size_t kPoolBytes = 192u << 20;
+struct Pool {
+  std::vector<std::pair<size_t, char *>> free;
+  size_t bytes = 0;
+  ~Pool() {
+    for (auto &f : free) delete[] f.second;
+  }
+};
+Pool &pool() {
+  static thread_local Pool p;
+  return p;
+}
+
+class Scratch {
+ public:
+  explicit Scratch(size_t n) : n_(n) {
+    Pool &p = pool();
+    size_t best = p.free.size();
+    for (size_t i = 0; i < p.free.size(); ++i)
+      if (p.free[i].first >= n && (best == p.free.size() || p.free[i].first < p.free[best].first)) best = i;
+    if (best < p.free.size()) {
+      cap_ = p.free[best].first;
+      ptr_ = p.free[best].second;
+      p.bytes -= cap_;
+      p.free.erase(p.free.begin() + static_cast<long>(best));
+    } else {
+      cap_ = n ? n : 1;
+      ptr_ = new char[cap_];
+    }
+  }
+  ~Scratch() {
+    Pool &p = pool();
+    if (cap_ > kPoolBytes) {
+      delete[] ptr_;
+      return;
+    }
+    while (!p.free.empty() && p.bytes + cap_ > kPoolBytes) {
+      auto big = std::max_element(p.free.begin(), p.free.end());
+      p.bytes -= big->first;
+      delete[] big->second;
+      p.free.erase(big);
+    }
+    p.free.emplace_back(cap_, ptr_);
+    p.bytes += cap_;
+  }
+  Scratch(const Scratch &) = delete;
+  Scratch &operator=(const Scratch &) = delete;
+  char *data() const { return ptr_; }
+  template <class T>
+  T *as() const {
+    return reinterpret_cast<T *>(ptr_);
+  }
+
+ private:
+  size_t n_, cap_ = 0;
+  char *ptr_ = nullptr;
+};
 
 }  // namespace
 
@@ -240,7 +302,9 @@ void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
         if (from >= to) return;
         View first = v.sub(n.dim, from - lo, 1);
         if (n.mode == CKH_PAD_ZEROS) {
-          std::vector<char> zeros(static_cast<size_t>(first.shape.numel()) * ckh_dtype_size(v.dtype), 0);
+          const size_t zb = static_cast<size_t>(first.shape.numel()) * ckh_dtype_size(v.dtype);
+          Scratch zeros(zb);
+          std::memset(zeros.data(), 0, zb);
           copy_view(first, View::dense(zeros.data(), v.dtype, first.shape));
         } else {
           Index o = off;
@@ -258,23 +322,20 @@ void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
     case Op::Scale: {
       const Node &c = g_.node(n.in[0]);
       const uint64_t cnt = static_cast<uint64_t>(v.shape.numel());
-      std::vector<char> tmp(cnt * ckh_dtype_size(c.dtype));
+      Scratch tmp(cnt * ckh_dtype_size(c.dtype));
       eval(n.in[0], off, View::dense(tmp.data(), c.dtype, v.shape));
-      std::vector<char> out;
-      char *dst = v.ptr;
-      if (!v.is_dense()) {
-        out.resize(cnt * ckh_dtype_size(n.dtype));
-        dst = out.data();
-      }
+      const bool dense = v.is_dense();
+      Scratch out(dense ? 0 : cnt * ckh_dtype_size(n.dtype));
+      char *dst = dense ? v.ptr : out.data();
       if (n.op == Op::Cast) {
         convert_dense(c.dtype, tmp.data(), n.dtype, dst, cnt, k_, fp8_mode_);
       } else {
-        std::vector<float> f(cnt);
-        convert_dense(c.dtype, tmp.data(), CKH_DT_F32, f.data(), cnt, k_, fp8_mode_);
-        k_->scale_f32(f.data(), f.data(), cnt, static_cast<float>(n.factor));
-        convert_dense(CKH_DT_F32, f.data(), n.dtype, dst, cnt, k_, fp8_mode_);
+        Scratch f(cnt * sizeof(float));
+        convert_dense(c.dtype, tmp.data(), CKH_DT_F32, f.as<float>(), cnt, k_, fp8_mode_);
+        k_->scale_f32(f.as<float>(), f.as<float>(), cnt, static_cast<float>(n.factor));
+        convert_dense(CKH_DT_F32, f.as<float>(), n.dtype, dst, cnt, k_, fp8_mode_);
       }
-      if (!v.is_dense()) copy_view(v, View::dense(out.data(), n.dtype, v.shape));
+      if (!dense) copy_view(v, View::dense(out.data(), n.dtype, v.shape));
       return;
     }
     case Op::Quantize: eval_quantize(n, off, v); return;
@@ -285,7 +346,7 @@ void Evaluator::eval_reshape(const Node &n, const Index &off, const View &v) con
   const Node &c = g_.node(n.in[0]);
   const size_t es = ckh_dtype_size(n.dtype);
   if (!v.is_dense()) {
-    std::vector<char> tmp(static_cast<size_t>(v.shape.numel()) * es);
+    Scratch tmp(static_cast<size_t>(v.shape.numel()) * es);
     View d = View::dense(tmp.data(), n.dtype, v.shape);
     eval_reshape(n, off, d);
     copy_view(v, d);
@@ -401,7 +462,7 @@ void Evaluator::read_piece(const Source &s, const Piece &p, const Index &lo, con
     }
   }
   if (span <= std::max<uint64_t>(kMaxStridedSpan, bytes * 2)) {
-    std::vector<char> tmp(span);
+    Scratch tmp(span);
     pread_full(fd, tmp.data(), span, fofs, path);
     View src;
     src.ptr = tmp.data();

@@ -387,6 +387,18 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     plan_chunks(g, i, chunk, tasks);
     total += g.layout.regions[i].bytes;
   }
+  // Interleave the output files (round robin) so that concurrent workers write different files:
+  // writers of one file serialise on its inode lock on common filesystems.
+  {
+    std::vector<std::vector<Task>> per_file(g.layout.files.size());
+    for (const Task &t : tasks) per_file[static_cast<size_t>(g.layout.regions[t.region].file)].push_back(t);
+    std::vector<Task> mixed;
+    mixed.reserve(tasks.size());
+    for (size_t k = 0; mixed.size() < tasks.size(); ++k)
+      for (auto &q : per_file)
+        if (k < q.size()) mixed.push_back(q[k]);
+    tasks.swap(mixed);
+  }
   threads = static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(threads, tasks.size())));
   stats.threads = threads;
   stats.chunk_bytes = chunk;
