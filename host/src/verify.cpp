@@ -33,14 +33,27 @@ nlohmann::json VerifyReport::to_json() const {
 std::string VerifyReport::to_text() const {
   std::string s;
   char buf[512];
+  size_t within = 0;
+  const VerifyRow *worst = nullptr;
   for (const auto &r : rows) {
-    if (r.status == "ok" && r.bit_exact) continue;  // the summary counts these
-    std::snprintf(buf, sizeof buf, "%-12s %-60s %s/%s max_abs=%.6g rel_l2=%.6g%s\n", r.status.c_str(), r.name.c_str(),
-                  r.dtype_a.c_str(), r.dtype_b.c_str(), r.max_abs, r.rel_l2, r.bit_exact ? " bit-exact" : "");
+    if (r.status == "ok") {
+      if (!r.bit_exact) {
+        ++within;
+        if (!worst || r.max_abs > worst->max_abs) worst = &r;
+      }
+      continue;
+    }
+    std::snprintf(buf, sizeof buf, "%-13s %s  %s/%s %s/%s max_abs=%.6g rel_l2=%.6g\n", r.status.c_str(), r.name.c_str(),
+                  r.dtype_a.c_str(), r.dtype_b.c_str(), r.shape_a.c_str(), r.shape_b.c_str(), r.max_abs, r.rel_l2);
     s += buf;
   }
-  std::snprintf(buf, sizeof buf, "%zu tensors compared, %zu bit-exact, %zu failed: %s\n", compared, exact, failed,
-                ok ? "MATCH" : "MISMATCH");
+  std::snprintf(buf, sizeof buf, "%zu tensors compared: %zu bit-exact, %zu equal within atol", compared, exact, within);
+  s += buf;
+  if (worst) {
+    std::snprintf(buf, sizeof buf, " (largest max_abs %.6g in %s)", worst->max_abs, worst->name.c_str());
+    s += buf;
+  }
+  std::snprintf(buf, sizeof buf, ", %zu failed: %s\n", failed, ok ? "MATCH" : "MISMATCH");
   return s + buf;
 }
 
