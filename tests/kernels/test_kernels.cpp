@@ -98,7 +98,9 @@ TEST(Kernels, AllSixteenBitInputsDecodeAlike) {
   std::vector<uint16_t> back(in.size());
   S()->f32_to_f16(r2.data(), back.data(), in.size());
   for (size_t i = 0; i < 65536; ++i)
-    if (!std::isnan(r2[i])) ASSERT_EQ(back[i], in[i]) << i;
+    if (!std::isnan(r2[i])) {
+      ASSERT_EQ(back[i], in[i]) << i;
+    }
   EXPECT_EQ(r2[0x3C00], 1.0f);
   EXPECT_EQ(r2[0x0001], std::ldexp(1.0f, -24));
   EXPECT_EQ(r2[0x7BFF], 65504.0f);
@@ -132,7 +134,9 @@ TEST(Kernels, AllEightBitInputsDecodeAlike) {
     }
     if (!std::isnan(b[c])) {
       S()->f32_to_e5m2(&b[c], &o, 1, CKH_FP8_SATURATE);
-      if (!std::isinf(b[c])) EXPECT_EQ(o, c);
+      if (!std::isinf(b[c])) {
+        EXPECT_EQ(o, c);
+      }
     }
   }
 }
