@@ -144,6 +144,15 @@ po::options_description convert_options() {
       "map", po::value<std::vector<std::string>>()->composing(), "extra mapper component after the canonical stage (repeatable)")(
       "option", po::value<std::vector<std::string>>()->composing(), "plugin option KEY=VALUE (repeatable)")(
       "progress", po::value<std::string>(), "auto | bar | plain | none (default auto: a bar on a terminal)");
+  po::options_description m("megatron options");
+  m.add_options()("tp", po::value<unsigned>(), "tensor-parallel size")("pp", po::value<unsigned>(), "pipeline-parallel size")(
+      "vpp", po::value<unsigned>(), "virtual pipeline chunks per stage")(
+      "pp-layers", po::value<std::string>(), "uneven pipeline stages: layers per stage, e.g. 3,2,2")(
+      "make-vocab-size-divisible-by", po::value<unsigned>(), "vocabulary padding multiple per TP rank (default 128)")(
+      "vocab-pad", po::value<std::string>(), "padding rows: zeros (default) or repeat (the last row)")(
+      "megatron-spec", po::value<std::string>(), "te (default) or local layer names")(
+      "iteration", po::value<int64_t>(), "write iter_NNNNNNN instead of release");
+  o.add(m);
   return o;
 }
 
@@ -152,6 +161,11 @@ json effective_config(const po::variables_map &vm) {
   for (const char *k : {"src", "dst", "to", "from", "dtype", "max-shard-size", "max-memory", "progress"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("threads")) c["threads"] = vm["threads"].as<unsigned>();
+  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by"})
+    if (vm.count(k)) c[k] = vm[k].as<unsigned>();
+  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec"})
+    if (vm.count(k)) c[k] = vm[k].as<std::string>();
+  if (vm.count("iteration")) c["iteration"] = vm["iteration"].as<int64_t>();
   for (const char *k : {"force", "dry-run"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
   for (const char *k : {"map", "option"})
     c[k] = vm.count(k) ? json(vm[k].as<std::vector<std::string>>()) : json::array();
@@ -210,6 +224,21 @@ json plugin_options(const po::variables_map &vm) {
   json o = json::object();
   if (vm.count("max-shard-size")) o["max_shard_size"] = parse_size(vm["max-shard-size"].as<std::string>());
   if (vm.count("dtype")) o["dtype"] = vm["dtype"].as<std::string>();
+  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by"})
+    if (vm.count(k)) {
+      std::string key = k;
+      for (char &ch : key)
+        if (ch == '-') ch = '_';
+      o[key] = vm[k].as<unsigned>();
+    }
+  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec"})
+    if (vm.count(k)) {
+      std::string key = k;
+      for (char &ch : key)
+        if (ch == '-') ch = '_';
+      o[key] = vm[k].as<std::string>();
+    }
+  if (vm.count("iteration")) o["iteration"] = vm["iteration"].as<int64_t>();
   add_plugin_options(o, vm);
   return o;
 }

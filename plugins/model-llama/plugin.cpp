@@ -9,6 +9,7 @@
 #include <ckhost/cpp/ckh_plugin.hpp>
 
 #include "llama_config.hpp"
+#include "mcore_mapper.hpp"
 
 using nlohmann::json;
 using ckh::sdk::fail;
@@ -101,19 +102,35 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
   });
 }
 
+ckh_status map_to_mcore(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json,
+                        ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json opts = json::parse(options_json ? options_json : "{}", nullptr, false);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::llama::map_hf_to_mcore(opts.is_discarded() ? json::object() : opts, meta, b);
+  });
+}
+
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical};
+const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama",
     "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM): HF tensor list and completeness check",
     R"({"family":"llama","from":"hf","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm"]})", &kHf};
-const ckh_component_t *const kComponents[] = {&kHfComp};
+const ckh_component_t kToMcoreComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-mcore",
+    "Llama family HF -> Megatron-Core (TE or local spec): GQA-interleaved linear_qkv, fused fc1, args",
+    R"({"family":"llama","from":"hf","to":"megatron","model_types":["llama","mistral","qwen2","qwen3","minicpm"]})",
+    &kToMcore};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.model.llama", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.model.llama", "0.1.0",
                               "ckhost", "Llama model family", init, nullptr, kComponents};
 
 }  // namespace

@@ -106,8 +106,9 @@ def tree_hash(d):
 # Reference forward pass (HF Llama / Mistral / Qwen2 / Qwen3 / MiniCPM semantics).
 
 def _rms(x, w, eps):
-    x32 = x.float()
-    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)) * w.float()
+    dt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    x32 = x.to(dt)
+    return (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps)) * w.to(dt)
 
 
 def _rope(x, theta):
@@ -116,14 +117,14 @@ def _rope(x, theta):
     inv = 1.0 / (theta ** (torch.arange(0, d, 2, dtype=torch.float64) / d))
     ang = torch.arange(T, dtype=torch.float64)[:, None] * inv[None, :]
     emb = torch.cat([ang, ang], -1)
-    cos, sin = emb.cos().float()[:, None, :], emb.sin().float()[:, None, :]
+    cos, sin = emb.cos().to(x.dtype)[:, None, :], emb.sin().to(x.dtype)[:, None, :]
     x1, x2 = x[..., : d // 2], x[..., d // 2:]
     rot = torch.cat([-x2, x1], -1)
     return x * cos + rot * sin
 
 
-def llama_logits(sd, cfg, ids):
-    """Logits [T, V] in f32 for token ids, computed from an HF-named state dict."""
+def llama_logits(sd, cfg, ids, dtype=torch.float32):
+    """Logits [T, V] for token ids, computed in `dtype` from an HF-named state dict."""
     h = cfg["hidden_size"]
     H = cfg["num_attention_heads"]
     G = cfg.get("num_key_value_heads", H)
@@ -131,12 +132,12 @@ def llama_logits(sd, cfg, ids):
     L = cfg["num_hidden_layers"]
     eps = cfg.get("rms_norm_eps", 1e-6)
     theta = cfg.get("rope_theta", 10000.0)
-    W = {k: v.float() for k, v in sd.items()}
+    W = {k: v.to(dtype) for k, v in sd.items()}
     x = W["model.embed_tokens.weight"][ids]
     if cfg.get("model_type") == "minicpm":
         x = x * cfg.get("scale_emb", 1.0)
     T = len(ids)
-    mask = torch.full((T, T), float("-inf")).triu(1)
+    mask = torch.full((T, T), float("-inf"), dtype=dtype).triu(1)
     for i in range(L):
         p = f"model.layers.{i}."
         a = _rms(x, W[p + "input_layernorm.weight"], eps)

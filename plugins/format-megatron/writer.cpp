@@ -1,0 +1,363 @@
+// writer.cpp — the legacy Megatron per-rank checkpoint layout ("megatron"):
+//
+//   <out>/latest_checkpointed_iteration.txt          "release" or the iteration
+//   <out>/release|iter_NNNNNNN/mp_rank_TT[_PPP]/model_optim_rng.pt
+//
+// Each rank file is a torch.save dict {"args": Namespace, "checkpoint_version": 3.0, "iteration": N,
+// "model" | "model0".."model{V-1}": OrderedDict(stage-local name -> tensor)}. Inputs are the global,
+// unsharded Megatron-Core tensors a model mapper emits (global layer numbers, unpadded vocabulary);
+// this writer pads the vocabulary, cuts each tensor for its TP rank by Megatron's rules, renumbers
+// layers per pipeline stage and virtual chunk, and copies tied embeddings to the last stage.
+#include <zlib.h>
+
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "megatron_layout.hpp"
+#include "torch_save.hpp"
+
+using nlohmann::json;
+using ckh::sdk::fail;
+using namespace ckh::megatron;
+
+namespace {
+
+struct Options {
+  int tp = 1, pp = 1, vpp = 1;
+  std::vector<int64_t> pp_layers;
+  int64_t divisible_by = 128;
+  bool pad_repeat = false;
+  int64_t iteration = -1;  // -1: release
+};
+
+int64_t int_opt(const json &o, const char *k, int64_t def, int64_t lo) {
+  if (!o.contains(k)) return def;
+  const json &v = o[k];
+  int64_t x;
+  if (v.is_number_integer()) x = v.get<int64_t>();
+  else if (v.is_string()) {
+    try {
+      x = std::stoll(v.get<std::string>());
+    } catch (...) {
+      fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
+    }
+  } else fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
+  if (x < lo) fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be >= " + std::to_string(lo));
+  return x;
+}
+
+Options parse_options(const json &o) {
+  Options r;
+  r.tp = static_cast<int>(int_opt(o, "tp", 1, 1));
+  r.pp = static_cast<int>(int_opt(o, "pp", 1, 1));
+  r.vpp = static_cast<int>(int_opt(o, "vpp", 1, 1));
+  r.divisible_by = int_opt(o, "make_vocab_size_divisible_by", 128, 1);
+  r.iteration = int_opt(o, "iteration", -1, -1);
+  if (o.contains("pp_layers")) {
+    std::stringstream ss(o["pp_layers"].is_string() ? o["pp_layers"].get<std::string>() : o["pp_layers"].dump());
+    std::string part;
+    while (std::getline(ss, part, ',')) {
+      try {
+        r.pp_layers.push_back(std::stoll(part));
+      } catch (...) {
+        fail(CKH_E_INVALID_ARG, "--pp-layers expects comma-separated layer counts, e.g. 3,2,2");
+      }
+    }
+  }
+  const std::string pad = o.value("vocab_pad", std::string("zeros"));
+  if (pad != "zeros" && pad != "repeat") fail(CKH_E_INVALID_ARG, "--vocab-pad must be zeros or repeat");
+  r.pad_repeat = pad == "repeat";
+  return r;
+}
+
+// One rank file being laid out.
+struct RankFile {
+  std::string relpath;
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, ckh_expr>>>> chunks;  // "model"/"modelV"
+  ckh::torchfmt::ZipLayout zip{"archive"};
+  int32_t file_id = -1;
+  std::vector<int32_t> region_of_record;  // -1 for literal records
+  std::vector<uint32_t> literal_crc;
+};
+
+struct Writer {
+  ckh_writer_t vt{};
+  json options;
+  std::vector<std::unique_ptr<RankFile>> files;
+};
+
+Writer *W(const ckh_writer_t *w) { return static_cast<Writer *>(w->impl); }
+
+uint32_t crc_of(const std::string &s) {
+  return static_cast<uint32_t>(::crc32(0, reinterpret_cast<const Bytef *>(s.data()), static_cast<uInt>(s.size())));
+}
+
+void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
+  ckh::sdk::Builder b(lb->expr);
+  const Options opt = parse_options(w.options);
+  if (!meta.contains("args") || !meta["args"].is_object())
+    fail(CKH_E_UNSUPPORTED, "the megatron writer needs Megatron args from a model plugin (no mapper produced them)");
+  json args = meta["args"];
+  const int64_t num_layers = args.value("num_layers", int64_t{0});
+  if (num_layers <= 0) fail(CKH_E_FORMAT, "args.num_layers is missing");
+  const bool swiglu = args.value("swiglu", true);
+  const bool untied = args.value("untie_embeddings_and_output_weights", true);
+  Pipeline pl;
+  try {
+    pl = make_pipeline(num_layers, opt.pp, opt.vpp, opt.pp_layers);
+  } catch (const std::exception &e) {
+    fail(CKH_E_INVALID_ARG, e.what());
+  }
+  // Heads/groups must divide by TP.
+  const int64_t groups = args.value("num_query_groups", args.value("num_attention_heads", int64_t{1}));
+  if (groups % opt.tp != 0)
+    fail(CKH_E_INVALID_ARG, "--tp " + std::to_string(opt.tp) + " does not divide the " + std::to_string(groups) +
+                                " query groups (Megatron needs num_query_groups % TP == 0)");
+
+  struct In {
+    std::string name;
+    ckh_tensor_info_t info;
+    ckh_expr e;
+  };
+  std::vector<In> ins;
+  int64_t vocab = -1;
+  for (uint64_t i = 0; i < b.input_count(); ++i) {
+    In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
+    if (split_of(x.name, swiglu) == Split::Vocab) {
+      if (vocab >= 0 && vocab != x.info.shape[0])
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
+                               std::to_string(vocab));
+      vocab = x.info.shape[0];
+    }
+    ins.push_back(x);
+  }
+  const int64_t padded = vocab > 0 ? padded_vocab(vocab, opt.divisible_by, opt.tp) : -1;
+
+  // The TP slice of tensor x for rank t.
+  auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, int t) -> ckh_expr {
+    const Split s = split_of(name, swiglu);
+    const int T = opt.tp;
+    auto cut = [&](ckh_expr x, uint32_t dim, int64_t n) {
+      if (n % T != 0)
+        fail(CKH_E_INVALID_ARG, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) +
+                                    " does not divide by --tp " + std::to_string(T));
+      return b.slice(x, dim, t * (n / T), n / T);
+    };
+    switch (s) {
+      case Split::Replicated: return e;
+      case Split::Column: return cut(e, 0, info.shape[0]);
+      case Split::Row: return info.ndim >= 2 ? cut(e, 1, info.shape[1]) : e;
+      case Split::Vocab: {
+        ckh_expr p = padded > info.shape[0]
+                         ? b.pad(e, 0, 0, padded - info.shape[0], opt.pad_repeat ? CKH_PAD_REPEAT_EDGE : CKH_PAD_ZEROS)
+                         : e;
+        return cut(p, 0, padded);
+      }
+      case Split::Swiglu: {
+        const int64_t half = info.shape[0] / 2;
+        if (info.shape[0] % 2 != 0) fail(CKH_E_FORMAT, "tensor '" + name + "': fused fc1 has an odd number of rows");
+        ckh_expr gate = b.slice(e, 0, 0, half), up = b.slice(e, 0, half, half);
+        return b.concat({cut(gate, 0, half), cut(up, 0, half)}, 0);
+      }
+    }
+    return e;
+  };
+
+  const std::string iter_dir = iteration_dir(opt.iteration < 0 ? 0 : opt.iteration, opt.iteration < 0);
+  const ckh_expr *embedding = nullptr;
+  const In *emb_in = nullptr;
+  for (const auto &x : ins)
+    if (x.name == "embedding.word_embeddings.weight") {
+      embedding = &x.e;
+      emb_in = &x;
+    }
+
+  for (int p = 0; p < opt.pp; ++p)
+    for (int t = 0; t < opt.tp; ++t) {
+      auto rf = std::make_unique<RankFile>();
+      rf->relpath = iter_dir + "/" + rank_dir(t, p, 0, opt.pp, 1) + "/model_optim_rng.pt";
+      for (int v = 0; v < opt.vpp; ++v)
+        rf->chunks.push_back({opt.vpp == 1 ? std::string("model") : "model" + std::to_string(v), {}});
+      for (const auto &x : ins) {
+        int sp = 0, sv = 0;
+        std::string local = x.name;
+        if (auto ln = parse_layer_name(x.name)) {
+          int64_t li;
+          try {
+            pl.locate(ln->layer, sp, sv, li);
+          } catch (const std::exception &e) {
+            fail(CKH_E_FORMAT, "tensor '" + x.name + "': " + e.what());
+          }
+          local = ln->prefix + std::to_string(li) + "." + ln->rest;
+        } else if (x.name.rfind("embedding.", 0) == 0) {
+          sp = 0;
+          sv = 0;
+        } else if (x.name.rfind("decoder.final_layernorm", 0) == 0 || x.name.rfind("output_layer", 0) == 0) {
+          sp = opt.pp - 1;
+          sv = opt.vpp - 1;
+        } else {
+          fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': the megatron writer does not know its pipeline stage");
+        }
+        if (sp != p) continue;
+        rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, t)});
+      }
+      // Tied embeddings: the last stage keeps its own copy as output_layer (Megatron-Core).
+      if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding)
+        rf->chunks.back().second.push_back({"output_layer.weight", shard("output_layer.weight", *embedding, emb_in->info, t)});
+      w.files.push_back(std::move(rf));
+    }
+
+  // Args as Megatron records them.
+  args["tensor_model_parallel_size"] = opt.tp;
+  args["pipeline_model_parallel_size"] = opt.pp;
+  args["virtual_pipeline_model_parallel_size"] = opt.vpp > 1 ? json(opt.vpp) : json(nullptr);
+  args["num_layers_per_virtual_pipeline_stage"] =
+      opt.vpp > 1 && opt.pp_layers.empty() ? json(num_layers / opt.pp / opt.vpp) : json(nullptr);
+  if (!opt.pp_layers.empty()) {
+    args["decoder_first_pipeline_num_layers"] = opt.pp_layers.front();
+    args["decoder_last_pipeline_num_layers"] = opt.pp_layers.back();
+  }
+  args["expert_model_parallel_size"] = 1;
+  args["make_vocab_size_divisible_by"] = opt.divisible_by;
+  if (padded > 0) args["padded_vocab_size"] = padded;
+  args["iteration"] = opt.iteration < 0 ? 0 : opt.iteration;
+
+  for (auto &rf : w.files) {
+    ckh::torchfmt::Pickler pk;
+    std::vector<std::pair<ckh_expr, ckh_tensor_info_t>> tensors;
+    pk.empty_dict();
+    pk.mark();
+    pk.str("args");
+    pk.namespace_obj(args);
+    pk.str("checkpoint_version");
+    pk.real(3.0);
+    pk.str("iteration");
+    pk.integer(opt.iteration < 0 ? 0 : opt.iteration);
+    for (const auto &[key, entries] : rf->chunks) {
+      pk.str(key);
+      pk.global("collections", "OrderedDict");
+      pk.empty_tuple();
+      pk.reduce();
+      if (!entries.empty()) {
+        pk.mark();
+        for (const auto &[name, e] : entries) {
+          const ckh_tensor_info_t info = b.info(e);
+          if (!*ckh::torchfmt::storage_class(info.dtype))
+            fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored for torch 1.13");
+          pk.str(name);
+          pk.tensor(std::to_string(tensors.size()), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim));
+          tensors.push_back({e, info});
+        }
+        pk.setitems();
+      }
+    }
+    pk.setitems();
+    pk.stop();
+    const std::string version = "3\n", order = "little";
+    const size_t r_pkl = rf->zip.add("data.pkl", pk.bytes().size());
+    std::vector<size_t> r_data;
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      uint64_t bytes = ckh_dtype_size(tensors[i].second.dtype);
+      for (uint32_t d = 0; d < tensors[i].second.ndim; ++d) bytes *= static_cast<uint64_t>(tensors[i].second.shape[d]);
+      r_data.push_back(rf->zip.add("data/" + std::to_string(i), bytes));
+    }
+    const size_t r_ver = rf->zip.add("version", version.size());
+    const size_t r_ord = rf->zip.add("byteorder", order.size());
+    rf->file_id = lb->add_file(lb, rf->relpath.c_str(), rf->zip.total_size());
+    if (rf->file_id < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
+    rf->region_of_record.assign(rf->zip.count(), -1);
+    rf->literal_crc.assign(rf->zip.count(), 0);
+    auto literal = [&](size_t r, const std::string &data) {
+      if (lb->put_bytes(lb, rf->file_id, rf->zip.record(r).payload_offset, data.data(), data.size()) != CKH_OK)
+        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
+      rf->literal_crc[r] = crc_of(data);
+    };
+    literal(r_pkl, pk.bytes());
+    literal(r_ver, version);
+    literal(r_ord, order);
+    for (size_t i = 0; i < tensors.size(); ++i) {
+      const int32_t reg =
+          lb->put_tensor(lb, rf->file_id, rf->zip.record(r_data[i]).payload_offset, tensors[i].first, CKH_REGION_CRC32);
+      if (reg < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_tensor failed", true);
+      rf->region_of_record[r_data[i]] = reg;
+    }
+    // Headers with the literal CRCs now; tensor CRCs are patched in finish().
+    for (const auto &blob : rf->zip.header_blobs(rf->literal_crc))
+      if (lb->put_bytes(lb, rf->file_id, blob.first, blob.second.data(), blob.second.size()) != CKH_OK)
+        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
+  }
+  const std::string tracker = opt.iteration < 0 ? std::string("release") : std::to_string(opt.iteration);
+  if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", tracker.data(), tracker.size()) != CKH_OK)
+    throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
+  // Side files (tokenizer, config) go next to the tracker so the checkpoint can be converted back.
+  if (meta.contains("side_files") && meta["side_files"].is_array())
+    for (const auto &sf : meta["side_files"]) {
+      const std::string name = sf.value("name", ""), path = sf.value("path", "");
+      if (name.empty() || path.empty()) continue;
+      if (lb->copy_file(lb, path.c_str(), ("hf/" + name).c_str()) != CKH_OK)
+        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "copy_file failed", true);
+    }
+}
+
+ckh_status finish(ckh_writer_t *wt, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) {
+  return ckh::sdk::guard([&] {
+    for (auto &rf : W(wt)->files) {
+      std::vector<uint32_t> crcs = rf->literal_crc;
+      for (size_t r = 0; r < crcs.size(); ++r) {
+        const int32_t reg = rf->region_of_record[r];
+        if (reg < 0) continue;
+        if (static_cast<uint64_t>(reg) >= n) fail(CKH_E_INTERNAL, "missing digest for region " + std::to_string(reg));
+        crcs[r] = digests[reg].crc32;
+      }
+      for (const auto &blob : rf->zip.header_blobs(crcs))
+        if (p->put_bytes(p, rf->file_id, blob.first, blob.second.data(), blob.second.size()) != CKH_OK)
+          throw ckh::sdk::Error(CKH_E_INTERNAL, "patch failed", true);
+    }
+  });
+}
+
+ckh_status create(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
+  *out = nullptr;
+  return ckh::sdk::guard([&] {
+    auto w = std::make_unique<Writer>();
+    w->options = json::parse(options_json ? options_json : "{}", nullptr, false);
+    if (w->options.is_discarded()) w->options = json::object();
+    parse_options(w->options);  // validate early
+    w->vt.struct_size = sizeof w->vt;
+    w->vt.impl = w.get();
+    w->vt.plan = [](ckh_writer_t *x, const char *meta, ckh_layout_builder_t *lb) -> ckh_status {
+      return ckh::sdk::guard([&] {
+        const json m = json::parse(meta ? meta : "{}", nullptr, false);
+        plan(*W(x), m.is_discarded() ? json::object() : m, lb);
+      });
+    };
+    w->vt.finish = finish;
+    w->vt.destroy = [](ckh_writer_t *x) { delete W(x); };
+    *out = &w.release()->vt;
+  });
+}
+
+const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, create};
+const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "megatron",
+                                     "Megatron-LM per-rank torch checkpoints (TP/PP/VPP, model_optim_rng.pt)",
+                                     R"({"container":"torch-zip","layout":"megatron"})", &kWriter};
+const ckh_component_t *const kComponents[] = {&kWriterComp};
+
+ckh_status init(const ckh_host_t *host) {
+  ckh::sdk::set_host(host);
+  return CKH_OK;
+}
+
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.format.megatron",
+                              "0.1.0", "ckhost", "Megatron-LM checkpoint layouts", init, nullptr, kComponents};
+
+}  // namespace
+
+extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }
