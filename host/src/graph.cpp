@@ -642,6 +642,24 @@ void validate_layout(const Graph &g) {
   }
 }
 
+std::vector<std::string> unused_tensors(const Graph &g, size_t stage) {
+  std::vector<char> reach(g.nodes.size(), 0);
+  std::vector<int32_t> stack;
+  for (const auto &t : g.stages.back().tensors) stack.push_back(t.node);
+  while (!stack.empty()) {
+    const int32_t n = stack.back();
+    stack.pop_back();
+    if (reach[static_cast<size_t>(n)]) continue;
+    reach[static_cast<size_t>(n)] = 1;
+    for (int32_t c : g.nodes[static_cast<size_t>(n)].in) stack.push_back(c);
+  }
+  std::vector<std::string> out;
+  const Stage &st = g.stages[stage];
+  for (const auto &t : st.tensors)
+    if (!reach[static_cast<size_t>(t.node)] && !st.ignored.count(t.name)) out.push_back(t.name);
+  return out;
+}
+
 void check_consumption(const Graph &g) {
   std::vector<char> reach(g.nodes.size(), 0);
   std::vector<int32_t> stack;

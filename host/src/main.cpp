@@ -403,13 +403,7 @@ int cmd_inspect(const std::vector<std::string> &args) {
   if (fam) {
     try {
       to_canonical(reg, o.g, json::object());
-      Stage &last = o.g.stages.back();
-      // Tensors of the source that the mapping neither used nor ignored.
-      std::set<int32_t> used;
-      for (const auto &t : last.tensors) used.insert(t.node);
-      std::vector<std::string> unexpected;
-      for (const auto &t : o.g.stages[0].tensors)
-        if (!used.count(t.node) && !o.g.stages[0].ignored.count(t.name)) unexpected.push_back(t.name);
+      const std::vector<std::string> unexpected = unused_tensors(o.g, 0);
       check = unexpected.empty() ? "complete: every tensor the config implies is present"
                                  : std::to_string(unexpected.size()) + " unexpected tensor(s), e.g. " + unexpected[0];
     } catch (const Error &e) {

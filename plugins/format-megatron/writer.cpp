@@ -348,16 +348,7 @@ const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, create};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "megatron",
                                      "Megatron-LM per-rank torch checkpoints (TP/PP/VPP, model_optim_rng.pt)",
                                      R"({"container":"torch-zip","layout":"megatron"})", &kWriter};
-const ckh_component_t *const kComponents[] = {&kWriterComp};
-
-ckh_status init(const ckh_host_t *host) {
-  ckh::sdk::set_host(host);
-  return CKH_OK;
-}
-
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.format.megatron",
-                              "0.1.0", "ckhost", "Megatron-LM checkpoint layouts", init, nullptr, kComponents};
 
 }  // namespace
 
-extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }
+const ckh_component_t *megatron_writer_component() { return &kWriterComp; }

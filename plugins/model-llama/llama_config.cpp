@@ -1,80 +1,136 @@
 // llama_config.cpp — see llama_config.hpp.
 #include "llama_config.hpp"
 
+#include <limits>
 #include <stdexcept>
 
 namespace ckh::llama {
 
 namespace {
-const char *const kTypes[] = {"llama", "mistral", "qwen2", "qwen3", "minicpm"};
+
+using nlohmann::json;
+
 const char *const kArchs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                               "MiniCPMForCausalLM"};
+// Every size of a config stays in int32 range, so products of two sizes cannot overflow int64.
+constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 
-int64_t need_int(const nlohmann::json &c, const char *key) {
-  if (!c.contains(key) || !c[key].is_number_integer())
-    throw std::invalid_argument(std::string("config.json: '") + key + "' is missing or not an integer");
-  const int64_t v = c[key].get<int64_t>();
-  if (v <= 0) throw std::invalid_argument(std::string("config.json: '") + key + "' must be positive, got " + std::to_string(v));
-  return v;
+[[noreturn]] void bad(const std::string &msg) { throw std::invalid_argument("config.json: " + msg); }
+
+bool present(const json &c, const char *key) { return c.contains(key) && !c[key].is_null(); }
+
+int64_t need_int(const json &c, const char *key) {
+  if (!present(c, key)) bad(std::string("'") + key + "' is missing");
+  const json &v = c[key];
+  if (!v.is_number_integer()) bad(std::string("'") + key + "' must be an integer, got " + v.dump());
+  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(kMaxDim))
+    bad(std::string("'") + key + "' is too large: " + v.dump());
+  const int64_t n = v.get<int64_t>();
+  if (n <= 0) bad(std::string("'") + key + "' must be positive, got " + std::to_string(n));
+  if (n > kMaxDim) bad(std::string("'") + key + "' is too large: " + std::to_string(n));
+  return n;
 }
+
+int64_t opt_int(const json &c, const char *key, int64_t def) { return present(c, key) ? need_int(c, key) : def; }
+
+bool opt_bool(const json &c, const char *key, bool def) {
+  if (!present(c, key)) return def;
+  if (!c[key].is_boolean()) bad(std::string("'") + key + "' must be true or false, got " + c[key].dump());
+  return c[key].get<bool>();
+}
+
+double opt_num(const json &c, const char *key, double def) {
+  if (!present(c, key)) return def;
+  if (!c[key].is_number()) bad(std::string("'") + key + "' must be a number, got " + c[key].dump());
+  return c[key].get<double>();
+}
+
+std::string opt_str(const json &c, const char *key, const std::string &def) {
+  if (!present(c, key)) return def;
+  if (!c[key].is_string()) bad(std::string("'") + key + "' must be a string, got " + c[key].dump());
+  return c[key].get<std::string>();
+}
+
 }  // namespace
 
-int score(const nlohmann::json &cfg) {
-  if (!cfg.is_object()) return 0;
-  const std::string mt = cfg.value("model_type", std::string());
-  for (const char *t : kTypes)
-    if (mt == t) return 90;
-  if (cfg.contains("architectures") && cfg["architectures"].is_array())
-    for (const auto &a : cfg["architectures"])
-      for (const char *k : kArchs)
-        if (a.is_string() && a.get<std::string>() == k) return 80;
+const std::vector<std::string> &model_types() {
+  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm"};
+  return t;
+}
+
+int score(const json &cfg) noexcept {
+  try {
+    if (!cfg.is_object()) return 0;
+    if (cfg.contains("model_type") && cfg["model_type"].is_string()) {
+      const std::string mt = cfg["model_type"].get<std::string>();
+      for (const auto &t : model_types())
+        if (mt == t) return 90;
+    }
+    if (cfg.contains("architectures") && cfg["architectures"].is_array())
+      for (const auto &a : cfg["architectures"])
+        if (a.is_string())
+          for (const char *k : kArchs)
+            if (a.get<std::string>() == k) return 80;
+  } catch (...) {
+  }
   return 0;
 }
 
-Config parse_config(const nlohmann::json &cfg) {
-  if (!cfg.is_object()) throw std::invalid_argument("config.json is missing or not an object");
-  Config c;
-  c.model_type = cfg.value("model_type", std::string("llama"));
+LlamaConfig parse_config(const json &cfg) {
+  if (!cfg.is_object()) throw std::invalid_argument("config.json is missing or not a JSON object");
+  LlamaConfig c;
+  c.model_type = opt_str(cfg, "model_type", "llama");
   c.hidden = need_int(cfg, "hidden_size");
   c.layers = need_int(cfg, "num_hidden_layers");
   c.heads = need_int(cfg, "num_attention_heads");
-  c.kv_heads = cfg.contains("num_key_value_heads") && !cfg["num_key_value_heads"].is_null()
-                   ? need_int(cfg, "num_key_value_heads")
-                   : c.heads;
-  c.head_dim = cfg.contains("head_dim") && !cfg["head_dim"].is_null() ? need_int(cfg, "head_dim") : c.hidden / c.heads;
+  c.kv_heads = opt_int(cfg, "num_key_value_heads", c.heads);
   c.ffn = need_int(cfg, "intermediate_size");
   c.vocab = need_int(cfg, "vocab_size");
   if (c.heads % c.kv_heads != 0)
-    throw std::invalid_argument("config.json: num_attention_heads " + std::to_string(c.heads) +
-                                " is not a multiple of num_key_value_heads " + std::to_string(c.kv_heads));
-  if (!cfg.contains("head_dim") && c.hidden % c.heads != 0)
-    throw std::invalid_argument("config.json: hidden_size " + std::to_string(c.hidden) + " is not a multiple of " +
-                                "num_attention_heads " + std::to_string(c.heads) + " (and head_dim is not given)");
+    bad("num_attention_heads " + std::to_string(c.heads) + " is not a multiple of num_key_value_heads " +
+        std::to_string(c.kv_heads));
+  if (present(cfg, "head_dim")) {
+    c.head_dim = need_int(cfg, "head_dim");
+  } else {
+    if (c.hidden % c.heads != 0)
+      bad("hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " +
+          std::to_string(c.heads) + " (and head_dim is not given)");
+    c.head_dim = c.hidden / c.heads;
+  }
+  if (c.heads * c.head_dim > kMaxDim)
+    bad("num_attention_heads * head_dim = " + std::to_string(c.heads * c.head_dim) + " is too large");
+
   const bool minicpm = c.model_type == "minicpm";
-  c.tied = cfg.value("tie_word_embeddings", minicpm);
-  const bool attn_bias = cfg.value("attention_bias", false);
+  c.tied = opt_bool(cfg, "tie_word_embeddings", minicpm);
+  const bool attn_bias = opt_bool(cfg, "attention_bias", false);
   c.qkv_bias = c.model_type == "qwen2" || attn_bias;
-  c.o_bias = attn_bias;
-  c.mlp_bias = cfg.value("mlp_bias", false);
+  // Qwen2 has q/k/v biases but no o_proj bias; Llama's attention_bias adds all four.
+  c.o_bias = attn_bias && c.model_type != "qwen2";
+  c.mlp_bias = opt_bool(cfg, "mlp_bias", false);
   c.qk_norm = c.model_type == "qwen3";
-  const std::string dt = cfg.contains("torch_dtype") && cfg["torch_dtype"].is_string() ? cfg["torch_dtype"].get<std::string>()
-                                                                                         : std::string("bfloat16");
+
+  // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
+  const char *dt_key = present(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
+  std::string dt = opt_str(cfg, dt_key, "bfloat16");
+  if (dt.rfind("torch.", 0) == 0) dt = dt.substr(6);
   if (dt == "bfloat16") c.dtype = CKH_DT_BF16;
   else if (dt == "float16") c.dtype = CKH_DT_F16;
   else if (dt == "float32") c.dtype = CKH_DT_F32;
-  else throw std::invalid_argument("config.json: torch_dtype '" + dt + "' is not bfloat16, float16 or float32");
-  if (cfg.contains("rms_norm_eps") && cfg["rms_norm_eps"].is_number()) c.rms_eps = cfg["rms_norm_eps"].get<double>();
-  if (cfg.contains("rope_theta") && cfg["rope_theta"].is_number()) c.rope_theta = cfg["rope_theta"].get<double>();
+  else bad(std::string(dt_key) + " '" + dt + "' is not bfloat16, float16 or float32");
+
+  c.rms_eps = opt_num(cfg, "rms_norm_eps", c.rms_eps);
+  c.rope_theta = opt_num(cfg, "rope_theta", c.rope_theta);
   if (minicpm) {
-    c.scale_emb = cfg.value("scale_emb", 1.0);
-    c.scale_depth = cfg.value("scale_depth", 1.0);
-    c.dim_model_base = cfg.value("dim_model_base", static_cast<double>(c.hidden));
+    c.scale_emb = opt_num(cfg, "scale_emb", 1.0);
+    c.scale_depth = opt_num(cfg, "scale_depth", 1.0);
+    c.dim_model_base = opt_num(cfg, "dim_model_base", static_cast<double>(c.hidden));
   }
   return c;
 }
 
-std::vector<Canonical> canonical_tensors(const Config &c) {
+std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
   std::vector<Canonical> v;
+  v.reserve(static_cast<size_t>(3 + c.layers * 16));
   auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t layer, int32_t init) {
     v.push_back({std::move(name), std::move(shape), role, layer, init});
   };
@@ -83,30 +139,49 @@ std::vector<Canonical> canonical_tensors(const Config &c) {
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const int32_t L = static_cast<int32_t>(l);
-    add(p + "input_layernorm.weight", {c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_ONES);
-    add(p + "self_attn.q_proj.weight", {q, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.qkv_bias) add(p + "self_attn.q_proj.bias", {q}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
-    add(p + "self_attn.k_proj.weight", {kv, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.qkv_bias) add(p + "self_attn.k_proj.bias", {kv}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
-    add(p + "self_attn.v_proj.weight", {kv, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.qkv_bias) add(p + "self_attn.v_proj.bias", {kv}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
-    add(p + "self_attn.o_proj.weight", {c.hidden, q}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.o_bias) add(p + "self_attn.o_proj.bias", {c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
+    auto w = [&](const std::string &n, std::vector<int64_t> s) { add(p + n, std::move(s), CKH_ROLE_LAYER, L, CKH_INIT_NORMAL); };
+    auto bias = [&](const std::string &n, int64_t s) { add(p + n, {s}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS); };
+    auto norm = [&](const std::string &n, int64_t s) { add(p + n, {s}, CKH_ROLE_LAYER, L, CKH_INIT_ONES); };
+    norm("input_layernorm.weight", c.hidden);
+    w("self_attn.q_proj.weight", {q, c.hidden});
+    if (c.qkv_bias) bias("self_attn.q_proj.bias", q);
+    w("self_attn.k_proj.weight", {kv, c.hidden});
+    if (c.qkv_bias) bias("self_attn.k_proj.bias", kv);
+    w("self_attn.v_proj.weight", {kv, c.hidden});
+    if (c.qkv_bias) bias("self_attn.v_proj.bias", kv);
+    w("self_attn.o_proj.weight", {c.hidden, q});
+    if (c.o_bias) bias("self_attn.o_proj.bias", c.hidden);
     if (c.qk_norm) {
-      add(p + "self_attn.q_norm.weight", {c.head_dim}, CKH_ROLE_LAYER, L, CKH_INIT_ONES);
-      add(p + "self_attn.k_norm.weight", {c.head_dim}, CKH_ROLE_LAYER, L, CKH_INIT_ONES);
+      norm("self_attn.q_norm.weight", c.head_dim);
+      norm("self_attn.k_norm.weight", c.head_dim);
     }
-    add(p + "post_attention_layernorm.weight", {c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_ONES);
-    add(p + "mlp.gate_proj.weight", {c.ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.mlp_bias) add(p + "mlp.gate_proj.bias", {c.ffn}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
-    add(p + "mlp.up_proj.weight", {c.ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.mlp_bias) add(p + "mlp.up_proj.bias", {c.ffn}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
-    add(p + "mlp.down_proj.weight", {c.hidden, c.ffn}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL);
-    if (c.mlp_bias) add(p + "mlp.down_proj.bias", {c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS);
+    norm("post_attention_layernorm.weight", c.hidden);
+    w("mlp.gate_proj.weight", {c.ffn, c.hidden});
+    if (c.mlp_bias) bias("mlp.gate_proj.bias", c.ffn);
+    w("mlp.up_proj.weight", {c.ffn, c.hidden});
+    if (c.mlp_bias) bias("mlp.up_proj.bias", c.ffn);
+    w("mlp.down_proj.weight", {c.hidden, c.ffn});
+    if (c.mlp_bias) bias("mlp.down_proj.bias", c.hidden);
   }
   add("model.norm.weight", {c.hidden}, CKH_ROLE_FINAL_NORM, -1, CKH_INIT_ONES);
   if (!c.tied) add("lm_head.weight", {c.vocab, c.hidden}, CKH_ROLE_OUTPUT, -1, CKH_INIT_NORMAL);
   return v;
+}
+
+int64_t parameter_count(const LlamaConfig &c) {
+  int64_t n = 0;
+  for (const auto &t : canonical_tensors(c)) {
+    int64_t p = 1;
+    for (int64_t d : t.shape) p *= d;  // two int32-bounded factors: no overflow
+    if (__builtin_add_overflow(n, p, &n)) throw std::overflow_error("parameter count overflows int64");
+  }
+  return n;
+}
+
+std::string shape_str(const std::vector<int64_t> &s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
 }
 
 }  // namespace ckh::llama

@@ -1,5 +1,6 @@
 // llama_config.hpp — the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, MiniCPM) as
-// described by an HF config.json, and the canonical (HF) tensors it implies. Shared by the mappers.
+// described by an HF config.json, and the canonical (HF) tensors it implies. Shared by every mapper
+// of the plugin (hf -> hf check, HF <-> Megatron); plain C++, no host needed (unit-tested directly).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -11,25 +12,30 @@
 
 namespace ckh::llama {
 
-struct Config {
-  std::string model_type;
+struct LlamaConfig {
+  std::string model_type;  // "llama" when config.json has none
   int64_t hidden = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
-  bool tied = false;
-  bool qkv_bias = false;   // Qwen2, or Llama attention_bias
+  bool tied = false;       // tie_word_embeddings (default false; MiniCPM: true)
+  bool qkv_bias = false;   // Qwen2 always, or Llama attention_bias
   bool o_bias = false;     // Llama attention_bias
-  bool mlp_bias = false;
-  bool qk_norm = false;    // Qwen3
-  ckh_dtype dtype = CKH_DT_BF16;
+  bool mlp_bias = false;   // Llama mlp_bias
+  bool qk_norm = false;    // Qwen3: q_norm / k_norm of [head_dim]
+  ckh_dtype dtype = CKH_DT_BF16;  // torch_dtype (or "dtype"); bfloat16 when absent
   double rms_eps = 1e-6, rope_theta = 10000.0;
-  // MiniCPM scalars (1 / hidden when absent).
+  // MiniCPM scalars (dim_model_base = hidden when absent).
   double scale_emb = 1.0, scale_depth = 1.0, dim_model_base = 0.0;
 };
+using Config = LlamaConfig;
 
-// Parses and validates; throws std::invalid_argument with a one-line reason naming the field.
-Config parse_config(const nlohmann::json &cfg);
+// The model types this plugin knows (also its mappers' "model_types" capability).
+const std::vector<std::string> &model_types();
 
-// True when the config is one this plugin knows (by model_type or architectures); 0-100 score.
-int score(const nlohmann::json &cfg);
+// Parses and validates; throws std::invalid_argument with a one-line reason naming the field, e.g.
+// "config.json: num_attention_heads 32 is not a multiple of num_key_value_heads 5".
+LlamaConfig parse_config(const nlohmann::json &cfg);
+
+// How well the config fits this plugin: 90 by model_type, 80 by architectures, else 0. Never throws.
+int score(const nlohmann::json &cfg) noexcept;
 
 struct Canonical {
   std::string name;
@@ -39,7 +45,13 @@ struct Canonical {
   int32_t init = CKH_INIT_NORMAL;
 };
 
-// Every HF tensor of the model, in HF's order.
-std::vector<Canonical> canonical_tensors(const Config &c);
+// Every HF tensor of the model, in HF's order (the order of the modules in the PyTorch model).
+std::vector<Canonical> canonical_tensors(const LlamaConfig &c);
+
+// Number of elements of the whole model (sum over canonical_tensors).
+int64_t parameter_count(const LlamaConfig &c);
+
+// "[256, 2048]"
+std::string shape_str(const std::vector<int64_t> &s);
 
 }  // namespace ckh::llama

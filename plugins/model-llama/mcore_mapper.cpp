@@ -159,8 +159,150 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
 
   json out = meta;
   out["layout"] = "megatron";
-  out["args"] = args_from_config(c, cfg, spec);
+  json args = args_from_config(c, cfg, spec);
+  if (meta.contains("megatron_args") && meta["megatron_args"].is_object()) {
+    json merged = meta["megatron_args"];
+    for (auto it = args.begin(); it != args.end(); ++it) merged[it.key()] = it.value();
+    args = merged;
+  }
+  out.erase("megatron_args");
+  out["args"] = args;
   out["megatron_spec"] = spec;
+  b.set_metadata(out.dump());
+}
+
+}  // namespace ckh::llama
+
+namespace ckh::llama {
+
+namespace {
+
+// The HF config.json a Megatron args Namespace implies (used when no HF config was kept).
+json config_from_args(const json &a) {
+  auto num = [&](const char *k) -> int64_t {
+    if (!a.contains(k) || !a[k].is_number_integer()) fail(CKH_E_FORMAT, std::string("Megatron args lack '") + k +
+                                                                            "' (give --hf-config with the HF config.json)");
+    return a[k].get<int64_t>();
+  };
+  const int64_t heads = num("num_attention_heads");
+  const bool gqa = a.value("group_query_attention", false);
+  const int64_t groups = gqa ? num("num_query_groups") : heads;
+  const bool qkv_bias = a.value("add_qkv_bias", false), qk_norm = a.value("qk_layernorm", false);
+  json c;
+  c["model_type"] = qk_norm ? "qwen3" : qkv_bias ? "qwen2" : "llama";
+  c["architectures"] = {qk_norm ? "Qwen3ForCausalLM" : qkv_bias ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
+  c["hidden_size"] = num("hidden_size");
+  c["intermediate_size"] = num("ffn_hidden_size");
+  c["num_hidden_layers"] = num("num_layers");
+  c["num_attention_heads"] = heads;
+  c["num_key_value_heads"] = groups;
+  if (a.contains("kv_channels") && a["kv_channels"].is_number_integer()) c["head_dim"] = a["kv_channels"];
+  if (!a.contains("vocab_size") || !a["vocab_size"].is_number_integer())
+    fail(CKH_E_FORMAT, "Megatron args lack the true vocab_size (give --hf-config with the HF config.json)");
+  c["vocab_size"] = a["vocab_size"];
+  c["max_position_embeddings"] = a.value("max_position_embeddings", int64_t{4096});
+  c["rms_norm_eps"] = a.value("norm_epsilon", 1e-5);
+  c["rope_theta"] = a.value("rotary_base", 10000.0);
+  c["tie_word_embeddings"] = !a.value("untie_embeddings_and_output_weights", true);
+  c["attention_bias"] = false;
+  c["hidden_act"] = "silu";
+  c["torch_dtype"] = a.value("bf16", false) ? "bfloat16" : a.value("fp16", false) ? "float16" : "float32";
+  return c;
+}
+
+}  // namespace
+
+int32_t score_mcore(const json &meta) {
+  if (!meta.is_object() || !meta.contains("args") || !meta["args"].is_object()) return 0;
+  const json &a = meta["args"];
+  if (meta.contains("config") && meta["config"].is_object()) return score(meta["config"]);
+  const bool llama_like = a.value("swiglu", false) && a.value("normalization", std::string()) == "RMSNorm" &&
+                          a.value("position_embedding_type", std::string("rope")) == "rope";
+  return llama_like ? 70 : 0;
+}
+
+void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
+  (void)opts;
+  const json &args = meta.value("args", json::object());
+  const bool have_cfg = meta.contains("config") && meta["config"].is_object();
+  const json cfg = have_cfg ? meta["config"] : config_from_args(args);
+  Config c;
+  try {
+    c = parse_config(cfg);
+  } catch (const std::invalid_argument &e) {
+    fail(CKH_E_FORMAT, e.what());
+  }
+  // The checkpoint must be the model the config describes.
+  for (auto [k, v] : {std::pair<const char *, int64_t>{"num_layers", c.layers}, {"hidden_size", c.hidden},
+                      {"num_attention_heads", c.heads}, {"ffn_hidden_size", c.ffn}})
+    if (args.contains(k) && args[k].is_number_integer() && args[k].get<int64_t>() != v)
+      fail(CKH_E_FORMAT, std::string("Megatron args.") + k + " = " + args[k].dump() + " but config.json implies " +
+                             std::to_string(v));
+  const bool te = b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight");
+  const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
+  for (const auto &t : canonical_tensors(c)) (void)t;  // shapes are checked by reshape/slice below
+
+  auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer) {
+    ckh_tensor_annot_t a = ckh::sdk::annot(role, layer);
+    b.emit(name, e, &a);
+  };
+  auto unqkv = [&](const std::string &m, const std::string &suffix, const std::string &p) {
+    const bool w = suffix == "weight";
+    std::vector<int64_t> grouped = {G, (P + 2) * d};
+    if (w) grouped.push_back(h);
+    const ckh_expr x = b.reshape(b.input(m + "self_attention.linear_qkv." + suffix), grouped);
+    auto part = [&](int64_t start, int64_t rows, int64_t heads) {
+      std::vector<int64_t> shape = {heads * d};
+      if (w) shape.push_back(h);
+      return b.reshape(b.slice(x, 1, start, rows), shape);
+    };
+    emit(p + "self_attn.q_proj." + suffix, part(0, P * d, H), CKH_ROLE_LAYER, -1);
+    emit(p + "self_attn.k_proj." + suffix, part(P * d, d, G), CKH_ROLE_LAYER, -1);
+    emit(p + "self_attn.v_proj." + suffix, part((P + 1) * d, d, G), CKH_ROLE_LAYER, -1);
+  };
+  auto vocab_rows = [&](const std::string &name) {
+    const ckh_expr e = b.input(name);
+    const int64_t rows = b.info(e).shape[0];
+    if (rows < c.vocab) fail(CKH_E_FORMAT, "tensor '" + name + "' has " + std::to_string(rows) + " rows, vocab_size is " +
+                                               std::to_string(c.vocab));
+    return rows == c.vocab ? e : b.slice(e, 0, 0, c.vocab);
+  };
+  emit("model.embed_tokens.weight", vocab_rows("embedding.word_embeddings.weight"), CKH_ROLE_EMBEDDING, -1);
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    const std::string m = "decoder.layers." + std::to_string(l) + ".";
+    const int32_t L = static_cast<int32_t>(l);
+    emit(p + "input_layernorm.weight",
+         b.input(te ? m + "self_attention.linear_qkv.layer_norm_weight" : m + "input_layernorm.weight"), CKH_ROLE_LAYER, L);
+    unqkv(m, "weight", p);
+    if (c.qkv_bias) unqkv(m, "bias", p);
+    emit(p + "self_attn.o_proj.weight", b.input(m + "self_attention.linear_proj.weight"), CKH_ROLE_LAYER, L);
+    if (c.o_bias) emit(p + "self_attn.o_proj.bias", b.input(m + "self_attention.linear_proj.bias"), CKH_ROLE_LAYER, L);
+    if (c.qk_norm) {
+      emit(p + "self_attn.q_norm.weight", b.input(m + "self_attention.q_layernorm.weight"), CKH_ROLE_LAYER, L);
+      emit(p + "self_attn.k_norm.weight", b.input(m + "self_attention.k_layernorm.weight"), CKH_ROLE_LAYER, L);
+    }
+    emit(p + "post_attention_layernorm.weight",
+         b.input(te ? m + "mlp.linear_fc1.layer_norm_weight" : m + "pre_mlp_layernorm.weight"), CKH_ROLE_LAYER, L);
+    const ckh_expr fc1 = b.input(m + "mlp.linear_fc1.weight");
+    emit(p + "mlp.gate_proj.weight", b.slice(fc1, 0, 0, c.ffn), CKH_ROLE_LAYER, L);
+    emit(p + "mlp.up_proj.weight", b.slice(fc1, 0, c.ffn, c.ffn), CKH_ROLE_LAYER, L);
+    if (c.mlp_bias) {
+      const ckh_expr fb = b.input(m + "mlp.linear_fc1.bias");
+      emit(p + "mlp.gate_proj.bias", b.slice(fb, 0, 0, c.ffn), CKH_ROLE_LAYER, L);
+      emit(p + "mlp.up_proj.bias", b.slice(fb, 0, c.ffn, c.ffn), CKH_ROLE_LAYER, L);
+    }
+    emit(p + "mlp.down_proj.weight", b.input(m + "mlp.linear_fc2.weight"), CKH_ROLE_LAYER, L);
+    if (c.mlp_bias) emit(p + "mlp.down_proj.bias", b.input(m + "mlp.linear_fc2.bias"), CKH_ROLE_LAYER, L);
+  }
+  emit("model.norm.weight", b.input("decoder.final_layernorm.weight"), CKH_ROLE_FINAL_NORM, -1);
+  if (!c.tied) emit("lm_head.weight", vocab_rows("output_layer.weight"), CKH_ROLE_OUTPUT, -1);
+  json out = meta;
+  out["layout"] = "hf";
+  out["config"] = cfg;
+  out["config_modified"] = !have_cfg;
+  out["megatron_args"] = args;  // lets a Megatron -> Megatron resplit keep the training args
+  out.erase("args");
   b.set_metadata(out.dump());
 }
 

@@ -1,6 +1,6 @@
-// plugin.cpp — the Llama family model plugin: canonical tensor list and the HF completeness check.
+// plugin.cpp — the Llama family model plugin: canonical tensor list, the HF completeness check
+// (mapper "llama", hf -> hf) and HF -> Megatron-Core (mapper "llama.hf-to-mcore", mcore_mapper.cpp).
 #include <algorithm>
-#include <regex>
 #include <set>
 #include <stdexcept>
 
@@ -22,7 +22,7 @@ json config_of(const char *metadata_json) {
   return m["config"];
 }
 
-ckh::llama::Config parse_or_fail(const json &cfg) {
+ckh::llama::LlamaConfig parse_or_fail(const json &cfg) {
   try {
     return ckh::llama::parse_config(cfg);
   } catch (const std::invalid_argument &e) {
@@ -30,10 +30,14 @@ ckh::llama::Config parse_or_fail(const json &cfg) {
   }
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
+// model.layers.<digits>.self_attn.rotary_emb.inv_freq
+bool is_rotary_inv_freq(const std::string &n) {
+  static const std::string pre = "model.layers.", suf = ".self_attn.rotary_emb.inv_freq";
+  if (n.size() <= pre.size() + suf.size() || n.compare(0, pre.size(), pre) != 0 ||
+      n.compare(n.size() - suf.size(), suf.size(), suf) != 0)
+    return false;
+  const std::string mid = n.substr(pre.size(), n.size() - pre.size() - suf.size());
+  return std::all_of(mid.begin(), mid.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
 }
 
 int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
@@ -44,13 +48,15 @@ int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
   }
 }
 
-// hf -> hf: every tensor the config implies must be present with its shape; known leftovers are
-// ignored; anything else stays unused so the host reports it as unexpected.
+// hf -> hf: every tensor the config implies must be present with its shape and is passed through
+// unchanged (the checkpoint's dtype is kept); known leftovers are ignored; anything else stays unused
+// so the host reports it as an unexpected tensor.
 ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
   return ckh::sdk::guard([&] {
+    using ckh::llama::shape_str;
     ckh::sdk::Builder b(raw);
     const json cfg = config_of(metadata_json);
-    const ckh::llama::Config c = parse_or_fail(cfg);
+    const ckh::llama::LlamaConfig c = parse_or_fail(cfg);
     std::vector<std::string> missing;
     for (const auto &t : ckh::llama::canonical_tensors(c)) {
       const int64_t i = b.find(t.name);
@@ -59,26 +65,33 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
         continue;
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
-      std::vector<int64_t> have(info.shape, info.shape + info.ndim);
+      const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
       if (have != t.shape)
         fail(CKH_E_FORMAT, "tensor '" + t.name + "': config.json implies shape " + shape_str(t.shape) +
                                ", checkpoint has " + shape_str(have));
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
-      b.emit(t.name, b.input_at(static_cast<uint64_t>(i)), &a);
+      a.parallel = CKH_PARALLEL_UNSTATED;
+      b.emit(t.name, b.input(t.name), &a);
     }
     if (!missing.empty()) {
+      constexpr size_t kShow = 5;
       std::string list;
-      for (size_t k = 0; k < missing.size() && k < 5; ++k) list += (k ? ", " : "") + missing[k];
-      if (missing.size() > 5) list += " (and " + std::to_string(missing.size() - 5) + " more)";
+      for (size_t k = 0; k < missing.size() && k < kShow; ++k) list += (k ? ", " : "") + missing[k];
+      if (missing.size() > kShow) list += " (and " + std::to_string(missing.size() - kShow) + " more)";
       fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
-                             " tensor(s) that config.json implies: " + list);
+                             (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
     }
-    static const std::regex inv_freq(R"(model\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq)");
+    const std::vector<int64_t> embed_shape = {c.vocab, c.hidden};
     for (uint64_t i = 0; i < b.input_count(); ++i) {
-      const std::string n = b.input_info(i).name;
-      if (std::regex_match(n, inv_freq)) b.ignore(n, "rotary inv_freq is recomputed from rope_theta");
-      else if (n == "lm_head.weight" && c.tied) b.ignore(n, "tied to model.embed_tokens.weight");
+      const ckh_tensor_info_t info = b.input_info(i);
+      const std::string n = info.name ? info.name : "";
+      if (is_rotary_inv_freq(n)) {
+        b.ignore(n, "rotary inv_freq buffer (recomputed from rope_theta)");
+      } else if (n == "lm_head.weight" && c.tied &&
+                 std::vector<int64_t>(info.shape, info.shape + info.ndim) == embed_shape) {
+        b.ignore(n, "tie_word_embeddings: the output layer is model.embed_tokens.weight");
+      }
     }
   });
 }
@@ -112,6 +125,25 @@ ckh_status map_to_mcore(const ckh_mapper_class_t *, const char *options_json, co
   });
 }
 
+int32_t probe_mcore(const ckh_mapper_class_t *, const char *metadata_json) {
+  try {
+    return ckh::llama::score_mcore(json::parse(metadata_json ? metadata_json : "{}", nullptr, false));
+  } catch (...) {
+    return 0;
+  }
+}
+
+ckh_status map_from_mcore(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json,
+                          ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json opts = json::parse(options_json ? options_json : "{}", nullptr, false);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::llama::map_mcore_to_hf(opts.is_discarded() ? json::object() : opts, meta, b);
+  });
+}
+
+const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr};
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical};
 const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical};
 const ckh_component_t kHfComp = {
@@ -123,14 +155,19 @@ const ckh_component_t kToMcoreComp = {
     "Llama family HF -> Megatron-Core (TE or local spec): GQA-interleaved linear_qkv, fused fc1, args",
     R"({"family":"llama","from":"hf","to":"megatron","model_types":["llama","mistral","qwen2","qwen3","minicpm"]})",
     &kToMcore};
-const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp};
+const ckh_component_t kFromMcoreComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.mcore-to-hf",
+    "Llama family Megatron-Core -> HF: splits linear_qkv and fc1, drops vocabulary padding, config from args",
+    R"({"family":"llama","from":"megatron","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm"]})",
+    &kFromMcore};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.model.llama", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.model.llama", "0.1.0",
                               "ckhost", "Llama model family", init, nullptr, kComponents};
 
 }  // namespace

@@ -213,6 +213,10 @@ class LayoutBuilderImpl {
 // Checks the layout: paths, sizes, overlaps. Throws on the first problem.
 void validate_layout(const Graph &g);
 
+// Names of stage `stage`'s tensors that no tensor of the last stage depends on (and that the next
+// stage did not ignore).
+std::vector<std::string> unused_tensors(const Graph &g, size_t stage);
+
 // Every tensor of every stage must reach the layout or be ignored by the next stage. Throws listing
 // the stragglers (the first stage's are "unexpected tensors").
 void check_consumption(const Graph &g);

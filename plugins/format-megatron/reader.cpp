@@ -1,0 +1,393 @@
+// reader.cpp — the legacy Megatron per-rank layout as one catalog of global Megatron-Core tensors.
+//
+// Every rank file is parsed (zip + symbolic pickle, nothing executed). A global tensor is the union of
+// its TP shards, expressed as pieces that point into the rank files: column/vocab shards stack along
+// dim 0, row shards along dim 1, a SwiGLU shard [gate_r; up_r] contributes two pieces (rows r of the
+// gate half and of the up half), replicated tensors come from TP rank 0. Layer numbers become global
+// (pipeline stage and virtual chunk offsets). Optimizer and RNG state are skipped and reported.
+#include "reader.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "megatron_layout.hpp"
+#include "torch_load.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ckh::sdk::fail;
+using namespace ckh::megatron;
+using namespace ckh::torchfmt;
+
+namespace ckh::megatron {
+
+namespace {
+
+struct Shard {  // one rank's tensor
+  uint32_t file;
+  uint64_t byte_offset;
+  std::vector<int64_t> size, stride;
+  ckh_dtype dtype;
+};
+
+struct RankData {
+  int tp = 0, pp = 0;
+  std::string path;
+  json args;
+  std::vector<std::map<std::string, Shard>> chunks;  // per virtual chunk: local name -> tensor
+};
+
+std::string read_text(const fs::path &p) {
+  std::ifstream in(p);
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
+  return s;
+}
+
+// Flattens nested dicts of a state dict into dotted names (legacy models nest by module).
+void flatten(const VP &v, const std::string &prefix, std::vector<std::pair<std::string, VP>> &out, int depth) {
+  if (depth > 16) fail(CKH_E_FORMAT, "state dict nests deeper than 16 levels");
+  if (v->kind == Kind::Dict) {
+    for (const auto &e : v->entries) {
+      if (e.first->kind != Kind::Str) continue;
+      flatten(e.second, prefix.empty() ? e.first->s : prefix + "." + e.first->s, out, depth + 1);
+    }
+    return;
+  }
+  out.emplace_back(prefix, v);
+}
+
+}  // namespace
+
+void open_megatron(const std::string &path0, const json &options, Catalog &cat) {
+  std::error_code ec;
+  fs::path root = fs::absolute(path0, ec), iter;
+  if (fs::exists(root / "latest_checkpointed_iteration.txt", ec)) {
+    const std::string t = read_text(root / "latest_checkpointed_iteration.txt");
+    if (t == "release") iter = root / "release";
+    else {
+      try {
+        iter = root / iteration_dir(std::stoll(t), false);
+      } catch (...) {
+        fail(CKH_E_FORMAT, (root / "latest_checkpointed_iteration.txt").string() + ": '" + t.substr(0, 32) +
+                               "' is neither an iteration nor 'release'");
+      }
+    }
+    if (!fs::is_directory(iter, ec))
+      fail(CKH_E_FORMAT, (root / "latest_checkpointed_iteration.txt").string() + " names " + iter.filename().string() +
+                             ", which does not exist");
+  } else {
+    iter = root;
+    root = root.parent_path();
+  }
+  std::vector<std::string> rank_dirs;
+  for (fs::directory_iterator it(iter, ec), end; !ec && it != end; it.increment(ec))
+    if (it->is_directory() && it->path().filename().string().rfind("mp_rank_", 0) == 0)
+      rank_dirs.push_back(it->path().filename().string());
+  std::sort(rank_dirs.begin(), rank_dirs.end());
+  if (rank_dirs.empty()) fail(CKH_E_NOT_FOUND, iter.string() + ": no mp_rank_* directories");
+
+  std::vector<RankData> ranks;
+  json skipped = json::array();
+  std::set<std::string> skipped_keys;
+  for (const auto &rd : rank_dirs) {
+    RankData r;
+    r.path = (iter / rd / "model_optim_rng.pt").string();
+    const int fd = ::open(r.path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(CKH_E_IO, r.path + ": cannot open: " + std::strerror(errno));
+    struct Closer {
+      int fd;
+      ~Closer() { ::close(fd); }
+    } closer{fd};
+    struct stat st {};
+    ::fstat(fd, &st);
+    const uint64_t fsize = static_cast<uint64_t>(st.st_size);
+    ReadAt rd_at = [&](uint64_t off, uint64_t len, void *dst) {
+      char *p = static_cast<char *>(dst);
+      while (len) {
+        const ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
+        if (n <= 0) return false;
+        p += n;
+        off += static_cast<uint64_t>(n);
+        len -= static_cast<uint64_t>(n);
+      }
+      return true;
+    };
+    std::vector<ZipEntry> entries;
+    VP top;
+    std::map<std::string, const ZipEntry *> by_name;
+    try {
+      entries = read_zip(rd_at, 0, fsize);
+      const ZipEntry *pkl = nullptr;
+      for (const auto &e : entries) {
+        const auto slash = e.name.find('/');
+        by_name[slash == std::string::npos ? e.name : e.name.substr(slash + 1)] = &e;
+        if (e.name.size() >= 8 && e.name.compare(e.name.size() - 8, 8, "data.pkl") == 0) pkl = &e;
+      }
+      if (!pkl) fail(CKH_E_FORMAT, r.path + ": no data.pkl record (not a torch.save file)");
+      if (pkl->method != 0) fail(CKH_E_UNSUPPORTED, r.path + ": compressed data.pkl is not supported");
+      if (pkl->size > (1ull << 30)) fail(CKH_E_FORMAT, r.path + ": data.pkl of " + std::to_string(pkl->size) + " bytes");
+      std::vector<uint8_t> buf(pkl->size);
+      if (!rd_at(pkl->data_offset, pkl->size, buf.data())) fail(CKH_E_IO, r.path + ": cannot read data.pkl");
+      top = unpickle(buf.data(), buf.size());
+    } catch (const std::runtime_error &e) {
+      fail(CKH_E_FORMAT, r.path + ": " + e.what());
+    }
+    if (top->kind != Kind::Dict) fail(CKH_E_FORMAT, r.path + ": the top-level object is not a dict");
+    std::map<std::string, VP> chunks;
+    for (const auto &e : top->entries) {
+      if (e.first->kind != Kind::Str) continue;
+      const std::string &k = e.first->s;
+      if (k == "args") r.args = to_json(e.second);
+      else if (k == "model" || (k.rfind("model", 0) == 0 && k.size() > 5 && std::isdigit(static_cast<unsigned char>(k[5]))))
+        chunks[k] = e.second;
+      else if (skipped_keys.insert(k).second)
+        skipped.push_back({{"name", k}, {"reason", k == "optimizer" || k == "opt_param_scheduler" ? "optimizer state"
+                                                   : k == "rng_state" ? "RNG state" : "not model weights"}});
+    }
+    if (!r.args.is_object()) fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
+    const int tp = r.args.value("tensor_model_parallel_size", 1), pp = r.args.value("pipeline_model_parallel_size", 1);
+    const int ep = r.args.value("expert_model_parallel_size", 1);
+    if (ep > 1) fail(CKH_E_UNSUPPORTED, r.path + ": expert parallelism (EP " + std::to_string(ep) + ") is not supported yet");
+    auto id = parse_rank_dir(rd, pp, ep);
+    if (!id) fail(CKH_E_FORMAT, r.path + ": directory name " + rd + " does not fit TP " + std::to_string(tp) + " x PP " +
+                                    std::to_string(pp) + " from its args");
+    r.tp = id->tp;
+    r.pp = id->pp;
+    if (r.tp >= tp || r.pp >= pp)
+      fail(CKH_E_FORMAT, r.path + ": rank " + rd + " is outside TP " + std::to_string(tp) + " x PP " + std::to_string(pp));
+    const size_t nchunks = chunks.count("model") ? 1 : chunks.size();
+    r.chunks.resize(nchunks);
+    const uint32_t file = static_cast<uint32_t>(cat.files.size());
+    cat.files.push_back(r.path);
+    size_t ci = 0;
+    for (auto &[key, sd] : chunks) {
+      const size_t v = key == "model" ? 0 : static_cast<size_t>(std::stoul(key.substr(5)));
+      if (v >= nchunks) fail(CKH_E_FORMAT, r.path + ": model chunk " + key + " without its predecessors");
+      std::vector<std::pair<std::string, VP>> flat;
+      flatten(sd, "", flat, 0);
+      for (const auto &[name, val] : flat) {
+        if (name.find("_extra_state") != std::string::npos) {
+          if (skipped_keys.insert("_extra_state").second)
+            skipped.push_back({{"name", "*._extra_state"}, {"reason", "Transformer Engine FP8 metadata"}});
+          continue;
+        }
+        if (val->kind != Kind::Tensor) {
+          if (skipped_keys.insert(name).second) skipped.push_back({{"name", name}, {"reason", "not a tensor"}});
+          continue;
+        }
+        const TensorRef &t = *val->tensor;
+        auto rec = by_name.find("data/" + t.storage_key);
+        if (rec == by_name.end())
+          fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "' names storage " + t.storage_key + ", which has no record");
+        if (rec->second->method != 0) fail(CKH_E_UNSUPPORTED, r.path + ": compressed storage records are not supported");
+        const uint64_t es = ckh_dtype_size(t.dtype);
+        if (static_cast<uint64_t>(t.storage_numel) * es > rec->second->size)
+          fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "': storage of " + std::to_string(t.storage_numel) +
+                                 " elements needs " + std::to_string(t.storage_numel * es) + " bytes, record has " +
+                                 std::to_string(rec->second->size));
+        int64_t extent = t.offset, numel = 1;
+        for (size_t d = 0; d < t.size.size(); ++d) {
+          if (t.size[d] < 0 || t.stride[d] < 0) fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "': negative size or stride");
+          numel *= t.size[d];
+          if (t.size[d] > 0) extent += (t.size[d] - 1) * t.stride[d];
+        }
+        if (numel > 0 && (t.offset < 0 || extent >= t.storage_numel))
+          fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "' reaches element " + std::to_string(extent) +
+                                 " of a storage with " + std::to_string(t.storage_numel));
+        r.chunks[v][name] = Shard{file, rec->second->data_offset + static_cast<uint64_t>(t.offset) * es, t.size, t.stride,
+                                  t.dtype};
+      }
+      ++ci;
+    }
+    ranks.push_back(std::move(r));
+  }
+
+  // Consistency between files and with args.
+  const json &a0 = ranks[0].args;
+  const int TP = a0.value("tensor_model_parallel_size", 1), PP = a0.value("pipeline_model_parallel_size", 1);
+  for (const auto &r : ranks)
+    for (const char *k : {"num_layers", "hidden_size", "num_attention_heads", "tensor_model_parallel_size",
+                          "pipeline_model_parallel_size", "padded_vocab_size"})
+      if (r.args.value(k, json()) != a0.value(k, json()))
+        fail(CKH_E_FORMAT, r.path + ": args." + k + " = " + r.args.value(k, json()).dump() + " but " + ranks[0].path +
+                               " has " + a0.value(k, json()).dump());
+  if (ranks.size() != static_cast<size_t>(TP * PP)) {
+    std::set<std::pair<int, int>> have;
+    for (const auto &r : ranks) have.insert({r.tp, r.pp});
+    for (int p = 0; p < PP; ++p)
+      for (int t = 0; t < TP; ++t)
+        if (!have.count({t, p}))
+          fail(CKH_E_FORMAT, iter.string() + ": missing rank directory " + rank_dir(t, p, 0, PP, 1) + " (args say TP " +
+                                 std::to_string(TP) + " x PP " + std::to_string(PP) + ")");
+  }
+  // Layers per virtual stage, from the files of TP rank 0.
+  const size_t V = ranks[0].chunks.size();
+  std::vector<int64_t> counts(V * static_cast<size_t>(PP), 0);
+  for (const auto &r : ranks) {
+    if (r.chunks.size() != V) fail(CKH_E_FORMAT, r.path + ": " + std::to_string(r.chunks.size()) + " model chunks, " +
+                                                     ranks[0].path + " has " + std::to_string(V));
+    for (size_t v = 0; v < V; ++v) {
+      std::set<int64_t> layers;
+      for (const auto &kv : r.chunks[v])
+        if (auto ln = parse_layer_name(kv.first)) layers.insert(ln->layer);
+      const int64_t n = layers.empty() ? 0 : *layers.rbegin() + 1;
+      int64_t &c = counts[v * static_cast<size_t>(PP) + static_cast<size_t>(r.pp)];
+      if (r.tp == 0) c = n;
+    }
+  }
+  int64_t total = 0;
+  for (int64_t c : counts) total += c;
+  if (a0.contains("num_layers") && a0["num_layers"].is_number_integer() && total != a0["num_layers"].get<int64_t>())
+    fail(CKH_E_FORMAT, iter.string() + ": the rank files hold " + std::to_string(total) + " layers, args.num_layers is " +
+                           a0["num_layers"].dump());
+  auto first_layer = [&](int p, size_t v) {
+    int64_t n = 0;
+    for (size_t s = 0; s < v * static_cast<size_t>(PP) + static_cast<size_t>(p); ++s) n += counts[s];
+    return n;
+  };
+
+  // Global tensors.
+  const bool swiglu = a0.value("swiglu", true);
+  const bool untied = a0.value("untie_embeddings_and_output_weights", true);
+  std::map<std::string, std::map<int, Shard>> global;
+  for (const auto &r : ranks)
+    for (size_t v = 0; v < V; ++v)
+      for (const auto &[local, sh] : r.chunks[v]) {
+        std::string name = local;
+        if (auto ln = parse_layer_name(local)) name = ln->prefix + std::to_string(ln->layer + first_layer(r.pp, v)) + "." + ln->rest;
+        if (!untied && PP > 1 && r.pp == PP - 1 && (name == "output_layer.weight" || name == "word_embeddings_for_head.weight")) {
+          if (skipped_keys.insert(name).second)
+            skipped.push_back({{"name", name}, {"reason", "the last stage's copy of the tied embedding"}});
+          continue;
+        }
+        auto &slot = global[name];
+        if (slot.count(r.tp)) fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "' appears in two pipeline stages");
+        slot[r.tp] = sh;
+      }
+  const int64_t vocab = a0.value("vocab_size", json()).is_number_integer() ? a0["vocab_size"].get<int64_t>() : -1;
+  for (const auto &[name, shards] : global) {
+    const Split s = split_of(name, swiglu);
+    const Shard &s0 = shards.begin()->second;
+    CatTensor t;
+    t.name = name;
+    t.dtype = s0.dtype;
+    t.shape = s0.size;
+    const int need = s == Split::Replicated ? 1 : TP;
+    for (int r = 0; r < need; ++r) {
+      if (!shards.count(r)) fail(CKH_E_FORMAT, "tensor '" + name + "' is missing in TP rank " + std::to_string(r));
+      const Shard &x = shards.at(r);
+      if (x.dtype != s0.dtype || x.size.size() != s0.size.size())
+        fail(CKH_E_FORMAT, cat.files[x.file] + ": tensor '" + name + "' differs in dtype or rank between TP ranks");
+    }
+    auto piece = [&](const Shard &x, std::vector<int64_t> off, std::vector<int64_t> size, uint64_t extra_bytes) {
+      CatPiece p;
+      p.file = x.file;
+      p.byte_offset = x.byte_offset + extra_bytes;
+      p.offset = std::move(off);
+      p.size = std::move(size);
+      p.stride = x.stride;
+      t.pieces.push_back(p);
+    };
+    const size_t nd = s0.size.size();
+    switch (s) {
+      case Split::Replicated: piece(s0, std::vector<int64_t>(nd, 0), s0.size, 0); break;
+      case Split::Column:
+      case Split::Vocab:
+      case Split::Row: {
+        const size_t dim = (s == Split::Row && nd >= 2) ? 1 : 0;
+        int64_t at = 0;
+        for (int r = 0; r < TP; ++r) {
+          const Shard &x = shards.at(r);
+          std::vector<int64_t> off(nd, 0);
+          off[dim] = at;
+          for (size_t d = 0; d < nd; ++d)
+            if (d != dim && x.size[d] != s0.size[d])
+              fail(CKH_E_FORMAT, "tensor '" + name + "': TP shards disagree in dim " + std::to_string(d));
+          piece(x, off, x.size, 0);
+          at += x.size[dim];
+        }
+        t.shape[dim] = at;
+        break;
+      }
+      case Split::Swiglu: {
+        int64_t half_total = 0;
+        for (int r = 0; r < TP; ++r) half_total += shards.at(r).size[0] / 2;
+        int64_t at = 0;
+        for (int r = 0; r < TP; ++r) {
+          const Shard &x = shards.at(r);
+          if (x.size[0] % 2) fail(CKH_E_FORMAT, "tensor '" + name + "': SwiGLU shard with an odd number of rows");
+          const int64_t h = x.size[0] / 2;
+          std::vector<int64_t> sz = x.size;
+          sz[0] = h;
+          std::vector<int64_t> g(nd, 0), u(nd, 0);
+          g[0] = at;
+          u[0] = half_total + at;
+          piece(x, g, sz, 0);
+          piece(x, u, sz, static_cast<uint64_t>(h * x.stride[0]) * ckh_dtype_size(x.dtype));
+          at += h;
+        }
+        t.shape[0] = 2 * half_total;
+        break;
+      }
+    }
+    // Vocabulary padding is a property of the TP layout: expose the true vocabulary when args know it.
+    if (s == Split::Vocab && vocab > 0 && vocab < t.shape[0]) {
+      std::vector<CatPiece> kept;
+      for (auto p : t.pieces) {
+        if (p.offset[0] >= vocab) continue;
+        p.size[0] = std::min(p.size[0], vocab - p.offset[0]);
+        kept.push_back(p);
+      }
+      t.pieces = kept;
+      t.shape[0] = vocab;
+    }
+    cat.tensors.push_back(std::move(t));
+  }
+  // Metadata: args, and the HF config/side files kept with the checkpoint (or from --hf-config).
+  json meta;
+  meta["format"] = "megatron";
+  meta["layout"] = "megatron";
+  meta["args"] = a0;
+  meta["iteration"] = a0.value("iteration", json(0));
+  meta["skipped"] = skipped;
+  meta["config"] = nullptr;
+  meta["side_files"] = json::array();
+  fs::path hfdir = options.contains("hf_config") && options["hf_config"].is_string()
+                       ? fs::path(options["hf_config"].get<std::string>())
+                       : root / "hf";
+  if (fs::is_directory(hfdir, ec)) {
+    std::vector<std::string> names;
+    for (fs::directory_iterator it(hfdir, ec), end; !ec && it != end; it.increment(ec)) {
+      const std::string n = it->path().filename().string();
+      if (!it->is_regular_file() || n.empty() || n[0] == '.') continue;
+      if (n.size() > 12 && (n.find(".safetensors") != std::string::npos || n.find(".bin") != std::string::npos)) continue;
+      names.push_back(n);
+    }
+    std::sort(names.begin(), names.end());
+    for (const auto &n : names) meta["side_files"].push_back({{"name", n}, {"path", fs::absolute(hfdir / n).string()}});
+    if (fs::exists(hfdir / "config.json", ec)) {
+      std::ifstream in(hfdir / "config.json");
+      json c = json::parse(in, nullptr, false);
+      if (c.is_discarded() || !c.is_object()) fail(CKH_E_FORMAT, (hfdir / "config.json").string() + ": not a JSON object");
+      meta["config"] = c;
+    }
+  } else if (options.contains("hf_config")) {
+    fail(CKH_E_NOT_FOUND, "--hf-config " + hfdir.string() + ": no such directory");
+  }
+  cat.meta = meta.dump();
+}
+
+}  // namespace ckh::megatron
