@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Builds and runs every libFuzzer target (fuzz_*) for a bounded time each.
+#
+#   scripts/fuzz.sh [seconds]        default 30 seconds per target
+#
+# Configures a separate build directory (build-fuzz, or $CKH_FUZZ_BUILD) with clang and
+# -DCKH_BUILD_FUZZERS=ON, builds only the fuzz_* targets, generates a seed corpus of valid inputs for the
+# targets it knows, and runs each with -max_total_time. Exits non-zero if any target crashes, leaks,
+# times out on one input, or fails to build; crashing inputs are kept in build-fuzz/fuzz/artifacts/.
+set -euo pipefail
+
+SECONDS_PER_TARGET="${1:-30}"
+case "$SECONDS_PER_TARGET" in
+  ''|*[!0-9]*) echo "usage: $0 [seconds]" >&2; exit 2 ;;
+esac
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD="${CKH_FUZZ_BUILD:-$ROOT/build-fuzz}"
+JOBS="${CKH_JOBS:-2}"
+WORK="$BUILD/fuzz"
+PY="$(command -v python3 || true)"
+
+for tool in clang clang++; do
+  command -v "$tool" >/dev/null || { echo "fuzz.sh: $tool not found (apt-get install clang)" >&2; exit 2; }
+done
+
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+if [ ! -f "$BUILD/CMakeCache.txt" ]; then
+  CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" "${gen[@]}" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCKH_BUILD_FUZZERS=ON -DCKH_BUILD_BENCH=OFF >/dev/null
+else
+  cmake -S "$ROOT" -B "$BUILD" -DCKH_BUILD_FUZZERS=ON >/dev/null
+fi
+
+# Every fuzz_* target the build defines (works for Ninja and Makefile generators).
+mapfile -t TARGETS < <(cmake --build "$BUILD" --target help 2>/dev/null |
+  grep -oE '(^|[ ./])fuzz_[A-Za-z0-9_]+' | sed -E 's/^[ .\/]//' | sort -u)
+if [ ${#TARGETS[@]} -eq 0 ]; then
+  echo "fuzz.sh: no fuzz_* targets defined" >&2
+  exit 1
+fi
+echo "fuzz.sh: targets: ${TARGETS[*]}"
+cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}"
+
+# ---- seed corpora and dictionaries ----------------------------------------------------------------
+# fuzz_safetensors_header input: u64 LE "extra file size" + the first bytes of a safetensors file.
+seed_fuzz_safetensors_header() {
+  local dir="$1" dict="$2"
+  [ -n "$PY" ] || { echo "fuzz.sh: no python3; starting without seeds" >&2; return 0; }
+  "$PY" - "$dir" "$dict" <<'EOF'
+import json, os, struct, sys
+out, dict_path = sys.argv[1], sys.argv[2]
+sizes = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2,
+         "U16": 2, "I8": 1, "U8": 1, "BOOL": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1}
+def header(tensors, meta=None, pad=True):
+    h, off = {}, 0
+    if meta is not None:
+        h["__metadata__"] = meta
+    for name, dt, shape in tensors:
+        n = sizes[dt]
+        for s in shape:
+            n *= s
+        h[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
+        off += n
+    b = json.dumps(h, separators=(",", ":")).encode()
+    if pad:
+        b += b" " * ((8 - len(b) % 8) % 8)
+    return b, off
+seeds = []
+def add(tensors, meta={"format": "pt"}, whole=True, pad=True):
+    b, data = header(tensors, meta, pad)
+    # the whole file; the header only, with the data size passed as "extra"; and a truncated data section
+    if whole:
+        seeds.append(struct.pack("<Q", 0) + struct.pack("<Q", len(b)) + b + b"\0" * data)
+    seeds.append(struct.pack("<Q", data) + struct.pack("<Q", len(b)) + b)
+    if data:
+        seeds.append(struct.pack("<Q", data - 1) + struct.pack("<Q", len(b)) + b)
+add([])
+add([], meta=None)
+add([("w", dt, [2, 3]) for dt in ["F32"]])
+for i, dt in enumerate(sizes):
+    add([("t.%d" % i, dt, [3, 1, 2])])
+add([("scalar", "F64", []), ("empty", "BF16", [0, 4]), ("model.layers.0.mlp.up_proj.weight", "BF16", [8, 4])])
+add([("a", "U8", [1, 1, 1, 1, 1, 1, 1, 2]), ("caf\u00e9\U0001F600", "I16", [5])], meta={"format": "pt", "k": "v\n"})
+add([("model.layers.%d.self_attn.q_proj.weight" % i, "BF16", [4, 4]) for i in range(12)])
+add([("big", "BF16", [5632, 2048])], whole=False)
+add([("w", "F32", [2])], pad=False)
+for i, s in enumerate(seeds):
+    with open(os.path.join(out, "seed-%03d" % i), "wb") as f:
+        f.write(s)
+tokens = ['"dtype"', '"shape"', '"data_offsets"', '"__metadata__"', '"format"', '"pt"', "{", "}", "[", "]",
+          ":", ",", "[]", "{}", "null", "true", "false", "-1", "0", "1e3", "1.5", "18446744073709551615",
+          "18446744073709551616", "9223372036854775807", "4294967296", '"\\u0000"', '"\\ud83d\\ude00"', '"\\u00e9"',
+          '"\\"', "\\n"] + ['"%s"' % d for d in sizes]
+with open(dict_path, "w") as f:
+    for t in tokens:
+        f.write('"%s"\n' % t.replace("\\", "\\\\").replace('"', '\\"'))
+EOF
+}
+
+status=0
+summary=()
+mkdir -p "$WORK/artifacts"
+for t in "${TARGETS[@]}"; do
+  bin="$(find "$BUILD" -type f -name "$t" -perm -u+x -print -quit)"
+  if [ -z "$bin" ]; then
+    echo "fuzz.sh: $t: binary not found after the build" >&2
+    status=1
+    continue
+  fi
+  corpus="$WORK/corpus/$t"
+  seeds="$WORK/seeds/$t"
+  dict="$WORK/$t.dict"
+  rm -rf "$seeds"
+  mkdir -p "$corpus" "$seeds"
+  args=()
+  if declare -F "seed_$t" >/dev/null; then
+    "seed_$t" "$seeds" "$dict"
+    [ -s "$dict" ] && args+=("-dict=$dict")
+  fi
+  log="$WORK/$t.log"
+  echo "fuzz.sh: running $t for ${SECONDS_PER_TARGET}s (log: $log)"
+  set +e
+  "$bin" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
+    -print_final_stats=1 -artifact_prefix="$WORK/artifacts/$t-" "${args[@]}" "$corpus" "$seeds" >"$log" 2>&1
+  rc=$?
+  set -e
+  execs="$(grep -oE 'stat::number_of_executed_units: *[0-9]+' "$log" | grep -oE '[0-9]+$' | tail -1 || true)"
+  cov="$(grep -oE 'cov: [0-9]+' "$log" | tail -1 || true)"
+  if [ $rc -ne 0 ]; then
+    status=1
+    summary+=("$t: FAILED (exit $rc) after ${execs:-?} runs; see $log and $WORK/artifacts/")
+    grep -E 'ERROR|SUMMARY|Test unit written' "$log" | head -5 >&2 || true
+  else
+    summary+=("$t: ok, ${execs:-?} runs in ${SECONDS_PER_TARGET}s, ${cov:-cov: ?}, corpus $(ls "$corpus" | wc -l) files")
+  fi
+done
+printf 'fuzz.sh: %s\n' "${summary[@]}"
+exit $status
