@@ -126,6 +126,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
       return true;
     };
     std::vector<ZipEntry> entries;
+    std::unique_ptr<Pickled> pickled;
     VP top;
     std::map<std::string, const ZipEntry *> by_name;
     try {
@@ -141,7 +142,8 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
       if (pkl->size > (1ull << 30)) fail(CKH_E_FORMAT, r.path + ": data.pkl of " + std::to_string(pkl->size) + " bytes");
       std::vector<uint8_t> buf(pkl->size);
       if (!rd_at(pkl->data_offset, pkl->size, buf.data())) fail(CKH_E_IO, r.path + ": cannot read data.pkl");
-      top = unpickle(buf.data(), buf.size());
+      pickled = unpickle(buf.data(), buf.size());
+      top = pickled->root;
     } catch (const std::runtime_error &e) {
       fail(CKH_E_FORMAT, r.path + ": " + e.what());
     }

@@ -139,7 +139,8 @@ ckh_dtype torch_dtype(const std::string &name) {
 
 class Machine {
  public:
-  Machine(const uint8_t *d, size_t n, const PickleLimits &l) : p_(d), end_(d + n), lim_(l) {}
+  Machine(const uint8_t *d, size_t n, const PickleLimits &l, Pickled &owner)
+      : p_(d), end_(d + n), lim_(l), owner_(owner) {}
 
   VP run() {
     while (true) {
@@ -362,6 +363,7 @@ class Machine {
     if (++count_ > lim_.max_values) bad("pickle: more than " + std::to_string(lim_.max_values) + " values");
     auto v = std::make_shared<Value>();
     v->kind = k;
+    owner_.all.push_back(v);
     return v;
   }
   VP boolean(bool b) {
@@ -588,12 +590,20 @@ class Machine {
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, VP> memo_;
   size_t count_ = 0;
+  Pickled &owner_;
 };
 
 nlohmann::json to_json_rec(const VP &v, size_t &budget, int depth) {
   if (!v) return nullptr;
   if (budget == 0 || depth > 64) return "...";
   --budget;
+  // Strings cost by size too: one large string can be referenced many times through the memo.
+  const size_t cost = (v->kind == Kind::Str || v->kind == Kind::Bytes) ? v->s.size() / 16 : 0;
+  if (cost >= budget) {
+    budget = 0;
+    return "...";
+  }
+  budget -= cost;
   switch (v->kind) {
     case Kind::None: return nullptr;
     case Kind::Bool: return v->b;
@@ -612,7 +622,7 @@ nlohmann::json to_json_rec(const VP &v, size_t &budget, int depth) {
       for (const auto &e : v->entries) {
         std::string k = e.first->kind == Kind::Str ? e.first->s
                         : e.first->kind == Kind::Int ? std::to_string(e.first->i)
-                                                     : to_json_rec(e.first, budget, depth + 1).dump();
+                                                     : "<key #" + std::to_string(o.size()) + ">";
         o[k] = to_json_rec(e.second, budget, depth + 1);
       }
       return o;
@@ -631,10 +641,24 @@ nlohmann::json to_json_rec(const VP &v, size_t &budget, int depth) {
 
 }  // namespace
 
-VP unpickle(const uint8_t *data, size_t n, const PickleLimits &lim) {
-  Machine m(data, n, lim);
-  m.set_start(data);
-  return m.run();
+Pickled::~Pickled() {
+  root.reset();
+  for (auto &w : all)
+    if (auto v = w.lock()) {
+      v->items.clear();
+      v->entries.clear();
+      v->state.reset();
+    }
+}
+
+std::unique_ptr<Pickled> unpickle(const uint8_t *data, size_t n, const PickleLimits &lim) {
+  auto out = std::make_unique<Pickled>();
+  {
+    Machine m(data, n, lim, *out);
+    m.set_start(data);
+    out->root = m.run();
+  }
+  return out;
 }
 
 nlohmann::json to_json(const VP &v, size_t budget) { return to_json_rec(v, budget, 0); }

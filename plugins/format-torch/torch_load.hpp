@@ -71,9 +71,21 @@ struct PickleLimits {
   uint64_t max_string = 1u << 30;  // bytes in one string
 };
 
+// The result of unpickling: the root value, and ownership of every value created. Pickles can build
+// cycles (a list appended to itself through the memo); the destructor breaks them, so keep this
+// object alive while using any value reached from `root`.
+struct Pickled {
+  VP root;
+  std::vector<std::weak_ptr<Value>> all;
+  Pickled() = default;
+  Pickled(const Pickled &) = delete;
+  Pickled &operator=(const Pickled &) = delete;
+  ~Pickled();
+};
+
 // Evaluates a pickle. Throws std::runtime_error with a one-line reason on malformed input or when a
 // limit is hit.
-VP unpickle(const uint8_t *data, size_t n, const PickleLimits &lim = {});
+std::unique_ptr<Pickled> unpickle(const uint8_t *data, size_t n, const PickleLimits &lim = {});
 
 // Plain data of a value as JSON (dicts with string keys, lists, numbers, strings; a Namespace as an
 // object; tensors as {"__tensor__": [shape]}; anything inert as {"__object__": "module.name"}).
