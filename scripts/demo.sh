@@ -29,4 +29,12 @@ step "5. cast to f32 and verify the values are unchanged (bf16 -> f32 is exact)"
 "$CK" convert "$W/hf" "$W/hf-f32" --to hf --dtype f32 --progress none
 "$CK" verify "$W/hf" "$W/hf-f32" --atol 0
 
+step "6. HF -> Megatron-Core TP2 x PP2 (per-rank model_optim_rng.pt files, loadable by torch.load)"
+"$CK" convert "$W/hf" "$W/megatron" --to megatron --tp 2 --pp 2 --progress none
+find "$W/megatron" -name model_optim_rng.pt | sort
+
+step "7. Megatron -> HF, and verify the round trip is bit-exact"
+"$CK" convert "$W/megatron" "$W/hf-back" --to hf --progress none
+"$CK" verify "$W/hf" "$W/hf-back"
+
 step "done: outputs in $W"

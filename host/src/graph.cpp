@@ -85,7 +85,7 @@ void Annot::to(ckh_tensor_annot_t *a) const {
 }
 
 void Stage::add(StageTensor t) {
-  if (index.count(t.name)) fail(producer + ": tensor '" + t.name + "' emitted twice");
+  if (index.count(t.name)) fail("tensor '" + t.name + "' emitted twice");
   index.emplace(t.name, tensors.size());
   tensors.push_back(std::move(t));
 }

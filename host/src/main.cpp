@@ -151,7 +151,9 @@ po::options_description convert_options() {
       "make-vocab-size-divisible-by", po::value<unsigned>(), "vocabulary padding multiple per TP rank (default 128)")(
       "vocab-pad", po::value<std::string>(), "padding rows: zeros (default) or repeat (the last row)")(
       "megatron-spec", po::value<std::string>(), "te (default) or local layer names")(
-      "iteration", po::value<int64_t>(), "write iter_NNNNNNN instead of release");
+      "iteration", po::value<int64_t>(), "write iter_NNNNNNN instead of release")(
+      "hf-config", po::value<std::string>(),
+      "directory with the HF config.json and tokenizer files for Megatron -> HF (default: <checkpoint>/hf)");
   o.add(m);
   return o;
 }
@@ -163,7 +165,7 @@ json effective_config(const po::variables_map &vm) {
   if (vm.count("threads")) c["threads"] = vm["threads"].as<unsigned>();
   for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by"})
     if (vm.count(k)) c[k] = vm[k].as<unsigned>();
-  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec"})
+  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("iteration")) c["iteration"] = vm["iteration"].as<int64_t>();
   for (const char *k : {"force", "dry-run"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
@@ -231,7 +233,7 @@ json plugin_options(const po::variables_map &vm) {
         if (ch == '-') ch = '_';
       o[key] = vm[k].as<unsigned>();
     }
-  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec"})
+  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config"})
     if (vm.count(k)) {
       std::string key = k;
       for (char &ch : key)

@@ -2,6 +2,7 @@
 #include "ckhost/host/services.hpp"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -15,7 +16,9 @@ namespace ckh::host {
 namespace {
 
 std::atomic<int> g_level{CKH_LOG_INFO};
+// Written from a SIGINT handler: only a lock-free atomic store is async-signal-safe.
 std::atomic<bool> g_cancel{false};
+static_assert(std::atomic<bool>::is_always_lock_free, "request_cancel() must be async-signal-safe");
 std::mutex g_log_mutex;
 
 struct LastError {
@@ -36,22 +39,36 @@ const char *level_name(int level) {
   }
 }
 
-void h_log(const ckh_host_t *, int32_t level, const char *msg) { log(level, msg ? msg : ""); }
-void h_set_error(const ckh_host_t *, ckh_status code, const char *msg) { set_last_error(code, msg ? msg : ""); }
-void *h_alloc(const ckh_host_t *, uint64_t size, uint64_t align) {
+// The table's entries: plugins call them through C function pointers, so nothing may escape them.
+void h_log(const ckh_host_t *, int32_t level, const char *msg) noexcept {
+  try {
+    log(level, msg ? msg : "");
+  } catch (...) {
+  }
+}
+void h_set_error(const ckh_host_t *, ckh_status code, const char *msg) noexcept {
+  try {
+    set_last_error(code, msg ? msg : "");
+  } catch (...) {  // out of memory while copying the message: keep the code at least
+    slot().code = code ? code : CKH_E_INTERNAL;
+  }
+}
+void *h_alloc(const ckh_host_t *, uint64_t size, uint64_t align) noexcept {
   if (align == 0) align = 16;
+  // A power of two, at most 1 MiB (larger alignments are a plugin bug, not a request to honour).
   if ((align & (align - 1)) != 0 || align > (1u << 20)) return nullptr;
+  if (size > SIZE_MAX - align) return nullptr;
   if (align < sizeof(void *)) align = sizeof(void *);
   void *p = nullptr;
   if (::posix_memalign(&p, static_cast<size_t>(align), size ? static_cast<size_t>(size) : 1) != 0) return nullptr;
   return p;
 }
-void h_free(const ckh_host_t *, void *p) { std::free(p); }
-const void *h_get_extension(const ckh_host_t *h, const char *id) {
-  if (id && std::strcmp(id, CKH_KERNELS_EXTENSION_ID) == 0) return h->kernels;
+void h_free(const ckh_host_t *, void *p) noexcept { std::free(p); }
+const void *h_get_extension(const ckh_host_t *, const char *id) noexcept {
+  if (id && std::strcmp(id, CKH_KERNELS_EXTENSION_ID) == 0) return host_table()->kernels;
   return nullptr;
 }
-uint8_t h_is_cancelled(const ckh_host_t *) { return cancelled() ? 1 : 0; }
+uint8_t h_is_cancelled(const ckh_host_t *) noexcept { return cancelled() ? 1 : 0; }
 
 }  // namespace
 

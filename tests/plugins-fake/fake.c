@@ -1,7 +1,8 @@
-/* Fake plugins for the loader tests: one source, a behaviour per FAKE_CASE. Each is built into its own
-   directory so a test can point --plugin-dir at exactly one case. */
+/* Fake plugins for the loader tests: one source, one behaviour per FAKE_* define (see CMakeLists.txt).
+   Each case is built into its own directory so a test can point --plugin-dir at exactly one case.
+   The good ones log "fake init <id>" / "fake deinit <id>" at debug level so tests can see the calls. */
 #include <ckhost/ckh.h>
-#include <string.h>
+#include <stdio.h>
 
 #ifndef FAKE_ID
 #define FAKE_ID "org.test.fake"
@@ -68,7 +69,7 @@ static const ckh_writer_class_t writer = {sizeof(ckh_writer_class_t), 0, create_
 static const ckh_mapper_class_t mapper = {sizeof(ckh_mapper_class_t), 0, mprobe, mmap_, NULL};
 static const ckh_quantizer_class_t quant = {sizeof(ckh_quantizer_class_t), 0, qprep, qrun, qrel};
 
-#ifdef FAKE_BAD_CAPS
+#ifdef FAKE_BAD_CAPS_JSON
 #define CAPS "{not json"
 #else
 #define CAPS "{\"layout\":\"test\"}"
@@ -83,23 +84,35 @@ static const ckh_component_t c_quant = {sizeof(ckh_component_t), CKH_COMPONENT_Q
 static const ckh_component_t *const comps[] = {&c_reader, &c_writer, &c_mapper, &c_quant};
 
 static const ckh_host_t *g_host;
+static void say(const char *what) {
+  char line[128];
+  snprintf(line, sizeof line, "%s %s", what, FAKE_ID);
+  g_host->log(g_host, CKH_LOG_DEBUG, line);
+}
 static ckh_status init(const ckh_host_t *h) {
   g_host = h;
 #ifdef FAKE_INIT_FAILS
   h->set_error(h, CKH_E_UNSUPPORTED, "fake plugin refuses to start: no licence");
   return CKH_E_UNSUPPORTED;
 #else
+  say("fake init");
   return CKH_OK;
 #endif
 }
+static void deinit(void) { say("fake deinit"); }
 
 #ifdef FAKE_MISSING_SYMBOL
 extern int ckh_fake_symbol_that_does_not_exist(void);
 int fake_use(void) { return ckh_fake_symbol_that_does_not_exist(); }
 #endif
 
-static ckh_plugin_t plugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, FAKE_ID, "1.0", "Test",
-                              "fake plugin", init, NULL, comps};
+/* A descriptor from a newer minor: one appended field the host does not know yet. */
+static struct {
+  ckh_plugin_t base;
+  const void *appended_in_a_later_minor;
+} plugin = {{sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, FAKE_ID, "1.0", "Test", "fake plugin", init, deinit,
+             comps},
+            NULL};
 
 #ifndef FAKE_NO_ENTRY
 CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) {
@@ -108,14 +121,28 @@ CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) {
   return NULL;
 #else
 #if defined(FAKE_ABI_MAJOR2)
-  plugin.abi_major = 2;
+  plugin.base.abi_major = 2;
+  plugin.base.struct_size = 16; /* another major may have another layout: the major is reported first */
 #endif
 #if defined(FAKE_SMALL_STRUCT)
-  plugin.struct_size = 8;
+  plugin.base.struct_size = 8;
 #endif
-  return &plugin;
+#if defined(FAKE_NO_ID)
+  plugin.base.id = NULL;
+#endif
+#if defined(FAKE_NO_INIT)
+  plugin.base.init = NULL;
+#endif
+#if defined(FAKE_NULL_COMPONENTS)
+  plugin.base.components = NULL;
+#endif
+#if defined(FAKE_NEWER_MINOR)
+  plugin.base.struct_size = (uint32_t)sizeof plugin;
+  plugin.base.abi_minor = CKH_ABI_MINOR + 1;
+#endif
+  return &plugin.base;
 #endif
 }
 #else
-CKH_EXPORT int ckh_something_else(void) { return (int)plugin.struct_size; }
+CKH_EXPORT int ckh_something_else(void) { return (int)plugin.base.struct_size; }
 #endif

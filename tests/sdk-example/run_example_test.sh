@@ -1,40 +1,100 @@
 #!/usr/bin/env bash
-# Installs ckhost into a temporary prefix, builds sdk/examples/example-rename against it with
-# find_package(ckhost), drops the plugin into a directory on CKHOST_PLUGIN_PATH, and checks that the
-# installed ckhost lists it and uses it in a conversion.
+# The third-party plugin story, end to end:
+#   1. install ckhost (binary, plugins, SDK package) from the main build into a temporary prefix;
+#   2. build sdk/examples/example-rename out of tree against it (find_package(ckhost));
+#   3. drop ckh-example-rename.so into a directory on CKHOST_PLUGIN_PATH;
+#   4. the installed ckhost lists the plugin and its component, and converts with --map example.rename;
+#   5. the output has the renamed names and byte-identical data.
+# Usage: run_example_test.sh MAIN_BUILD_DIR SOURCE_DIR
 set -euo pipefail
 BUILD="$1"
 SRC="$2"
+PY=/usr/bin/python3
 T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
-cmake --install "$BUILD" --prefix "$T/prefix" >/dev/null
+step() { echo "-- $*"; }
+
+step "install ckhost into a temporary prefix"
+cmake --install "$BUILD" --prefix "$T/prefix" >"$T/install.log"
+test -f "$T/prefix/lib/cmake/ckhost/ckhostConfig.cmake"
+
+step "build the example plugin out of tree"
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
-cmake -S "$SRC/sdk/examples/example-rename" -B "$T/ex" "${gen[@]}" -DCMAKE_PREFIX_PATH="$T/prefix" >/dev/null
-cmake --build "$T/ex" >/dev/null
+cmake -S "$SRC/sdk/examples/example-rename" -B "$T/ex" "${gen[@]}" -DCMAKE_PREFIX_PATH="$T/prefix" >"$T/configure.log"
+cmake --build "$T/ex" >"$T/build.log"
 mkdir -p "$T/plugins"
 cp "$T/ex/ckh-example-rename.so" "$T/plugins/"
+if command -v nm >/dev/null; then
+  exported="$(nm -D --defined-only "$T/plugins/ckh-example-rename.so" | awk '$2 ~ /^[TDBRVW]$/ {print $3}')"
+  [ "$exported" = "ckh_plugin_entry" ] || { echo "exports: $exported"; exit 1; }
+fi
+
 CK="$T/prefix/bin/ckhost"
 export CKHOST_PLUGIN_PATH="$T/plugins"
-"$CK" --list-plugins --json > "$T/list.json"
-/usr/bin/python3 - "$T/list.json" <<'PY'
+
+step "ckhost --list-plugins --json lists it"
+"$CK" --list-plugins --json >"$T/list.json"
+"$PY" - "$T/list.json" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1]))
 ids = {p["id"]: p for p in j["plugins"]}
-assert "com.example.rename" in ids, ids.keys()
-assert ids["com.example.rename"]["vendor"] == "Example Corp"
-assert any(c["id"] == "example.rename" and c["kind"] == "mapper" for c in ids["com.example.rename"]["components"])
+assert "com.example.rename" in ids, sorted(ids)
+p = ids["com.example.rename"]
+assert p["vendor"] == "Example Corp", p
+comps = [c for c in p["components"] if c["id"] == "example.rename"]
+assert len(comps) == 1 and comps[0]["kind"] == "mapper", p["components"]
+assert comps[0]["capabilities"] == {"family": "*", "from": "hf", "to": "hf"}, comps[0]
 # The installed host also finds its own plugins in <prefix>/lib/ckhost/plugins.
-assert "org.ckhost.format.safetensors" in ids and "org.ckhost.model.llama" in ids
+assert "org.ckhost.format.safetensors" in ids and "org.ckhost.model.llama" in ids, sorted(ids)
+assert not any("example" in json.dumps(r) for r in j.get("refused", [])), j["refused"]
 PY
+
+step "convert --map example.rename"
 "$CK" synth --model llama --config "$SRC/plugins/model-llama/configs/tiny-llama.json" "$T/src" --progress none >/dev/null
 "$CK" convert "$T/src" "$T/dst" --to hf --map example.rename --option 'rename=[["model.", ""]]' --progress none >/dev/null
-"$CK" inspect "$T/dst" --json > "$T/inspect.json"
-/usr/bin/python3 - "$T/inspect.json" <<'PY'
-import json, sys
+"$CK" inspect "$T/dst" --json >"$T/inspect.json"
+"$PY" - "$T/inspect.json" "$T/src" "$T/dst" <<'PY'
+import json, os, struct, sys
 names = [t["name"] for t in json.load(open(sys.argv[1]))["tensors"]]
 assert "embed_tokens.weight" in names and "layers.0.mlp.up_proj.weight" in names, names[:5]
-assert not any(n.startswith("model.") for n in names)
+assert not any(n.startswith("model.") for n in names), names
 assert "lm_head.weight" in names
+
+def tensors(d):
+    """name -> (dtype, shape, bytes) of every safetensors file in d (plain parser, no torch)."""
+    out = {}
+    for f in sorted(os.listdir(d)):
+        if not f.endswith(".safetensors"):
+            continue
+        b = open(os.path.join(d, f), "rb").read()
+        (n,) = struct.unpack("<Q", b[:8])
+        for k, v in json.loads(b[8:8 + n]).items():
+            if k != "__metadata__":
+                s, e = v["data_offsets"]
+                out[k] = (v["dtype"], v["shape"], b[8 + n + s:8 + n + e])
+    return out
+
+src, dst = tensors(sys.argv[2]), tensors(sys.argv[3])
+assert len(src) == len(dst) == len(names), (len(src), len(dst), len(names))
+for k, v in src.items():
+    k2 = k[len("model."):] if k.startswith("model.") else k
+    assert dst[k2] == v, k
+assert os.path.exists(os.path.join(sys.argv[3], "config.json"))
 PY
+
+step "bad options are refused with one line, and leave nothing behind"
+if "$CK" convert "$T/src" "$T/bad" --to hf --map example.rename --option 'rename=5' --progress none 2>"$T/err"; then
+  echo "convert with rename=5 succeeded"; exit 1
+fi
+grep -q "example.rename: option 'rename' must be" "$T/err" || { cat "$T/err"; exit 1; }
+[ "$(wc -l <"$T/err")" -eq 1 ] || { cat "$T/err"; exit 1; }
+[ ! -e "$T/bad" ]
+if "$CK" convert "$T/src" "$T/bad" --to hf --map example.rename \
+    --option 'rename=[["model.embed_tokens.", "lm_head."]]' --progress none 2>"$T/err"; then
+  echo "convert renaming two tensors to one name succeeded"; exit 1
+fi
+grep -q "lm_head.weight" "$T/err" || { cat "$T/err"; exit 1; }
+[ ! -e "$T/bad" ]
+
 echo "1 passed, 0 failed"

@@ -45,8 +45,8 @@ struct LoadedPlugin {
 };
 
 struct Refusal {
-  std::string path;      // file (or "path: component kind/id" for a refused component)
-  std::string reason;    // one line
+  std::string path;      // absolute path of the .so file
+  std::string reason;    // one line; a refused component's reason starts with "<kind> '<id>'" or "component #<i>"
 };
 
 const char *component_kind_name(int32_t kind);  // "reader", "writer", "mapper", "quantizer", "?"

@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""HF -> Megatron TP2 x PP2 of the TinyLlama-1.1B-shaped checkpoint (2.2 GB bf16), side by side with
+`cat` of the same bytes and with the Python baseline (python_baseline.py), alternating runs, median.
+  bench/megatron/bench_megatron.py [--ckhost build/bin/ckhost] [--dir build/bench-data] [--runs 3]"""
+import argparse
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def timed(cmd, **kw):
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, **kw)
+    _, status, ru = os.wait4(p.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit("failed: " + " ".join(cmd))
+    return time.monotonic() - t0, ru.ru_maxrss * 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckhost", default=os.path.join(ROOT, "build", "bin", "ckhost"))
+    ap.add_argument("--dir", default=os.path.join(ROOT, "build", "bench-data"))
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--python-runs", type=int, default=1)
+    a = ap.parse_args()
+    src = os.path.join(a.dir, "hf-src")
+    if not os.path.exists(os.path.join(src, "config.json")):
+        subprocess.run([a.ckhost, "synth", "--model", "llama", "--config",
+                        os.path.join(ROOT, "plugins", "model-llama", "configs", "tinyllama-1.1b.json"), src,
+                        "--force", "--progress", "none", "--max-shard-size", "10GB"], check=True)
+    shards = sorted(glob.glob(os.path.join(src, "*.safetensors")))
+    gb = sum(os.path.getsize(s) for s in shards) / 1e9
+    out = os.path.join(a.dir, "mg-out")
+
+    def clean():
+        shutil.rmtree(out, ignore_errors=True)
+        os.sync()
+
+    def cat():
+        clean()
+        os.makedirs(out)
+        with open(os.path.join(out, "copy"), "wb") as f:
+            return timed(["cat", *shards], stdout=f)
+
+    def ck():
+        clean()
+        return timed([a.ckhost, "convert", src, out, "--to", "megatron", "--tp", "2", "--pp", "2", "--progress", "none", "-q"])
+
+    def py():
+        clean()
+        return timed(["/usr/bin/python3", os.path.join(ROOT, "bench", "megatron", "python_baseline.py"), src, out, "2", "2"])
+
+    cat()
+    res = {"cat": [], "ckhost": [], "python": []}
+    for i in range(a.runs):
+        res["cat"].append(cat())
+        res["ckhost"].append(ck())
+        if i < a.python_runs:
+            res["python"].append(py())
+    clean()
+    med = {k: statistics.median(t for t, _ in v) for k, v in res.items()}
+    rss = {k: max(r for _, r in v) for k, v in res.items()}
+    print(f"\nHF -> Megatron TP2 x PP2, {gb:.2f} GB bf16 TinyLlama-1.1B shape, cores={os.cpu_count()}")
+    print(f"{'job':34s} {'median s':>9s} {'vs cat':>8s} {'peak RSS':>10s}")
+    for k, label in [("cat", "cat of the source bytes"), ("ckhost", "ckhost convert --to megatron"),
+                     ("python", "Python script (torch.cat/chunk/save)")]:
+        print(f"{label:34s} {med[k]:9.2f} {med[k] / med['cat']:8.2f} {rss[k] / 2**20:8.0f} MiB")
+    print(f"\nckhost / cat = {med['ckhost'] / med['cat']:.2f} (target <= 1.5); python / ckhost = "
+          f"{med['python'] / med['ckhost']:.1f}x (target >= 8); ckhost peak RSS {rss['ckhost'] / 2**20:.0f} MiB (target <= 1024)")
+
+
+if __name__ == "__main__":
+    main()
