@@ -645,3 +645,146 @@ std::optional<FileRange> Evaluator::direct_range(int32_t e, const Index &off, co
 }
 
 }  // namespace ckh::host
+
+namespace ckh::host {
+
+namespace {
+
+// Appends r to out, merging with the previous range when they are adjacent in the same file.
+bool add_range(std::vector<FileRange> &out, const FileRange &r, size_t max_ranges) {
+  if (r.length == 0) return true;
+  if (!out.empty() && out.back().file == r.file && out.back().offset + out.back().length == r.offset) {
+    out.back().length += r.length;
+    return true;
+  }
+  if (out.size() >= max_ranges) return false;
+  out.push_back(r);
+  return true;
+}
+
+}  // namespace
+
+bool Evaluator::gather(int32_t e, const Index &off, const Shape &box, std::vector<FileRange> &out,
+                       size_t max_ranges) const {
+  const Node &n = g_.node(e);
+  const uint32_t nd = n.shape.ndim;
+  if (box.numel() == 0) return true;
+  switch (n.op) {
+    case Op::Source: {
+      const Source &s = g_.sources[static_cast<size_t>(n.source)];
+      if (s.generated) return false;
+      const Piece *pc = nullptr;
+      for (const Piece &p : s.pieces) {
+        bool inside = true;
+        for (uint32_t i = 0; i < nd; ++i)
+          inside = inside && off[i] >= p.offset[i] && off[i] + box.d[i] <= p.offset[i] + p.size[i];
+        if (inside) {
+          pc = &p;
+          break;
+        }
+      }
+      if (!pc) return false;  // spans pieces: left to the evaluator
+      Shape ps;
+      ps.ndim = nd;
+      for (uint32_t i = 0; i < nd; ++i) ps.d[i] = pc->size[i];
+      const Index prm = row_major(ps);
+      for (uint32_t i = 0; i < nd; ++i)
+        if (ps.d[i] > 1 && pc->stride[i] != prm[i]) return false;  // strided piece
+      const uint64_t es = ckh_dtype_size(s.dtype);
+      // Runs: the longest row-major suffix of the box that is contiguous in the piece.
+      int k = static_cast<int>(nd) - 1;
+      while (k > 0 && box.d[static_cast<size_t>(k)] == ps.d[static_cast<size_t>(k)]) --k;
+      const uint32_t upto = k < 0 ? 0 : static_cast<uint32_t>(k);
+      int64_t run = 1;
+      for (uint32_t i = upto; i < nd; ++i) run *= box.d[i];
+      bool ok = true;
+      for_each_prefix(box, upto, [&](const Index &idx) {
+        if (!ok) return;
+        int64_t first = 0;
+        for (uint32_t i = 0; i < nd; ++i) first += (off[i] - pc->offset[i] + (i < upto ? idx[i] : 0)) * prm[i];
+        ok = add_range(out, FileRange{pc->file, pc->byte_offset + static_cast<uint64_t>(first) * es,
+                                      static_cast<uint64_t>(run) * es},
+                       max_ranges);
+      });
+      return ok;
+    }
+    case Op::Slice: {
+      Index o = off;
+      o[n.dim] += n.start;
+      return gather(n.in[0], o, box, out, max_ranges);
+    }
+    case Op::Concat: {
+      // Row-major output order: for every index of the dims before the concat dim, the parts in turn.
+      const uint32_t c = n.dim;
+      bool ok = true;
+      Shape outer = box;
+      for_each_prefix(outer, c, [&](const Index &idx) {
+        if (!ok) return;
+        Index o = off;
+        Shape b = box;
+        for (uint32_t i = 0; i < c; ++i) {
+          o[i] += idx[i];
+          b.d[i] = 1;
+        }
+        const int64_t lo = off[c], hi = off[c] + box.d[c];
+        int64_t base = 0;
+        for (int32_t part : n.in) {
+          const int64_t len = g_.node(part).shape.d[c];
+          const int64_t a = std::max(lo, base), z = std::min(hi, base + len);
+          if (a < z && ok) {
+            Index po = o;
+            po[c] = a - base;
+            Shape pb = b;
+            pb.d[c] = z - a;
+            ok = gather(part, po, pb, out, max_ranges);
+          }
+          base += len;
+        }
+      });
+      return ok;
+    }
+    case Op::Reshape: {
+      const Node &ch = g_.node(n.in[0]);
+      if (ch.shape.ndim == 0) return gather(n.in[0], Index{}, ch.shape, out, max_ranges);
+      // Split the box into row-major runs, then cover each run with row-major boxes of the child.
+      int k = -1;
+      for (int i = static_cast<int>(nd) - 1; i >= 0; --i)
+        if (box.d[static_cast<size_t>(i)] != n.shape.d[static_cast<size_t>(i)]) {
+          k = i;
+          break;
+        }
+      const uint32_t upto = k < 0 ? 0 : static_cast<uint32_t>(k);
+      const Index rm = row_major(n.shape), crm = row_major(ch.shape);
+      int64_t run = 1;
+      for (uint32_t i = upto; i < nd; ++i) run *= box.d[i];
+      bool ok = true;
+      for_each_prefix(box, upto, [&](const Index &idx) {
+        if (!ok) return;
+        int64_t pos = 0;
+        for (uint32_t i = 0; i < nd; ++i) pos += (off[i] + (i < upto ? idx[i] : 0)) * rm[i];
+        const int64_t end = pos + run;
+        while (pos < end && ok) {
+          Index ci{};
+          int64_t rem = pos;
+          for (uint32_t i = 0; i < ch.shape.ndim; ++i) {
+            ci[i] = crm[i] ? rem / crm[i] : 0;
+            rem -= ci[i] * crm[i];
+          }
+          uint32_t j = ch.shape.ndim - 1;
+          while (j > 0 && ci[j] == 0 && pos + crm[j - 1] <= end) --j;
+          int64_t take = std::min<int64_t>((end - pos) / crm[j], ch.shape.d[j] - ci[j]);
+          if (take <= 0) take = 1;
+          Shape cb;
+          cb.ndim = ch.shape.ndim;
+          for (uint32_t i = 0; i < cb.ndim; ++i) cb.d[i] = i < j ? 1 : (i == j ? take : ch.shape.d[i]);
+          ok = gather(n.in[0], ci, cb, out, max_ranges);
+          pos += take * crm[j];
+        }
+      });
+      return ok;
+    }
+    default: return false;
+  }
+}
+
+}  // namespace ckh::host

@@ -2,6 +2,7 @@
 #include "ckhost/host/executor.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -127,6 +128,41 @@ void copy_whole_file(const std::string &from, const std::string &to) {
     off += n;
   }
 }
+
+// A read-only mapping window over a source file, to checksum bytes that move in-kernel without
+// copying them through user memory.
+class MapWindow {
+ public:
+  ~MapWindow() { reset(); }
+  // Pointer to [offset, offset+len) of file fd (of size fsize), or nullptr if mapping fails.
+  const unsigned char *at(int fd, uint64_t fsize, uint64_t offset, uint64_t len) {
+    if (fd != fd_ || offset < lo_ || offset + len > hi_) {
+      reset();
+      const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+      lo_ = offset / page * page;
+      hi_ = std::min<uint64_t>(fsize, std::max<uint64_t>(offset + len, lo_ + (64ull << 20)));
+      void *p = ::mmap(nullptr, hi_ - lo_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(lo_));
+      if (p == MAP_FAILED) {
+        lo_ = hi_ = 0;
+        return nullptr;
+      }
+      base_ = static_cast<unsigned char *>(p);
+      fd_ = fd;
+    }
+    return base_ + (offset - lo_);
+  }
+  void reset() {
+    if (base_) ::munmap(base_, hi_ - lo_);
+    base_ = nullptr;
+    fd_ = -1;
+    lo_ = hi_ = 0;
+  }
+
+ private:
+  unsigned char *base_ = nullptr;
+  int fd_ = -1;
+  uint64_t lo_ = 0, hi_ = 0;
+};
 
 class Progress {
  public:
@@ -343,12 +379,16 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
 
   // Sources.
   std::vector<int> in_fds;
+  std::vector<uint64_t> in_sizes;
   std::vector<Fd> in_owned;
   for (const auto &f : g.files) {
     int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) fail(f + ": cannot open: " + std::strerror(errno), CKH_E_IO);
     in_owned.emplace_back(fd);
     in_fds.push_back(fd);
+    struct stat st {};
+    ::fstat(fd, &st);
+    in_sizes.push_back(static_cast<uint64_t>(st.st_size));
   }
 
   // Files: create, preallocate, literal bytes, small files and copies.
@@ -414,8 +454,37 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   std::mutex err_m;
   Progress progress(total, opt.progress);
 
+  // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes)
+  // with copy_file_range, checksumming them through a read-only mapping when the writer wants a
+  // CRC. Returns false when the chunk needs evaluation or the kernel refuses the copy.
+  auto move_in_kernel = [&](const Task &t, const Region &r, int ofd, MapWindow &win, uint32_t &crc,
+                            std::vector<FileRange> &ranges) {
+    ranges.clear();
+    // Small runs (e.g. rows of a row-parallel split) cost more in syscalls than a buffered copy.
+    constexpr uint64_t kMinAverageRun = 256u << 10;
+    const size_t max_ranges = static_cast<size_t>(std::max<uint64_t>(1, t.bytes / kMinAverageRun));
+    if (!ev.gather(r.node, t.off, t.box, ranges, max_ranges)) return false;
+    const bool want_crc = r.flags & CKH_REGION_CRC32;
+    uint64_t at = t.out_offset;
+    uLong c = ::crc32_z(0L, Z_NULL, 0);
+    for (const FileRange &fr : ranges) {
+      if (!copy_range(in_fds[fr.file], fr.offset, ofd, at, fr.length)) return false;
+      if (want_crc) {
+        const unsigned char *p = win.at(in_fds[fr.file], in_sizes[fr.file], fr.offset, fr.length);
+        if (!p) return false;
+        c = ::crc32_z(c, p, fr.length);
+      }
+      at += fr.length;
+    }
+    crc = static_cast<uint32_t>(c);
+    direct += t.bytes;
+    return true;
+  };
+
   auto worker = [&] {
     std::vector<char> buf;
+    std::vector<FileRange> ranges;
+    MapWindow win;
     try {
       for (size_t i; !failed && (i = next.fetch_add(1)) < tasks.size();) {
         if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
@@ -423,14 +492,9 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
         const Region &r = g.layout.regions[t.region];
         const int ofd = out[static_cast<size_t>(r.file)].fd;
         const bool want_crc = r.flags & CKH_REGION_CRC32;
-        if (!want_crc) {
-          if (auto fr = ev.direct_range(r.node, t.off, t.box)) {
-            if (copy_range(in_fds[fr->file], fr->offset, ofd, t.out_offset, fr->length)) {
-              direct += fr->length;
-              progress.add(t.bytes);
-              continue;
-            }
-          }
+        if (move_in_kernel(t, r, ofd, win, crcs[i], ranges)) {
+          progress.add(t.bytes);
+          continue;
         }
         if (buf.size() < t.bytes) buf.resize(t.bytes);
         ev.eval(r.node, t.off, View::dense(buf.data(), g.node(r.node).dtype, t.box));

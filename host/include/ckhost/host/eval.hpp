@@ -48,6 +48,12 @@ class Evaluator {
   // When the box of node e is a contiguous, unconverted byte range of one source file, that range.
   std::optional<FileRange> direct_range(int32_t e, const Index &off, const Shape &box) const;
 
+  // When the box of node e only moves bytes (slices, concatenations and reshapes of contiguous
+  // source pieces, no conversion), appends the source byte ranges that make up the box in row-major
+  // output order and returns true. Returns false (out unspecified) otherwise, or when more than
+  // `max_ranges` ranges would be needed.
+  bool gather(int32_t e, const Index &off, const Shape &box, std::vector<FileRange> &out, size_t max_ranges) const;
+
  private:
   void eval_source(const Node &n, const Index &off, const View &v) const;
   void read_piece(const Source &s, const Piece &p, const Index &lo, const Index &hi, const View &v) const;
