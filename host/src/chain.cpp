@@ -259,7 +259,8 @@ void cast_stage(Graph &g, ckh_dtype dt) {
   }
 }
 
-WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options) {
+WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
+                      std::string *note) {
   const Component *w = reg.find(CKH_COMPONENT_WRITER, to);
   if (!w) fail("no writer for format '" + to + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
   const std::string want = cap(*w, "layout");
@@ -268,6 +269,7 @@ WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, cons
     const Component *m = find_mapper(reg, g, have, want);
     if (!m) fail("no model plugin maps layout '" + have + "' to '" + want + "' for this model", CKH_E_UNSUPPORTED);
     apply_mapper(g, *m, options);
+    if (note) *note += ", " + m->id + " (" + have + " -> " + want + ")";
   }
   ckh_writer_t *wr = nullptr;
   clear_last_error();

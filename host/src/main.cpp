@@ -256,8 +256,8 @@ ckh_dtype parse_dtype_opt(const po::variables_map &vm) {
 
 // Writes the planned graph (shared by convert and synth).
 int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const std::string &to, const std::string &dst,
-             const json &popts, const std::string &what, const std::string &note) {
-  WriterPtr writer = plan_writer(reg, g, to, popts);
+             const json &popts, const std::string &what, std::string note) {
+  WriterPtr writer = plan_writer(reg, g, to, popts, &note);
   if (vm.count("dry-run") && vm["dry-run"].as<bool>()) {
     std::cout << describe_plan(g);
     return 0;

@@ -51,7 +51,9 @@ std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &op
 void cast_stage(Graph &g, ckh_dtype dt);
 
 // Plans the writer over the last stage and validates the whole plan (layout, consumption, sources).
-WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options);
+// `note`, when given, gets ", <mapper> (<from> -> <to>)" appended for a mapper the writer's layout needed.
+WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
+                      std::string *note = nullptr);
 
 // Human-readable plan for --dry-run.
 std::string describe_plan(const Graph &g);
