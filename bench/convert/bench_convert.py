@@ -16,21 +16,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def timed(cmd, **kw):
-    """(seconds, peak RSS bytes) of a child process."""
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, **kw)
-    _, status, ru = os.wait4(p.pid, 0)
-    dt = time.monotonic() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}")
-    return dt, ru.ru_maxrss * 1024
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from benchlib import timed  # noqa: E402
 
 
 def main():

@@ -9,18 +9,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def timed(cmd, **kw):
-    t0 = time.monotonic()
-    p = subprocess.Popen(cmd, **kw)
-    _, status, ru = os.wait4(p.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit("failed: " + " ".join(cmd))
-    return time.monotonic() - t0, ru.ru_maxrss * 1024
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from benchlib import timed  # noqa: E402
 
 
 def main():

@@ -110,32 +110,24 @@ struct Kern {
 #endif
     for (; i < n; ++i) d[i] = ref::f32_to_f16(s[i]);
   }
-  static const float *e4m3_lut() {
-    static const auto lut = [] {
+  // 256-entry decode table of an 8-bit format, built once from the scalar reference.
+  template <float (*Decode)(uint8_t)>
+  static const float *lut() {
+    static const auto table = [] {
       struct L {
         float v[256];
       } l;
-      for (int b = 0; b < 256; ++b) l.v[b] = ref::e4m3_to_f32(static_cast<uint8_t>(b));
+      for (int b = 0; b < 256; ++b) l.v[b] = Decode(static_cast<uint8_t>(b));
       return l;
     }();
-    return lut.v;
-  }
-  static const float *e5m2_lut() {
-    static const auto lut = [] {
-      struct L {
-        float v[256];
-      } l;
-      for (int b = 0; b < 256; ++b) l.v[b] = ref::e5m2_to_f32(static_cast<uint8_t>(b));
-      return l;
-    }();
-    return lut.v;
+    return table.v;
   }
   static void e4m3_to_f32(const uint8_t *s, float *d, uint64_t n) {
-    const float *lut = e4m3_lut();
+    const float *lut = Kern::lut<ref::e4m3_to_f32>();
     for (uint64_t i = 0; i < n; ++i) d[i] = lut[s[i]];
   }
   static void e5m2_to_f32(const uint8_t *s, float *d, uint64_t n) {
-    const float *lut = e5m2_lut();
+    const float *lut = Kern::lut<ref::e5m2_to_f32>();
     for (uint64_t i = 0; i < n; ++i) d[i] = lut[s[i]];
   }
 
