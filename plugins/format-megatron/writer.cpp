@@ -8,8 +8,6 @@
 // unsharded Megatron-Core tensors a model mapper emits (global layer numbers, unpadded vocabulary);
 // this writer pads the vocabulary, cuts each tensor for its TP rank by Megatron's rules, renumbers
 // layers per pipeline stage and virtual chunk, and copies tied embeddings to the last stage.
-#include <zlib.h>
-
 #include <map>
 #include <memory>
 #include <sstream>
@@ -21,6 +19,7 @@
 #include <ckhost/cpp/ckh_plugin.hpp>
 
 #include "megatron_layout.hpp"
+#include "torch_archive.hpp"
 #include "torch_save.hpp"
 
 using nlohmann::json;
@@ -81,10 +80,7 @@ Options parse_options(const json &o) {
 struct RankFile {
   std::string relpath;
   std::vector<std::pair<std::string, std::vector<std::pair<std::string, ckh_expr>>>> chunks;  // "model"/"modelV"
-  ckh::torchfmt::ZipLayout zip{"archive"};
-  int32_t file_id = -1;
-  std::vector<int32_t> region_of_record;  // -1 for literal records
-  std::vector<uint32_t> literal_crc;
+  ckh::torchfmt::ArchiveLayout archive;
 };
 
 struct Writer {
@@ -94,10 +90,6 @@ struct Writer {
 };
 
 Writer *W(const ckh_writer_t *w) { return static_cast<Writer *>(w->impl); }
-
-uint32_t crc_of(const std::string &s) {
-  return static_cast<uint32_t>(::crc32(0, reinterpret_cast<const Bytef *>(s.data()), static_cast<uInt>(s.size())));
-}
 
 void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::sdk::Builder b(lb->expr);
@@ -260,38 +252,15 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     }
     pk.setitems();
     pk.stop();
-    const std::string version = "3\n", order = "little";
-    const size_t r_pkl = rf->zip.add("data.pkl", pk.bytes().size());
-    std::vector<size_t> r_data;
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      uint64_t bytes = ckh_dtype_size(tensors[i].second.dtype);
-      for (uint32_t d = 0; d < tensors[i].second.ndim; ++d) bytes *= static_cast<uint64_t>(tensors[i].second.shape[d]);
-      r_data.push_back(rf->zip.add("data/" + std::to_string(i), bytes));
+    std::vector<ckh_expr> exprs;
+    std::vector<uint64_t> sizes;
+    for (const auto &[e, info] : tensors) {
+      uint64_t bytes = ckh_dtype_size(info.dtype);
+      for (uint32_t d = 0; d < info.ndim; ++d) bytes *= static_cast<uint64_t>(info.shape[d]);
+      exprs.push_back(e);
+      sizes.push_back(bytes);
     }
-    const size_t r_ver = rf->zip.add("version", version.size());
-    const size_t r_ord = rf->zip.add("byteorder", order.size());
-    rf->file_id = lb->add_file(lb, rf->relpath.c_str(), rf->zip.total_size());
-    if (rf->file_id < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
-    rf->region_of_record.assign(rf->zip.count(), -1);
-    rf->literal_crc.assign(rf->zip.count(), 0);
-    auto literal = [&](size_t r, const std::string &data) {
-      if (lb->put_bytes(lb, rf->file_id, rf->zip.record(r).payload_offset, data.data(), data.size()) != CKH_OK)
-        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
-      rf->literal_crc[r] = crc_of(data);
-    };
-    literal(r_pkl, pk.bytes());
-    literal(r_ver, version);
-    literal(r_ord, order);
-    for (size_t i = 0; i < tensors.size(); ++i) {
-      const int32_t reg =
-          lb->put_tensor(lb, rf->file_id, rf->zip.record(r_data[i]).payload_offset, tensors[i].first, CKH_REGION_CRC32);
-      if (reg < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_tensor failed", true);
-      rf->region_of_record[r_data[i]] = reg;
-    }
-    // Headers with the literal CRCs now; tensor CRCs are patched in finish().
-    for (const auto &blob : rf->zip.header_blobs(rf->literal_crc))
-      if (lb->put_bytes(lb, rf->file_id, blob.first, blob.second.data(), blob.second.size()) != CKH_OK)
-        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
+    rf->archive.plan(lb, rf->relpath, pk.bytes(), exprs, sizes);
   }
   const std::string tracker = opt.iteration < 0 ? std::string("release") : std::to_string(opt.iteration);
   if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", tracker.data(), tracker.size()) != CKH_OK)
@@ -308,18 +277,7 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
 
 ckh_status finish(ckh_writer_t *wt, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) {
   return ckh::sdk::guard([&] {
-    for (auto &rf : W(wt)->files) {
-      std::vector<uint32_t> crcs = rf->literal_crc;
-      for (size_t r = 0; r < crcs.size(); ++r) {
-        const int32_t reg = rf->region_of_record[r];
-        if (reg < 0) continue;
-        if (static_cast<uint64_t>(reg) >= n) fail(CKH_E_INTERNAL, "missing digest for region " + std::to_string(reg));
-        crcs[r] = digests[reg].crc32;
-      }
-      for (const auto &blob : rf->zip.header_blobs(crcs))
-        if (p->put_bytes(p, rf->file_id, blob.first, blob.second.data(), blob.second.size()) != CKH_OK)
-          throw ckh::sdk::Error(CKH_E_INTERNAL, "patch failed", true);
-    }
+    for (auto &rf : W(wt)->files) rf->archive.finish(digests, n, p);
   });
 }
 
