@@ -2,9 +2,9 @@
 #include "ckhost/host/executor.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <isa-l/crc.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -128,41 +128,6 @@ void copy_whole_file(const std::string &from, const std::string &to) {
     off += n;
   }
 }
-
-// A read-only mapping window over a source file, to checksum bytes that move in-kernel without
-// copying them through user memory.
-class MapWindow {
- public:
-  ~MapWindow() { reset(); }
-  // Pointer to [offset, offset+len) of file fd (of size fsize), or nullptr if mapping fails.
-  const unsigned char *at(int fd, uint64_t fsize, uint64_t offset, uint64_t len) {
-    if (fd != fd_ || offset < lo_ || offset + len > hi_) {
-      reset();
-      const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-      lo_ = offset / page * page;
-      hi_ = std::min<uint64_t>(fsize, std::max<uint64_t>(offset + len, lo_ + (64ull << 20)));
-      void *p = ::mmap(nullptr, hi_ - lo_, PROT_READ, MAP_SHARED, fd, static_cast<off_t>(lo_));
-      if (p == MAP_FAILED) {
-        lo_ = hi_ = 0;
-        return nullptr;
-      }
-      base_ = static_cast<unsigned char *>(p);
-      fd_ = fd;
-    }
-    return base_ + (offset - lo_);
-  }
-  void reset() {
-    if (base_) ::munmap(base_, hi_ - lo_);
-    base_ = nullptr;
-    fd_ = -1;
-    lo_ = hi_ = 0;
-  }
-
- private:
-  unsigned char *base_ = nullptr;
-  int fd_ = -1;
-  uint64_t lo_ = 0, hi_ = 0;
-};
 
 class Progress {
  public:
@@ -454,37 +419,53 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   std::mutex err_m;
   Progress progress(total, opt.progress);
 
-  // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes)
-  // with copy_file_range, checksumming them through a read-only mapping when the writer wants a
-  // CRC. Returns false when the chunk needs evaluation or the kernel refuses the copy.
-  auto move_in_kernel = [&](const Task &t, const Region &r, int ofd, MapWindow &win, uint32_t &crc,
-                            std::vector<FileRange> &ranges) {
+  // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes).
+  // Large runs without a CRC move in-kernel (copy_file_range). Otherwise the runs are packed into a
+  // cache-sized block (one pread per run), checksummed while the block is in cache when the writer
+  // wants a CRC, and written with one pwrite per block: each byte is touched as `cat` touches it.
+  // Returns false when the chunk needs evaluation (conversions, strided pieces, runs under 2 KiB on
+  // average) or the kernel refuses the copy.
+  auto move_ranges = [&](const Task &t, const Region &r, int ofd, std::vector<char> &block, uint32_t &crc,
+                         std::vector<FileRange> &ranges) {
     ranges.clear();
-    // Small runs (e.g. rows of a row-parallel split) cost more in syscalls than a buffered copy.
-    constexpr uint64_t kMinAverageRun = 256u << 10;
-    const size_t max_ranges = static_cast<size_t>(std::max<uint64_t>(1, t.bytes / kMinAverageRun));
+    constexpr uint64_t kMinRun = 2u << 10, kMinKernelRun = 256u << 10, kBlock = 1u << 20;
+    const size_t max_ranges = static_cast<size_t>(std::max<uint64_t>(1, t.bytes / kMinRun));
     if (!ev.gather(r.node, t.off, t.box, ranges, max_ranges)) return false;
     const bool want_crc = r.flags & CKH_REGION_CRC32;
-    uint64_t at = t.out_offset;
-    uLong c = ::crc32_z(0L, Z_NULL, 0);
-    for (const FileRange &fr : ranges) {
-      if (!copy_range(in_fds[fr.file], fr.offset, ofd, at, fr.length)) return false;
-      if (want_crc) {
-        const unsigned char *p = win.at(in_fds[fr.file], in_sizes[fr.file], fr.offset, fr.length);
-        if (!p) return false;
-        c = ::crc32_z(c, p, fr.length);
+    if (!want_crc && t.bytes / ranges.size() >= kMinKernelRun) {
+      uint64_t at = t.out_offset;
+      for (const FileRange &fr : ranges) {
+        if (!copy_range(in_fds[fr.file], fr.offset, ofd, at, fr.length)) return false;
+        at += fr.length;
       }
-      at += fr.length;
+      direct += t.bytes;
+      return true;
     }
-    crc = static_cast<uint32_t>(c);
-    direct += t.bytes;
+    if (block.size() < kBlock) block.resize(kBlock);
+    uint32_t c = 0;
+    uint64_t out_at = t.out_offset, fill = 0;
+    auto flush = [&] {
+      if (want_crc) c = ::crc32_gzip_refl(c, reinterpret_cast<const unsigned char *>(block.data()), fill);  // ISA-L
+      pwrite_full(ofd, block.data(), fill, out_at, out_paths[static_cast<size_t>(r.file)]);
+      out_at += fill;
+      fill = 0;
+    };
+    for (const FileRange &fr : ranges)
+      for (uint64_t done = 0; done < fr.length;) {
+        const uint64_t n = std::min<uint64_t>(kBlock - fill, fr.length - done);
+        pread_full(in_fds[fr.file], block.data() + fill, n, fr.offset + done, g.files[fr.file]);
+        fill += n;
+        done += n;
+        if (fill == kBlock) flush();
+      }
+    if (fill) flush();
+    crc = c;
     return true;
   };
 
   auto worker = [&] {
-    std::vector<char> buf;
+    std::vector<char> buf, block;
     std::vector<FileRange> ranges;
-    MapWindow win;
     try {
       for (size_t i; !failed && (i = next.fetch_add(1)) < tasks.size();) {
         if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
@@ -492,14 +473,14 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
         const Region &r = g.layout.regions[t.region];
         const int ofd = out[static_cast<size_t>(r.file)].fd;
         const bool want_crc = r.flags & CKH_REGION_CRC32;
-        if (move_in_kernel(t, r, ofd, win, crcs[i], ranges)) {
+        if (move_ranges(t, r, ofd, block, crcs[i], ranges)) {
           progress.add(t.bytes);
           continue;
         }
         if (buf.size() < t.bytes) buf.resize(t.bytes);
         ev.eval(r.node, t.off, View::dense(buf.data(), g.node(r.node).dtype, t.box));
         if (want_crc)
-          crcs[i] = static_cast<uint32_t>(::crc32_z(::crc32_z(0L, Z_NULL, 0), reinterpret_cast<const Bytef *>(buf.data()), t.bytes));
+          crcs[i] = ::crc32_gzip_refl(0, reinterpret_cast<const unsigned char *>(buf.data()), t.bytes);
         pwrite_full(ofd, buf.data(), t.bytes, t.out_offset, out_paths[static_cast<size_t>(r.file)]);
         progress.add(t.bytes);
       }
