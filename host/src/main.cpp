@@ -152,6 +152,7 @@ po::options_description convert_options() {
       "vocab-pad", po::value<std::string>(), "padding rows: zeros (default) or repeat (the last row)")(
       "megatron-spec", po::value<std::string>(), "te (default) or local layer names")(
       "iteration", po::value<int64_t>(), "write iter_NNNNNNN instead of release")(
+      "minicpm-fold", po::bool_switch(), "MiniCPM: fold scale_emb/scale_depth/dim_model_base into the weights (stock Megatron)")(
       "hf-config", po::value<std::string>(),
       "directory with the HF config.json and tokenizer files for Megatron -> HF (default: <checkpoint>/hf)");
   o.add(m);
@@ -241,6 +242,7 @@ json plugin_options(const po::variables_map &vm) {
       o[key] = vm[k].as<std::string>();
     }
   if (vm.count("iteration")) o["iteration"] = vm["iteration"].as<int64_t>();
+  if (vm.count("minicpm-fold") && vm["minicpm-fold"].as<bool>()) o["minicpm_fold"] = true;
   add_plugin_options(o, vm);
   return o;
 }

@@ -102,6 +102,13 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   const std::string spec = spec_of(opts);
   const bool te = spec == "te";
   const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
+  // --minicpm-fold: scale_emb into the embedding, 1/(hidden/dim_model_base) into an untied output
+  // layer, scale_depth/sqrt(layers) into linear_proj and linear_fc2, for stock Megatron-Core.
+  const bool fold = c.model_type == "minicpm" && opts.value("minicpm_fold", false);
+  if (opts.value("minicpm_fold", false) && c.model_type != "minicpm")
+    fail(CKH_E_INVALID_ARG, "--minicpm-fold applies to MiniCPM models, this is model_type " + c.model_type);
+  const double depth = fold ? c.scale_depth / std::sqrt(static_cast<double>(c.layers)) : 1.0;
+  auto scaled = [&](ckh_expr e, double f) { return fold && f != 1.0 ? b.scale(e, f) : e; };
 
   auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer, int32_t par) {
     const ckh_tensor_annot_t a = annot_of(role, layer, par);
@@ -121,8 +128,8 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     return b.reshape(cat, out);
   };
 
-  emit("embedding.word_embeddings.weight", b.input("model.embed_tokens.weight"), CKH_ROLE_EMBEDDING, -1,
-       CKH_PARALLEL_VOCAB);
+  emit("embedding.word_embeddings.weight", scaled(b.input("model.embed_tokens.weight"), c.scale_emb),
+       CKH_ROLE_EMBEDDING, -1, CKH_PARALLEL_VOCAB);
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const std::string m = "decoder.layers." + std::to_string(l) + ".";
@@ -131,8 +138,8 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
          b.input(p + "input_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
     emit(m + "self_attention.linear_qkv.weight", qkv(p, "weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_COLUMN);
     if (c.qkv_bias) emit(m + "self_attention.linear_qkv.bias", qkv(p, "bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_COLUMN);
-    emit(m + "self_attention.linear_proj.weight", b.input(p + "self_attn.o_proj.weight"), CKH_ROLE_LAYER, L,
-         CKH_PARALLEL_ROW);
+    emit(m + "self_attention.linear_proj.weight", scaled(b.input(p + "self_attn.o_proj.weight"), depth), CKH_ROLE_LAYER,
+         L, CKH_PARALLEL_ROW);
     if (c.o_bias)
       emit(m + "self_attention.linear_proj.bias", b.input(p + "self_attn.o_proj.bias"), CKH_ROLE_LAYER, L,
            CKH_PARALLEL_REPLICATED);
@@ -150,12 +157,19 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     if (c.mlp_bias)
       emit(m + "mlp.linear_fc1.bias", b.concat({b.input(p + "mlp.gate_proj.bias"), b.input(p + "mlp.up_proj.bias")}, 0),
            CKH_ROLE_LAYER, L, CKH_PARALLEL_SWIGLU);
-    emit(m + "mlp.linear_fc2.weight", b.input(p + "mlp.down_proj.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_ROW);
+    emit(m + "mlp.linear_fc2.weight", scaled(b.input(p + "mlp.down_proj.weight"), depth), CKH_ROLE_LAYER, L,
+         CKH_PARALLEL_ROW);
     if (c.mlp_bias)
       emit(m + "mlp.linear_fc2.bias", b.input(p + "mlp.down_proj.bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
   }
   emit("decoder.final_layernorm.weight", b.input("model.norm.weight"), CKH_ROLE_FINAL_NORM, -1, CKH_PARALLEL_REPLICATED);
-  if (!c.tied) emit("output_layer.weight", b.input("lm_head.weight"), CKH_ROLE_OUTPUT, -1, CKH_PARALLEL_VOCAB);
+  if (fold) {
+    const std::string head = c.tied ? "model.embed_tokens.weight" : "lm_head.weight";
+    emit("output_layer.weight", b.scale(b.input(head), c.dim_model_base / static_cast<double>(c.hidden)), CKH_ROLE_OUTPUT,
+         -1, CKH_PARALLEL_VOCAB);
+  } else if (!c.tied) {
+    emit("output_layer.weight", b.input("lm_head.weight"), CKH_ROLE_OUTPUT, -1, CKH_PARALLEL_VOCAB);
+  }
 
   json out = meta;
   out["layout"] = "megatron";
@@ -164,6 +178,11 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     json merged = meta["megatron_args"];
     for (auto it = args.begin(); it != args.end(); ++it) merged[it.key()] = it.value();
     args = merged;
+  }
+  if (fold) {
+    for (const char *k : {"scale_emb", "dim_model_base", "scale_depth"}) args.erase(k);
+    args["untie_embeddings_and_output_weights"] = true;
+    args["minicpm_folded"] = {{"scale_emb", c.scale_emb}, {"dim_model_base", c.dim_model_base}, {"scale_depth", c.scale_depth}};
   }
   out.erase("megatron_args");
   out["args"] = args;
@@ -240,7 +259,16 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
                              std::to_string(v));
   const bool te = b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight");
   const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
-  for (const auto &t : canonical_tensors(c)) (void)t;  // shapes are checked by reshape/slice below
+  // A MiniCPM checkpoint folded for stock Megatron (--minicpm-fold) is unfolded; exact up to rounding.
+  const bool folded = args.contains("minicpm_folded") && args["minicpm_folded"].is_object();
+  double emb_f = 1.0, depth_f = 1.0, head_f = 1.0;
+  if (folded) {
+    const json &f = args["minicpm_folded"];
+    emb_f = 1.0 / f.value("scale_emb", 1.0);
+    depth_f = std::sqrt(static_cast<double>(c.layers)) / f.value("scale_depth", 1.0);
+    head_f = static_cast<double>(c.hidden) / f.value("dim_model_base", static_cast<double>(c.hidden));
+  }
+  auto unscale = [&](ckh_expr e, double f) { return folded && f != 1.0 ? b.scale(e, f) : e; };
 
   auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer) {
     ckh_tensor_annot_t a = ckh::sdk::annot(role, layer);
@@ -267,7 +295,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
                                                std::to_string(c.vocab));
     return rows == c.vocab ? e : b.slice(e, 0, 0, c.vocab);
   };
-  emit("model.embed_tokens.weight", vocab_rows("embedding.word_embeddings.weight"), CKH_ROLE_EMBEDDING, -1);
+  emit("model.embed_tokens.weight", unscale(vocab_rows("embedding.word_embeddings.weight"), emb_f), CKH_ROLE_EMBEDDING, -1);
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     const std::string m = "decoder.layers." + std::to_string(l) + ".";
@@ -276,7 +304,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
          b.input(te ? m + "self_attention.linear_qkv.layer_norm_weight" : m + "input_layernorm.weight"), CKH_ROLE_LAYER, L);
     unqkv(m, "weight", p);
     if (c.qkv_bias) unqkv(m, "bias", p);
-    emit(p + "self_attn.o_proj.weight", b.input(m + "self_attention.linear_proj.weight"), CKH_ROLE_LAYER, L);
+    emit(p + "self_attn.o_proj.weight", unscale(b.input(m + "self_attention.linear_proj.weight"), depth_f), CKH_ROLE_LAYER, L);
     if (c.o_bias) emit(p + "self_attn.o_proj.bias", b.input(m + "self_attention.linear_proj.bias"), CKH_ROLE_LAYER, L);
     if (c.qk_norm) {
       emit(p + "self_attn.q_norm.weight", b.input(m + "self_attention.q_layernorm.weight"), CKH_ROLE_LAYER, L);
@@ -292,11 +320,12 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
       emit(p + "mlp.gate_proj.bias", b.slice(fb, 0, 0, c.ffn), CKH_ROLE_LAYER, L);
       emit(p + "mlp.up_proj.bias", b.slice(fb, 0, c.ffn, c.ffn), CKH_ROLE_LAYER, L);
     }
-    emit(p + "mlp.down_proj.weight", b.input(m + "mlp.linear_fc2.weight"), CKH_ROLE_LAYER, L);
+    emit(p + "mlp.down_proj.weight", unscale(b.input(m + "mlp.linear_fc2.weight"), depth_f), CKH_ROLE_LAYER, L);
     if (c.mlp_bias) emit(p + "mlp.down_proj.bias", b.input(m + "mlp.linear_fc2.bias"), CKH_ROLE_LAYER, L);
   }
   emit("model.norm.weight", b.input("decoder.final_layernorm.weight"), CKH_ROLE_FINAL_NORM, -1);
-  if (!c.tied) emit("lm_head.weight", vocab_rows("output_layer.weight"), CKH_ROLE_OUTPUT, -1);
+  if (!c.tied) emit("lm_head.weight", unscale(vocab_rows("output_layer.weight"), head_f), CKH_ROLE_OUTPUT, -1);
+  else if (folded && b.has("output_layer.weight")) b.ignore("output_layer.weight", "folded copy of the tied embedding");
   json out = meta;
   out["layout"] = "hf";
   out["config"] = cfg;

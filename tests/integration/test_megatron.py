@@ -176,6 +176,34 @@ class MegatronTests(L.CkhostTestCase):
         args, _ = self.check("tiny-minicpm.json", "--tp", "4")
         self.assertEqual(args.scale_emb, 12)
 
+    def test_minicpm_fold_for_stock_megatron(self):
+        # Folding scales the weights once in f32 and rounds to bf16: logits match within bf16 rounding.
+        src = self.synth("tiny-minicpm.json", name="src_minicpm_fold")
+        out = self.path("mg_fold")
+        run("convert", src, out, "--to", "megatron", "--tp", "2", "--pp", "2", "--minicpm-fold", "--progress", "none")
+        args, sd = load_megatron(out)
+        self.assertTrue(args.untie_embeddings_and_output_weights)
+        self.assertFalse(hasattr(args, "scale_emb"))  # stock Megatron-Core: no run-time scalars
+        with open(os.path.join(src, "config.json")) as f:
+            cfg = json.load(f)
+        ref = hf_logits64(L.read_hf_dir(src), cfg, self.IDS)
+        got = megatron_logits(args, sd, self.IDS)
+        rel = ((ref - got).abs().max() / ref.abs().max()).item()
+        self.assertLess(rel, 2e-2, f"folded logits differ by {rel} of the largest logit")
+        # The way back unfolds: every element within two bf16 roundings (|d| <= 2^-7 |x|).
+        back = self.path("fold_back")
+        run("convert", out, back, "--to", "hf", "--progress", "none")
+        a, b = L.read_hf_dir(src), L.read_hf_dir(back)
+        self.assertEqual(set(a), set(b))
+        for k in a:
+            x, y = a[k].double(), b[k].double()
+            self.assertTrue(bool(((x - y).abs() <= x.abs() * 2 ** -7).all()), k)
+        p = run("convert", src, self.path("nofold"), "--to", "megatron", "--minicpm-fold", check=False)
+        self.assertEqual(p.returncode, 0)
+        p = run("convert", self.synth(), self.path("llama_fold"), "--to", "megatron", "--minicpm-fold", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("--minicpm-fold applies to MiniCPM", p.stderr)
+
     def test_vocab_padding_modes_and_iteration(self):
         src = self.synth()
         out = self.path("rep")
