@@ -8,6 +8,8 @@
 // unsharded Megatron-Core tensors a model mapper emits (global layer numbers, unpadded vocabulary);
 // this writer pads the vocabulary, cuts each tensor for its TP rank by Megatron's rules, renumbers
 // layers per pipeline stage and virtual chunk, and copies tied embeddings to the last stage.
+#include <algorithm>
+#include <functional>
 #include <map>
 #include <memory>
 #include <sstream>
@@ -165,10 +167,12 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   const std::string iter_dir = iteration_dir(opt.iteration < 0 ? 0 : opt.iteration, opt.iteration < 0);
   const ckh_expr *embedding = nullptr;
   const In *emb_in = nullptr;
+  bool legacy = false;  // pre-Core names: language_model.*, saved as nested dicts
   for (const auto &x : ins)
-    if (x.name == "embedding.word_embeddings.weight") {
+    if (x.name == "embedding.word_embeddings.weight" || x.name == "language_model.embedding.word_embeddings.weight") {
       embedding = &x.e;
       emb_in = &x;
+      legacy = x.name.rfind("language_model.", 0) == 0;
     }
 
   for (int p = 0; p < opt.pp; ++p)
@@ -188,10 +192,12 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
             fail(CKH_E_FORMAT, "tensor '" + x.name + "': " + e.what());
           }
           local = ln->prefix + std::to_string(li) + "." + ln->rest;
-        } else if (x.name.rfind("embedding.", 0) == 0) {
+        } else if (x.name.rfind("embedding.", 0) == 0 || x.name.rfind("language_model.embedding.", 0) == 0) {
           sp = 0;
           sv = 0;
-        } else if (x.name.rfind("decoder.final_layernorm", 0) == 0 || x.name.rfind("output_layer", 0) == 0) {
+        } else if (x.name.rfind("decoder.final_layernorm", 0) == 0 || x.name.rfind("output_layer", 0) == 0 ||
+                   x.name.rfind("language_model.encoder.final_norm", 0) == 0 ||
+                   x.name.rfind("language_model.output_layer", 0) == 0) {
           sp = opt.pp - 1;
           sv = opt.vpp - 1;
         } else {
@@ -201,8 +207,10 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
         rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, t)});
       }
       // Tied embeddings: the last stage keeps its own copy as output_layer (Megatron-Core).
-      if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding)
-        rf->chunks.back().second.push_back({"output_layer.weight", shard("output_layer.weight", *embedding, emb_in->info, t)});
+      if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding) {
+        const std::string head = legacy ? "word_embeddings_for_head.weight" : "output_layer.weight";
+        rf->chunks.back().second.push_back({head, shard(head, *embedding, emb_in->info, t)});
+      }
       w.files.push_back(std::move(rf));
     }
 
@@ -232,23 +240,73 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     pk.real(3.0);
     pk.str("iteration");
     pk.integer(opt.iteration < 0 ? 0 : opt.iteration);
+    auto put_tensor = [&](const std::string &name, ckh_expr e) {
+      const ckh_tensor_info_t info = b.info(e);
+      if (!*ckh::torchfmt::storage_class(info.dtype))
+        fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored for torch 1.13");
+      pk.tensor(std::to_string(tensors.size()), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim));
+      tensors.push_back({e, info});
+    };
     for (const auto &[key, entries] : rf->chunks) {
       pk.str(key);
-      pk.global("collections", "OrderedDict");
-      pk.empty_tuple();
-      pk.reduce();
-      if (!entries.empty()) {
+      if (!legacy) {
+        pk.global("collections", "OrderedDict");
+        pk.empty_tuple();
+        pk.reduce();
+        if (!entries.empty()) {
+          pk.mark();
+          for (const auto &[name, e] : entries) {
+            pk.str(name);
+            put_tensor(name, e);
+          }
+          pk.setitems();
+        }
+        continue;
+      }
+      // Legacy models save nested module dicts: {"language_model": {"embedding": {"word_embeddings":
+      // {"weight": T}}, "encoder": {"layers.0.input_norm.weight": T, ...}, "output_layer": {...}}}.
+      struct NodeT {
+        std::string name;
+        std::vector<NodeT> kids;
+        int entry = -1;
+      };
+      NodeT root;
+      for (size_t i = 0; i < entries.size(); ++i) {
+        const std::string &name = entries[i].first;
+        std::vector<std::string> path;
+        const std::string enc = "language_model.encoder.";
+        if (name.rfind(enc, 0) == 0) path = {"language_model", "encoder", name.substr(enc.size())};
+        else {
+          std::stringstream ss(name);
+          std::string part;
+          while (std::getline(ss, part, '.')) path.push_back(part);
+        }
+        NodeT *n = &root;
+        for (const auto &part : path) {
+          auto it = std::find_if(n->kids.begin(), n->kids.end(), [&](const NodeT &k) { return k.name == part; });
+          if (it == n->kids.end()) {
+            n->kids.push_back(NodeT{part, {}, -1});
+            it = n->kids.end() - 1;
+          }
+          n = &*it;
+        }
+        n->entry = static_cast<int>(i);
+      }
+      std::function<void(const NodeT &)> emit_node = [&](const NodeT &n) {
+        if (n.entry >= 0) {
+          put_tensor(entries[static_cast<size_t>(n.entry)].first, entries[static_cast<size_t>(n.entry)].second);
+          return;
+        }
+        pk.empty_dict();
+        if (n.kids.empty()) return;
         pk.mark();
-        for (const auto &[name, e] : entries) {
-          const ckh_tensor_info_t info = b.info(e);
-          if (!*ckh::torchfmt::storage_class(info.dtype))
-            fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored for torch 1.13");
-          pk.str(name);
-          pk.tensor(std::to_string(tensors.size()), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim));
-          tensors.push_back({e, info});
+        for (const auto &k : n.kids) {
+          pk.str(k.name);
+          emit_node(k);
         }
         pk.setitems();
-      }
+      };
+      emit_node(root);
     }
     pk.setitems();
     pk.stop();

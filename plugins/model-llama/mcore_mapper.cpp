@@ -22,9 +22,26 @@ namespace {
 
 std::string spec_of(const json &opts) {
   const std::string s = opts.value("megatron_spec", std::string("te"));
-  if (s != "te" && s != "local")
-    fail(CKH_E_UNSUPPORTED, "--megatron-spec '" + s + "' is not supported yet (te or local)");
+  if (s != "te" && s != "local" && s != "legacy")
+    fail(CKH_E_INVALID_ARG, "--megatron-spec must be te, local or legacy, not '" + s + "'");
   return s;
+}
+
+// Parameter names of each Megatron naming convention (layer-relative names after the prefix).
+struct Names {
+  std::string embed, final_norm, output, layers, input_norm, qkv, proj, q_norm, k_norm, post_norm, fc1, fc2;
+};
+Names names_for(const std::string &spec) {
+  if (spec == "legacy")
+    return {"language_model.embedding.word_embeddings.weight", "language_model.encoder.final_norm.weight",
+            "language_model.output_layer.weight", "language_model.encoder.layers.", "input_norm.weight",
+            "self_attention.query_key_value", "self_attention.dense", "", "", "post_attention_norm.weight",
+            "mlp.dense_h_to_4h", "mlp.dense_4h_to_h"};
+  const bool te = spec == "te";
+  return {"embedding.word_embeddings.weight", "decoder.final_layernorm.weight", "output_layer.weight", "decoder.layers.",
+          te ? "self_attention.linear_qkv.layer_norm_weight" : "input_layernorm.weight", "self_attention.linear_qkv",
+          "self_attention.linear_proj", "self_attention.q_layernorm.weight", "self_attention.k_layernorm.weight",
+          te ? "mlp.linear_fc1.layer_norm_weight" : "pre_mlp_layernorm.weight", "mlp.linear_fc1", "mlp.linear_fc2"};
 }
 
 json args_from_config(const Config &c, const json &cfg, const std::string &spec) {
@@ -66,8 +83,8 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec)
   a["vocab_size"] = c.vocab;
   a["tokenizer_type"] = "HuggingFaceTokenizer";
   a["transformer_impl"] = spec == "te" ? "transformer_engine" : "local";
-  a["use_mcore_models"] = true;
-  a["use_legacy_models"] = false;
+  a["use_mcore_models"] = spec != "legacy";
+  a["use_legacy_models"] = spec == "legacy";
   a["bf16"] = c.dtype == CKH_DT_BF16;
   a["fp16"] = c.dtype == CKH_DT_F16;
   a["attention_dropout"] = 0.0;
@@ -100,7 +117,9 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     fail(CKH_E_FORMAT, e.what());
   }
   const std::string spec = spec_of(opts);
-  const bool te = spec == "te";
+  const Names nm = names_for(spec);
+  if (spec == "legacy" && c.qk_norm)
+    fail(CKH_E_UNSUPPORTED, "legacy Megatron models have no q/k layernorm (" + c.model_type + "): use --megatron-spec te or local");
   const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
   // --minicpm-fold: scale_emb into the embedding, 1/(hidden/dim_model_base) into an untied output
   // layer, scale_depth/sqrt(layers) into linear_proj and linear_fc2, for stock Megatron-Core.
@@ -128,47 +147,40 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     return b.reshape(cat, out);
   };
 
-  emit("embedding.word_embeddings.weight", scaled(b.input("model.embed_tokens.weight"), c.scale_emb),
-       CKH_ROLE_EMBEDDING, -1, CKH_PARALLEL_VOCAB);
+  emit(nm.embed, scaled(b.input("model.embed_tokens.weight"), c.scale_emb), CKH_ROLE_EMBEDDING, -1, CKH_PARALLEL_VOCAB);
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    const std::string m = "decoder.layers." + std::to_string(l) + ".";
+    const std::string m = nm.layers + std::to_string(l) + ".";
     const int32_t L = static_cast<int32_t>(l);
-    emit(te ? m + "self_attention.linear_qkv.layer_norm_weight" : m + "input_layernorm.weight",
-         b.input(p + "input_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
-    emit(m + "self_attention.linear_qkv.weight", qkv(p, "weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_COLUMN);
-    if (c.qkv_bias) emit(m + "self_attention.linear_qkv.bias", qkv(p, "bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_COLUMN);
-    emit(m + "self_attention.linear_proj.weight", scaled(b.input(p + "self_attn.o_proj.weight"), depth), CKH_ROLE_LAYER,
-         L, CKH_PARALLEL_ROW);
+    emit(m + nm.input_norm, b.input(p + "input_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
+    emit(m + nm.qkv + ".weight", qkv(p, "weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_COLUMN);
+    if (c.qkv_bias) emit(m + nm.qkv + ".bias", qkv(p, "bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_COLUMN);
+    emit(m + nm.proj + ".weight", scaled(b.input(p + "self_attn.o_proj.weight"), depth), CKH_ROLE_LAYER, L,
+         CKH_PARALLEL_ROW);
     if (c.o_bias)
-      emit(m + "self_attention.linear_proj.bias", b.input(p + "self_attn.o_proj.bias"), CKH_ROLE_LAYER, L,
-           CKH_PARALLEL_REPLICATED);
+      emit(m + nm.proj + ".bias", b.input(p + "self_attn.o_proj.bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
     if (c.qk_norm) {
-      emit(m + "self_attention.q_layernorm.weight", b.input(p + "self_attn.q_norm.weight"), CKH_ROLE_LAYER, L,
-           CKH_PARALLEL_REPLICATED);
-      emit(m + "self_attention.k_layernorm.weight", b.input(p + "self_attn.k_norm.weight"), CKH_ROLE_LAYER, L,
-           CKH_PARALLEL_REPLICATED);
+      emit(m + nm.q_norm, b.input(p + "self_attn.q_norm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
+      emit(m + nm.k_norm, b.input(p + "self_attn.k_norm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
     }
-    emit(te ? m + "mlp.linear_fc1.layer_norm_weight" : m + "pre_mlp_layernorm.weight",
-         b.input(p + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
-    emit(m + "mlp.linear_fc1.weight",
+    emit(m + nm.post_norm, b.input(p + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
+    emit(m + nm.fc1 + ".weight",
          b.concat({b.input(p + "mlp.gate_proj.weight"), b.input(p + "mlp.up_proj.weight")}, 0), CKH_ROLE_LAYER, L,
          CKH_PARALLEL_SWIGLU);
     if (c.mlp_bias)
-      emit(m + "mlp.linear_fc1.bias", b.concat({b.input(p + "mlp.gate_proj.bias"), b.input(p + "mlp.up_proj.bias")}, 0),
+      emit(m + nm.fc1 + ".bias", b.concat({b.input(p + "mlp.gate_proj.bias"), b.input(p + "mlp.up_proj.bias")}, 0),
            CKH_ROLE_LAYER, L, CKH_PARALLEL_SWIGLU);
-    emit(m + "mlp.linear_fc2.weight", scaled(b.input(p + "mlp.down_proj.weight"), depth), CKH_ROLE_LAYER, L,
-         CKH_PARALLEL_ROW);
+    emit(m + nm.fc2 + ".weight", scaled(b.input(p + "mlp.down_proj.weight"), depth), CKH_ROLE_LAYER, L, CKH_PARALLEL_ROW);
     if (c.mlp_bias)
-      emit(m + "mlp.linear_fc2.bias", b.input(p + "mlp.down_proj.bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
+      emit(m + nm.fc2 + ".bias", b.input(p + "mlp.down_proj.bias"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
   }
-  emit("decoder.final_layernorm.weight", b.input("model.norm.weight"), CKH_ROLE_FINAL_NORM, -1, CKH_PARALLEL_REPLICATED);
+  emit(nm.final_norm, b.input("model.norm.weight"), CKH_ROLE_FINAL_NORM, -1, CKH_PARALLEL_REPLICATED);
   if (fold) {
     const std::string head = c.tied ? "model.embed_tokens.weight" : "lm_head.weight";
-    emit("output_layer.weight", b.scale(b.input(head), c.dim_model_base / static_cast<double>(c.hidden)), CKH_ROLE_OUTPUT,
-         -1, CKH_PARALLEL_VOCAB);
+    emit(nm.output, b.scale(b.input(head), c.dim_model_base / static_cast<double>(c.hidden)), CKH_ROLE_OUTPUT, -1,
+         CKH_PARALLEL_VOCAB);
   } else if (!c.tied) {
-    emit("output_layer.weight", b.input("lm_head.weight"), CKH_ROLE_OUTPUT, -1, CKH_PARALLEL_VOCAB);
+    emit(nm.output, b.input("lm_head.weight"), CKH_ROLE_OUTPUT, -1, CKH_PARALLEL_VOCAB);
   }
 
   json out = meta;
@@ -257,7 +269,9 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     if (args.contains(k) && args[k].is_number_integer() && args[k].get<int64_t>() != v)
       fail(CKH_E_FORMAT, std::string("Megatron args.") + k + " = " + args[k].dump() + " but config.json implies " +
                              std::to_string(v));
-  const bool te = b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight");
+  const Names nm = names_for(b.has("language_model.embedding.word_embeddings.weight")                ? "legacy"
+                             : b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight") ? "te"
+                                                                                                       : "local");
   const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
   // A MiniCPM checkpoint folded for stock Megatron (--minicpm-fold) is unfolded; exact up to rounding.
   const bool folded = args.contains("minicpm_folded") && args["minicpm_folded"].is_object();
@@ -278,7 +292,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     const bool w = suffix == "weight";
     std::vector<int64_t> grouped = {G, (P + 2) * d};
     if (w) grouped.push_back(h);
-    const ckh_expr x = b.reshape(b.input(m + "self_attention.linear_qkv." + suffix), grouped);
+    const ckh_expr x = b.reshape(b.input(m + nm.qkv + "." + suffix), grouped);
     auto part = [&](int64_t start, int64_t rows, int64_t heads) {
       std::vector<int64_t> shape = {heads * d};
       if (w) shape.push_back(h);
@@ -295,37 +309,35 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
                                                std::to_string(c.vocab));
     return rows == c.vocab ? e : b.slice(e, 0, 0, c.vocab);
   };
-  emit("model.embed_tokens.weight", unscale(vocab_rows("embedding.word_embeddings.weight"), emb_f), CKH_ROLE_EMBEDDING, -1);
+  emit("model.embed_tokens.weight", unscale(vocab_rows(nm.embed), emb_f), CKH_ROLE_EMBEDDING, -1);
   for (int64_t l = 0; l < c.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
-    const std::string m = "decoder.layers." + std::to_string(l) + ".";
+    const std::string m = nm.layers + std::to_string(l) + ".";
     const int32_t L = static_cast<int32_t>(l);
-    emit(p + "input_layernorm.weight",
-         b.input(te ? m + "self_attention.linear_qkv.layer_norm_weight" : m + "input_layernorm.weight"), CKH_ROLE_LAYER, L);
+    emit(p + "input_layernorm.weight", b.input(m + nm.input_norm), CKH_ROLE_LAYER, L);
     unqkv(m, "weight", p);
     if (c.qkv_bias) unqkv(m, "bias", p);
-    emit(p + "self_attn.o_proj.weight", unscale(b.input(m + "self_attention.linear_proj.weight"), depth_f), CKH_ROLE_LAYER, L);
-    if (c.o_bias) emit(p + "self_attn.o_proj.bias", b.input(m + "self_attention.linear_proj.bias"), CKH_ROLE_LAYER, L);
+    emit(p + "self_attn.o_proj.weight", unscale(b.input(m + nm.proj + ".weight"), depth_f), CKH_ROLE_LAYER, L);
+    if (c.o_bias) emit(p + "self_attn.o_proj.bias", b.input(m + nm.proj + ".bias"), CKH_ROLE_LAYER, L);
     if (c.qk_norm) {
-      emit(p + "self_attn.q_norm.weight", b.input(m + "self_attention.q_layernorm.weight"), CKH_ROLE_LAYER, L);
-      emit(p + "self_attn.k_norm.weight", b.input(m + "self_attention.k_layernorm.weight"), CKH_ROLE_LAYER, L);
+      emit(p + "self_attn.q_norm.weight", b.input(m + nm.q_norm), CKH_ROLE_LAYER, L);
+      emit(p + "self_attn.k_norm.weight", b.input(m + nm.k_norm), CKH_ROLE_LAYER, L);
     }
-    emit(p + "post_attention_layernorm.weight",
-         b.input(te ? m + "mlp.linear_fc1.layer_norm_weight" : m + "pre_mlp_layernorm.weight"), CKH_ROLE_LAYER, L);
-    const ckh_expr fc1 = b.input(m + "mlp.linear_fc1.weight");
+    emit(p + "post_attention_layernorm.weight", b.input(m + nm.post_norm), CKH_ROLE_LAYER, L);
+    const ckh_expr fc1 = b.input(m + nm.fc1 + ".weight");
     emit(p + "mlp.gate_proj.weight", b.slice(fc1, 0, 0, c.ffn), CKH_ROLE_LAYER, L);
     emit(p + "mlp.up_proj.weight", b.slice(fc1, 0, c.ffn, c.ffn), CKH_ROLE_LAYER, L);
     if (c.mlp_bias) {
-      const ckh_expr fb = b.input(m + "mlp.linear_fc1.bias");
+      const ckh_expr fb = b.input(m + nm.fc1 + ".bias");
       emit(p + "mlp.gate_proj.bias", b.slice(fb, 0, 0, c.ffn), CKH_ROLE_LAYER, L);
       emit(p + "mlp.up_proj.bias", b.slice(fb, 0, c.ffn, c.ffn), CKH_ROLE_LAYER, L);
     }
-    emit(p + "mlp.down_proj.weight", unscale(b.input(m + "mlp.linear_fc2.weight"), depth_f), CKH_ROLE_LAYER, L);
-    if (c.mlp_bias) emit(p + "mlp.down_proj.bias", b.input(m + "mlp.linear_fc2.bias"), CKH_ROLE_LAYER, L);
+    emit(p + "mlp.down_proj.weight", unscale(b.input(m + nm.fc2 + ".weight"), depth_f), CKH_ROLE_LAYER, L);
+    if (c.mlp_bias) emit(p + "mlp.down_proj.bias", b.input(m + nm.fc2 + ".bias"), CKH_ROLE_LAYER, L);
   }
-  emit("model.norm.weight", b.input("decoder.final_layernorm.weight"), CKH_ROLE_FINAL_NORM, -1);
-  if (!c.tied) emit("lm_head.weight", unscale(vocab_rows("output_layer.weight"), head_f), CKH_ROLE_OUTPUT, -1);
-  else if (folded && b.has("output_layer.weight")) b.ignore("output_layer.weight", "folded copy of the tied embedding");
+  emit("model.norm.weight", b.input(nm.final_norm), CKH_ROLE_FINAL_NORM, -1);
+  if (!c.tied) emit("lm_head.weight", unscale(vocab_rows(nm.output), head_f), CKH_ROLE_OUTPUT, -1);
+  else if (folded && b.has(nm.output)) b.ignore(nm.output, "folded copy of the tied embedding");
   json out = meta;
   out["layout"] = "hf";
   out["config"] = cfg;

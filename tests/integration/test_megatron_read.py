@@ -98,6 +98,34 @@ class MegatronReadTests(L.CkhostTestCase):
                     self.assertTrue(torch.equal(a[k], b[k]), k)
                 run("verify", src, mg)  # verify reads Megatron directly through the canonical view
 
+    def test_legacy_layout(self):
+        # Pre-Core Megatron names, saved as nested module dicts; tied embeddings with PP > 1 put
+        # word_embeddings_for_head on the last stage.
+        src = self.synth("tiny-qwen2.json", name="src_q2")
+        mg, back = self.path("legacy"), self.path("legacy_back")
+        run("convert", src, mg, "--to", "megatron", "--megatron-spec", "legacy", "--tp", "2", "--pp", "3",
+            "--progress", "none")
+        first = torch.load(os.path.join(mg, "release", "mp_rank_00_000", "model_optim_rng.pt"), weights_only=False)
+        last = torch.load(os.path.join(mg, "release", "mp_rank_01_002", "model_optim_rng.pt"), weights_only=False)
+        self.assertTrue(first["args"].use_legacy_models)
+        lm = first["model"]["language_model"]
+        self.assertIn("weight", lm["embedding"]["word_embeddings"])
+        self.assertIn("layers.0.self_attention.query_key_value.bias", lm["encoder"])
+        self.assertIn("word_embeddings_for_head", last["model"])
+        self.assertIn("final_norm.weight", last["model"]["language_model"]["encoder"])
+        run("convert", mg, back, "--to", "hf", "--progress", "none")
+        run("verify", src, back)
+        # Legacy -> Core resplit through the canonical view.
+        core = self.path("legacy_to_core")
+        run("convert", mg, core, "--to", "megatron", "--tp", "1", "--progress", "none")
+        ck = torch.load(os.path.join(core, "release", "mp_rank_00", "model_optim_rng.pt"), weights_only=False)
+        self.assertIn("decoder.layers.0.self_attention.linear_qkv.weight", ck["model"])
+        run("verify", src, core)
+        p = run("convert", self.synth("tiny-qwen3.json", name="q3"), self.path("l3"), "--to", "megatron",
+                "--megatron-spec", "legacy", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("no q/k layernorm", p.stderr)
+
     def test_resplit_without_hf_detour_files(self):
         src = self.synth()
         a, b, c = self.path("a"), self.path("b"), self.path("c")
