@@ -22,6 +22,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "hf_files.hpp"
 #include "megatron_layout.hpp"
 #include "torch_load.hpp"
 
@@ -371,15 +372,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
                        ? fs::path(options["hf_config"].get<std::string>())
                        : root / "hf";
   if (fs::is_directory(hfdir, ec)) {
-    std::vector<std::string> names;
-    for (fs::directory_iterator it(hfdir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string n = it->path().filename().string();
-      if (!it->is_regular_file() || n.empty() || n[0] == '.') continue;
-      if (n.size() > 12 && (n.find(".safetensors") != std::string::npos || n.find(".bin") != std::string::npos)) continue;
-      names.push_back(n);
-    }
-    std::sort(names.begin(), names.end());
-    for (const auto &n : names) meta["side_files"].push_back({{"name", n}, {"path", fs::absolute(hfdir / n).string()}});
+    meta["side_files"] = ckh::plugins::list_side_files(fs::absolute(hfdir));
     if (fs::exists(hfdir / "config.json", ec)) {
       std::ifstream in(hfdir / "config.json");
       json c = json::parse(in, nullptr, false);

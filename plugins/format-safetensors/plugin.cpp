@@ -28,6 +28,7 @@
 #include <ckhost/cpp/ckh_plugin.hpp>
 
 #include "header.hpp"
+#include "hf_files.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -46,13 +47,7 @@ bool ends_with(const std::string &s, const char *suf) {
   return s.size() >= n && s.compare(s.size() - n, n, suf) == 0;
 }
 
-// Files of a model directory that hold weights (never carried as side files).
-bool is_weight_file(const std::string &n) {
-  for (const char *e : {".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth", ".ckpt",
-                        ".gguf", ".h5", ".msgpack", ".msgpack.index.json", ".onnx", ".onnx_data"})
-    if (ends_with(n, e)) return true;
-  return false;
-}
+using ckh::plugins::is_weight_file;
 
 // ---- small file I/O (errors name the file) ---------------------------------------------------------
 
@@ -261,17 +256,10 @@ void open_into(Reader &rd, const std::string &path0) {
   m["skipped"] = json::array();
   m["safetensors_metadata"] = st_meta;
   if (is_dir) {
-    std::vector<std::string> side;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string n = it->path().filename().string();
-      std::error_code ec2;
-      if (n.empty() || n[0] == '.' || is_weight_file(n) || !it->is_regular_file(ec2)) continue;
-      side.push_back(n);
-    }
-    if (ec) fail(CKH_E_IO, dir.string() + ": cannot list: " + ec.message());
-    std::sort(side.begin(), side.end());
-    for (const auto &n : side) m["side_files"].push_back({{"name", n}, {"path", (dir / n).string()}});
-    if (std::find(side.begin(), side.end(), "config.json") != side.end()) {
+    m["side_files"] = ckh::plugins::list_side_files(dir);
+    bool has_config = false;
+    for (const auto &sf : m["side_files"]) has_config = has_config || sf["name"] == "config.json";
+    if (has_config) {
       const std::string cp = (dir / "config.json").string();
       json cfg = parse_json_file(cp, kMaxConfig, /*unique_keys=*/false);
       if (!cfg.is_object()) fail(CKH_E_FORMAT, cp + ": not a JSON object");
@@ -463,33 +451,6 @@ std::string shard_header(const std::vector<const OutTensor *> &ts, std::vector<u
   return h;
 }
 
-void carry_side_files(ckh_layout_builder_t *lb, const json &meta, const std::set<std::string> &written) {
-  const bool have_config = meta.contains("config") && meta["config"].is_object();
-  const bool regen = have_config && meta.contains("config_modified") && meta["config_modified"].is_boolean() &&
-                     meta["config_modified"].get<bool>();
-  bool config_done = false;
-  if (meta.contains("side_files") && meta["side_files"].is_array())
-    for (const auto &sf : meta["side_files"]) {
-      if (!sf.is_object() || !sf.contains("name") || !sf["name"].is_string() || !sf.contains("path") ||
-          !sf["path"].is_string())
-        fail(CKH_E_INVALID_ARG, "metadata side_files entry " + sf.dump() + " needs a \"name\" and a \"path\"");
-      const std::string name = sf["name"].get<std::string>(), path = sf["path"].get<std::string>();
-      // Never let a side file replace the weights or index this writer lays out.
-      if (written.count(name) || is_weight_file(name)) continue;
-      if (name == "config.json") {
-        if (regen) continue;
-        config_done = true;
-      }
-      check_host(lb->copy_file(lb, path.c_str(), name.c_str()));
-    }
-  // A changed config (e.g. torch_dtype after a cast), or a config that came without a file (another
-  // format's reader, a mapper), is written out: an HF checkpoint needs config.json.
-  if (have_config && !config_done) {
-    const std::string c = meta["config"].dump(2) + "\n";
-    check_host(lb->add_small_file(lb, "config.json", c.data(), c.size()));
-  }
-}
-
 void plan_into(const Writer &w, const char *metadata_json, ckh_layout_builder_t *lb) {
   if (!lb || !lb->expr) fail(CKH_E_INVALID_ARG, "plan: no layout builder");
   json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, /*allow_exceptions=*/false);
@@ -565,7 +526,7 @@ void plan_into(const Writer &w, const char *metadata_json, ckh_layout_builder_t 
     check_host(lb->add_small_file(lb, kIndexName, s.data(), s.size()));
     written.insert(kIndexName);
   }
-  carry_side_files(lb, meta, written);
+  ckh::plugins::carry_side_files(lb, meta, written);
 }
 
 ckh_status create_writer(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {

@@ -17,6 +17,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "hf_files.hpp"
 #include "torch_archive.hpp"
 #include "torch_load.hpp"
 #include "torch_save.hpp"
@@ -141,12 +142,7 @@ void read_file(Reader &rd, const std::string &path, json &skipped, std::set<std:
   }
 }
 
-bool is_weight_file(const std::string &n) {
-  for (const char *e : {".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json", ".pt", ".pth", ".ckpt",
-                        ".gguf", ".h5", ".msgpack", ".onnx", ".npy", ".distcp"})
-    if (ends_with(n, e)) return true;
-  return false;
-}
+using ckh::plugins::is_weight_file;
 
 void open_into(Reader &rd, const std::string &path0) {
   std::error_code ec;
@@ -194,13 +190,7 @@ void open_into(Reader &rd, const std::string &path0) {
         fail(CKH_E_FORMAT, rd.files[t.file] + ": tensor '" + t.name + "' is not listed in pytorch_model.bin.index.json");
   json m = {{"format", "torch"}, {"layout", "hf"}, {"config", nullptr}, {"side_files", json::array()}, {"skipped", skipped}};
   if (fs::is_directory(path, ec)) {
-    std::vector<std::string> side;
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      const std::string n = it->path().filename().string();
-      if (it->is_regular_file() && !n.empty() && n[0] != '.' && !is_weight_file(n)) side.push_back(n);
-    }
-    std::sort(side.begin(), side.end());
-    for (const auto &n : side) m["side_files"].push_back({{"name", n}, {"path", (dir / n).string()}});
+    m["side_files"] = ckh::plugins::list_side_files(dir);
     if (fs::exists(dir / "config.json", ec)) {
       std::ifstream in(dir / "config.json");
       json c = json::parse(in, nullptr, false);
@@ -314,10 +304,12 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     shards.back().push_back(t);
   }
   json weight_map = json::object();
+  std::set<std::string> written;  // files this writer lays out: side files never replace them
   for (size_t s = 0; s < shards.size(); ++s) {
     char fname[64];
     if (shards.size() == 1) std::snprintf(fname, sizeof fname, "pytorch_model.bin");
     else std::snprintf(fname, sizeof fname, "pytorch_model-%05zu-of-%05zu.bin", s + 1, shards.size());
+    written.insert(fname);
     Pickler pk;
     pk.global("collections", "OrderedDict");
     pk.empty_tuple();
@@ -344,19 +336,11 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     if (lb->add_small_file(lb, name.c_str(), content.data(), content.size()) != CKH_OK)
       throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
   };
-  if (shards.size() > 1)
+  if (shards.size() > 1) {
     small("pytorch_model.bin.index.json", json{{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}}.dump(2) + "\n");
-  // Side files as the other HF writers do: copied, config.json regenerated when it changed.
-  const bool regen = meta.value("config_modified", false) && meta.contains("config") && meta["config"].is_object();
-  bool wrote_config = false;
-  if (meta.contains("side_files") && meta["side_files"].is_array())
-    for (const auto &sf : meta["side_files"]) {
-      const std::string name = sf.value("name", ""), path = sf.value("path", "");
-      if (name.empty() || path.empty() || is_weight_file(name) || (name == "config.json" && regen)) continue;
-      wrote_config = wrote_config || name == "config.json";
-      if (lb->copy_file(lb, path.c_str(), name.c_str()) != CKH_OK) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "copy_file failed", true);
-    }
-  if (!wrote_config && meta.contains("config") && meta["config"].is_object()) small("config.json", meta["config"].dump(2) + "\n");
+    written.insert("pytorch_model.bin.index.json");
+  }
+  ckh::plugins::carry_side_files(lb, meta, written);
 }
 
 ckh_status create_writer(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
