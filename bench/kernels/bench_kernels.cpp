@@ -1,11 +1,18 @@
-// Kernel throughput per ISA on 64 MiB inputs (beyond the last-level cache), next to memcpy of the same
-// number of bytes (read + written) in the same process. Prints GB/s of bytes moved and the ratio.
-//   build/bin/ckh-bench-kernels [MiB]
+// ckh-bench-kernels [MiB=64] [reps=5] [offset=16] — throughput of every kernel of every ISA this CPU runs, on
+// buffers beyond the last-level cache (the f32 side of each call is MiB large), next to memcpy of the
+// same number of bytes in the same process.
+//   GB/s  = (bytes read + bytes written) / best time of `reps` calls (after one warm-up call)
+//   ratio = kernel GB/s / memcpy GB/s, memcpy copying half that many bytes (read + write alike)
+// Buffers start `offset` bytes past a page boundary: 16 is what malloc returns for large blocks (and
+// what the host's buffers get); 0 gives 64-byte-aligned buffers.
+// A ratio near 1 means the kernel runs at memory speed; the CPU is shared, so expect some noise.
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -14,82 +21,110 @@
 
 namespace {
 
-double best_seconds(const std::function<void()> &f, int reps = 5) {
+double best_seconds(const std::function<void()> &f, int reps) {
+  f();  // warm up: page faults, frequency
   double best = 1e30;
-  f();  // warm up: page faults, caches
   for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = std::chrono::steady_clock::now();
     f();
-    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     best = s < best ? s : best;
   }
   return best;
 }
 
+// n elements starting `offset` bytes past a 4096-byte boundary, pages faulted in.
+size_t g_offset = 16;
+template <class T>
+struct Buf {
+  std::vector<unsigned char> raw;
+  T *p;
+  Buf(size_t n, unsigned char byte) : raw(n * sizeof(T) + 8192) {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(raw.data());
+    p = reinterpret_cast<T *>(raw.data() + ((4096 - a % 4096) % 4096) + g_offset);
+    std::memset(p, byte, n * sizeof(T));
+  }
+  T *data() { return p; }
+  T &operator[](size_t i) { return p[i]; }
+};
+
 }  // namespace
 
 int main(int argc, char **argv) {
   const size_t mib = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 64;
-  const size_t n = mib * (1u << 20) / 4;  // f32 elements
-  std::vector<float> f(n), g(n), out(n);
-  std::vector<uint16_t> h(n), h2(n);
-  std::vector<uint8_t> b(n), b2(n);
-  std::vector<int8_t> i8(n);
-  std::vector<char> src(n * 8), dst(n * 8);
+  const int reps = argc > 2 ? std::atoi(argv[2]) : 5;
+  if (argc > 3) g_offset = std::strtoul(argv[3], nullptr, 10) % 4096;
+  if (mib == 0 || reps <= 0) {
+    std::fprintf(stderr, "usage: ckh-bench-kernels [MiB=64] [reps=5] [offset=16]\n");
+    return 2;
+  }
+  const size_t n = mib * (size_t{1} << 20) / 4;  // f32 elements per call
+  Buf<float> f(n, 0), g(n, 0), out(n, 0);
+  Buf<uint16_t> h(n, 0), h2(n, 0);
+  Buf<uint8_t> b(n, 0), b2(n, 0);
+  Buf<int8_t> i8(n, 0);
+  Buf<char> msrc(n * 8, 1), mdst(n * 8, 0);
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0, 1);
   for (size_t i = 0; i < n; ++i) {
     f[i] = nd(rng);
-    g[i] = f[i] + 1e-3f;
+    g[i] = f[i] + 1e-3f * nd(rng);
   }
+  // Realistic inputs for the decoders: the encodings of f.
+  const ckh_kernels_t *s = ckh::kernels::for_isa("scalar");
+  s->f32_to_bf16(f.data(), h.data(), n);
+  s->f32_to_e4m3(f.data(), b.data(), n, CKH_FP8_SATURATE);
   volatile double sink = 0;
 
   struct Row {
     const char *name;
-    size_t bytes;  // bytes read + written
+    size_t bytes_per_elem;  // read + written
     std::function<void(const ckh_kernels_t *)> run;
   };
-  std::vector<Row> rows = {
-      {"bf16_to_f32", n * 6, [&](const ckh_kernels_t *k) { k->bf16_to_f32(h.data(), out.data(), n); }},
-      {"f32_to_bf16", n * 6, [&](const ckh_kernels_t *k) { k->f32_to_bf16(f.data(), h2.data(), n); }},
-      {"f16_to_f32", n * 6, [&](const ckh_kernels_t *k) { k->f16_to_f32(h.data(), out.data(), n); }},
-      {"f32_to_f16", n * 6, [&](const ckh_kernels_t *k) { k->f32_to_f16(f.data(), h2.data(), n); }},
-      {"e4m3_to_f32", n * 5, [&](const ckh_kernels_t *k) { k->e4m3_to_f32(b.data(), out.data(), n); }},
-      {"f32_to_e4m3", n * 5, [&](const ckh_kernels_t *k) { k->f32_to_e4m3(f.data(), b2.data(), n, CKH_FP8_SATURATE); }},
-      {"e5m2_to_f32", n * 5, [&](const ckh_kernels_t *k) { k->e5m2_to_f32(b.data(), out.data(), n); }},
-      {"f32_to_e5m2", n * 5, [&](const ckh_kernels_t *k) { k->f32_to_e5m2(f.data(), b2.data(), n, CKH_FP8_NONSAT); }},
-      {"f32_to_e4m3_scaled", n * 5,
-       [&](const ckh_kernels_t *k) { k->f32_to_e4m3_scaled(f.data(), b2.data(), n, 0.5f, CKH_FP8_SATURATE); }},
-      {"f32_to_i8_scaled", n * 5, [&](const ckh_kernels_t *k) { k->f32_to_i8_scaled(f.data(), i8.data(), n, 20.0f); }},
-      {"scale_f32", n * 8, [&](const ckh_kernels_t *k) { k->scale_f32(f.data(), out.data(), n, 0.5f); }},
-      {"absmax_f32", n * 4, [&](const ckh_kernels_t *k) { sink = sink + k->absmax_f32(f.data(), n); }},
-      {"sumsq_f32", n * 4, [&](const ckh_kernels_t *k) { sink = sink + k->sumsq_f32(f.data(), n); }},
-      {"maxabsdiff_f32", n * 8, [&](const ckh_kernels_t *k) { sink = sink + k->maxabsdiff_f32(f.data(), g.data(), n); }},
+  const std::vector<Row> rows = {
+      {"bf16_to_f32", 6, [&](const ckh_kernels_t *k) { k->bf16_to_f32(h.data(), out.data(), n); }},
+      {"f16_to_f32", 6, [&](const ckh_kernels_t *k) { k->f16_to_f32(h.data(), out.data(), n); }},
+      {"e4m3_to_f32", 5, [&](const ckh_kernels_t *k) { k->e4m3_to_f32(b.data(), out.data(), n); }},
+      {"e5m2_to_f32", 5, [&](const ckh_kernels_t *k) { k->e5m2_to_f32(b.data(), out.data(), n); }},
+      {"f32_to_bf16", 6, [&](const ckh_kernels_t *k) { k->f32_to_bf16(f.data(), h2.data(), n); }},
+      {"f32_to_f16", 6, [&](const ckh_kernels_t *k) { k->f32_to_f16(f.data(), h2.data(), n); }},
+      {"f32_to_e4m3", 5, [&](const ckh_kernels_t *k) { k->f32_to_e4m3(f.data(), b2.data(), n, CKH_FP8_NONSAT); }},
+      {"f32_to_e5m2", 5, [&](const ckh_kernels_t *k) { k->f32_to_e5m2(f.data(), b2.data(), n, CKH_FP8_NONSAT); }},
+      {"f32_to_e4m3_scaled", 5,
+       [&](const ckh_kernels_t *k) { k->f32_to_e4m3_scaled(f.data(), b2.data(), n, 100.0f, CKH_FP8_SATURATE); }},
+      {"f32_to_e5m2_scaled", 5,
+       [&](const ckh_kernels_t *k) { k->f32_to_e5m2_scaled(f.data(), b2.data(), n, 100.0f, CKH_FP8_SATURATE); }},
+      {"f32_to_i8_scaled", 5, [&](const ckh_kernels_t *k) { k->f32_to_i8_scaled(f.data(), i8.data(), n, 40.0f); }},
+      {"scale_f32", 8, [&](const ckh_kernels_t *k) { k->scale_f32(f.data(), out.data(), n, 0.5f); }},
+      {"absmax_f32", 4, [&](const ckh_kernels_t *k) { sink = sink + k->absmax_f32(f.data(), n); }},
+      {"sumsq_f32", 4, [&](const ckh_kernels_t *k) { sink = sink + k->sumsq_f32(f.data(), n); }},
+      {"maxabsdiff_f32", 8, [&](const ckh_kernels_t *k) { sink = sink + k->maxabsdiff_f32(f.data(), g.data(), n); }},
+      {"sumsqdiff_f32", 8, [&](const ckh_kernels_t *k) { sink = sink + k->sumsqdiff_f32(f.data(), g.data(), n); }},
   };
-  // Realistic inputs for the decoders.
-  ckh::kernels::best()->f32_to_bf16(f.data(), h.data(), n);
-  ckh::kernels::best()->f32_to_e4m3(f.data(), b.data(), n, CKH_FP8_SATURATE);
 
-  std::printf("kernel throughput, %zu MiB of f32 per call, best of 5; GB/s counts bytes read + written\n", mib);
-  std::printf("%-20s", "kernel");
   const auto isas = ckh::kernels::available_isas();
-  for (const auto &isa : isas) std::printf(" %14s", (isa + " GB/s").c_str());
-  std::printf(" %14s %12s\n", "memcpy GB/s", "best/memcpy");
+  std::printf("ckh-bench-kernels: %zu MiB of f32 per call (%zu elements), best of %d, buffers at 4096*k + %zu; "
+              "best() = %s\n", mib, n, reps, g_offset, ckh::kernels::best()->isa);
+  std::printf("GB/s = (bytes read + written) / time; (x.xx) = ratio to memcpy of the same bytes\n\n");
+  std::printf("%-19s %4s %7s", "kernel", "B/el", "memcpy");
+  for (const auto &isa : isas) std::printf(" %15s", isa.c_str());
+  std::printf("\n");
+  std::map<size_t, double> memcpy_gbs;  // by bytes per element
   for (const auto &row : rows) {
-    std::printf("%-20s", row.name);
-    double best = 0;
+    const size_t bytes = row.bytes_per_elem * n;
+    if (!memcpy_gbs.count(row.bytes_per_elem)) {
+      const double t = best_seconds([&] { std::memcpy(mdst.data(), msrc.data(), bytes / 2); }, reps);
+      memcpy_gbs[row.bytes_per_elem] = bytes / t / 1e9;
+    }
+    const double m = memcpy_gbs[row.bytes_per_elem];
+    std::printf("%-19s %4zu %7.1f", row.name, row.bytes_per_elem, m);
     for (const auto &isa : isas) {
       const ckh_kernels_t *k = ckh::kernels::for_isa(isa);
-      const double s = best_seconds([&] { row.run(k); });
-      const double gbs = row.bytes / s / 1e9;
-      best = gbs > best ? gbs : best;
-      std::printf(" %14.2f", gbs);
+      const double gbs = bytes / best_seconds([&] { row.run(k); }, reps) / 1e9;
+      std::printf("    %5.1f (%4.2f)", gbs, gbs / m);
     }
-    // memcpy moving the same bytes: half read, half written.
-    const size_t half = row.bytes / 2;
-    const double ms = best_seconds([&] { std::memcpy(dst.data(), src.data(), half); });
-    const double mgbs = row.bytes / ms / 1e9;
-    std::printf(" %14.2f %12.2f\n", mgbs, best / mgbs);
+    std::printf("\n");
+    std::fflush(stdout);
   }
   return sink == 12345.678 ? 1 : 0;
 }
