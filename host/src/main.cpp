@@ -156,6 +156,11 @@ po::options_description convert_options() {
       "hf-config", po::value<std::string>(),
       "directory with the HF config.json and tokenizer files for Megatron -> HF (default: <checkpoint>/hf)");
   o.add(m);
+  po::options_description d("distributed checkpoint (torch-dist, dcp) options");
+  d.add_options()("dist-files", po::value<unsigned>(), "data files (__0_<n>.distcp) to spread the chunks over (default 1)")(
+      "dcp-prefix", po::value<std::string>(), "dcp: key prefix of the HF names, e.g. model. (reading: strip it)")(
+      "dcp-torch", po::value<std::string>(), "class paths in .metadata: 2 (torch.distributed.checkpoint, default) or 1.13");
+  o.add(d);
   return o;
 }
 
@@ -164,9 +169,9 @@ json effective_config(const po::variables_map &vm) {
   for (const char *k : {"src", "dst", "to", "from", "dtype", "max-shard-size", "max-memory", "progress"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("threads")) c["threads"] = vm["threads"].as<unsigned>();
-  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by"})
+  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by", "dist-files"})
     if (vm.count(k)) c[k] = vm[k].as<unsigned>();
-  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config"})
+  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config", "dcp-prefix", "dcp-torch"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("iteration")) c["iteration"] = vm["iteration"].as<int64_t>();
   for (const char *k : {"force", "dry-run"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
@@ -227,14 +232,14 @@ json plugin_options(const po::variables_map &vm) {
   json o = json::object();
   if (vm.count("max-shard-size")) o["max_shard_size"] = parse_size(vm["max-shard-size"].as<std::string>());
   if (vm.count("dtype")) o["dtype"] = vm["dtype"].as<std::string>();
-  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by"})
+  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by", "dist-files"})
     if (vm.count(k)) {
       std::string key = k;
       for (char &ch : key)
         if (ch == '-') ch = '_';
       o[key] = vm[k].as<unsigned>();
     }
-  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config"})
+  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config", "dcp-prefix", "dcp-torch"})
     if (vm.count(k)) {
       std::string key = k;
       for (char &ch : key)

@@ -8,24 +8,13 @@
 
 #include <ckhost/ckh_plugin.h>
 
+#include "catalog.hpp"
+
 namespace ckh::megatron {
 
-struct CatPiece {
-  uint32_t file = 0;
-  uint64_t byte_offset = 0;
-  std::vector<int64_t> offset, size, stride;
-};
-struct CatTensor {
-  std::string name;
-  ckh_dtype dtype = CKH_DT_INVALID;
-  std::vector<int64_t> shape;
-  std::vector<CatPiece> pieces;
-};
-struct Catalog {
-  std::vector<std::string> files;
-  std::vector<CatTensor> tensors;
-  std::string meta;
-};
+using CatPiece = ckh::plugins::CatPiece;
+using CatTensor = ckh::plugins::CatTensor;
+using Catalog = ckh::plugins::Catalog;
 
 // Reads a checkpoint root (with latest_checkpointed_iteration.txt) or an iteration directory.
 // Options: "hf_config": a directory with the HF config.json and tokenizer files (default <root>/hf).

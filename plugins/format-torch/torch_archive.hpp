@@ -19,12 +19,22 @@ class ArchiveLayout {
   // builder call fails (the host holds the message).
   void plan(ckh_layout_builder_t *lb, const std::string &relpath, const std::string &pickle,
             const std::vector<ckh_expr> &tensors, const std::vector<uint64_t> &bytes);
+  // The same in two steps, for archives embedded in a bigger file (DCP .distcp items): prepare()
+  // lays out the records and returns the archive's size; place() puts it at [base, base + size) of a
+  // file declared by the caller. Offsets inside the archive count from its start, as torch.save into
+  // a stream writes them.
+  uint64_t prepare(const std::string &pickle, const std::vector<uint64_t> &bytes);
+  void place(ckh_layout_builder_t *lb, int32_t file, uint64_t base, const std::string &pickle,
+             const std::vector<ckh_expr> &tensors);
   // Writes the final headers with every record's CRC-32.
   void finish(const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) const;
 
  private:
   ZipLayout zip_{"archive"};
   int32_t file_ = -1;
+  uint64_t base_ = 0;
+  size_t r_pkl_ = 0, r_ver_ = 0, r_ord_ = 0;
+  std::vector<size_t> r_data_;
   std::vector<int32_t> region_of_record_;  // -1 for literal records
   std::vector<uint32_t> literal_crc_;
 };

@@ -663,4 +663,6 @@ std::unique_ptr<Pickled> unpickle(const uint8_t *data, size_t n, const PickleLim
 
 nlohmann::json to_json(const VP &v, size_t budget) { return to_json_rec(v, budget, 0); }
 
+ckh_dtype dtype_of_torch_name(const std::string &name) { return torch_dtype(name); }
+
 }  // namespace ckh::torchfmt

@@ -92,4 +92,7 @@ std::unique_ptr<Pickled> unpickle(const uint8_t *data, size_t n, const PickleLim
 // Walks at most `budget` nodes.
 nlohmann::json to_json(const VP &v, size_t budget = 1u << 20);
 
+// The dtype of a torch dtype global ("torch.bfloat16", "torch.float", ...), or CKH_DT_INVALID.
+ckh_dtype dtype_of_torch_name(const std::string &name);
+
 }  // namespace ckh::torchfmt

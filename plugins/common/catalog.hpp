@@ -1,0 +1,34 @@
+// catalog.hpp — a reader's catalog held in memory (tensors, their pieces in files, metadata) and the
+// ckh_reader_t over it, for in-tree readers that build the whole catalog in open() (Megatron rank
+// files, DCP directories).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ckhost/ckh_reader.h>
+
+namespace ckh::plugins {
+
+struct CatPiece {
+  uint32_t file = 0;
+  uint64_t byte_offset = 0;
+  std::vector<int64_t> offset, size, stride;  // stride empty or all zero: contiguous row-major
+};
+struct CatTensor {
+  std::string name;
+  ckh_dtype dtype = CKH_DT_INVALID;
+  std::vector<int64_t> shape;
+  std::vector<CatPiece> pieces;
+};
+struct Catalog {
+  std::vector<std::string> files;  // absolute paths
+  std::vector<CatTensor> tensors;
+  std::string meta;                // metadata_json
+};
+
+// A reader owning `cat`; released with its destroy().
+ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat);
+
+}  // namespace ckh::plugins

@@ -1,0 +1,423 @@
+// writer.cpp — DCP directories: "torch-dist" (Megatron-Core torch_dist) and "dcp" (plain DCP with HF
+// state-dict names, as FSDP2 trainers save and load them).
+//
+// Every tensor chunk is a torch.save archive (loadable with weights_only=True) appended to one of
+// `--dist-files` data files `__0_<n>.distcp`; the files are filled in parallel by the host. `.metadata`
+// is the pickled Metadata with the class paths of torch 2.x (or 1.13 with --dcp-torch 1.13).
+//
+// torch-dist: inputs are the global Megatron-Core tensors a model mapper emits (global layer numbers,
+// unpadded vocabulary). Layers are stacked under "decoder.layers.<param>" with a leading layer axis
+// (one chunk per layer) when every layer has the same tensors, as Megatron-Core does for homogeneous
+// models; otherwise each layer keeps its own keys "decoder.layers.<L>.<param>". fc1 is stored as the
+// global [gate; up]. The vocabulary is padded for --tp. common.pt holds args, iteration and
+// checkpoint_version; metadata.json names the backend; the tracker file sits next to the iteration dir.
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "dcp.hpp"
+#include "dist.hpp"
+#include "hf_files.hpp"
+#include "megatron_layout.hpp"
+#include "torch_archive.hpp"
+#include "torch_save.hpp"
+
+using nlohmann::json;
+using ckh::sdk::fail;
+using namespace ckh::torchfmt;
+
+namespace {
+
+int64_t int_opt(const json &o, const char *k, int64_t def, int64_t lo) {
+  if (!o.contains(k)) return def;
+  const json &v = o[k];
+  int64_t x = 0;
+  if (v.is_number_integer()) x = v.get<int64_t>();
+  else if (v.is_string()) {
+    try {
+      size_t used = 0;
+      x = std::stoll(v.get<std::string>(), &used);
+      if (used != v.get<std::string>().size()) throw std::invalid_argument("trailing");
+    } catch (...) {
+      fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
+    }
+  } else fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
+  if (x < lo) fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be >= " + std::to_string(lo));
+  return x;
+}
+
+struct Common {
+  int64_t files = 1;
+  DcpTarget target = DcpTarget::Torch2;
+};
+Common common_options(const json &o) {
+  Common c;
+  c.files = int_opt(o, "dist_files", 1, 1);
+  if (c.files > 4096) fail(CKH_E_INVALID_ARG, "--dist-files must be at most 4096");
+  const std::string t = o.contains("dcp_torch") && o["dcp_torch"].is_string() ? o["dcp_torch"].get<std::string>() : "2";
+  if (t == "2" || t == "2.x") c.target = DcpTarget::Torch2;
+  else if (t == "1.13") c.target = DcpTarget::Torch113;
+  else fail(CKH_E_INVALID_ARG, "--dcp-torch must be 2 (torch.distributed.checkpoint) or 1.13 (torch.distributed._shard.checkpoint)");
+  return c;
+}
+
+// One DCP entry to write.
+struct Chunk {
+  std::vector<int64_t> offsets, sizes;
+  ckh_expr e = 0;
+  uint64_t bytes = 0;
+};
+struct Item {
+  std::string fqn;
+  ckh_dtype dtype = CKH_DT_INVALID;
+  std::vector<int64_t> size;
+  std::vector<Chunk> chunks;
+};
+
+// Lays out the data files and .metadata of a DCP directory under `dir` ("" or "iter_0000010/").
+class DcpWriter {
+ public:
+  void plan(ckh_layout_builder_t *lb, const std::string &dir, const std::vector<Item> &items, const Common &opt,
+            const json &planner_data) {
+    uint64_t total = 0;
+    for (const auto &it : items)
+      for (const auto &c : it.chunks) total += c.bytes;
+    const uint64_t nfiles = static_cast<uint64_t>(opt.files);
+    // Chunks in order, cut into nfiles runs of about equal bytes (keeps layers together, balances files).
+    struct Placed {
+      size_t item, chunk;
+    };
+    std::vector<std::vector<Placed>> per_file(nfiles);
+    uint64_t cum = 0;
+    for (size_t i = 0; i < items.size(); ++i)
+      for (size_t c = 0; c < items[i].chunks.size(); ++c) {
+        const uint64_t b = items[i].chunks[c].bytes;
+        const uint64_t f = total ? std::min<uint64_t>(nfiles - 1, static_cast<uint64_t>(
+                                                                      (static_cast<unsigned __int128>(cum + b / 2) * nfiles) / total))
+                                 : 0;
+        per_file[f].push_back({i, c});
+        cum += b;
+      }
+    DcpMetadata md;
+    md.planner_data = planner_data;
+    for (const auto &it : items) {
+      DcpEntry e;
+      e.fqn = it.fqn;
+      e.dtype = it.dtype;
+      e.size = it.size;
+      for (const auto &c : it.chunks) e.chunks.push_back(DcpChunk{c.offsets, c.sizes, {}});
+      md.entries.push_back(std::move(e));
+    }
+    for (uint64_t f = 0; f < nfiles; ++f) {
+      if (per_file[f].empty() && f > 0) continue;
+      const std::string rel = "__0_" + std::to_string(f) + ".distcp";
+      struct Blob {
+        size_t item, chunk;
+        std::string pickle;
+        std::unique_ptr<ArchiveLayout> archive;
+        uint64_t at = 0, size = 0;
+      };
+      std::vector<Blob> blobs;
+      uint64_t cursor = 0;
+      for (const auto &pl : per_file[f]) {
+        const Item &it = items[pl.item];
+        const Chunk &c = it.chunks[pl.chunk];
+        Blob b{pl.item, pl.chunk, {}, std::make_unique<ArchiveLayout>(), 0, 0};
+        Pickler pk;
+        pk.tensor("0", it.dtype, c.sizes);
+        pk.stop();
+        b.pickle = pk.bytes();
+        b.size = b.archive->prepare(b.pickle, {c.bytes});
+        cursor = (cursor + 63) / 64 * 64;  // item starts 64-byte aligned: payloads land on 64-byte file offsets
+        b.at = cursor;
+        cursor += b.size;
+        DcpChunk &dc = md.entries[pl.item].chunks[pl.chunk];
+        dc.where.relative_path = rel;
+        dc.where.offset = b.at;
+        dc.where.length = b.size;
+        dc.where.present = true;
+        blobs.push_back(std::move(b));
+      }
+      const int32_t file = lb->add_file(lb, (dir + rel).c_str(), cursor);
+      if (file < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
+      for (auto &b : blobs) {
+        b.archive->place(lb, file, b.at, b.pickle, {items[b.item].chunks[b.chunk].e});
+        archives_.push_back(std::move(b.archive));
+      }
+    }
+    const std::string bytes = write_dcp_metadata(md, opt.target);
+    if (lb->add_small_file(lb, (dir + ".metadata").c_str(), bytes.data(), bytes.size()) != CKH_OK)
+      throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
+  }
+  void finish(const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) const {
+    for (const auto &a : archives_) a->finish(digests, n, p);
+  }
+  // A small torch.save file without tensors (common.pt).
+  void small_archive(ckh_layout_builder_t *lb, const std::string &relpath, const std::string &pickle) {
+    auto a = std::make_unique<ArchiveLayout>();
+    a->plan(lb, relpath, pickle, {}, {});
+    archives_.push_back(std::move(a));
+  }
+
+ private:
+  std::vector<std::unique_ptr<ArchiveLayout>> archives_;
+};
+
+uint64_t bytes_of(const ckh_tensor_info_t &info) {
+  uint64_t b = ckh_dtype_size(info.dtype);
+  for (uint32_t d = 0; d < info.ndim; ++d) b *= static_cast<uint64_t>(info.shape[d]);
+  return b;
+}
+
+void check_dtype(const std::string &name, ckh_dtype dt) {
+  if (!*storage_class(dt) || !torch_dtype_short_name(dt))
+    fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored in a DCP chunk readable by torch 1.13/2.x");
+}
+
+struct WriterBase {
+  ckh_writer_t vt{};
+  json options;
+  DcpWriter dcp;
+};
+WriterBase *W(const ckh_writer_t *w) { return static_cast<WriterBase *>(w->impl); }
+
+// ---- torch-dist ----------------------------------------------------------------------------------
+
+void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) {
+  using namespace ckh::megatron;
+  ckh::sdk::Builder b(lb->expr);
+  const Common copt = common_options(w.options);
+  const int64_t tp = int_opt(w.options, "tp", 1, 1), pp = int_opt(w.options, "pp", 1, 1), vpp = int_opt(w.options, "vpp", 1, 1);
+  const int64_t divisible_by = int_opt(w.options, "make_vocab_size_divisible_by", 128, 1);
+  const int64_t iteration = int_opt(w.options, "iteration", -1, -1);
+  const std::string pad = w.options.value("vocab_pad", std::string("zeros"));
+  if (pad != "zeros" && pad != "repeat") fail(CKH_E_INVALID_ARG, "--vocab-pad must be zeros or repeat");
+  if (!meta.contains("args") || !meta["args"].is_object())
+    fail(CKH_E_UNSUPPORTED, "the torch-dist writer needs Megatron args from a model plugin (no mapper produced them)");
+  json args = meta["args"];
+  const int64_t num_layers = args.value("num_layers", int64_t{0});
+  if (num_layers <= 0) fail(CKH_E_FORMAT, "args.num_layers is missing");
+  const bool swiglu = args.value("swiglu", true);
+  try {
+    (void)make_pipeline(num_layers, static_cast<int>(pp), static_cast<int>(vpp));
+  } catch (const std::exception &e) {
+    fail(CKH_E_INVALID_ARG, e.what());
+  }
+
+  struct In {
+    std::string name;
+    ckh_tensor_info_t info;
+    ckh_expr e;
+  };
+  std::vector<In> direct;                                       // non-layer tensors, in input order
+  std::map<std::string, std::map<int64_t, In>> layer_tensors;   // param -> layer -> tensor
+  std::vector<std::string> param_order;
+  int64_t vocab = -1;
+  for (uint64_t i = 0; i < b.input_count(); ++i) {
+    In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
+    check_dtype(x.name, x.info.dtype);
+    if (x.name.rfind("language_model.", 0) == 0)
+      fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': torch_dist checkpoints use Megatron-Core names (--megatron-spec te or local), not legacy ones");
+    if (x.name.find(".local_experts.") != std::string::npos)
+      fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': MoE experts are not supported by the torch-dist writer yet");
+    if (split_of(x.name, swiglu) == Split::Vocab) {
+      if (vocab >= 0 && vocab != x.info.shape[0])
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
+                               std::to_string(vocab));
+      vocab = x.info.shape[0];
+    }
+    if (auto ln = parse_layer_name(x.name); ln && ln->prefix == "decoder.layers.") {
+      if (ln->layer >= num_layers)
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "': layer " + std::to_string(ln->layer) + " but args.num_layers is " +
+                               std::to_string(num_layers));
+      if (!layer_tensors.count(ln->rest)) param_order.push_back(ln->rest);
+      layer_tensors[ln->rest][ln->layer] = x;
+    } else {
+      direct.push_back(x);
+    }
+  }
+  const int64_t padded = vocab > 0 ? padded_vocab(vocab, divisible_by, static_cast<int>(tp)) : -1;
+
+  // Homogeneous: every layer has every parameter with one shape and dtype.
+  bool homogeneous = true;
+  for (const auto &[rest, by_layer] : layer_tensors) {
+    if (static_cast<int64_t>(by_layer.size()) != num_layers) homogeneous = false;
+    const In &f = by_layer.begin()->second;
+    for (const auto &[l, x] : by_layer) {
+      if (x.info.dtype != f.info.dtype || x.info.ndim != f.info.ndim) homogeneous = false;
+      for (uint32_t d = 0; d < x.info.ndim && homogeneous; ++d) homogeneous = x.info.shape[d] == f.info.shape[d];
+    }
+  }
+
+  std::vector<Item> items;
+  auto whole = [&](const std::string &fqn, ckh_expr e) {
+    const ckh_tensor_info_t info = b.info(e);
+    Item it;
+    it.fqn = fqn;
+    it.dtype = info.dtype;
+    it.size.assign(info.shape, info.shape + info.ndim);
+    it.chunks.push_back({std::vector<int64_t>(info.ndim, 0), it.size, e, bytes_of(info)});
+    items.push_back(std::move(it));
+  };
+  for (const auto &x : direct) {
+    if (x.name.rfind("embedding.", 0) != 0) continue;
+    ckh_expr e = x.e;
+    if (split_of(x.name, swiglu) == Split::Vocab && padded > x.info.shape[0])
+      e = b.pad(e, 0, 0, padded - x.info.shape[0], pad == "repeat" ? CKH_PAD_REPEAT_EDGE : CKH_PAD_ZEROS);
+    whole(x.name, e);
+  }
+  for (const auto &rest : param_order) {
+    const auto &by_layer = layer_tensors[rest];
+    if (homogeneous) {
+      const In &f = by_layer.begin()->second;
+      Item it;
+      it.fqn = "decoder.layers." + rest;
+      it.dtype = f.info.dtype;
+      it.size.push_back(num_layers);
+      it.size.insert(it.size.end(), f.info.shape, f.info.shape + f.info.ndim);
+      for (const auto &[l, x] : by_layer) {
+        Chunk c;
+        c.offsets.assign(it.size.size(), 0);
+        c.offsets[0] = l;
+        c.sizes = it.size;
+        c.sizes[0] = 1;
+        c.e = x.e;
+        c.bytes = bytes_of(x.info);
+        it.chunks.push_back(std::move(c));
+      }
+      items.push_back(std::move(it));
+    } else {
+      for (const auto &[l, x] : by_layer) whole("decoder.layers." + std::to_string(l) + "." + rest, x.e);
+    }
+  }
+  for (const auto &x : direct) {
+    if (x.name.rfind("embedding.", 0) == 0) continue;
+    if (x.name.rfind("decoder.", 0) != 0 && x.name.rfind("output_layer", 0) != 0)
+      fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': the torch-dist writer does not know this Megatron-Core tensor");
+    ckh_expr e = x.e;
+    if (split_of(x.name, swiglu) == Split::Vocab && padded > x.info.shape[0])
+      e = b.pad(e, 0, 0, padded - x.info.shape[0], pad == "repeat" ? CKH_PAD_REPEAT_EDGE : CKH_PAD_ZEROS);
+    whole(x.name, e);
+  }
+
+  args["tensor_model_parallel_size"] = tp;
+  args["pipeline_model_parallel_size"] = pp;
+  args["virtual_pipeline_model_parallel_size"] = vpp > 1 ? json(vpp) : json(nullptr);
+  args["num_layers_per_virtual_pipeline_stage"] = vpp > 1 ? json(num_layers / pp / vpp) : json(nullptr);
+  args["expert_model_parallel_size"] = 1;
+  args["make_vocab_size_divisible_by"] = divisible_by;
+  if (padded > 0) args["padded_vocab_size"] = padded;
+  args["iteration"] = iteration < 0 ? 0 : iteration;
+  args["ckpt_format"] = "torch_dist";
+  args["use_dist_ckpt"] = true;
+
+  const std::string dir = ckh::megatron::iteration_dir(iteration < 0 ? 0 : iteration, iteration < 0) + "/";
+  w.dcp.plan(lb, dir, items, copt, json(nullptr));
+
+  Pickler pk;
+  pk.empty_dict();
+  pk.mark();
+  pk.str("args");
+  pk.namespace_obj(args);
+  pk.str("checkpoint_version");
+  pk.real(3.0);
+  pk.str("iteration");
+  pk.integer(iteration < 0 ? 0 : iteration);
+  pk.setitems();
+  pk.stop();
+  w.dcp.small_archive(lb, dir + "common.pt", pk.bytes());
+
+  const std::string cfg = json{{"sharded_backend", "torch_dist"}, {"sharded_backend_version", 1}}.dump();
+  if (lb->add_small_file(lb, (dir + "metadata.json").c_str(), cfg.data(), cfg.size()) != CKH_OK)
+    throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
+  const std::string tracker = iteration < 0 ? std::string("release") : std::to_string(iteration);
+  if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", tracker.data(), tracker.size()) != CKH_OK)
+    throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
+  // Side files (tokenizer, config) go to hf/ next to the tracker so the checkpoint can be converted back.
+  if (meta.contains("side_files") && meta["side_files"].is_array())
+    for (const auto &sf : meta["side_files"]) {
+      const std::string name = sf.value("name", ""), path = sf.value("path", "");
+      if (name.empty() || path.empty() || ckh::plugins::is_weight_file(name)) continue;
+      if (lb->copy_file(lb, path.c_str(), ("hf/" + name).c_str()) != CKH_OK)
+        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "copy_file failed", true);
+    }
+}
+
+// ---- dcp (HF names) ------------------------------------------------------------------------------
+
+void plan_dcp(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) {
+  ckh::sdk::Builder b(lb->expr);
+  const Common copt = common_options(w.options);
+  const std::string prefix = w.options.contains("dcp_prefix") && w.options["dcp_prefix"].is_string()
+                                 ? w.options["dcp_prefix"].get<std::string>()
+                                 : std::string();
+  if (prefix.size() > 256) fail(CKH_E_INVALID_ARG, "--dcp-prefix is longer than 256 characters");
+  std::vector<Item> items;
+  json planner = json::object();
+  std::set<std::string> seen;
+  for (uint64_t i = 0; i < b.input_count(); ++i) {
+    const ckh_tensor_info_t info = b.input_info(i);
+    const std::string name = info.name;
+    check_dtype(name, info.dtype);
+    Item it;
+    it.fqn = prefix + name;
+    if (!seen.insert(it.fqn).second) fail(CKH_E_INVALID_ARG, "two tensors named '" + it.fqn + "'");
+    it.dtype = info.dtype;
+    it.size.assign(info.shape, info.shape + info.ndim);
+    it.chunks.push_back({std::vector<int64_t>(info.ndim, 0), it.size, b.input_at(i), bytes_of(info)});
+    items.push_back(std::move(it));
+    // planner_data as DefaultSavePlanner records it for save({prefix: state_dict}) or save(state_dict).
+    if (!prefix.empty() && prefix.back() == '.') planner[prefix + name] = json::array({prefix.substr(0, prefix.size() - 1), name});
+    else planner[prefix + name] = json::array({prefix + name});
+  }
+  w.dcp.plan(lb, "", items, copt, planner);
+  ckh::plugins::carry_side_files(lb, meta, {".metadata"});
+}
+
+ckh_status finish(ckh_writer_t *wt, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) {
+  return ckh::sdk::guard([&] { W(wt)->dcp.finish(digests, n, p); });
+}
+
+template <void (*Plan)(WriterBase &, const json &, ckh_layout_builder_t *)>
+ckh_status create(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
+  *out = nullptr;
+  return ckh::sdk::guard([&] {
+    auto w = std::make_unique<WriterBase>();
+    w->options = json::parse(options_json ? options_json : "{}", nullptr, false);
+    if (w->options.is_discarded()) w->options = json::object();
+    common_options(w->options);  // validate early
+    w->vt.struct_size = sizeof w->vt;
+    w->vt.impl = w.get();
+    w->vt.plan = [](ckh_writer_t *x, const char *meta, ckh_layout_builder_t *lb) -> ckh_status {
+      return ckh::sdk::guard([&] {
+        const json m = json::parse(meta ? meta : "{}", nullptr, false);
+        Plan(*W(x), m.is_discarded() ? json::object() : m, lb);
+      });
+    };
+    w->vt.finish = finish;
+    w->vt.destroy = [](ckh_writer_t *x) { delete W(x); };
+    *out = &w.release()->vt;
+  });
+}
+
+const ckh_writer_class_t kDistWriter = {sizeof(ckh_writer_class_t), 0, create<plan_torch_dist>};
+const ckh_component_t kDistWriterComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "torch-dist",
+    "Megatron-Core distributed checkpoints (torch_dist: DCP + metadata.json + common.pt, stacked layers)",
+    R"({"container":"dcp","layout":"megatron"})", &kDistWriter};
+const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, create<plan_dcp>};
+const ckh_component_t kDcpWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "dcp",
+                                        "PyTorch Distributed Checkpoint with HF state-dict names (FSDP2; --dcp-prefix)",
+                                        R"({"container":"dcp","layout":"hf"})", &kDcpWriter};
+
+}  // namespace
+
+const ckh_component_t *dist_writer_component() { return &kDistWriterComp; }
+const ckh_component_t *dcp_writer_component() { return &kDcpWriterComp; }
