@@ -37,4 +37,10 @@ step "7. Megatron -> HF, and verify the round trip is bit-exact"
 "$CK" convert "$W/megatron" "$W/hf-back" --to hf --progress none
 "$CK" verify "$W/hf" "$W/hf-back"
 
+step "8. Megatron -> Megatron-Core torch_dist (DCP, stacked layers, 2 data files), then back to HF"
+"$CK" convert "$W/megatron" "$W/torch-dist" --to torch-dist --dist-files 2 --progress none
+find "$W/torch-dist" -type f | sort
+"$CK" convert "$W/torch-dist" "$W/hf-from-dist" --to hf --progress none
+"$CK" verify "$W/hf" "$W/hf-from-dist"
+
 step "done: outputs in $W"

@@ -98,6 +98,80 @@ with open(dict_path, "w") as f:
 EOF
 }
 
+# fuzz_torch_dcp input: a DCP .metadata pickle. Seeds are pickled by Python itself (protocols 2 and 4)
+# from stand-in classes registered under torch's module paths (1.13 and 2.x), with tensor, bytes and
+# MetadataIndex entries, Megatron's mcore_data, and planner_data.
+seed_fuzz_torch_dcp() {
+  local dir="$1" dict="$2"
+  [ -n "$PY" ] || { echo "fuzz.sh: no python3; starting without seeds" >&2; return 0; }
+  "$PY" - "$dir" "$dict" <<'EOF'
+import os, pickle, sys, types
+out, dict_path = sys.argv[1], sys.argv[2]
+def module(name):
+    m = sys.modules.get(name) or types.ModuleType(name)
+    sys.modules[name] = m
+    return m
+def cls(mod, name):
+    c = type(name, (object,), {"__module__": mod, "__qualname__": name})
+    setattr(module(mod), name, c)
+    return c
+class Size(tuple):
+    def __reduce__(self):
+        return (Size, (tuple(self),))
+Size.__module__, Size.__qualname__ = "torch", "Size"
+setattr(module("torch"), "Size", Size)
+class DType:
+    def __init__(self, n): self.n = n
+    def __reduce__(self): return self.n
+DType.__module__ = "torch"
+for n in ("bfloat16", "float32", "float8_e4m3fn", "complex64"):
+    setattr(module("torch"), n, DType(n))
+class Props:
+    def __init__(self, dt): self.state = (dt, None, False, 0, False)
+    def __reduce__(self): return (object.__new__, (Props,), self.state)
+    def __setstate__(self, s): self.state = s
+props_mod = "torch.distributed._shard.sharded_tensor.metadata"
+Props.__module__, Props.__qualname__ = props_mod, "TensorProperties"
+setattr(module(props_mod), "TensorProperties", Props)
+def obj(c, **kw):
+    o = c.__new__(c)
+    o.__dict__.update(kw)
+    return o
+seeds = []
+for meta, fs in (("torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem"),
+                 ("torch.distributed._shard.checkpoint.metadata", "torch.distributed._shard.checkpoint.filesystem")):
+    Meta, TSM, CSM, BSM, MI = (cls(meta, n) for n in ("Metadata", "TensorStorageMetadata", "ChunkStorageMetadata",
+                                                      "BytesStorageMetadata", "MetadataIndex"))
+    SI = cls(fs, "_StorageInfo")
+    for L, dt in ((3, "bfloat16"), (1, "float32"), (2, "float8_e4m3fn"), (1, "complex64")):
+        sdm, sd = {}, {}
+        d = getattr(module("torch"), dt)
+        chunks = [obj(CSM, offsets=Size((l, 0)), sizes=Size((1, 4))) for l in range(L)]
+        sdm["decoder.layers.w"] = obj(TSM, properties=Props(d), size=Size((L, 4)), chunks=chunks)
+        for i, c in enumerate(chunks):
+            sd[obj(MI, fqn="decoder.layers.w", index=i, offset=c.offsets)] = obj(
+                SI, relative_path="__0_%d.distcp" % (i % 2), offset=64 * i, length=700)
+        sdm["s"] = obj(TSM, properties=Props(d), size=Size(()), chunks=[obj(CSM, offsets=Size(()), sizes=Size(()))])
+        sd[obj(MI, fqn="s", index=0, offset=Size(()))] = obj(SI, relative_path="__0_0.distcp", offset=0, length=5)
+        sdm["common_state/shard_0_1"] = obj(BSM)
+        sd[obj(MI, fqn="common_state/shard_0_1", index=None)] = obj(
+            SI, relative_path="__0_1.distcp", offset=0, length=431, transform_descriptors=None)
+        m = obj(Meta, state_dict_metadata=sdm, planner_data={"decoder.layers.w": ("decoder", "layers.w")}, storage_data=sd)
+        if L == 2:
+            m.mcore_data = {"optimizer.x": {"nd_reformulated_orig_global_shape": (4, 4)}}
+        for proto in (2, 4):
+            seeds.append(pickle.dumps(m, protocol=proto))
+for i, s in enumerate(seeds):
+    with open(os.path.join(out, "seed-%03d" % i), "wb") as f:
+        f.write(s)
+tokens = ["state_dict_metadata", "storage_data", "planner_data", "chunks", "offsets", "sizes", "relative_path",
+          "offset", "length", "fqn", "index", "properties", "size", "mcore_data", "transform_descriptors"]
+with open(dict_path, "w") as f:
+    for t in tokens:
+        f.write('"%s"\n' % t)
+EOF
+}
+
 status=0
 summary=()
 mkdir -p "$WORK/artifacts"

@@ -23,6 +23,7 @@ def main():
     ap.add_argument("--python-runs", type=int, default=1)
     a = ap.parse_args()
     src = os.path.join(a.dir, "hf-src")
+    os.makedirs(a.dir, exist_ok=True)
     if not os.path.exists(os.path.join(src, "config.json")):
         subprocess.run([a.ckhost, "synth", "--model", "llama", "--config",
                         os.path.join(ROOT, "plugins", "model-llama", "configs", "tinyllama-1.1b.json"), src,
