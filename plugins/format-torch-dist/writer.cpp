@@ -35,9 +35,12 @@ using namespace ckh::torchfmt;
 
 namespace {
 
-int64_t int_opt(const json &o, const char *k, int64_t def, int64_t lo) {
-  if (!o.contains(k)) return def;
-  const json &v = o[k];
+int64_t int_opt(const json &o, const char *key, int64_t def, int64_t lo) {
+  if (!o.contains(key)) return def;
+  std::string flag = std::string("--") + key;  // as the user typed it
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  const char *k = flag.c_str();
+  const json &v = o[key];
   int64_t x = 0;
   if (v.is_number_integer()) x = v.get<int64_t>();
   else if (v.is_string()) {
@@ -46,10 +49,10 @@ int64_t int_opt(const json &o, const char *k, int64_t def, int64_t lo) {
       x = std::stoll(v.get<std::string>(), &used);
       if (used != v.get<std::string>().size()) throw std::invalid_argument("trailing");
     } catch (...) {
-      fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
+      fail(CKH_E_INVALID_ARG, std::string(k) + " must be an integer");
     }
-  } else fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
-  if (x < lo) fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be >= " + std::to_string(lo));
+  } else fail(CKH_E_INVALID_ARG, std::string(k) + " must be an integer");
+  if (x < lo) fail(CKH_E_INVALID_ARG, std::string(k) + " must be >= " + std::to_string(lo));
   return x;
 }
 

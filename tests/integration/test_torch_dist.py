@@ -470,6 +470,23 @@ class TorchDistTests(L.CkhostTestCase):
             self.assertEqual(L.tree_hash(d), before, name + ": input modified")
         self.assertNoLeftovers()
 
+    def test_bad_options_fail_cleanly(self):
+        src = self.synth("tiny-llama.json")
+        for to, args, needle in [("dcp", ("--dcp-torch", "3"), "--dcp-torch must be 2"),
+                                 ("torch-dist", ("--dist-files", "0"), "--dist-files must be >= 1"),
+                                 ("torch-dist", ("--megatron-spec", "legacy"), "Megatron-Core names"),
+                                 ("torch-dist", ("--pp", "3"), "do not divide")]:
+            p = run("convert", src, self.path("bad"), "--to", to, "--progress", "none", *args, check=False)
+            self.assertEqual(p.returncode, 1, args)
+            self.assertIn(needle, p.stderr, args)
+            self.assertFalse(os.path.exists(self.path("bad")), args)
+        # A DCP directory is not a torch_dist checkpoint: asking for that reader says what is missing.
+        out = self.path("dcp")
+        run("convert", src, out, "--to", "dcp", "--progress", "none")
+        p = run("convert", out, self.path("bad"), "--from", "torch-dist", "--to", "hf", check=False)
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("metadata.json", p.stderr)
+
 
 if __name__ == "__main__":
     L.main()
