@@ -16,6 +16,18 @@ struct Reader {
 const Catalog &C(const ckh_reader_t *r) { return *static_cast<Reader *>(r->impl)->cat; }
 }  // namespace
 
+void clip_rows(CatTensor &t, int64_t rows) {
+  if (t.shape.empty() || rows < 0 || rows >= t.shape[0]) return;
+  std::vector<CatPiece> kept;
+  for (auto p : t.pieces) {
+    if (p.offset[0] >= rows) continue;
+    p.size[0] = std::min(p.size[0], rows - p.offset[0]);
+    kept.push_back(std::move(p));
+  }
+  t.pieces = std::move(kept);
+  t.shape[0] = rows;
+}
+
 ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat) {
   auto r = std::make_unique<Reader>();
   r->cat = std::move(cat);

@@ -28,6 +28,10 @@ struct Catalog {
   std::string meta;                // metadata_json
 };
 
+// Keeps the first `rows` rows (dim 0) of `t`, dropping or cutting the pieces beyond them (e.g. the
+// vocabulary padding of a tensor-parallel layout). No-op when the tensor has no more rows.
+void clip_rows(CatTensor &t, int64_t rows);
+
 // A reader owning `cat`; released with its destroy().
 ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat);
 

@@ -115,17 +115,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
     struct stat st {};
     ::fstat(fd, &st);
     const uint64_t fsize = static_cast<uint64_t>(st.st_size);
-    ReadAt rd_at = [&](uint64_t off, uint64_t len, void *dst) {
-      char *p = static_cast<char *>(dst);
-      while (len) {
-        const ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
-        if (n <= 0) return false;
-        p += n;
-        off += static_cast<uint64_t>(n);
-        len -= static_cast<uint64_t>(n);
-      }
-      return true;
-    };
+    ReadAt rd_at = fd_reader(fd);
     std::vector<ZipEntry> entries;
     std::unique_ptr<Pickled> pickled;
     VP top;
@@ -347,16 +337,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
       }
     }
     // Vocabulary padding is a property of the TP layout: expose the true vocabulary when args know it.
-    if (s == Split::Vocab && vocab > 0 && vocab < t.shape[0]) {
-      std::vector<CatPiece> kept;
-      for (auto p : t.pieces) {
-        if (p.offset[0] >= vocab) continue;
-        p.size[0] = std::min(p.size[0], vocab - p.offset[0]);
-        kept.push_back(p);
-      }
-      t.pieces = kept;
-      t.shape[0] = vocab;
-    }
+    if (s == Split::Vocab && vocab > 0) ckh::plugins::clip_rows(t, vocab);
     cat.tensors.push_back(std::move(t));
   }
   // Metadata: args, and the HF config/side files kept with the checkpoint (or from --hf-config).

@@ -81,18 +81,7 @@ class Files {
   uint64_t size(uint32_t id) const { return open_[slot_.at(id)].size; }
   const std::string &path(uint32_t id) const { return open_[slot_.at(id)].path; }
   ReadAt reader(uint32_t id) const {
-    const int fd = open_[slot_.at(id)].fd;
-    return [fd](uint64_t off, uint64_t len, void *dst) {
-      char *p = static_cast<char *>(dst);
-      while (len) {
-        const ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
-        if (n <= 0) return false;
-        p += n;
-        off += static_cast<uint64_t>(n);
-        len -= static_cast<uint64_t>(n);
-      }
-      return true;
-    };
+    return fd_reader(open_[slot_.at(id)].fd);
   }
   // Checks that [off, off + len) lies inside the file.
   void check_range(uint32_t id, uint64_t off, uint64_t len, const std::string &who) const {
@@ -466,17 +455,8 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
     for (const auto &[idx, name] : outs) {
       CatTensor t = slice_leading(g, idx, name);
       // Vocabulary padding belongs to the TP layout: expose the true vocabulary when args know it.
-      if (ckh::megatron::split_of(name, swiglu) == ckh::megatron::Split::Vocab && vocab > 0 && !t.shape.empty() &&
-          vocab < t.shape[0]) {
-        std::vector<CatPiece> kept;
-        for (auto p : t.pieces) {
-          if (p.offset[0] >= vocab) continue;
-          p.size[0] = std::min(p.size[0], vocab - p.offset[0]);
-          kept.push_back(p);
-        }
-        t.pieces = kept;
-        t.shape[0] = vocab;
-      }
+      if (ckh::megatron::split_of(name, swiglu) == ckh::megatron::Split::Vocab && vocab > 0)
+        ckh::plugins::clip_rows(t, vocab);
       cat.tensors.push_back(std::move(t));
     }
   }

@@ -61,17 +61,7 @@ void read_file(Reader &rd, const std::string &path, json &skipped, std::set<std:
   } closer{fd};
   struct stat st {};
   ::fstat(fd, &st);
-  ReadAt rd_at = [&](uint64_t off, uint64_t len, void *dst) {
-    char *p = static_cast<char *>(dst);
-    while (len) {
-      const ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
-      if (n <= 0) return false;
-      p += n;
-      off += static_cast<uint64_t>(n);
-      len -= static_cast<uint64_t>(n);
-    }
-    return true;
-  };
+  ReadAt rd_at = fd_reader(fd);
   std::map<std::string, ZipEntry> records;
   std::unique_ptr<Pickled> pk;
   try {

@@ -32,6 +32,9 @@ struct ZipEntry {
 // read(offset, len, dst) must fill dst fully or return false.
 using ReadAt = std::function<bool(uint64_t offset, uint64_t len, void *dst)>;
 
+// A ReadAt over an open file descriptor (pread until done; false on EOF or error).
+ReadAt fd_reader(int fd);
+
 // Parses the archive occupying [base, base + size) of a file. Throws std::runtime_error with a
 // one-line reason on any inconsistency.
 std::vector<ZipEntry> read_zip(const ReadAt &read, uint64_t base, uint64_t size);
