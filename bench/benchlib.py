@@ -13,3 +13,18 @@ def timed(cmd, **kw):
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit("failed (%d): %s" % (os.waitstatus_to_exitcode(status), " ".join(cmd)))
     return time.monotonic() - t0, ru.ru_maxrss * 1024
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINYLLAMA = os.path.join(ROOT, "plugins", "model-llama", "configs", "tinyllama-1.1b.json")
+
+
+def ensure_source(ckhost, data_dir, config=TINYLLAMA):
+    """<data_dir>/hf-src: a synthesised HF checkpoint of `config` (one safetensors file), made once."""
+    os.makedirs(data_dir, exist_ok=True)
+    src = os.path.join(data_dir, "hf-src")
+    if not os.path.exists(os.path.join(src, "config.json")):
+        print("synthesising", src, "...", flush=True)
+        subprocess.run([ckhost, "synth", "--model", "llama", "--config", config, src, "--force",
+                        "--progress", "none", "--max-shard-size", "10GB"], check=True)
+    return src

@@ -19,23 +19,18 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import timed  # noqa: E402
+from benchlib import TINYLLAMA, ensure_source, timed  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--ckhost", default=os.path.join(ROOT, "build", "bin", "ckhost"))
     ap.add_argument("--dir", default=os.path.join(ROOT, "build", "bench-data"))
-    ap.add_argument("--config", default=os.path.join(ROOT, "plugins", "model-llama", "configs", "tinyllama-1.1b.json"))
+    ap.add_argument("--config", default=TINYLLAMA)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--threads", default="")
     a = ap.parse_args()
-    os.makedirs(a.dir, exist_ok=True)
-    src = os.path.join(a.dir, "hf-src")
-    if not os.path.exists(os.path.join(src, "config.json")):
-        print("synthesising", src, "...", flush=True)
-        subprocess.run([a.ckhost, "synth", "--model", "llama", "--config", a.config, src, "--force",
-                        "--progress", "none", "--max-shard-size", "10GB"], check=True)
+    src = ensure_source(a.ckhost, a.dir, a.config)
     shards = sorted(glob.glob(os.path.join(src, "*.safetensors")))
     src_bytes = sum(os.path.getsize(s) for s in shards)
     out = os.path.join(a.dir, "out")

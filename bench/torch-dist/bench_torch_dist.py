@@ -13,7 +13,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import timed  # noqa: E402
+from benchlib import ensure_source, timed  # noqa: E402
 
 
 def main():
@@ -22,12 +22,7 @@ def main():
     ap.add_argument("--dir", default=os.path.join(ROOT, "build", "bench-data"))
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    src = os.path.join(a.dir, "hf-src")
-    os.makedirs(a.dir, exist_ok=True)
-    if not os.path.exists(os.path.join(src, "config.json")):
-        subprocess.run([a.ckhost, "synth", "--model", "llama", "--config",
-                        os.path.join(ROOT, "plugins", "model-llama", "configs", "tinyllama-1.1b.json"), src,
-                        "--force", "--progress", "none", "--max-shard-size", "10GB"], check=True)
+    src = ensure_source(a.ckhost, a.dir)
     shards = sorted(glob.glob(os.path.join(src, "*.safetensors")))
     gb = sum(os.path.getsize(s) for s in shards) / 1e9
     td = os.path.join(a.dir, "td-src")  # the torch_dist input of the read benchmark

@@ -2,6 +2,7 @@
 #include "hf_files.hpp"
 
 #include <algorithm>
+#include <fstream>
 #include <vector>
 
 #include <ckhost/cpp/ckh_plugin.hpp>
@@ -42,6 +43,26 @@ json list_side_files(const fs::path &dir) {
   json out = json::array();
   for (const auto &n : side) out.push_back({{"name", n}, {"path", (dir / n).string()}});
   return out;
+}
+
+void add_hf_side(json &meta, const json &options, const fs::path &default_dir) {
+  std::error_code ec;
+  const bool given = options.contains("hf_config") && options["hf_config"].is_string();
+  const fs::path hfdir = given ? fs::path(options["hf_config"].get<std::string>()) : default_dir;
+  meta["config"] = nullptr;
+  meta["side_files"] = json::array();
+  if (fs::is_directory(hfdir, ec)) {
+    meta["side_files"] = list_side_files(fs::absolute(hfdir));
+    if (fs::exists(hfdir / "config.json", ec)) {
+      std::ifstream in(hfdir / "config.json");
+      json c = json::parse(in, nullptr, false);
+      if (c.is_discarded() || !c.is_object())
+        ckh::sdk::fail(CKH_E_FORMAT, (hfdir / "config.json").string() + ": not a JSON object");
+      meta["config"] = c;
+    }
+  } else if (given) {
+    ckh::sdk::fail(CKH_E_NOT_FOUND, "--hf-config " + hfdir.string() + ": no such directory");
+  }
 }
 
 void carry_side_files(ckh_layout_builder_t *lb, const json &meta, const std::set<std::string> &written) {

@@ -19,6 +19,12 @@ bool is_weight_file(const std::string &name);
 // regular, non-hidden, non-weight files. Throws ckh::sdk::Error when the directory cannot be listed.
 nlohmann::json list_side_files(const std::filesystem::path &dir);
 
+// Reader side of formats that keep HF files beside the weights (Megatron layouts, DCP): sets metadata
+// "config" (parsed config.json, or null) and "side_files" from options "hf_config" (--hf-config) or
+// `default_dir`. A missing default directory is fine; a missing --hf-config directory or a config.json
+// that is not a JSON object throws ckh::sdk::Error.
+void add_hf_side(nlohmann::json &meta, const nlohmann::json &options, const std::filesystem::path &default_dir);
+
 // Writer side: copies every metadata "side_files" entry except weights and names in `written` (files
 // the writer lays out itself); config.json is regenerated from metadata "config" when
 // "config_modified" is true, or written when there was no config.json file. Throws ckh::sdk::Error.

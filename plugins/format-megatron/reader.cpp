@@ -347,22 +347,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
   meta["args"] = a0;
   meta["iteration"] = a0.value("iteration", json(0));
   meta["skipped"] = skipped;
-  meta["config"] = nullptr;
-  meta["side_files"] = json::array();
-  fs::path hfdir = options.contains("hf_config") && options["hf_config"].is_string()
-                       ? fs::path(options["hf_config"].get<std::string>())
-                       : root / "hf";
-  if (fs::is_directory(hfdir, ec)) {
-    meta["side_files"] = ckh::plugins::list_side_files(fs::absolute(hfdir));
-    if (fs::exists(hfdir / "config.json", ec)) {
-      std::ifstream in(hfdir / "config.json");
-      json c = json::parse(in, nullptr, false);
-      if (c.is_discarded() || !c.is_object()) fail(CKH_E_FORMAT, (hfdir / "config.json").string() + ": not a JSON object");
-      meta["config"] = c;
-    }
-  } else if (options.contains("hf_config")) {
-    fail(CKH_E_NOT_FOUND, "--hf-config " + hfdir.string() + ": no such directory");
-  }
+  ckh::plugins::add_hf_side(meta, options, root / "hf");
   cat.meta = meta.dump();
 }
 

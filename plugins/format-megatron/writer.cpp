@@ -21,6 +21,7 @@
 #include <ckhost/cpp/ckh_plugin.hpp>
 
 #include "megatron_layout.hpp"
+#include "options.hpp"
 #include "torch_archive.hpp"
 #include "torch_save.hpp"
 
@@ -38,29 +39,13 @@ struct Options {
   int64_t iteration = -1;  // -1: release
 };
 
-int64_t int_opt(const json &o, const char *k, int64_t def, int64_t lo) {
-  if (!o.contains(k)) return def;
-  const json &v = o[k];
-  int64_t x;
-  if (v.is_number_integer()) x = v.get<int64_t>();
-  else if (v.is_string()) {
-    try {
-      x = std::stoll(v.get<std::string>());
-    } catch (...) {
-      fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
-    }
-  } else fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be an integer");
-  if (x < lo) fail(CKH_E_INVALID_ARG, std::string("option ") + k + " must be >= " + std::to_string(lo));
-  return x;
-}
-
 Options parse_options(const json &o) {
   Options r;
-  r.tp = static_cast<int>(int_opt(o, "tp", 1, 1));
-  r.pp = static_cast<int>(int_opt(o, "pp", 1, 1));
-  r.vpp = static_cast<int>(int_opt(o, "vpp", 1, 1));
-  r.divisible_by = int_opt(o, "make_vocab_size_divisible_by", 128, 1);
-  r.iteration = int_opt(o, "iteration", -1, -1);
+  r.tp = static_cast<int>(ckh::plugins::int_option(o, "tp", 1, 1));
+  r.pp = static_cast<int>(ckh::plugins::int_option(o, "pp", 1, 1));
+  r.vpp = static_cast<int>(ckh::plugins::int_option(o, "vpp", 1, 1));
+  r.divisible_by = ckh::plugins::int_option(o, "make_vocab_size_divisible_by", 128, 1);
+  r.iteration = ckh::plugins::int_option(o, "iteration", -1, -1);
   if (o.contains("pp_layers")) {
     std::stringstream ss(o["pp_layers"].is_string() ? o["pp_layers"].get<std::string>() : o["pp_layers"].dump());
     std::string part;

@@ -284,27 +284,6 @@ std::string skip_reason(const DcpEntry &e) {
   return "";
 }
 
-// metadata "config" and "side_files" from --hf-config or the default directory (HF config.json and
-// tokenizer files kept with the checkpoint).
-void add_hf_side(json &meta, const json &options, const fs::path &default_dir) {
-  std::error_code ec;
-  const bool given = options.contains("hf_config") && options["hf_config"].is_string();
-  const fs::path hfdir = given ? fs::path(options["hf_config"].get<std::string>()) : default_dir;
-  meta["config"] = nullptr;
-  meta["side_files"] = json::array();
-  if (fs::is_directory(hfdir, ec)) {
-    meta["side_files"] = ckh::plugins::list_side_files(fs::absolute(hfdir));
-    if (fs::exists(hfdir / "config.json", ec)) {
-      std::ifstream in(hfdir / "config.json");
-      json c = json::parse(in, nullptr, false);
-      if (c.is_discarded() || !c.is_object()) fail(CKH_E_FORMAT, (hfdir / "config.json").string() + ": not a JSON object");
-      meta["config"] = c;
-    }
-  } else if (given) {
-    fail(CKH_E_NOT_FOUND, "--hf-config " + hfdir.string() + ": no such directory");
-  }
-}
-
 }  // namespace
 
 std::string megatron_dist_dir(const std::string &path) {
@@ -396,7 +375,7 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
     meta["format"] = "dcp";
     meta["layout"] = "hf";
     meta["dcp_prefix"] = prefix;
-    add_hf_side(meta, options, dir);
+    ckh::plugins::add_hf_side(meta, options, dir);
     meta["skipped"] = skipped;
     cat.meta = meta.dump();
     return;
@@ -465,7 +444,7 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
   meta["args"] = args;
   meta["iteration"] = common.value("iteration", json(0));
   meta["skipped"] = skipped;
-  add_hf_side(meta, options, root / "hf");
+  ckh::plugins::add_hf_side(meta, options, root / "hf");
   cat.meta = meta.dump();
 }
 

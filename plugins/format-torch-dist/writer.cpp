@@ -26,6 +26,7 @@
 #include "dist.hpp"
 #include "hf_files.hpp"
 #include "megatron_layout.hpp"
+#include "options.hpp"
 #include "torch_archive.hpp"
 #include "torch_save.hpp"
 
@@ -35,34 +36,13 @@ using namespace ckh::torchfmt;
 
 namespace {
 
-int64_t int_opt(const json &o, const char *key, int64_t def, int64_t lo) {
-  if (!o.contains(key)) return def;
-  std::string flag = std::string("--") + key;  // as the user typed it
-  std::replace(flag.begin(), flag.end(), '_', '-');
-  const char *k = flag.c_str();
-  const json &v = o[key];
-  int64_t x = 0;
-  if (v.is_number_integer()) x = v.get<int64_t>();
-  else if (v.is_string()) {
-    try {
-      size_t used = 0;
-      x = std::stoll(v.get<std::string>(), &used);
-      if (used != v.get<std::string>().size()) throw std::invalid_argument("trailing");
-    } catch (...) {
-      fail(CKH_E_INVALID_ARG, std::string(k) + " must be an integer");
-    }
-  } else fail(CKH_E_INVALID_ARG, std::string(k) + " must be an integer");
-  if (x < lo) fail(CKH_E_INVALID_ARG, std::string(k) + " must be >= " + std::to_string(lo));
-  return x;
-}
-
 struct Common {
   int64_t files = 1;
   DcpTarget target = DcpTarget::Torch2;
 };
 Common common_options(const json &o) {
   Common c;
-  c.files = int_opt(o, "dist_files", 1, 1);
+  c.files = ckh::plugins::int_option(o, "dist_files", 1, 1);
   if (c.files > 4096) fail(CKH_E_INVALID_ARG, "--dist-files must be at most 4096");
   const std::string t = o.contains("dcp_torch") && o["dcp_torch"].is_string() ? o["dcp_torch"].get<std::string>() : "2";
   if (t == "2" || t == "2.x") c.target = DcpTarget::Torch2;
@@ -197,9 +177,9 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   using namespace ckh::megatron;
   ckh::sdk::Builder b(lb->expr);
   const Common copt = common_options(w.options);
-  const int64_t tp = int_opt(w.options, "tp", 1, 1), pp = int_opt(w.options, "pp", 1, 1), vpp = int_opt(w.options, "vpp", 1, 1);
-  const int64_t divisible_by = int_opt(w.options, "make_vocab_size_divisible_by", 128, 1);
-  const int64_t iteration = int_opt(w.options, "iteration", -1, -1);
+  const int64_t tp = ckh::plugins::int_option(w.options, "tp", 1, 1), pp = ckh::plugins::int_option(w.options, "pp", 1, 1), vpp = ckh::plugins::int_option(w.options, "vpp", 1, 1);
+  const int64_t divisible_by = ckh::plugins::int_option(w.options, "make_vocab_size_divisible_by", 128, 1);
+  const int64_t iteration = ckh::plugins::int_option(w.options, "iteration", -1, -1);
   const std::string pad = w.options.value("vocab_pad", std::string("zeros"));
   if (pad != "zeros" && pad != "repeat") fail(CKH_E_INVALID_ARG, "--vocab-pad must be zeros or repeat");
   if (!meta.contains("args") || !meta["args"].is_object())

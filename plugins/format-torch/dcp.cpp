@@ -339,7 +339,23 @@ std::string write_dcp_metadata(const DcpMetadata &m, DcpTarget target) {
   }
   pk.str("storage_data");
   pk.empty_dict();
-  auto storage = [&](const DcpStorage &s) {
+  // One storage_data item: MetadataIndex(fqn, index[, offset]) -> _StorageInfo. Bytes items have no
+  // offset and index None.
+  auto item = [&](const std::string &fqn, const std::vector<int64_t> *offsets, int64_t index, const DcpStorage &s) {
+    new_object(pk, P.meta, "MetadataIndex");
+    pk.empty_dict();
+    pk.mark();
+    pk.str("fqn");
+    pk.str(fqn);
+    pk.str("index");
+    if (offsets) pk.integer(index);
+    else pk.none();
+    if (offsets) {
+      pk.str("offset");
+      torch_size(pk, *offsets);
+    }
+    pk.setitems();
+    pk.build();
     new_object(pk, P.fs, "_StorageInfo");
     pk.empty_dict();
     pk.mark();
@@ -357,33 +373,9 @@ std::string write_dcp_metadata(const DcpMetadata &m, DcpTarget target) {
   if (any) {
     pk.mark();
     for (const auto &e : m.entries) {
-      if (e.is_bytes) {
-        new_object(pk, P.meta, "MetadataIndex");
-        pk.empty_dict();
-        pk.mark();
-        pk.str("fqn");
-        pk.str(e.fqn);
-        pk.str("index");
-        pk.none();
-        pk.setitems();
-        pk.build();
-        storage(e.bytes);
-        continue;
-      }
-      for (size_t i = 0; i < e.chunks.size(); ++i) {
-        new_object(pk, P.meta, "MetadataIndex");
-        pk.empty_dict();
-        pk.mark();
-        pk.str("fqn");
-        pk.str(e.fqn);
-        pk.str("index");
-        pk.integer(static_cast<int64_t>(i));
-        pk.str("offset");
-        torch_size(pk, e.chunks[i].offsets);
-        pk.setitems();
-        pk.build();
-        storage(e.chunks[i].where);
-      }
+      if (e.is_bytes) item(e.fqn, nullptr, 0, e.bytes);
+      for (size_t i = 0; !e.is_bytes && i < e.chunks.size(); ++i)
+        item(e.fqn, &e.chunks[i].offsets, static_cast<int64_t>(i), e.chunks[i].where);
     }
     pk.setitems();
   }
