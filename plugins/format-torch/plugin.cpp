@@ -17,6 +17,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "catalog.hpp"
 #include "hf_files.hpp"
 #include "torch_archive.hpp"
 #include "torch_load.hpp"
@@ -35,21 +36,8 @@ bool ends_with(const std::string &s, const std::string &suf) {
 
 // ---- reader ------------------------------------------------------------------------------------
 
-struct Tensor {
-  std::string name;
-  ckh_dtype dtype;
-  std::vector<int64_t> shape, stride;
-  uint32_t file;
-  uint64_t offset;
-};
-
-struct Reader {
-  ckh_reader_t vt{};
-  std::vector<std::string> files;
-  std::vector<Tensor> tensors;
-  std::string meta;
-};
-Reader *R(const ckh_reader_t *r) { return static_cast<Reader *>(r->impl); }
+// The catalog of a torch.save file or directory: one piece per tensor.
+using Reader = ckh::plugins::Catalog;
 
 // Tensors of one torch.save file, with names flattened from nested dicts ("a.b.c").
 void read_file(Reader &rd, const std::string &path, json &skipped, std::set<std::string> &seen) {
@@ -128,7 +116,13 @@ void read_file(Reader &rd, const std::string &path, json &skipped, std::set<std:
     std::vector<int64_t> stride = t.stride;
     if (numel > 0 && std::all_of(stride.begin(), stride.end(), [](int64_t s) { return s == 0; }) && !stride.empty())
       stride.assign(stride.size(), 1);  // all-zero strides mean "contiguous" to the host: only for one element
-    rd.tensors.push_back({name, t.dtype, t.size, stride, file, rec->second.data_offset + static_cast<uint64_t>(t.offset) * es});
+    ckh::plugins::CatTensor ct;
+    ct.name = name;
+    ct.dtype = t.dtype;
+    ct.shape = t.size;
+    ct.pieces.push_back({file, rec->second.data_offset + static_cast<uint64_t>(t.offset) * es,
+                         std::vector<int64_t>(t.size.size(), 0), t.size, stride});
+    rd.tensors.push_back(std::move(ct));
   }
 }
 
@@ -177,7 +171,7 @@ void open_into(Reader &rd, const std::string &path0) {
   if (!index.is_null())
     for (const auto &t : rd.tensors)
       if (!index["weight_map"].contains(t.name))
-        fail(CKH_E_FORMAT, rd.files[t.file] + ": tensor '" + t.name + "' is not listed in pytorch_model.bin.index.json");
+        fail(CKH_E_FORMAT, rd.files[t.pieces[0].file] + ": tensor '" + t.name + "' is not listed in pytorch_model.bin.index.json");
   json m = {{"format", "torch"}, {"layout", "hf"}, {"config", nullptr}, {"side_files", json::array()}, {"skipped", skipped}};
   if (fs::is_directory(path, ec)) {
     m["side_files"] = ckh::plugins::list_side_files(dir);
@@ -218,45 +212,7 @@ ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char 
   return ckh::sdk::guard([&] {
     auto r = std::make_unique<Reader>();
     open_into(*r, path ? path : "");
-    ckh_reader_t &v = r->vt;
-    v.struct_size = sizeof v;
-    v.impl = r.get();
-    v.file_count = [](const ckh_reader_t *x) { return static_cast<uint32_t>(R(x)->files.size()); };
-    v.file_path = [](const ckh_reader_t *x, uint32_t i) -> const char * {
-      return i < R(x)->files.size() ? R(x)->files[i].c_str() : nullptr;
-    };
-    v.tensor_count = [](const ckh_reader_t *x) { return static_cast<uint64_t>(R(x)->tensors.size()); };
-    v.tensor_info = [](const ckh_reader_t *x, uint64_t i, ckh_tensor_info_t *t) -> ckh_status {
-      return ckh::sdk::guard([&] {
-        const Tensor &c = R(x)->tensors.at(i);
-        const uint32_t sz = t->struct_size;
-        std::memset(t, 0, std::min<size_t>(sz, sizeof *t));
-        t->struct_size = sz;
-        t->name = c.name.c_str();
-        t->dtype = c.dtype;
-        t->ndim = static_cast<uint32_t>(c.shape.size());
-        for (size_t d = 0; d < c.shape.size(); ++d) t->shape[d] = c.shape[d];
-      });
-    };
-    v.tensor_annot = nullptr;
-    v.piece_count = [](const ckh_reader_t *, uint64_t) -> uint32_t { return 1; };
-    v.piece = [](const ckh_reader_t *x, uint64_t i, uint32_t, ckh_piece_t *p) -> ckh_status {
-      return ckh::sdk::guard([&] {
-        const Tensor &c = R(x)->tensors.at(i);
-        const uint32_t sz = p->struct_size;
-        std::memset(p, 0, std::min<size_t>(sz, sizeof *p));
-        p->struct_size = sz;
-        p->file = c.file;
-        p->byte_offset = c.offset;
-        for (size_t d = 0; d < c.shape.size(); ++d) {
-          p->size[d] = c.shape[d];
-          p->stride[d] = c.stride[d];
-        }
-      });
-    };
-    v.metadata_json = [](const ckh_reader_t *x) { return R(x)->meta.c_str(); };
-    v.destroy = [](ckh_reader_t *x) { delete R(x); };
-    *out = &r.release()->vt;
+    *out = ckh::plugins::make_catalog_reader(std::move(r));
   });
 }
 
