@@ -65,6 +65,15 @@ void add_hf_side(json &meta, const json &options, const fs::path &default_dir) {
   }
 }
 
+void copy_side_files_to(ckh_layout_builder_t *lb, const json &meta, const std::string &dir) {
+  if (!meta.contains("side_files") || !meta["side_files"].is_array()) return;
+  for (const auto &sf : meta["side_files"]) {
+    const std::string name = sf.value("name", ""), path = sf.value("path", "");
+    if (name.empty() || path.empty() || is_weight_file(name)) continue;
+    check(lb->copy_file(lb, path.c_str(), (dir + "/" + name).c_str()));
+  }
+}
+
 void carry_side_files(ckh_layout_builder_t *lb, const json &meta, const std::set<std::string> &written) {
   const bool have_config = meta.contains("config") && meta["config"].is_object();
   const bool regen = have_config && meta.contains("config_modified") && meta["config_modified"].is_boolean() &&

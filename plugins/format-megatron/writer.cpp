@@ -20,6 +20,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "hf_files.hpp"
 #include "megatron_layout.hpp"
 #include "options.hpp"
 #include "torch_archive.hpp"
@@ -309,13 +310,7 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", tracker.data(), tracker.size()) != CKH_OK)
     throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
   // Side files (tokenizer, config) go next to the tracker so the checkpoint can be converted back.
-  if (meta.contains("side_files") && meta["side_files"].is_array())
-    for (const auto &sf : meta["side_files"]) {
-      const std::string name = sf.value("name", ""), path = sf.value("path", "");
-      if (name.empty() || path.empty()) continue;
-      if (lb->copy_file(lb, path.c_str(), ("hf/" + name).c_str()) != CKH_OK)
-        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "copy_file failed", true);
-    }
+  ckh::plugins::copy_side_files_to(lb, meta, "hf");
 }
 
 ckh_status finish(ckh_writer_t *wt, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) {

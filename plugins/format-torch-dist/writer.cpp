@@ -324,13 +324,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", tracker.data(), tracker.size()) != CKH_OK)
     throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
   // Side files (tokenizer, config) go to hf/ next to the tracker so the checkpoint can be converted back.
-  if (meta.contains("side_files") && meta["side_files"].is_array())
-    for (const auto &sf : meta["side_files"]) {
-      const std::string name = sf.value("name", ""), path = sf.value("path", "");
-      if (name.empty() || path.empty() || ckh::plugins::is_weight_file(name)) continue;
-      if (lb->copy_file(lb, path.c_str(), ("hf/" + name).c_str()) != CKH_OK)
-        throw ckh::sdk::Error(CKH_E_INVALID_ARG, "copy_file failed", true);
-    }
+  ckh::plugins::copy_side_files_to(lb, meta, "hf");
 }
 
 // ---- dcp (HF names) ------------------------------------------------------------------------------
