@@ -67,8 +67,9 @@ struct Item {
 // Lays out the data files and .metadata of a DCP directory under `dir` ("" or "iter_0000010/").
 class DcpWriter {
  public:
+  // `objects`: bytes items (fqn, pickle of the torch.save'd object), written after the chunks of file 0.
   void plan(ckh_layout_builder_t *lb, const std::string &dir, const std::vector<Item> &items, const Common &opt,
-            const json &planner_data) {
+            const json &planner_data, const std::vector<std::pair<std::string, std::string>> &objects = {}) {
     uint64_t total = 0;
     for (const auto &it : items)
       for (const auto &c : it.chunks) total += c.bytes;
@@ -96,6 +97,12 @@ class DcpWriter {
       e.dtype = it.dtype;
       e.size = it.size;
       for (const auto &c : it.chunks) e.chunks.push_back(DcpChunk{c.offsets, c.sizes, {}});
+      md.entries.push_back(std::move(e));
+    }
+    for (const auto &[fqn, pickle] : objects) {
+      DcpEntry e;
+      e.fqn = fqn;
+      e.is_bytes = true;
       md.entries.push_back(std::move(e));
     }
     for (uint64_t f = 0; f < nfiles; ++f) {
@@ -128,11 +135,30 @@ class DcpWriter {
         dc.where.present = true;
         blobs.push_back(std::move(b));
       }
+      struct Obj {
+        size_t entry;
+        std::unique_ptr<ArchiveLayout> archive;
+        uint64_t at = 0;
+      };
+      std::vector<Obj> objs;
+      for (size_t i = 0; f == 0 && i < objects.size(); ++i) {
+        Obj o{items.size() + i, std::make_unique<ArchiveLayout>(), 0};
+        const uint64_t size = o.archive->prepare(objects[i].second, {});
+        cursor = (cursor + 63) / 64 * 64;
+        o.at = cursor;
+        cursor += size;
+        md.entries[o.entry].bytes = DcpStorage{rel, o.at, size, true};
+        objs.push_back(std::move(o));
+      }
       const int32_t file = lb->add_file(lb, (dir + rel).c_str(), cursor);
       if (file < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
       for (auto &b : blobs) {
         b.archive->place(lb, file, b.at, b.pickle, {items[b.item].chunks[b.chunk].e});
         archives_.push_back(std::move(b.archive));
+      }
+      for (auto &o : objs) {
+        o.archive->place(lb, file, o.at, objects[o.entry - items.size()].second, {});
+        archives_.push_back(std::move(o.archive));
       }
     }
     const std::string bytes = write_dcp_metadata(md, opt.target);
@@ -301,8 +327,32 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   args["ckpt_format"] = "torch_dist";
   args["use_dist_ckpt"] = true;
 
+  // Megatron-Core ShardedObjects "<module>._extra_state/shard_<offset>_<shape>" (unique_key), holding
+  // torch.save([None]): what Megatron's own Column/RowParallelLinear save, and what Transformer Engine's
+  // set_extra_state takes as "no FP8 state" (TE 1.x and 2.x). Layer modules are stacked like the
+  // tensors (offset L of num_layers) or keyed per layer (offset 0 of 1). Megatron loads fail on
+  // missing objects with the default --dist-ckpt-strictness, while unexpected ones are ignored, so
+  // the superset from extra_state_modules() fits both TE and local layer specs.
+  std::vector<std::string> names;
+  for (uint64_t i = 0; i < b.input_count(); ++i) names.push_back(b.input_info(i).name);
+  Pickler none_list;
+  none_list.empty_list();
+  none_list.mark();
+  none_list.none();
+  none_list.appends();
+  none_list.stop();
+  std::vector<std::pair<std::string, std::string>> objects;
+  for (const std::string &m : extra_state_modules(names)) {
+    std::string key = m + "._extra_state/shard_0_1";
+    if (auto ln = parse_layer_name(m + ".x"); ln && homogeneous) {
+      const std::string module = ln->rest.substr(0, ln->rest.size() - 2);
+      key = ln->prefix + module + "._extra_state/shard_" + std::to_string(ln->layer) + "_" + std::to_string(num_layers);
+    }
+    objects.emplace_back(key, none_list.bytes());
+  }
+
   const std::string dir = ckh::megatron::iteration_dir(iteration < 0 ? 0 : iteration, iteration < 0) + "/";
-  w.dcp.plan(lb, dir, items, copt, json(nullptr));
+  w.dcp.plan(lb, dir, items, copt, json(nullptr), objects);
 
   Pickler pk;
   pk.empty_dict();

@@ -85,3 +85,27 @@ TEST(MegatronLayout, RankDirsAndVocab) {
   EXPECT_EQ(iteration_dir(1000, false), "iter_0001000");
   EXPECT_EQ(iteration_dir(0, true), "release");
 }
+
+TEST(MegatronLayout, ExtraStateModules) {
+  using ckh::megatron::extra_state_modules;
+  const std::vector<std::string> te = {
+      "embedding.word_embeddings.weight",
+      "decoder.layers.0.self_attention.linear_qkv.layer_norm_weight",
+      "decoder.layers.0.self_attention.linear_qkv.weight",
+      "decoder.layers.0.self_attention.linear_qkv.bias",
+      "decoder.layers.0.self_attention.q_layernorm.weight",
+      "decoder.layers.0.self_attention.linear_proj.weight",
+      "decoder.layers.0.mlp.linear_fc1.layer_norm_weight",
+      "decoder.layers.0.mlp.linear_fc1.weight",
+      "decoder.layers.0.mlp.linear_fc2.weight",
+      "decoder.final_layernorm.weight",
+  };
+  const std::vector<std::string> want = {
+      "decoder.layers.0.self_attention.linear_qkv", "decoder.layers.0.self_attention.core_attention",
+      "decoder.layers.0.self_attention.q_layernorm", "decoder.layers.0.self_attention.linear_proj",
+      "decoder.layers.0.mlp.linear_fc1",            "decoder.layers.0.mlp.linear_fc2",
+      "decoder.final_layernorm",                    "output_layer"};
+  EXPECT_EQ(extra_state_modules(te), want);  // output_layer also when tied (no output_layer.weight)
+  EXPECT_TRUE(extra_state_modules({"language_model.encoder.layers.0.mlp.dense_h_to_4h.weight"}).empty());
+  EXPECT_TRUE(extra_state_modules({"model.layers.0.mlp.up_proj.weight"}).empty());
+}

@@ -264,6 +264,8 @@ def load_torch_dist(root):
     flat, _ = read_dcp(d)
     sd = {}
     for k, t in flat.items():
+        if isinstance(t, bytes):  # ShardedObjects (_extra_state, common_state, rng)
+            continue
         if k.startswith("decoder.layers.") and not k.split(".")[2].isdigit():
             assert t.shape[0] == args.num_layers, k
             for l in range(t.shape[0]):
@@ -342,6 +344,18 @@ class TorchDistTests(L.CkhostTestCase):
             self.assertEqual(ent.size[0], cfg["num_hidden_layers"])
             self.assertEqual(len(ent.chunks), cfg["num_hidden_layers"])
             self.assertEqual(type(md).__module__, "torch.distributed.checkpoint.metadata")
+            # Transformer Engine / Megatron _extra_state ShardedObjects, as Megatron-Core names them
+            # (unique_key "<key>/shard_<layer>_<num_layers>"), each torch.save([None]).
+            flat, _ = read_dcp(it)
+            nl = cfg["num_hidden_layers"]
+            mods = ["self_attention.linear_qkv", "self_attention.core_attention", "self_attention.linear_proj",
+                    "mlp.linear_fc1", "mlp.linear_fc2"]
+            want = {"decoder.layers.%s._extra_state/shard_%d_%d" % (m, l, nl) for m in mods for l in range(nl)}
+            want |= {"decoder.final_layernorm._extra_state/shard_0_1", "output_layer._extra_state/shard_0_1"}
+            objs = {k: v for k, v in flat.items() if isinstance(v, bytes)}
+            self.assertEqual(set(objs), want)
+            for k, v in objs.items():
+                self.assertEqual(torch.load(io.BytesIO(v), weights_only=True), [None], k)
             # Back to HF, bit-exact; and through legacy Megatron both ways.
             back = self.path("back_" + config[:-5])
             run("convert", td, back, "--to", "hf", "--progress", "none")
@@ -363,10 +377,16 @@ class TorchDistTests(L.CkhostTestCase):
         run("convert", src, td, "--to", "torch-dist", "--dcp-torch", "1.13", "--dist-files", "3", "--progress", "none")
         d = os.path.join(td, "release")
         flat, md = read_dcp(d)
-        want = {k: torch.empty_like(v) for k, v in flat.items()}
+        want = {k: io.BytesIO() if isinstance(v, bytes) else torch.empty_like(v) for k, v in flat.items()}
         dcp.load_state_dict(want, dcp.FileSystemReader(d), no_dist=True)
+        objs = 0
         for k in flat:
-            self.assertTrue(torch.equal(want[k], flat[k]), k)
+            if isinstance(flat[k], bytes):  # the loader torch.load()s BytesStorageMetadata items
+                self.assertEqual(want[k], [None], k)
+                objs += 1
+            else:
+                self.assertTrue(torch.equal(want[k], flat[k]), k)
+        self.assertEqual(objs, 5 * 4 + 2)  # 4 layers
         self.assertTrue(torch.equal(want["embedding.word_embeddings.weight"][:300], hf["model.embed_tokens.weight"]))
         # Plain DCP with HF names (FSDP2 style): keys are "model." + HF names.
         out = self.path("dcp")
@@ -439,10 +459,13 @@ class TorchDistTests(L.CkhostTestCase):
             with open(p, "r+b") as f:
                 f.truncate(os.path.getsize(p) - 1000)
 
-        def corrupt_blob(rel):
-            p = os.path.join(rel, "__0_0.distcp")
-            with open(p, "r+b") as f:
-                f.seek(os.path.getsize(p) - 30)
+        def corrupt_blob(rel):  # the end (zip directory) of the last tensor chunk in __0_0.distcp
+            with open(os.path.join(rel, ".metadata"), "rb") as f:
+                md = pickle.load(f)
+            last = max((v for k, v in md.storage_data.items()
+                        if v.relative_path == "__0_0.distcp" and k.offset is not None), key=lambda v: v.offset)
+            with open(os.path.join(rel, "__0_0.distcp"), "r+b") as f:
+                f.seek(last.offset + last.length - 30)
                 f.write(b"\xff" * 30)
 
         cases = [
