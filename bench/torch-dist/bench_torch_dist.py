@@ -2,12 +2,10 @@
 """HF -> torch_dist (Megatron-Core DCP) and torch_dist -> HF for the TinyLlama-1.1B-shaped checkpoint
 (2.2 GB bf16), each side by side with `cat` of the same bytes, alternating runs, median.
 
-It also answers when `--dist-files N` helps, with three paired measurements:
-  - ckhost --dist-files 1 vs 2 (order alternated each round; the ratio is taken pair by pair);
-  - ckhost --threads 1 vs all cores with one data file (is one file written by several threads?);
-  - a filesystem probe: as many threads as cores pwrite 1 MiB blocks of a 2 GiB payload into one file vs
-    one file each. Concurrent writers of one file serialise on its inode lock on ext4/xfs/tmpfs, so this
-    ratio is the most a second file can gain when writing is the bottleneck.
+It also measures what `--dist-files N` gains, pair by pair (order alternated each round):
+  - ckhost --dist-files 1 vs 2, wall time and CPU seconds (writers of one file serialise on its inode
+    lock; with one file per worker the workers do not spin on it);
+  - ckhost --threads 1 vs all cores with one data file (one file is still written by every thread).
   bench/torch-dist/bench_torch_dist.py [--ckhost build/bin/ckhost] [--dir build/bench-data] [--runs 7]"""
 import argparse
 import glob
@@ -16,39 +14,10 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import ensure_source, timed  # noqa: E402
-
-
-def lock_probe(out, nfiles, nthreads, total=2 << 30, block=1 << 20):
-    """Seconds for `nthreads` threads to pwrite `total` bytes into `nfiles` files (os.pwrite drops the GIL)."""
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    os.sync()
-    fds = [os.open(os.path.join(out, "f%d" % i), os.O_RDWR | os.O_CREAT, 0o644) for i in range(nfiles)]
-    buf = b"\x5a" * block
-    per = total // nthreads
-
-    def work(t):
-        fd = fds[t % nfiles]
-        base = (t // nfiles) * per  # disjoint ranges of one file when threads share it
-        for off in range(0, per, block):
-            os.pwrite(fd, buf, base + off)
-
-    th = [threading.Thread(target=work, args=(t,)) for t in range(nthreads)]
-    t0 = time.monotonic()
-    for x in th:
-        x.start()
-    for x in th:
-        x.join()
-    dt = time.monotonic() - t0
-    for fd in fds:
-        os.close(fd)
-    return dt
+from benchlib import ensure_source, timed, timed_cpu  # noqa: E402
 
 
 def main():
@@ -74,10 +43,15 @@ def main():
         with open(os.path.join(out, "copy"), "wb") as f:
             return timed(["cat", *files], stdout=f)
 
+    cpu = {1: [], 2: []}
+
     def write(nfiles, threads=0):
         clean()
         cmd = [a.ckhost, "convert", src, out, "--to", "torch-dist", "--dist-files", str(nfiles), "--progress", "none", "-q"]
-        return timed(cmd + (["--threads", str(threads)] if threads else []))
+        wall, rss, secs = timed_cpu(cmd + (["--threads", str(threads)] if threads else []))
+        if not threads:
+            cpu[nfiles].append(secs)
+        return wall, rss
 
     def read():
         clean()
@@ -90,7 +64,6 @@ def main():
     cat(shards)
     keys = ("cat_src", "write1", "write2", "write1_t1", "cat_td", "read")
     res = {k: [] for k in keys}
-    probe = {1: [], cores: []}
     for i in range(a.runs):
         res["cat_src"].append(cat(shards))
         for n in ((1, 2) if i % 2 == 0 else (2, 1)):
@@ -98,8 +71,6 @@ def main():
         res["write1_t1"].append(write(1, threads=1))
         res["cat_td"].append(cat(td_files))
         res["read"].append(read())
-        for n in ((1, cores) if i % 2 == 0 else (cores, 1)):
-            probe[n].append(lock_probe(out, n, cores))
     clean()
     shutil.rmtree(td, ignore_errors=True)
     med = {k: statistics.median(t for t, _ in v) for k, v in res.items()}
@@ -121,15 +92,14 @@ def main():
 
     files = pairs([t for t, _ in res["write1"]], [t for t, _ in res["write2"]])
     threads = pairs([t for t, _ in res["write1_t1"]], [t for t, _ in res["write1"]])
-    lock = pairs(probe[1], probe[cores])
     print(f"\nwrite / cat = {med['write2'] / med['cat_src']:.2f} (--dist-files 2), "
           f"{med['write1'] / med['cat_src']:.2f} (--dist-files 1); read / cat = {med['read'] / med['cat_td']:.2f} "
           f"(targets <= 1.5); peak RSS {max(rss['write1'], rss['write2'], rss['read']) / 2**20:.0f} MiB (target <= 1024)")
-    print(f"--dist-files 2 vs 1 (time 1 / time 2, pair by pair): median {files[0]:.2f}x (min {files[1]:.2f}, max {files[2]:.2f})")
+    cpus = pairs(cpu[1], cpu[2])
+    print(f"--dist-files 2 vs 1 (time 1 / time 2, pair by pair): median {files[0]:.2f}x (min {files[1]:.2f}, max {files[2]:.2f}); "
+          f"CPU seconds {statistics.median(cpu[1]):.2f} vs {statistics.median(cpu[2]):.2f}, "
+          f"pair by pair {cpus[0]:.2f}x (min {cpus[1]:.2f}, max {cpus[2]:.2f})")
     print(f"one file, {cores} threads vs 1 thread: median {threads[0]:.2f}x (min {threads[1]:.2f}, max {threads[2]:.2f})")
-    print(f"filesystem probe, {cores} threads pwrite 2 GiB into 1 file vs {cores} files: the files are "
-          f"{lock[0]:.2f}x faster (min {lock[1]:.2f}, max {lock[2]:.2f}); the most a second file can gain when "
-          f"writing alone is the bottleneck")
 
 
 if __name__ == "__main__":

@@ -392,18 +392,16 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     plan_chunks(g, i, chunk, tasks);
     total += g.layout.regions[i].bytes;
   }
-  // Interleave the output files (round robin) so that concurrent workers write different files:
-  // writers of one file serialise on its inode lock on common filesystems.
-  {
-    std::vector<std::vector<Task>> per_file(g.layout.files.size());
-    for (const Task &t : tasks) per_file[static_cast<size_t>(g.layout.regions[t.region].file)].push_back(t);
-    std::vector<Task> mixed;
-    mixed.reserve(tasks.size());
-    for (size_t k = 0; mixed.size() < tasks.size(); ++k)
-      for (auto &q : per_file)
-        if (k < q.size()) mixed.push_back(q[k]);
-    tasks.swap(mixed);
-  }
+  // One queue of tasks per output file, written in order. A worker claims a file nobody has claimed
+  // yet and stays on it; when it is drained, the worker claims the next unclaimed file, and only when
+  // every file is claimed does it help on the others. Writers of one file serialise on its inode lock
+  // on common filesystems (ext4, xfs, tmpfs): workers sharing a file spin on that lock instead of copying.
+  std::vector<std::vector<size_t>> queue(g.layout.files.size());
+  for (size_t i = 0; i < tasks.size(); ++i) queue[static_cast<size_t>(g.layout.regions[tasks[i].region].file)].push_back(i);
+  queue.erase(std::remove_if(queue.begin(), queue.end(), [](const std::vector<size_t> &q) { return q.empty(); }), queue.end());
+  std::vector<std::atomic<size_t>> head(queue.size());
+  for (auto &h : head) h = 0;
+  std::atomic<size_t> unclaimed{0};
   threads = static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(threads, tasks.size())));
   stats.threads = threads;
   stats.chunk_bytes = chunk;
@@ -412,7 +410,6 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
 
   const ckh_kernels_t *k = host_table()->kernels;
   Evaluator ev(g, in_fds, k, opt.fp8_mode);
-  std::atomic<size_t> next{0};
   std::atomic<bool> failed{false};
   std::atomic<uint64_t> direct{0};
   std::exception_ptr first_error;
@@ -463,11 +460,36 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     return true;
   };
 
-  auto worker = [&] {
+  // The next task for a worker on file queue `home` (SIZE_MAX: none yet); false when all are drained.
+  auto take = [&](size_t &home, size_t &task) {
+    auto pop = [&](size_t q) {
+      if (head[q].load(std::memory_order_relaxed) >= queue[q].size()) return false;
+      const size_t at = head[q].fetch_add(1);
+      if (at >= queue[q].size()) return false;
+      task = queue[q][at];
+      return true;
+    };
+    while (true) {
+      if (home < queue.size() && pop(home)) return true;
+      const size_t c = unclaimed.fetch_add(1);
+      if (c >= queue.size()) break;
+      home = c;
+    }
+    for (size_t j = 1; j <= queue.size(); ++j) {
+      const size_t q = ((home < queue.size() ? home : 0) + j) % queue.size();
+      if (pop(q)) {
+        home = q;
+        return true;
+      }
+    }
+    return false;
+  };
+  auto work = [&] {
     std::vector<char> buf, block;
     std::vector<FileRange> ranges;
+    size_t home = SIZE_MAX;
     try {
-      for (size_t i; !failed && (i = next.fetch_add(1)) < tasks.size();) {
+      for (size_t i; !failed && take(home, i);) {
         if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
         const Task &t = tasks[i];
         const Region &r = g.layout.regions[t.region];
@@ -491,8 +513,8 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     }
   };
   std::vector<std::thread> pool;
-  for (unsigned i = 1; i < threads; ++i) pool.emplace_back(worker);
-  worker();
+  for (unsigned i = 1; i < threads; ++i) pool.emplace_back(work);
+  work();
   for (auto &th : pool) th.join();
   progress.stop();
   if (first_error) std::rethrow_exception(first_error);
