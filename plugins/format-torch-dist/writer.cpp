@@ -99,66 +99,48 @@ class DcpWriter {
       for (const auto &c : it.chunks) e.chunks.push_back(DcpChunk{c.offsets, c.sizes, {}});
       md.entries.push_back(std::move(e));
     }
-    for (const auto &[fqn, pickle] : objects) {
+    for (const auto &o : objects) {
       DcpEntry e;
-      e.fqn = fqn;
+      e.fqn = o.first;
       e.is_bytes = true;
       md.entries.push_back(std::move(e));
     }
     for (uint64_t f = 0; f < nfiles; ++f) {
       if (per_file[f].empty() && f > 0) continue;
       const std::string rel = "__0_" + std::to_string(f) + ".distcp";
+      // Every item is a torch.save archive: a tensor chunk, or (file 0) a bytes object.
       struct Blob {
-        size_t item, chunk;
         std::string pickle;
-        std::unique_ptr<ArchiveLayout> archive;
-        uint64_t at = 0, size = 0;
+        std::vector<uint64_t> bytes;
+        std::vector<ckh_expr> tensors;
+        DcpStorage *where;
+        std::unique_ptr<ArchiveLayout> archive = std::make_unique<ArchiveLayout>();
+        uint64_t at = 0;
       };
       std::vector<Blob> blobs;
-      uint64_t cursor = 0;
       for (const auto &pl : per_file[f]) {
         const Item &it = items[pl.item];
         const Chunk &c = it.chunks[pl.chunk];
-        Blob b{pl.item, pl.chunk, {}, std::make_unique<ArchiveLayout>(), 0, 0};
         Pickler pk;
         pk.tensor("0", it.dtype, c.sizes);
         pk.stop();
-        b.pickle = pk.bytes();
-        b.size = b.archive->prepare(b.pickle, {c.bytes});
+        blobs.push_back(Blob{pk.bytes(), {c.bytes}, {c.e}, &md.entries[pl.item].chunks[pl.chunk].where});
+      }
+      for (size_t i = 0; f == 0 && i < objects.size(); ++i)
+        blobs.push_back(Blob{objects[i].second, {}, {}, &md.entries[items.size() + i].bytes});
+      uint64_t cursor = 0;
+      for (auto &b : blobs) {
+        const uint64_t size = b.archive->prepare(b.pickle, b.bytes);
         cursor = (cursor + 63) / 64 * 64;  // item starts 64-byte aligned: payloads land on 64-byte file offsets
         b.at = cursor;
-        cursor += b.size;
-        DcpChunk &dc = md.entries[pl.item].chunks[pl.chunk];
-        dc.where.relative_path = rel;
-        dc.where.offset = b.at;
-        dc.where.length = b.size;
-        dc.where.present = true;
-        blobs.push_back(std::move(b));
-      }
-      struct Obj {
-        size_t entry;
-        std::unique_ptr<ArchiveLayout> archive;
-        uint64_t at = 0;
-      };
-      std::vector<Obj> objs;
-      for (size_t i = 0; f == 0 && i < objects.size(); ++i) {
-        Obj o{items.size() + i, std::make_unique<ArchiveLayout>(), 0};
-        const uint64_t size = o.archive->prepare(objects[i].second, {});
-        cursor = (cursor + 63) / 64 * 64;
-        o.at = cursor;
+        *b.where = DcpStorage{rel, b.at, size, true};
         cursor += size;
-        md.entries[o.entry].bytes = DcpStorage{rel, o.at, size, true};
-        objs.push_back(std::move(o));
       }
       const int32_t file = lb->add_file(lb, (dir + rel).c_str(), cursor);
       if (file < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
       for (auto &b : blobs) {
-        b.archive->place(lb, file, b.at, b.pickle, {items[b.item].chunks[b.chunk].e});
+        b.archive->place(lb, file, b.at, b.pickle, b.tensors);
         archives_.push_back(std::move(b.archive));
-      }
-      for (auto &o : objs) {
-        o.archive->place(lb, file, o.at, objects[o.entry - items.size()].second, {});
-        archives_.push_back(std::move(o.archive));
       }
     }
     const std::string bytes = write_dcp_metadata(md, opt.target);
@@ -344,10 +326,8 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   std::vector<std::pair<std::string, std::string>> objects;
   for (const std::string &m : extra_state_modules(names)) {
     std::string key = m + "._extra_state/shard_0_1";
-    if (auto ln = parse_layer_name(m + ".x"); ln && homogeneous) {
-      const std::string module = ln->rest.substr(0, ln->rest.size() - 2);
-      key = ln->prefix + module + "._extra_state/shard_" + std::to_string(ln->layer) + "_" + std::to_string(num_layers);
-    }
+    if (auto ln = parse_layer_name(m); ln && homogeneous)
+      key = ln->prefix + ln->rest + "._extra_state/shard_" + std::to_string(ln->layer) + "_" + std::to_string(num_layers);
     objects.emplace_back(key, none_list.bytes());
   }
 
