@@ -1,5 +1,6 @@
 // options.cpp — see options.hpp.
 #include "options.hpp"
+#include "writer_glue.hpp"
 
 #include <algorithm>
 #include <string>
@@ -29,6 +30,12 @@ int64_t int_option(const nlohmann::json &o, const char *key, int64_t def, int64_
   }
   if (x < lo) ckh::sdk::fail(CKH_E_INVALID_ARG, flag + " must be >= " + std::to_string(lo));
   return x;
+}
+
+nlohmann::json parse_json_object(const char *text, const char *what) {
+  nlohmann::json j = nlohmann::json::parse(text && *text ? text : "{}", nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) ckh::sdk::fail(CKH_E_INVALID_ARG, std::string(what) + ": not a JSON object");
+  return j;
 }
 
 }  // namespace ckh::plugins

@@ -23,6 +23,7 @@
 #include "hf_files.hpp"
 #include "megatron_layout.hpp"
 #include "options.hpp"
+#include "writer_glue.hpp"
 #include "torch_archive.hpp"
 #include "torch_save.hpp"
 
@@ -72,14 +73,16 @@ struct RankFile {
 };
 
 struct Writer {
-  ckh_writer_t vt{};
   json options;
   std::vector<std::unique_ptr<RankFile>> files;
+  explicit Writer(const json &o) : options(o) { parse_options(options); }  // validate early
+  void plan(const json &meta, ckh_layout_builder_t *lb);
+  void finish(const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) const {
+    for (const auto &rf : files) rf->archive.finish(digests, n, p);
+  }
 };
 
-Writer *W(const ckh_writer_t *w) { return static_cast<Writer *>(w->impl); }
-
-void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
+void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::sdk::Builder b(lb->expr);
   const Options opt = parse_options(w.options);
   if (!meta.contains("args") || !meta["args"].is_object())
@@ -313,34 +316,9 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::plugins::copy_side_files_to(lb, meta, "hf");
 }
 
-ckh_status finish(ckh_writer_t *wt, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) {
-  return ckh::sdk::guard([&] {
-    for (auto &rf : W(wt)->files) rf->archive.finish(digests, n, p);
-  });
-}
+void Writer::plan(const json &meta, ckh_layout_builder_t *lb) { plan_ranks(*this, meta, lb); }
 
-ckh_status create(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
-  *out = nullptr;
-  return ckh::sdk::guard([&] {
-    auto w = std::make_unique<Writer>();
-    w->options = json::parse(options_json ? options_json : "{}", nullptr, false);
-    if (w->options.is_discarded()) w->options = json::object();
-    parse_options(w->options);  // validate early
-    w->vt.struct_size = sizeof w->vt;
-    w->vt.impl = w.get();
-    w->vt.plan = [](ckh_writer_t *x, const char *meta, ckh_layout_builder_t *lb) -> ckh_status {
-      return ckh::sdk::guard([&] {
-        const json m = json::parse(meta ? meta : "{}", nullptr, false);
-        plan(*W(x), m.is_discarded() ? json::object() : m, lb);
-      });
-    };
-    w->vt.finish = finish;
-    w->vt.destroy = [](ckh_writer_t *x) { delete W(x); };
-    *out = &w.release()->vt;
-  });
-}
-
-const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, create};
+const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "megatron",
                                      "Megatron-LM per-rank torch checkpoints (TP/PP/VPP, model_optim_rng.pt)",
                                      R"({"container":"torch-zip","layout":"megatron"})", &kWriter};

@@ -29,6 +29,7 @@
 
 #include "header.hpp"
 #include "hf_files.hpp"
+#include "writer_glue.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -367,11 +368,10 @@ ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char 
 // Writer
 
 struct Writer {
-  ckh_writer_t vt{};
   uint64_t max_shard = kDefaultShard;
+  explicit Writer(const json &o);
+  void plan(const json &meta, ckh_layout_builder_t *lb) const;
 };
-
-Writer &W(const ckh_writer_t *w) { return *static_cast<Writer *>(w->impl); }
 
 // A layout builder call failed: the host already holds the message; pass its status on.
 [[noreturn]] void host_failed(ckh_status s = CKH_E_INVALID_ARG) {
@@ -451,10 +451,11 @@ std::string shard_header(const std::vector<const OutTensor *> &ts, std::vector<u
   return h;
 }
 
-void plan_into(const Writer &w, const char *metadata_json, ckh_layout_builder_t *lb) {
-  if (!lb || !lb->expr) fail(CKH_E_INVALID_ARG, "plan: no layout builder");
-  json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, /*allow_exceptions=*/false);
-  if (meta.is_discarded() || !meta.is_object()) fail(CKH_E_INVALID_ARG, "plan: metadata is not a JSON object");
+Writer::Writer(const json &o) {
+  if (o.contains("max_shard_size") && !o["max_shard_size"].is_null()) max_shard = parse_size(o["max_shard_size"]);
+}
+
+void Writer::plan(const json &meta, ckh_layout_builder_t *lb) const {
   ckh::sdk::Builder b(lb->expr);
 
   std::vector<OutTensor> ts;
@@ -483,7 +484,7 @@ void plan_into(const Writer &w, const char *metadata_json, ckh_layout_builder_t 
   std::vector<std::vector<const OutTensor *>> shards(1);
   uint64_t cur = 0, total = 0;
   for (const OutTensor &t : ts) {
-    if (!shards.back().empty() && (cur + t.bytes < cur || cur + t.bytes > w.max_shard)) {
+    if (!shards.back().empty() && (cur + t.bytes < cur || cur + t.bytes > max_shard)) {
       shards.emplace_back();
       cur = 0;
     }
@@ -529,31 +530,10 @@ void plan_into(const Writer &w, const char *metadata_json, ckh_layout_builder_t 
   ckh::plugins::carry_side_files(lb, meta, written);
 }
 
-ckh_status create_writer(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
-  if (out) *out = nullptr;
-  return ckh::sdk::guard([&] {
-    if (!out) fail(CKH_E_INVALID_ARG, "create: null output");
-    auto w = std::make_unique<Writer>();
-    const json o = json::parse(options_json && *options_json ? options_json : "{}", nullptr, false);
-    if (o.is_discarded() || !o.is_object()) fail(CKH_E_INVALID_ARG, "writer options are not a JSON object");
-    if (o.contains("max_shard_size") && !o["max_shard_size"].is_null()) w->max_shard = parse_size(o["max_shard_size"]);
-    w->vt.struct_size = sizeof w->vt;
-    w->vt.impl = w.get();
-    w->vt.plan = [](ckh_writer_t *self, const char *meta, ckh_layout_builder_t *lb) {
-      return ckh::sdk::guard([&] { plan_into(W(self), meta, lb); });
-    };
-    w->vt.finish = nullptr;
-    w->vt.destroy = [](ckh_writer_t *x) {
-      if (x) delete static_cast<Writer *>(x->impl);
-    };
-    *out = &w.release()->vt;
-  });
-}
-
 // ---------------------------------------------------------------------------------------------------
 
 const ckh_reader_class_t kReader = {sizeof(ckh_reader_class_t), 0, probe, open_reader};
-const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, create_writer};
+const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kReaderComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_READER, "hf", "HF safetensors checkpoints (single file, or shards + index)",
     R"({"container":"safetensors","layout":"hf","extensions":[".safetensors"]})", &kReader};

@@ -27,6 +27,7 @@
 #include "hf_files.hpp"
 #include "megatron_layout.hpp"
 #include "options.hpp"
+#include "writer_glue.hpp"
 #include "torch_archive.hpp"
 #include "torch_save.hpp"
 
@@ -173,11 +174,11 @@ void check_dtype(const std::string &name, ckh_dtype dt) {
 }
 
 struct WriterBase {
-  ckh_writer_t vt{};
   json options;
   DcpWriter dcp;
+  explicit WriterBase(const json &o) : options(o) { common_options(options); }  // validate early
+  void finish(const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) const { dcp.finish(digests, n, p); }
 };
-WriterBase *W(const ckh_writer_t *w) { return static_cast<WriterBase *>(w->impl); }
 
 // ---- torch-dist ----------------------------------------------------------------------------------
 
@@ -388,38 +389,19 @@ void plan_dcp(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::plugins::carry_side_files(lb, meta, {".metadata"});
 }
 
-ckh_status finish(ckh_writer_t *wt, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) {
-  return ckh::sdk::guard([&] { W(wt)->dcp.finish(digests, n, p); });
-}
-
+// One writer class per plan function.
 template <void (*Plan)(WriterBase &, const json &, ckh_layout_builder_t *)>
-ckh_status create(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
-  *out = nullptr;
-  return ckh::sdk::guard([&] {
-    auto w = std::make_unique<WriterBase>();
-    w->options = json::parse(options_json ? options_json : "{}", nullptr, false);
-    if (w->options.is_discarded()) w->options = json::object();
-    common_options(w->options);  // validate early
-    w->vt.struct_size = sizeof w->vt;
-    w->vt.impl = w.get();
-    w->vt.plan = [](ckh_writer_t *x, const char *meta, ckh_layout_builder_t *lb) -> ckh_status {
-      return ckh::sdk::guard([&] {
-        const json m = json::parse(meta ? meta : "{}", nullptr, false);
-        Plan(*W(x), m.is_discarded() ? json::object() : m, lb);
-      });
-    };
-    w->vt.finish = finish;
-    w->vt.destroy = [](ckh_writer_t *x) { delete W(x); };
-    *out = &w.release()->vt;
-  });
-}
+struct Writer : WriterBase {
+  using WriterBase::WriterBase;
+  void plan(const json &meta, ckh_layout_builder_t *lb) { Plan(*this, meta, lb); }
+};
 
-const ckh_writer_class_t kDistWriter = {sizeof(ckh_writer_class_t), 0, create<plan_torch_dist>};
+const ckh_writer_class_t kDistWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer<plan_torch_dist>>};
 const ckh_component_t kDistWriterComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "torch-dist",
     "Megatron-Core distributed checkpoints (torch_dist: DCP + metadata.json + common.pt, stacked layers)",
     R"({"container":"dcp","layout":"megatron"})", &kDistWriter};
-const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, create<plan_dcp>};
+const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer<plan_dcp>>};
 const ckh_component_t kDcpWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "dcp",
                                         "PyTorch Distributed Checkpoint with HF state-dict names (FSDP2; --dcp-prefix)",
                                         R"({"container":"dcp","layout":"hf"})", &kDcpWriter};

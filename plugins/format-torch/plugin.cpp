@@ -22,6 +22,7 @@
 #include "torch_archive.hpp"
 #include "torch_load.hpp"
 #include "torch_save.hpp"
+#include "writer_glue.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -219,13 +220,22 @@ ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char 
 // ---- writer ------------------------------------------------------------------------------------
 
 struct Writer {
-  ckh_writer_t vt{};
   uint64_t max_shard = 10000000000ull;  // transformers' historical default for .bin shards
   std::vector<std::unique_ptr<ArchiveLayout>> archives;
+  explicit Writer(const json &o) {
+    if (o.contains("max_shard_size")) {
+      if (!o["max_shard_size"].is_number_unsigned() || o["max_shard_size"].get<uint64_t>() == 0)
+        fail(CKH_E_INVALID_ARG, "max_shard_size must be a positive number of bytes");
+      max_shard = o["max_shard_size"].get<uint64_t>();
+    }
+  }
+  void plan(const json &meta, ckh_layout_builder_t *lb);
+  void finish(const ckh_region_digest_t *d, uint64_t n, ckh_patcher_t *p) const {
+    for (const auto &a : archives) a->finish(d, n, p);
+  }
 };
-Writer *W(const ckh_writer_t *w) { return static_cast<Writer *>(w->impl); }
 
-void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
+void Writer::plan(const json &meta, ckh_layout_builder_t *lb) {
   ckh::sdk::Builder b(lb->expr);
   struct T {
     std::string name;
@@ -241,7 +251,7 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': torch 1.13 has no storage for this dtype (cast with --dtype)");
     t.bytes = ckh_dtype_size(t.info.dtype);
     for (uint32_t d = 0; d < t.info.ndim; ++d) t.bytes *= static_cast<uint64_t>(t.info.shape[d]);
-    if (!shards.back().empty() && cur + t.bytes > w.max_shard) {
+    if (!shards.back().empty() && cur + t.bytes > max_shard) {
       shards.emplace_back();
       cur = 0;
     }
@@ -275,8 +285,8 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       pk.setitems();
     }
     pk.stop();
-    w.archives.push_back(std::make_unique<ArchiveLayout>());
-    w.archives.back()->plan(lb, fname, pk.bytes(), exprs, sizes);
+    archives.push_back(std::make_unique<ArchiveLayout>());
+    archives.back()->plan(lb, fname, pk.bytes(), exprs, sizes);
   }
   auto small = [&](const std::string &name, const std::string &content) {
     if (lb->add_small_file(lb, name.c_str(), content.data(), content.size()) != CKH_OK)
@@ -289,36 +299,8 @@ void plan(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::plugins::carry_side_files(lb, meta, written);
 }
 
-ckh_status create_writer(const ckh_writer_class_t *, const char *options_json, ckh_writer_t **out) {
-  *out = nullptr;
-  return ckh::sdk::guard([&] {
-    auto w = std::make_unique<Writer>();
-    const json o = json::parse(options_json ? options_json : "{}", nullptr, false);
-    if (!o.is_discarded() && o.contains("max_shard_size")) {
-      if (!o["max_shard_size"].is_number_unsigned() || o["max_shard_size"].get<uint64_t>() == 0)
-        fail(CKH_E_INVALID_ARG, "max_shard_size must be a positive number of bytes");
-      w->max_shard = o["max_shard_size"].get<uint64_t>();
-    }
-    w->vt.struct_size = sizeof w->vt;
-    w->vt.impl = w.get();
-    w->vt.plan = [](ckh_writer_t *x, const char *meta, ckh_layout_builder_t *lb) -> ckh_status {
-      return ckh::sdk::guard([&] {
-        const json m = json::parse(meta ? meta : "{}", nullptr, false);
-        plan(*W(x), m.is_discarded() ? json::object() : m, lb);
-      });
-    };
-    w->vt.finish = [](ckh_writer_t *x, const ckh_region_digest_t *d, uint64_t n, ckh_patcher_t *p) -> ckh_status {
-      return ckh::sdk::guard([&] {
-        for (const auto &a : W(x)->archives) a->finish(d, n, p);
-      });
-    };
-    w->vt.destroy = [](ckh_writer_t *x) { delete W(x); };
-    *out = &w.release()->vt;
-  });
-}
-
 const ckh_reader_class_t kReader = {sizeof(ckh_reader_class_t), 0, probe, open_reader};
-const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, create_writer};
+const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kReaderComp = {sizeof(ckh_component_t), CKH_COMPONENT_READER, "torch",
                                      "torch.save files (.pt/.pth, HF pytorch_model.bin, sharded), read without executing pickle",
                                      R"({"container":"torch-zip","layout":"hf","extensions":[".pt",".pth",".bin"]})", &kReader};
