@@ -199,57 +199,62 @@ struct Task {
   uint64_t bytes;
 };
 
-// Splits a region into row-major runs of at most chunk bytes (one element at least).
-void plan_chunks(const Graph &g, size_t ri, uint64_t chunk, std::vector<Task> &tasks) {
-  const Region &r = g.layout.regions[ri];
-  const Node &n = g.node(r.node);
-  const uint64_t es = ckh_dtype_size(n.dtype);
-  const uint32_t nd = n.shape.ndim;
-  if (n.shape.numel() == 0) return;
+// Splits a row-major box of `shape` (elements of `es` bytes) into contiguous runs of at most `limit`
+// bytes (one element at least): emit(offset, box, byte offset of the run within the whole).
+template <class Emit>
+void split_runs(const Shape &shape, uint64_t es, uint64_t limit, Emit &&emit) {
+  const uint32_t nd = shape.ndim;
+  if (shape.numel() == 0) return;
   if (nd == 0) {
-    tasks.push_back({ri, Index{}, n.shape, r.offset, es});
+    emit(Index{}, shape, uint64_t{0});
     return;
   }
-  // k: first dim whose trailing block fits into a chunk.
+  // k: first dim whose trailing block fits into a run.
   uint32_t k = 0;
   uint64_t inner = es;
-  for (uint32_t i = 1; i < nd; ++i) inner *= static_cast<uint64_t>(n.shape.d[i]);
-  while (k + 1 < nd && inner > chunk) {
+  for (uint32_t i = 1; i < nd; ++i) inner *= static_cast<uint64_t>(shape.d[i]);
+  while (k + 1 < nd && inner > limit) {
     ++k;
-    inner /= static_cast<uint64_t>(n.shape.d[k]);
+    inner /= static_cast<uint64_t>(shape.d[k]);
   }
-  const int64_t per = static_cast<int64_t>(std::max<uint64_t>(1, chunk / inner));
+  const int64_t per = static_cast<int64_t>(std::max<uint64_t>(1, limit / inner));
   Index rm{};
   {
     int64_t acc = 1;
     for (int i = static_cast<int>(nd) - 1; i >= 0; --i) {
       rm[static_cast<size_t>(i)] = acc;
-      acc *= n.shape.d[static_cast<size_t>(i)];
+      acc *= shape.d[static_cast<size_t>(i)];
     }
   }
   Index idx{};
   while (true) {
-    for (int64_t s = 0; s < n.shape.d[k]; s += per) {
-      Task t;
-      t.region = ri;
-      t.off = idx;
-      t.off[k] = s;
-      t.box = n.shape;
-      for (uint32_t i = 0; i < k; ++i) t.box.d[i] = 1;
-      t.box.d[k] = std::min(per, n.shape.d[k] - s);
+    for (int64_t s = 0; s < shape.d[k]; s += per) {
+      Index off = idx;
+      off[k] = s;
+      Shape box = shape;
+      for (uint32_t i = 0; i < k; ++i) box.d[i] = 1;
+      box.d[k] = std::min(per, shape.d[k] - s);
       int64_t flat = 0;
-      for (uint32_t i = 0; i < nd; ++i) flat += t.off[i] * rm[i];
-      t.out_offset = r.offset + static_cast<uint64_t>(flat) * es;
-      t.bytes = static_cast<uint64_t>(t.box.numel()) * es;
-      tasks.push_back(t);
+      for (uint32_t i = 0; i < nd; ++i) flat += off[i] * rm[i];
+      emit(off, box, static_cast<uint64_t>(flat) * es);
     }
     int i = static_cast<int>(k) - 1;
     for (; i >= 0; --i) {
-      if (++idx[static_cast<size_t>(i)] < n.shape.d[static_cast<size_t>(i)]) break;
+      if (++idx[static_cast<size_t>(i)] < shape.d[static_cast<size_t>(i)]) break;
       idx[static_cast<size_t>(i)] = 0;
     }
     if (i < 0) break;
   }
+}
+
+// Splits a region into tasks of at most chunk bytes.
+void plan_chunks(const Graph &g, size_t ri, uint64_t chunk, std::vector<Task> &tasks) {
+  const Region &r = g.layout.regions[ri];
+  const Node &n = g.node(r.node);
+  const uint64_t es = ckh_dtype_size(n.dtype);
+  split_runs(n.shape, es, chunk, [&](const Index &off, const Shape &box, uint64_t at) {
+    tasks.push_back({ri, off, box, r.offset + at, static_cast<uint64_t>(box.numel()) * es});
+  });
 }
 
 bool dir_empty(const fs::path &p) {
@@ -416,6 +421,7 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   std::mutex err_m;
   Progress progress(total, opt.progress);
 
+  constexpr uint64_t kEvalBlock = 1u << 20;
   // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes).
   // Large runs without a CRC move in-kernel (copy_file_range). Otherwise the runs are packed into a
   // cache-sized block (one pread per run), checksummed while the block is in cache when the writer
@@ -499,11 +505,19 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
           progress.add(t.bytes);
           continue;
         }
-        if (buf.size() < t.bytes) buf.resize(t.bytes);
-        ev.eval(r.node, t.off, View::dense(buf.data(), g.node(r.node).dtype, t.box));
-        if (want_crc)
-          crcs[i] = ::crc32_gzip_refl(0, reinterpret_cast<const unsigned char *>(buf.data()), t.bytes);
-        pwrite_full(ofd, buf.data(), t.bytes, t.out_offset, out_paths[static_cast<size_t>(r.file)]);
+        // Evaluated in cache-sized blocks, each checksummed and written while it is in cache.
+        const ckh_dtype dt = g.node(r.node).dtype;
+        uint32_t c = 0;
+        split_runs(t.box, ckh_dtype_size(dt), kEvalBlock, [&](const Index &sub, const Shape &box, uint64_t at) {
+          Index off = t.off;
+          for (uint32_t d = 0; d < box.ndim; ++d) off[d] += sub[d];
+          const uint64_t n = static_cast<uint64_t>(box.numel()) * ckh_dtype_size(dt);
+          if (buf.size() < n) buf.resize(n);
+          ev.eval(r.node, off, View::dense(buf.data(), dt, box));
+          if (want_crc) c = ::crc32_gzip_refl(c, reinterpret_cast<const unsigned char *>(buf.data()), n);
+          pwrite_full(ofd, buf.data(), n, t.out_offset + at, out_paths[static_cast<size_t>(r.file)]);
+        });
+        crcs[i] = c;
         progress.add(t.bytes);
       }
     } catch (...) {
