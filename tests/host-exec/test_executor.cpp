@@ -191,3 +191,28 @@ TEST(Executor, ManyFilesAnyThreadCount) {
     }
   }
 }
+
+// Evaluated chunks larger than the 1 MiB evaluation block: computed, checksummed and written block by
+// block, giving the same bytes and CRC as the whole.
+TEST(Executor, EvaluatedChunksInBlocks) {
+  Env e;
+  const int64_t rows = 1500, cols = 1900;  // 2.85 MB, transposed: several 1 MiB blocks per chunk
+  int32_t t = e.g.permute(e.tensor(rows, cols, 11), {1, 0});
+  OutFile f;
+  f.relpath = "t.bin";
+  f.size = static_cast<uint64_t>(rows * cols);
+  e.g.layout.files.push_back(f);
+  e.g.layout.regions.push_back({0, 0, t, CKH_REGION_CRC32, f.size});
+  ExecOptions opt;
+  opt.threads = 2;
+  opt.max_memory = 1ull << 30;  // 64 MiB chunks: the whole tensor is one chunk
+  opt.progress = 0;
+  std::vector<ckh_region_digest_t> got;
+  execute(e.g, (e.dir / "out").string(), opt, [&](const std::vector<ckh_region_digest_t> &d, ckh_patcher_t *) { got = d; });
+  std::string want(f.size, '\0');
+  for (int64_t c = 0; c < cols; ++c)
+    for (int64_t r = 0; r < rows; ++r) want[static_cast<size_t>(c * rows + r)] = e.data[11 + static_cast<size_t>(r * cols + c)];
+  EXPECT_EQ(slurp(e.dir / "out" / "t.bin"), want);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].crc32, ::crc32(0, reinterpret_cast<const Bytef *>(want.data()), static_cast<uInt>(want.size())));
+}
