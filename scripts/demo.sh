@@ -18,7 +18,7 @@ step "1. synthesise an HF Llama checkpoint from $(basename "$MODEL")"
 step "2. inspect it"
 "$CK" inspect "$W/hf" | sed -n '1,5p;/tensors,/p'
 
-step "3. reshard into 1 MB shards (bytes move once, in-kernel where possible)"
+step "3. reshard into 1 MB shards (bytes only move: pread and pwrite through a 1 MiB block)"
 "$CK" convert "$W/hf" "$W/hf-sharded" --to hf --max-shard-size 1MB --progress none
 ls "$W/hf-sharded"
 

@@ -423,7 +423,7 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
 
   constexpr uint64_t kEvalBlock = 1u << 20;
   // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes).
-  // Large runs without a CRC move in-kernel (copy_file_range). Otherwise the runs are packed into a
+  // With --copy-file-range, large runs without a CRC move in-kernel. Otherwise the runs are packed into a
   // cache-sized block (one pread per run), checksummed while the block is in cache when the writer
   // wants a CRC, and written with one pwrite per block: each byte is touched as `cat` touches it.
   // Returns false when the chunk needs evaluation (conversions, strided pieces, runs under 2 KiB on
@@ -435,7 +435,7 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     const size_t max_ranges = static_cast<size_t>(std::max<uint64_t>(1, t.bytes / kMinRun));
     if (!ev.gather(r.node, t.off, t.box, ranges, max_ranges)) return false;
     const bool want_crc = r.flags & CKH_REGION_CRC32;
-    if (!want_crc && t.bytes / ranges.size() >= kMinKernelRun) {
+    if (!want_crc && opt.copy_file_range && t.bytes / ranges.size() >= kMinKernelRun) {
       uint64_t at = t.out_offset;
       for (const FileRange &fr : ranges) {
         if (!copy_range(in_fds[fr.file], fr.offset, ofd, at, fr.length)) return false;

@@ -138,6 +138,7 @@ po::options_description convert_options() {
       "threads", po::value<unsigned>(), "worker threads (default: all cores)")(
       "max-memory", po::value<std::string>(), "bound on conversion buffers (default 1GiB)")(
       "force", po::bool_switch(), "replace a non-empty destination")(
+      "copy-file-range", po::bool_switch(), "move plain byte runs in-kernel (pays on reflink filesystems and NFS 4.2)")(
       "dry-run", po::bool_switch(), "print the plan, write nothing")(
       "config", po::value<std::string>(), "read options from a JSON file (as written by --print-config)")(
       "print-config", po::bool_switch(), "print the effective options as JSON and exit")(
@@ -174,7 +175,7 @@ json effective_config(const po::variables_map &vm) {
   for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config", "dcp-prefix", "dcp-torch"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("iteration")) c["iteration"] = vm["iteration"].as<int64_t>();
-  for (const char *k : {"force", "dry-run"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
+  for (const char *k : {"force", "dry-run", "copy-file-range"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
   for (const char *k : {"map", "option"})
     c[k] = vm.count(k) ? json(vm[k].as<std::vector<std::string>>()) : json::array();
   return c;
@@ -216,6 +217,7 @@ ExecOptions exec_options(const po::variables_map &vm) {
   if (vm.count("threads")) e.threads = vm["threads"].as<unsigned>();
   if (vm.count("max-memory")) e.max_memory = parse_size(vm["max-memory"].as<std::string>());
   e.force = vm.count("force") && vm["force"].as<bool>();
+  e.copy_file_range = vm.count("copy-file-range") && vm["copy-file-range"].as<bool>();
   if (vm.count("progress")) {
     const std::string p = vm["progress"].as<std::string>();
     if (p == "auto") e.progress = -1;

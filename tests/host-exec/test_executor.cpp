@@ -125,6 +125,10 @@ TEST(Executor, PlainCopiesMoveInKernelAndForceReplaces) {
   ExecStats st = execute(e.g, (e.dir / "dst").string(), opt, nullptr);
   EXPECT_FALSE(fs::exists(e.dir / "dst" / "old.txt"));
   EXPECT_EQ(slurp(e.dir / "dst" / "x.bin"), e.data.substr(0, f.size));
+  EXPECT_EQ(st.direct_bytes, 0u);  // pread + pwrite through a block by default
+  opt.copy_file_range = true;
+  st = execute(e.g, (e.dir / "dst").string(), opt, nullptr);
+  EXPECT_EQ(slurp(e.dir / "dst" / "x.bin"), e.data.substr(0, f.size));
   EXPECT_EQ(st.direct_bytes, f.size);  // same filesystem: copy_file_range
 }
 

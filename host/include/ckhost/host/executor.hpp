@@ -18,6 +18,11 @@ struct ExecOptions {
   bool force = false;                      // replace a non-empty destination
   int progress = -1;                       // -1 auto (bar on a terminal), 0 off, 1 plain lines
   int32_t fp8_mode = CKH_FP8_NONSAT;
+  // Move plain byte runs with copy_file_range instead of pread + pwrite through a 1 MiB block. Off by
+  // default: on ext4 the kernel copies through a pipe in 64 KiB steps under the output's inode lock,
+  // which measured slower (reshard of the 2.2 GB model: 0.37 s vs 0.29 s, 1.3x the CPU). It pays
+  // where the filesystem shares extents (XFS/btrfs reflink) or copies server-side (NFS 4.2).
+  bool copy_file_range = false;
 };
 
 struct ExecStats {
