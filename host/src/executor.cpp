@@ -421,7 +421,7 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   std::mutex err_m;
   Progress progress(total, opt.progress);
 
-  constexpr uint64_t kEvalBlock = 1u << 20;
+  constexpr uint64_t kBlock = 1u << 20;  // the cache-sized unit bytes are copied, computed and written in
   // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes).
   // With --copy-file-range, large runs without a CRC move in-kernel. Otherwise the runs are packed into a
   // cache-sized block (one pread per run), checksummed while the block is in cache when the writer
@@ -431,7 +431,7 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   auto move_ranges = [&](const Task &t, const Region &r, int ofd, std::vector<char> &block, uint32_t &crc,
                          std::vector<FileRange> &ranges) {
     ranges.clear();
-    constexpr uint64_t kMinRun = 2u << 10, kMinKernelRun = 256u << 10, kBlock = 1u << 20;
+    constexpr uint64_t kMinRun = 2u << 10, kMinKernelRun = 256u << 10;
     const size_t max_ranges = static_cast<size_t>(std::max<uint64_t>(1, t.bytes / kMinRun));
     if (!ev.gather(r.node, t.off, t.box, ranges, max_ranges)) return false;
     const bool want_crc = r.flags & CKH_REGION_CRC32;
@@ -491,7 +491,7 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     return false;
   };
   auto work = [&] {
-    std::vector<char> buf, block;
+    std::vector<char> block;
     std::vector<FileRange> ranges;
     size_t home = SIZE_MAX;
     try {
@@ -508,14 +508,14 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
         // Evaluated in cache-sized blocks, each checksummed and written while it is in cache.
         const ckh_dtype dt = g.node(r.node).dtype;
         uint32_t c = 0;
-        split_runs(t.box, ckh_dtype_size(dt), kEvalBlock, [&](const Index &sub, const Shape &box, uint64_t at) {
+        split_runs(t.box, ckh_dtype_size(dt), kBlock, [&](const Index &sub, const Shape &box, uint64_t at) {
           Index off = t.off;
           for (uint32_t d = 0; d < box.ndim; ++d) off[d] += sub[d];
           const uint64_t n = static_cast<uint64_t>(box.numel()) * ckh_dtype_size(dt);
-          if (buf.size() < n) buf.resize(n);
-          ev.eval(r.node, off, View::dense(buf.data(), dt, box));
-          if (want_crc) c = ::crc32_gzip_refl(c, reinterpret_cast<const unsigned char *>(buf.data()), n);
-          pwrite_full(ofd, buf.data(), n, t.out_offset + at, out_paths[static_cast<size_t>(r.file)]);
+          if (block.size() < n) block.resize(n);
+          ev.eval(r.node, off, View::dense(block.data(), dt, box));
+          if (want_crc) c = ::crc32_gzip_refl(c, reinterpret_cast<const unsigned char *>(block.data()), n);
+          pwrite_full(ofd, block.data(), n, t.out_offset + at, out_paths[static_cast<size_t>(r.file)]);
         });
         crcs[i] = c;
         progress.add(t.bytes);
