@@ -22,6 +22,7 @@
 
 #include "hf_files.hpp"
 #include "megatron_layout.hpp"
+#include "megatron_state.hpp"
 #include "options.hpp"
 #include "writer_glue.hpp"
 #include "torch_archive.hpp"
@@ -204,31 +205,15 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     }
 
   // Args as Megatron records them.
-  args["tensor_model_parallel_size"] = opt.tp;
-  args["pipeline_model_parallel_size"] = opt.pp;
-  args["virtual_pipeline_model_parallel_size"] = opt.vpp > 1 ? json(opt.vpp) : json(nullptr);
-  args["num_layers_per_virtual_pipeline_stage"] =
-      opt.vpp > 1 && opt.pp_layers.empty() ? json(num_layers / opt.pp / opt.vpp) : json(nullptr);
-  if (!opt.pp_layers.empty()) {
-    args["decoder_first_pipeline_num_layers"] = opt.pp_layers.front();
-    args["decoder_last_pipeline_num_layers"] = opt.pp_layers.back();
-  }
-  args["expert_model_parallel_size"] = 1;
-  args["make_vocab_size_divisible_by"] = opt.divisible_by;
-  if (padded > 0) args["padded_vocab_size"] = padded;
-  args["iteration"] = opt.iteration < 0 ? 0 : opt.iteration;
+  const int64_t iteration = opt.iteration < 0 ? 0 : opt.iteration;
+  ckh::megatron::record_parallel_args(args, {opt.tp, opt.pp, opt.vpp, opt.pp_layers, num_layers, opt.divisible_by, padded, iteration});
 
   for (auto &rf : w.files) {
     ckh::torchfmt::Pickler pk;
     std::vector<std::pair<ckh_expr, ckh_tensor_info_t>> tensors;
     pk.empty_dict();
     pk.mark();
-    pk.str("args");
-    pk.namespace_obj(args);
-    pk.str("checkpoint_version");
-    pk.real(3.0);
-    pk.str("iteration");
-    pk.integer(opt.iteration < 0 ? 0 : opt.iteration);
+    ckh::megatron::put_common_entries(pk, args, iteration);
     auto put_tensor = [&](const std::string &name, ckh_expr e) {
       const ckh_tensor_info_t info = b.info(e);
       if (!*ckh::torchfmt::storage_class(info.dtype))

@@ -26,6 +26,7 @@
 #include "dist.hpp"
 #include "hf_files.hpp"
 #include "megatron_layout.hpp"
+#include "megatron_state.hpp"
 #include "options.hpp"
 #include "writer_glue.hpp"
 #include "torch_archive.hpp"
@@ -299,14 +300,8 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
     whole(x.name, e);
   }
 
-  args["tensor_model_parallel_size"] = tp;
-  args["pipeline_model_parallel_size"] = pp;
-  args["virtual_pipeline_model_parallel_size"] = vpp > 1 ? json(vpp) : json(nullptr);
-  args["num_layers_per_virtual_pipeline_stage"] = vpp > 1 ? json(num_layers / pp / vpp) : json(nullptr);
-  args["expert_model_parallel_size"] = 1;
-  args["make_vocab_size_divisible_by"] = divisible_by;
-  if (padded > 0) args["padded_vocab_size"] = padded;
-  args["iteration"] = iteration < 0 ? 0 : iteration;
+  const int64_t recorded_iteration = iteration < 0 ? 0 : iteration;  // release checkpoints record 0
+  record_parallel_args(args, {tp, pp, vpp, {}, num_layers, divisible_by, padded, recorded_iteration});
   args["ckpt_format"] = "torch_dist";
   args["use_dist_ckpt"] = true;
 
@@ -332,18 +327,13 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
     objects.emplace_back(key, none_list.bytes());
   }
 
-  const std::string dir = ckh::megatron::iteration_dir(iteration < 0 ? 0 : iteration, iteration < 0) + "/";
+  const std::string dir = ckh::megatron::iteration_dir(recorded_iteration, iteration < 0) + "/";
   w.dcp.plan(lb, dir, items, copt, json(nullptr), objects);
 
   Pickler pk;
   pk.empty_dict();
   pk.mark();
-  pk.str("args");
-  pk.namespace_obj(args);
-  pk.str("checkpoint_version");
-  pk.real(3.0);
-  pk.str("iteration");
-  pk.integer(iteration < 0 ? 0 : iteration);
+  put_common_entries(pk, args, recorded_iteration);
   pk.setitems();
   pk.stop();
   w.dcp.small_archive(lb, dir + "common.pt", pk.bytes());
