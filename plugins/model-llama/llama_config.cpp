@@ -51,6 +51,35 @@ std::string opt_str(const json &c, const char *key, const std::string &def) {
   return c[key].get<std::string>();
 }
 
+// transformers >= 5 writes "rope_parameters": {"rope_theta", "rope_type", "factor", ...}; older
+// releases a top-level "rope_theta" and an optional "rope_scaling" object of the same fields.
+void parse_rope(const json &cfg, LlamaConfig &c) {
+  const bool v5 = present(cfg, "rope_parameters");
+  if (v5 && !cfg["rope_parameters"].is_object()) bad("'rope_parameters' must be an object, got " + cfg["rope_parameters"].dump());
+  const json none = json::object();
+  const json &rp = v5 ? cfg["rope_parameters"] : none;
+  if (present(rp, "rope_theta")) c.rope_theta = opt_num(rp, "rope_theta", c.rope_theta);
+  else c.rope_theta = opt_num(cfg, "rope_theta", c.rope_theta);
+  if (!(c.rope_theta > 0)) bad("rope_theta must be positive");
+  const json *rs = &rp;
+  if (!v5 && present(cfg, "rope_scaling")) {
+    if (!cfg["rope_scaling"].is_object()) bad("'rope_scaling' must be an object or null, got " + cfg["rope_scaling"].dump());
+    rs = &cfg["rope_scaling"];
+  }
+  const char *tkey = present(*rs, "rope_type") ? "rope_type" : "type";
+  c.rope_type = opt_str(*rs, tkey, "default");
+  if (c.rope_type == "default") return;
+  if (c.rope_type != "linear" && c.rope_type != "llama3")
+    bad("rope type '" + c.rope_type + "' is not supported (default, linear and llama3 are)");
+  c.rope_factor = opt_num(*rs, "factor", c.rope_type == "llama3" ? 8.0 : 1.0);
+  if (!(c.rope_factor > 0)) bad("rope factor must be positive");
+  if (c.rope_type == "llama3") {
+    c.rope_low_freq_factor = opt_num(*rs, "low_freq_factor", c.rope_low_freq_factor);
+    c.rope_high_freq_factor = opt_num(*rs, "high_freq_factor", c.rope_high_freq_factor);
+    c.rope_original_max_pos = opt_int(*rs, "original_max_position_embeddings", c.rope_original_max_pos);
+  }
+}
+
 }  // namespace
 
 const std::vector<std::string> &model_types() {
@@ -119,7 +148,7 @@ LlamaConfig parse_config(const json &cfg) {
   else bad(std::string(dt_key) + " '" + dt + "' is not bfloat16, float16 or float32");
 
   c.rms_eps = opt_num(cfg, "rms_norm_eps", c.rms_eps);
-  c.rope_theta = opt_num(cfg, "rope_theta", c.rope_theta);
+  parse_rope(cfg, c);
   if (minicpm) {
     c.scale_emb = opt_num(cfg, "scale_emb", 1.0);
     c.scale_depth = opt_num(cfg, "scale_depth", 1.0);

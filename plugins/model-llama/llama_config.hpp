@@ -22,6 +22,12 @@ struct LlamaConfig {
   bool qk_norm = false;    // Qwen3: q_norm / k_norm of [head_dim]
   ckh_dtype dtype = CKH_DT_BF16;  // torch_dtype (or "dtype"); bfloat16 when absent
   double rms_eps = 1e-6, rope_theta = 10000.0;
+  // RoPE variant: "default", "linear" or "llama3" (transformers 5 "rope_parameters", or the older
+  // top-level "rope_theta" + "rope_scaling"); other variants are refused (no silent plain RoPE).
+  std::string rope_type = "default";
+  double rope_factor = 1.0;
+  double rope_low_freq_factor = 1.0, rope_high_freq_factor = 4.0;
+  int64_t rope_original_max_pos = 8192;
   // MiniCPM scalars (dim_model_base = hidden when absent).
   double scale_emb = 1.0, scale_depth = 1.0, dim_model_base = 0.0;
 };

@@ -70,15 +70,17 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec)
   a["rotary_percent"] = 1.0;
   a["rotary_interleaved"] = false;
   a["use_rope_scaling"] = false;
-  if (cfg.contains("rope_scaling") && cfg["rope_scaling"].is_object()) {
-    const auto &rs = cfg["rope_scaling"];
-    const std::string type = rs.value("rope_type", rs.value("type", std::string()));
-    if (type == "llama3") {
-      a["use_rope_scaling"] = true;
-      a["rope_scaling_factor"] = rs.value("factor", 8.0);
-    } else if (type == "linear") {
-      a["seq_len_interpolation_factor"] = rs.value("factor", 1.0);
-    }
+  if (c.rope_type == "llama3") {
+    // Megatron-Core's apply_rope_scaling takes the factor and uses low 1, high 4, original 8192.
+    if (c.rope_low_freq_factor != 1.0 || c.rope_high_freq_factor != 4.0 || c.rope_original_max_pos != 8192)
+      fail(CKH_E_UNSUPPORTED, "config.json: llama3 rope scaling with low_freq_factor " + std::to_string(c.rope_low_freq_factor) +
+                                  ", high_freq_factor " + std::to_string(c.rope_high_freq_factor) +
+                                  ", original_max_position_embeddings " + std::to_string(c.rope_original_max_pos) +
+                                  " has no Megatron args (Megatron-Core fixes them at 1, 4 and 8192)");
+    a["use_rope_scaling"] = true;
+    a["rope_scaling_factor"] = c.rope_factor;
+  } else if (c.rope_type == "linear") {
+    a["seq_len_interpolation_factor"] = c.rope_factor;
   }
   a["vocab_size"] = c.vocab;
   a["tokenizer_type"] = "HuggingFaceTokenizer";
@@ -234,6 +236,12 @@ json config_from_args(const json &a) {
   c["max_position_embeddings"] = a.value("max_position_embeddings", int64_t{4096});
   c["rms_norm_eps"] = a.value("norm_epsilon", 1e-5);
   c["rope_theta"] = a.value("rotary_base", 10000.0);
+  if (a.value("use_rope_scaling", false)) {
+    c["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", a.value("rope_scaling_factor", 8.0)}, {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  } else if (a.contains("seq_len_interpolation_factor") && a["seq_len_interpolation_factor"].is_number()) {
+    c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", a["seq_len_interpolation_factor"]}};
+  }
   c["tie_word_embeddings"] = !a.value("untie_embeddings_and_output_weights", true);
   c["attention_bias"] = false;
   c["hidden_act"] = "silu";
