@@ -88,15 +88,27 @@ DcpStorage storage_of(const VP &info, const std::string &fqn) {
 
 // ---- writing ---------------------------------------------------------------------------------------
 
+// Where the pickled classes are found. torch 2.x keeps them in torch.distributed.checkpoint.*;
+// torch 1.13 in torch.distributed._shard.checkpoint.*. torch 2.x aliases the package
+// torch.distributed._shard.checkpoint to torch.distributed.checkpoint, but importing
+// "torch.distributed._shard.checkpoint.metadata" there loads metadata.py a second time, as a module
+// with classes of its own: MetadataIndex keys of another class never match and dcp.load fails with a
+// KeyError. So for 1.13 the classes are named through the package, "metadata.MetadataIndex" in
+// module "torch.distributed._shard.checkpoint" (a dotted name, resolved attribute by attribute by
+// pickle protocol >= 4): that is the real class under both torch 1.13 and 2.x.
+struct ClassPath {
+  std::string module, prefix;
+};
 struct Paths {
-  std::string meta, fs, props;
+  ClassPath meta, fs, props;
+  int protocol = 2;
 };
 Paths paths_of(DcpTarget t) {
   if (t == DcpTarget::Torch113)
-    return {"torch.distributed._shard.checkpoint.metadata", "torch.distributed._shard.checkpoint.filesystem",
-            "torch.distributed._shard.sharded_tensor.metadata"};
-  return {"torch.distributed.checkpoint.metadata", "torch.distributed.checkpoint.filesystem",
-          "torch.distributed._shard.sharded_tensor.metadata"};
+    return {{"torch.distributed._shard.checkpoint", "metadata."}, {"torch.distributed._shard.checkpoint", "filesystem."},
+            {"torch.distributed._shard.sharded_tensor.metadata", ""}, 4};
+  return {{"torch.distributed.checkpoint.metadata", ""}, {"torch.distributed.checkpoint.filesystem", ""},
+          {"torch.distributed._shard.sharded_tensor.metadata", ""}, 2};
 }
 
 void ints_tuple(Pickler &pk, const std::vector<int64_t> &v) {
@@ -116,8 +128,8 @@ void torch_size(Pickler &pk, const std::vector<int64_t> &v) {
   pk.reduce();
 }
 
-void new_object(Pickler &pk, const std::string &mod, const std::string &cls) {
-  pk.global(mod, cls);
+void new_object(Pickler &pk, const ClassPath &at, const std::string &cls) {
+  pk.global(at.module, at.prefix + cls);
   pk.empty_tuple();
   pk.newobj();
 }
@@ -266,7 +278,7 @@ void check_dcp_chunks(const DcpEntry &e) {
 
 std::string write_dcp_metadata(const DcpMetadata &m, DcpTarget target) {
   const Paths P = paths_of(target);
-  Pickler pk;
+  Pickler pk(P.protocol);
   new_object(pk, P.meta, "Metadata");
   pk.empty_dict();
   pk.mark();
@@ -291,7 +303,7 @@ std::string write_dcp_metadata(const DcpMetadata &m, DcpTarget target) {
       pk.global("torch", dn);
       pk.global("torch", "strided");
       pk.boolean(false);
-      pk.global(P.props, "MEM_FORMAT_ENCODING");  // the value call MEM_FORMAT_ENCODING(0): contiguous
+      pk.global(P.props.module, P.props.prefix + "MEM_FORMAT_ENCODING");  // the value call MEM_FORMAT_ENCODING(0): contiguous
       pk.integer(0);
       pk.tuple(1);
       pk.reduce();

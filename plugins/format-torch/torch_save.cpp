@@ -21,9 +21,9 @@ constexpr uint64_t k32 = 0xFFFFFFFFull;
 
 // ---- pickle ------------------------------------------------------------------------------------
 
-Pickler::Pickler() {
+Pickler::Pickler(int protocol) {
   op(0x80);
-  op(2);
+  op(static_cast<uint8_t>(protocol));
 }
 void Pickler::u32(uint32_t v) { put32(out_, v); }
 void Pickler::none() { op('N'); }

@@ -21,7 +21,9 @@ namespace ckh::torchfmt {
 
 class Pickler {
  public:
-  Pickler();  // writes PROTO 2
+  // Writes PROTO `protocol` (2 by default; 4 lets GLOBAL name a dotted attribute path). Only
+  // protocol-2 opcodes are emitted, which every later protocol reads.
+  explicit Pickler(int protocol = 2);
   void none();
   void boolean(bool v);
   void integer(int64_t v);
