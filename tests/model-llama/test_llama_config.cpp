@@ -359,3 +359,44 @@ TEST(LlamaConfig, BadConfigsNameTheField) {
   for (const char *k : {"hidden_size", "num_attention_heads", "vocab_size"})
     EXPECT_EQ(without(k).find('\n'), std::string::npos);
 }
+
+// RoPE settings: transformers 5 writes "rope_parameters", older releases rope_theta + rope_scaling.
+TEST(LlamaConfigRope, TransformersFiveRopeParameters) {
+  json c = json::parse(kQwen3_06B);
+  c.erase("rope_theta");
+  c.erase("rope_scaling");
+  c["rope_parameters"] = {{"rope_theta", 1000000.0}, {"rope_type", "default"}};
+  const LlamaConfig p = parse_config(c);
+  EXPECT_EQ(p.rope_theta, 1000000.0);
+  EXPECT_EQ(p.rope_type, "default");
+}
+
+TEST(LlamaConfigRope, Llama3ScalingBothSpellings) {
+  const LlamaConfig old = parse_config(json::parse(kLlama32_1B));
+  EXPECT_EQ(old.rope_theta, 500000.0);
+  EXPECT_EQ(old.rope_type, "llama3");
+  EXPECT_EQ(old.rope_factor, 32.0);
+  json c = json::parse(kLlama32_1B);
+  c["rope_parameters"] = c["rope_scaling"];
+  c["rope_parameters"]["rope_theta"] = 500000.0;
+  c.erase("rope_scaling");
+  c.erase("rope_theta");
+  const LlamaConfig v5 = parse_config(c);
+  EXPECT_EQ(v5.rope_theta, 500000.0);
+  EXPECT_EQ(v5.rope_type, "llama3");
+  EXPECT_EQ(v5.rope_factor, 32.0);
+  EXPECT_EQ(v5.rope_original_max_pos, 8192);
+}
+
+TEST(LlamaConfigRope, UnknownRopeTypeRefused) {
+  json c = json::parse(kQwen25_05B);
+  c["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  try {
+    parse_config(c);
+    FAIL() << "yarn accepted";
+  } catch (const std::invalid_argument &e) {
+    EXPECT_NE(std::string(e.what()).find("rope type 'yarn' is not supported"), std::string::npos) << e.what();
+  }
+  c["rope_scaling"] = nullptr;
+  EXPECT_EQ(parse_config(c).rope_type, "default");
+}
