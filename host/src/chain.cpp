@@ -2,6 +2,7 @@
 #include "ckhost/host/chain.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 
 #include "ckhost/host/error.hpp"
@@ -37,7 +38,76 @@ std::string cap(const Component &c, const char *key) {
   return it != c.capabilities.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
+bool is_fp8(ckh_dtype dt) { return dt == CKH_DT_F8_E4M3FN || dt == CKH_DT_F8_E5M2 || dt == CKH_DT_F8_E8M0; }
+
+// Sets src.quant from the dtype (FP8 codes, E8M0 scales) and from a reader's annotation
+// {"quant": {"role": "codes", "scales": [..]}} or {"quant": {"role": "scale", "of": NAME}}.
+void mark_quantized(Source &src, const Annot &an) {
+  if (src.dtype == CKH_DT_F8_E8M0) src.quant = QuantRole::Scale;
+  else if (is_fp8(src.dtype)) src.quant = QuantRole::Codes;
+  if (an.extra_json.empty()) return;
+  const auto j = nlohmann::json::parse(an.extra_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("quant") || !j["quant"].is_object()) return;
+  const auto &q = j["quant"];
+  const std::string role = q.value("role", std::string());
+  if (role == "codes") {
+    src.quant = QuantRole::Codes;
+    if (q.contains("scales") && q["scales"].is_array() && !q["scales"].empty() && q["scales"][0].is_string())
+      src.quant_pair = q["scales"][0].get<std::string>();
+  } else if (role == "scale") {
+    src.quant = QuantRole::Scale;
+    if (q.contains("of") && q["of"].is_string()) src.quant_pair = q["of"].get<std::string>();
+  }
+}
+
+// For every node, the first quantized source it depends on, or -1 (nodes are in topological order).
+std::vector<int32_t> quantized_inputs(const Graph &g) {
+  std::vector<int32_t> q(g.nodes.size(), -1);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = g.nodes[i];
+    if (n.op == Op::Source) {
+      if (g.sources[static_cast<size_t>(n.source)].quant != QuantRole::None) q[i] = n.source;
+      continue;
+    }
+    for (int32_t in : n.in)
+      if (in >= 0 && static_cast<size_t>(in) < i && q[static_cast<size_t>(in)] >= 0) {
+        q[i] = q[static_cast<size_t>(in)];
+        break;
+      }
+  }
+  return q;
+}
+
+std::string quant_what(const Source &s) {
+  std::string w = "tensor '" + s.name + "' holds quantized ";
+  if (s.quant == QuantRole::Codes)
+    w += "codes (" + dtype_name(s.dtype) + (s.quant_pair.empty() ? std::string()
+                                                                   : ", scales in '" + s.quant_pair + "'") + ")";
+  else
+    w += "scales (" + dtype_name(s.dtype) + (s.quant_pair.empty() ? std::string() : " of '" + s.quant_pair + "'") + ")";
+  return w;
+}
+
+const char *kQuantUnsupported =
+    "converting quantized tensors is not supported yet: only same-dtype copies and reshards of them are";
+
+// Throws when node `e` depends on a quantized source but is not that source unchanged.
+void check_unchanged(const Graph &g, const std::vector<int32_t> &q, int32_t e, const std::string &who) {
+  if (e < 0 || q[static_cast<size_t>(e)] < 0) return;
+  const Node &n = g.node(e);
+  const Source &s = g.sources[static_cast<size_t>(q[static_cast<size_t>(e)])];
+  if (n.op == Op::Source && n.dtype == s.dtype && n.shape == s.shape) return;
+  std::string expr = g.describe(e);
+  if (expr.size() > 160) expr = expr.substr(0, 157) + "...";
+  fail(quant_what(s) + ": " + who + " would change it (" + expr + "); " + kQuantUnsupported, CKH_E_UNSUPPORTED);
+}
+
 }  // namespace
+
+void check_quantized(const Graph &g) {
+  const std::vector<int32_t> q = quantized_inputs(g);
+  for (const Region &r : g.layout.regions) check_unchanged(g, q, r.node, "the writer's layout");
+}
 
 OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path, const std::string &from,
                          const nlohmann::json &options) {
@@ -131,6 +201,7 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
       if (r->tensor_annot(r, i, &a) == CKH_OK) t.annot = Annot::from(&a);
       clear_last_error();
     }
+    mark_quantized(g.sources.back(), t.annot);
     s0.add(std::move(t));
   }
   const char *meta = r->metadata_json(r);
@@ -213,6 +284,10 @@ void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options) {
   clear_last_error();
   ckh_status st = m.mapper()->map(m.mapper(), options.dump().c_str(), meta.c_str(), b.c());
   check_plugin(st, "mapper " + m.id);
+  {
+    const std::vector<int32_t> q = quantized_inputs(g);
+    for (const auto &t : out.tensors) check_unchanged(g, q, t.node, "mapper " + m.id + " (to '" + t.name + "')");
+  }
   out.metadata = b.metadata_set ? b.metadata : in.metadata;
   if (!out.metadata.contains("layout")) {
     const std::string to = cap(m, "to");
@@ -242,6 +317,25 @@ std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &op
 }
 
 void cast_stage(Graph &g, ckh_dtype dt) {
+  {
+    // Name codes rather than a scale when both are there (the codes are what a user recognises).
+    const std::vector<int32_t> q = quantized_inputs(g);
+    const Source *hit = nullptr;
+    for (const auto &t : g.stages.back().tensors) {
+      const int32_t s = q[static_cast<size_t>(t.node)];
+      if (s < 0) continue;
+      const Source &src = g.sources[static_cast<size_t>(s)];
+      if (!hit || (hit->quant != QuantRole::Codes && src.quant == QuantRole::Codes)) hit = &src;
+    }
+    if (hit) {
+      std::string d = dtype_name(dt);
+      for (char &ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      fail("--dtype " + d + ": " + quant_what(*hit) +
+               "; a cast would change codes and scales separately and give wrong weights, and dequantization is not "
+               "supported yet (convert without --dtype to copy or reshard them as they are)",
+           CKH_E_UNSUPPORTED);
+    }
+  }
   Stage &in = g.stages.back();
   Stage &out = g.add_stage("cast to " + dtype_name(dt));
   for (const auto &t : in.tensors) {
@@ -252,10 +346,17 @@ void cast_stage(Graph &g, ckh_dtype dt) {
   out.metadata = in.metadata;
   if (out.metadata.contains("config") && out.metadata["config"].is_object()) {
     const char *tn = dt == CKH_DT_BF16 ? "bfloat16" : dt == CKH_DT_F16 ? "float16" : dt == CKH_DT_F32 ? "float32" : nullptr;
-    if (tn && out.metadata["config"].value("torch_dtype", std::string()) != tn) {
-      out.metadata["config"]["torch_dtype"] = tn;
-      out.metadata["config_modified"] = true;
-    }
+    // transformers >= 4.56 writes "dtype", older releases "torch_dtype": update the key(s) present.
+    auto &cfg = out.metadata["config"];
+    std::vector<const char *> keys;
+    for (const char *k : {"torch_dtype", "dtype"})
+      if (cfg.contains(k)) keys.push_back(k);
+    if (keys.empty()) keys.push_back("torch_dtype");
+    for (const char *k : keys)
+      if (tn && !(cfg[k].is_string() && cfg[k].get<std::string>() == tn)) {
+        cfg[k] = tn;
+        out.metadata["config_modified"] = true;
+      }
   }
 }
 
@@ -283,6 +384,7 @@ WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, cons
   st = wr->plan(wr, meta.c_str(), lb.c());
   check_plugin(st, "writer " + to);
   validate_layout(g);
+  check_quantized(g);
   check_consumption(g);
   check_sources(g);
   return writer;

@@ -6,6 +6,8 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "quant_pairs.hpp"
+
 namespace ckh::plugins {
 
 namespace {
@@ -28,9 +30,21 @@ void clip_rows(CatTensor &t, int64_t rows) {
   t.shape[0] = rows;
 }
 
+void annotate_quantized(Catalog &cat) {
+  std::vector<std::string> names;
+  std::vector<ckh_dtype> dts;
+  for (const auto &t : cat.tensors) {
+    names.push_back(t.name);
+    dts.push_back(t.dtype);
+  }
+  const auto a = quant_annotations(names, dts);
+  for (size_t i = 0; i < a.size(); ++i) cat.tensors[i].annot_json = a[i];
+}
+
 ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat) {
   auto r = std::make_unique<Reader>();
   r->cat = std::move(cat);
+  annotate_quantized(*r->cat);
   ckh_reader_t &v = r->vt;
   v.struct_size = sizeof v;
   v.impl = r.get();
@@ -51,7 +65,16 @@ ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat) {
       for (size_t d = 0; d < c.shape.size() && d < CKH_MAX_DIMS; ++d) t->shape[d] = c.shape[d];
     });
   };
-  v.tensor_annot = nullptr;
+  v.tensor_annot = [](const ckh_reader_t *x, uint64_t i, ckh_tensor_annot_t *a) -> ckh_status {
+    return ckh::sdk::guard([&] {
+      const auto &c = C(x).tensors.at(i);
+      ckh_tensor_annot_t v = ckh::sdk::annot();
+      v.extra_json = c.annot_json.empty() ? nullptr : c.annot_json.c_str();
+      const uint32_t sz = std::min<uint32_t>(a->struct_size, sizeof v);
+      std::memcpy(reinterpret_cast<char *>(a) + sizeof(uint32_t), reinterpret_cast<char *>(&v) + sizeof(uint32_t),
+                  sz > sizeof(uint32_t) ? sz - sizeof(uint32_t) : 0);
+    });
+  };
   v.piece_count = [](const ckh_reader_t *x, uint64_t i) {
     return i < C(x).tensors.size() ? static_cast<uint32_t>(C(x).tensors[i].pieces.size()) : 0u;
   };

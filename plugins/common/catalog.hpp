@@ -21,6 +21,7 @@ struct CatTensor {
   ckh_dtype dtype = CKH_DT_INVALID;
   std::vector<int64_t> shape;
   std::vector<CatPiece> pieces;
+  std::string annot_json;  // tensor annotation extra_json ("" = none), e.g. from quant_annotations()
 };
 struct Catalog {
   std::vector<std::string> files;  // absolute paths
@@ -32,7 +33,10 @@ struct Catalog {
 // vocabulary padding of a tensor-parallel layout). No-op when the tensor has no more rows.
 void clip_rows(CatTensor &t, int64_t rows);
 
-// A reader owning `cat`; released with its destroy().
+// Sets annot_json of the quantized codes and scales among `cat`'s tensors (see quant_pairs.hpp).
+void annotate_quantized(Catalog &cat);
+
+// A reader owning `cat` (annotated with annotate_quantized); released with its destroy().
 ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat);
 
 }  // namespace ckh::plugins

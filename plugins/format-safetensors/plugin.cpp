@@ -27,6 +27,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "quant_pairs.hpp"
 #include "header.hpp"
 #include "hf_files.hpp"
 #include "writer_glue.hpp"
@@ -157,6 +158,7 @@ struct Reader {
   ckh_reader_t vt{};
   std::vector<std::string> files;
   std::vector<Tensor> tensors;
+  std::vector<std::string> annots;  // extra_json per tensor ("" = none): quantized codes and scales
   std::string meta;
 };
 
@@ -249,6 +251,15 @@ void open_into(Reader &rd, const std::string &path0) {
         fail(CKH_E_FORMAT, (dir / shard).string() + ": tensor " + quote(name) + " listed in " + kIndexName +
                                " is not in this shard");
 
+  {
+    std::vector<std::string> names;
+    std::vector<ckh_dtype> dts;
+    for (const auto &t : rd.tensors) {
+      names.push_back(t.name);
+      dts.push_back(t.dtype);
+    }
+    rd.annots = ckh::plugins::quant_annotations(names, dts);
+  }
   json m = json::object();
   m["format"] = "hf";
   m["layout"] = "hf";
@@ -331,7 +342,17 @@ void fill_reader_vtable(Reader &rd) {
       copy_out(t, v);
     });
   };
-  v.tensor_annot = nullptr;
+  v.tensor_annot = [](const ckh_reader_t *r, uint64_t i, ckh_tensor_annot_t *a) -> ckh_status {
+    return ckh::sdk::guard([&] {
+      if (!a) fail(CKH_E_INVALID_ARG, "tensor_annot: null output");
+      if (i >= R(r).tensors.size()) fail(CKH_E_NOT_FOUND, "tensor index " + std::to_string(i) + " out of range");
+      ckh_tensor_annot_t v = ckh::sdk::annot();
+      v.struct_size = static_cast<uint32_t>(std::min<size_t>(a->struct_size, sizeof v));
+      const std::string &x = R(r).annots[i];
+      v.extra_json = x.empty() ? nullptr : x.c_str();
+      copy_out(a, v);
+    });
+  };
   v.piece_count = [](const ckh_reader_t *r, uint64_t i) -> uint32_t { return i < R(r).tensors.size() ? 1 : 0; };
   v.piece = [](const ckh_reader_t *r, uint64_t i, uint32_t j, ckh_piece_t *p) -> ckh_status {
     return ckh::sdk::guard([&] {

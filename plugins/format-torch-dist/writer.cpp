@@ -171,7 +171,9 @@ uint64_t bytes_of(const ckh_tensor_info_t &info) {
 
 void check_dtype(const std::string &name, ckh_dtype dt) {
   if (!*storage_class(dt) || !torch_dtype_short_name(dt))
-    fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored in a DCP chunk readable by torch 1.13/2.x");
+    fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored in a DCP chunk readable by torch 1.13/2.x" +
+                                (ckh_dtype_size(dt) == 1 && ckh_dtype_is_float(dt) ? std::string(" (FP8: not supported yet)")
+                                                                                   : std::string()));
 }
 
 struct WriterBase {

@@ -248,7 +248,10 @@ void Writer::plan(const json &meta, ckh_layout_builder_t *lb) {
   for (uint64_t i = 0; i < b.input_count(); ++i) {
     T t{b.input_info(i).name, b.input_info(i), 0, b.input_at(i)};
     if (!*storage_class(t.info.dtype))
-      fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': torch 1.13 has no storage for this dtype (cast with --dtype)");
+      fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': torch 1.13 has no storage for this dtype" +
+                                  (ckh_dtype_size(t.info.dtype) == 1 && ckh_dtype_is_float(t.info.dtype)
+                                       ? std::string(" (FP8: not supported by the torch writer yet)")
+                                       : std::string(" (cast with --dtype)")));
     t.bytes = ckh_dtype_size(t.info.dtype);
     for (uint32_t d = 0; d < t.info.ndim; ++d) t.bytes *= static_cast<uint64_t>(t.info.shape[d]);
     if (!shards.back().empty() && cur + t.bytes > max_shard) {

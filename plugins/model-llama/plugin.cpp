@@ -1,6 +1,7 @@
 // plugin.cpp — the Llama family model plugin: canonical tensor list, the HF completeness check
 // (mapper "llama", hf -> hf) and HF -> Megatron-Core (mapper "llama.hf-to-mcore", mcore_mapper.cpp).
 #include <algorithm>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -38,6 +39,17 @@ bool is_rotary_inv_freq(const std::string &n) {
     return false;
   const std::string mid = n.substr(pre.size(), n.size() - pre.size() - suf.size());
   return std::all_of(mid.begin(), mid.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// The tensor whose quantization scale this input is (reader annotation {"quant":{"role":"scale","of":X}}),
+// or "".
+std::string scale_of(const ckh_tensor_annot_t &a) {
+  if (!a.extra_json) return {};
+  const json j = json::parse(a.extra_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("quant") || !j["quant"].is_object()) return {};
+  const json &q = j["quant"];
+  if (q.value("role", std::string()) != "scale" || !q.contains("of") || !q["of"].is_string()) return {};
+  return q["of"].get<std::string>();
 }
 
 int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
@@ -83,9 +95,20 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
                              (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
     }
     const std::vector<int64_t> embed_shape = {c.vocab, c.hidden};
+    std::map<std::string, ckh::llama::Canonical> by_name;
+    for (const auto &t : ckh::llama::canonical_tensors(c)) by_name.emplace(t.name, t);
     for (uint64_t i = 0; i < b.input_count(); ++i) {
       const ckh_tensor_info_t info = b.input_info(i);
       const std::string n = info.name ? info.name : "";
+      // The scales of quantized weights (the reader pairs them) travel with their weight, unchanged.
+      const std::string of = scale_of(b.input_annot(i));
+      if (!of.empty() && by_name.count(of)) {
+        const auto &w = by_name.at(of);
+        ckh_tensor_annot_t a = ckh::sdk::annot(w.role, w.layer);
+        a.parallel = CKH_PARALLEL_UNSTATED;
+        b.emit(n, b.input(n), &a);
+        continue;
+      }
       if (is_rotary_inv_freq(n)) {
         b.ignore(n, "rotary inv_freq buffer (recomputed from rope_theta)");
       } else if (n == "lm_head.weight" && c.tied &&

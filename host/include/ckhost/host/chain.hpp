@@ -48,7 +48,14 @@ void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options);
 std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &options);
 
 // Adds a stage casting every floating tensor to `dt` (and records torch_dtype in the config).
+// Refuses, naming the tensor, when a tensor holds quantized codes or their scales: casting codes
+// without their scales (or the scales themselves) gives wrong weights.
 void cast_stage(Graph &g, ckh_dtype dt);
+
+// Every output region that depends on quantized codes or scales must be an unchanged copy of one
+// such source tensor (a rename, a reshard); anything else (cast, slice, concat, reshape, ...) is
+// refused with one line naming the tensor. Called by plan_writer.
+void check_quantized(const Graph &g);
 
 // Plans the writer over the last stage and validates the whole plan (layout, consumption, sources).
 // `note`, when given, gets ", <mapper> (<from> -> <to>)" appended for a mapper the writer's layout needed.

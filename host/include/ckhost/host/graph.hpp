@@ -55,6 +55,11 @@ struct Generator {
   int32_t init = CKH_INIT_NORMAL;
 };
 
+// What a source tensor is to a quantization scheme. Codes (FP8 dtypes, or a reader's "codes"
+// annotation) and their scales are only meaningful together: until pairs are first-class (SDK 1.1),
+// the host lets them through only unchanged (see check_quantized in chain.hpp).
+enum class QuantRole { None, Codes, Scale };
+
 struct Source {
   std::string name;
   ckh_dtype dtype = CKH_DT_INVALID;
@@ -62,6 +67,8 @@ struct Source {
   std::vector<Piece> pieces;
   bool generated = false;
   Generator gen;
+  QuantRole quant = QuantRole::None;
+  std::string quant_pair;  // the scales of codes, or the codes of a scale ("" when unknown)
 };
 
 enum class Op { Source, Slice, Concat, Reshape, Permute, Pad, Cast, Scale, Quantize };
