@@ -59,25 +59,26 @@ std::optional<LayerName> parse_layer_name(const std::string &name) {
   return std::nullopt;
 }
 
-std::vector<std::string> extra_state_modules(const std::vector<std::string> &param_names) {
+std::vector<std::string> extra_state_modules(const std::vector<std::string> &param_names, bool transformer_engine) {
   std::vector<std::string> out;
   std::set<std::string> seen;
   auto add = [&](const std::string &m) {
     if (seen.insert(m).second) out.push_back(m);
   };
-  bool decoder = false;
   for (const auto &n : param_names) {
-    if (n.rfind("decoder.", 0) != 0 && n.rfind("output_layer.", 0) != 0) continue;  // embeddings, legacy names
+    if (n.rfind("decoder.", 0) != 0) continue;  // embeddings, output_layer, legacy names
     const size_t dot = n.rfind('.');
     if (dot == std::string::npos) continue;
     const std::string module = n.substr(0, dot);
-    decoder = true;
+    const size_t last = module.rfind('.');
+    const std::string leaf = last == std::string::npos ? module : module.substr(last + 1);
+    if (!transformer_engine) {
+      if (leaf.rfind("linear_", 0) == 0) add(module);
+      continue;
+    }
     add(module);
-    const std::string qkv = ".self_attention.linear_qkv";
-    if (module.size() > qkv.size() && module.compare(module.size() - qkv.size(), qkv.size(), qkv) == 0)
-      add(module.substr(0, module.size() - qkv.size()) + ".self_attention.core_attention");
+    if (leaf == "linear_qkv") add(module.substr(0, last) + ".core_attention");
   }
-  if (decoder) add("output_layer");
   return out;
 }
 

@@ -57,15 +57,19 @@ std::optional<RankId> parse_rank_dir(const std::string &name, int pp, int ep);
 // ceil(vocab / (divisible_by * tp)) * (divisible_by * tp)
 int64_t padded_vocab(int64_t vocab, int64_t divisible_by, int tp);
 
-// The Megatron-Core modules that carry an `_extra_state` entry in a state dict, given the parameter
-// names of the model (Megatron-Core naming, global layer numbers; legacy names are ignored). Every
-// linear layer has one (Transformer Engine's FP8 metadata; Megatron's own Column/RowParallelLinear
-// return None for it, output_layer included, also when tied to the embedding), so do Transformer
-// Engine's DotProductAttention (core_attention, next to each linear_qkv) and TE norms (TE 2.x). The
-// rule names every module that owns a tensor except embeddings: a superset of what a given TE version
-// and layer spec asks for. Returned in order of first appearance, layer modules as
-// "decoder.layers.<L>.<module>".
-std::vector<std::string> extra_state_modules(const std::vector<std::string> &param_names);
+// The Megatron-Core modules whose `_extra_state` a GPTModel's sharded_state_dict() asks for, given the
+// parameter names of the model (Megatron-Core naming, global layer numbers; legacy names are ignored)
+// and the layer spec:
+//   local (Megatron's own modules): the linear layers (linear_qkv, linear_proj, linear_fc1, linear_fc2,
+//     ... every module named linear_*), whose Column/RowParallelLinear save None; checked exactly
+//     against megatron-core 0.16.1 with dist_checkpointing.load(strict=RAISE_ALL);
+//   te (Transformer Engine): every module that owns a tensor except embeddings (TE linears carry FP8
+//     metadata, TE norms have extra state in TE 2.x) plus TEDotProductAttention (core_attention, next
+//     to each linear_qkv): a superset of what a given TE version asks for, which Megatron's default
+//     strictness accepts (unexpected objects are ignored, missing ones fail).
+// Never output_layer: GPTModel.sharded_state_dict() drops its _extra_state. Returned in order of first
+// appearance, layer modules as "decoder.layers.<L>.<module>".
+std::vector<std::string> extra_state_modules(const std::vector<std::string> &param_names, bool transformer_engine = true);
 
 // "iter_0001000" or "release".
 std::string iteration_dir(int64_t iteration, bool release);

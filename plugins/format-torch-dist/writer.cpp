@@ -211,6 +211,21 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
     ckh_tensor_info_t info;
     ckh_expr e;
   };
+  // Megatron-Core's local layer spec keeps input_layernorm and pre_mlp_layernorm as modules of their
+  // own but saves them in dist checkpoints under the names of the TE spec's fused norms (its
+  // sharded_state_dict_keys_map): "input_layernorm." -> "self_attention.linear_qkv.layer_norm_",
+  // "pre_mlp_layernorm." -> "mlp.linear_fc1.layer_norm_" (the latter only where fc1 is a dense MLP).
+  const std::string spec = meta.value("megatron_spec", std::string("te"));
+  if (spec != "te" && spec != "local" && spec != "legacy")
+    fail(CKH_E_INVALID_ARG, "--megatron-spec must be te, local or legacy (got '" + spec + "')");
+  auto dist_key = [&](const std::string &rest, bool dense_fc1) {
+    if (spec != "local") return rest;
+    const std::string in = "input_layernorm.", pre = "pre_mlp_layernorm.";
+    if (rest.rfind(in, 0) == 0) return "self_attention.linear_qkv.layer_norm_" + rest.substr(in.size());
+    if (dense_fc1 && rest.rfind(pre, 0) == 0) return "mlp.linear_fc1.layer_norm_" + rest.substr(pre.size());
+    return rest;
+  };
+  std::vector<std::string> names;                               // dist names in input order
   std::vector<In> direct;                                       // non-layer tensors, in input order
   std::map<std::string, std::map<int64_t, In>> layer_tensors;   // param -> layer -> tensor
   std::vector<std::string> param_order;
@@ -232,11 +247,15 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       if (ln->layer >= num_layers)
         fail(CKH_E_FORMAT, "tensor '" + x.name + "': layer " + std::to_string(ln->layer) + " but args.num_layers is " +
                                std::to_string(num_layers));
-      if (!layer_tensors.count(ln->rest)) param_order.push_back(ln->rest);
-      layer_tensors[ln->rest][ln->layer] = x;
+      const std::string fc1 = "decoder.layers." + std::to_string(ln->layer) + ".mlp.linear_fc1.weight";
+      const std::string rest = dist_key(ln->rest, b.find(fc1) >= 0);
+      if (rest != ln->rest) x.name = "decoder.layers." + std::to_string(ln->layer) + "." + rest;
+      if (!layer_tensors.count(rest)) param_order.push_back(rest);
+      layer_tensors[rest][ln->layer] = x;
     } else {
       direct.push_back(x);
     }
+    names.push_back(x.name);
   }
   const int64_t padded = vocab > 0 ? padded_vocab(vocab, divisible_by, static_cast<int>(tp)) : -1;
 
@@ -310,11 +329,9 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   // Megatron-Core ShardedObjects "<module>._extra_state/shard_<offset>_<shape>" (unique_key), holding
   // torch.save([None]): what Megatron's own Column/RowParallelLinear save, and what Transformer Engine's
   // set_extra_state takes as "no FP8 state" (TE 1.x and 2.x). Layer modules are stacked like the
-  // tensors (offset L of num_layers) or keyed per layer (offset 0 of 1). Megatron loads fail on
-  // missing objects with the default --dist-ckpt-strictness, while unexpected ones are ignored, so
-  // the superset from extra_state_modules() fits both TE and local layer specs.
-  std::vector<std::string> names;
-  for (uint64_t i = 0; i < b.input_count(); ++i) names.push_back(b.input_info(i).name);
+  // tensors (offset L of num_layers) or keyed per layer (offset 0 of 1). The set follows
+  // --megatron-spec (see extra_state_modules): exact for local, a TE superset for te.
+
   Pickler none_list;
   none_list.empty_list();
   none_list.mark();
@@ -322,7 +339,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   none_list.appends();
   none_list.stop();
   std::vector<std::pair<std::string, std::string>> objects;
-  for (const std::string &m : extra_state_modules(names)) {
+  for (const std::string &m : extra_state_modules(names, spec != "local")) {
     std::string key = m + "._extra_state/shard_0_1";
     if (auto ln = parse_layer_name(m); ln && homogeneous)
       key = ln->prefix + ln->rest + "._extra_state/shard_" + std::to_string(ln->layer) + "_" + std::to_string(num_layers);

@@ -104,8 +104,17 @@ TEST(MegatronLayout, ExtraStateModules) {
       "decoder.layers.0.self_attention.linear_qkv", "decoder.layers.0.self_attention.core_attention",
       "decoder.layers.0.self_attention.q_layernorm", "decoder.layers.0.self_attention.linear_proj",
       "decoder.layers.0.mlp.linear_fc1",            "decoder.layers.0.mlp.linear_fc2",
-      "decoder.final_layernorm",                    "output_layer"};
-  EXPECT_EQ(extra_state_modules(te), want);  // output_layer also when tied (no output_layer.weight)
+      "decoder.final_layernorm"};
+  EXPECT_EQ(extra_state_modules(te), want);
+  // GPTModel.sharded_state_dict() drops output_layer._extra_state, tied or not.
+  std::vector<std::string> untied = te;
+  untied.push_back("output_layer.weight");
+  EXPECT_EQ(extra_state_modules(untied), want);
+  // Megatron's own (local) modules: the linear layers only.
+  const std::vector<std::string> local_want = {
+      "decoder.layers.0.self_attention.linear_qkv", "decoder.layers.0.self_attention.linear_proj",
+      "decoder.layers.0.mlp.linear_fc1", "decoder.layers.0.mlp.linear_fc2"};
+  EXPECT_EQ(extra_state_modules(untied, false), local_want);
   EXPECT_TRUE(extra_state_modules({"language_model.encoder.layers.0.mlp.dense_h_to_4h.weight"}).empty());
   EXPECT_TRUE(extra_state_modules({"model.layers.0.mlp.up_proj.weight"}).empty());
 }
