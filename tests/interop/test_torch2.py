@@ -128,6 +128,23 @@ class DcpLoad(L.InteropCase):
             L.report(f"torch 2.13 dcp.load of ckhost dcp ({fam}, class paths 2 and 1.13, 1 and 3 files): "
                      f"{len(ref)} tensors equal, {n} chunks torch.load(weights_only=True)")
 
+    def test_swapped_chunks_fail(self):
+        """Two layers' q_proj chunks swapped in a ckhost dcp output's .metadata: loaded by torch, the
+        state dict no longer equals the source (the check above catches it)."""
+        src = L.make_hf("llama-gqa", self.path("src"))
+        ref = hf_state(src)
+        out = convert(src, self.path("out"), "--to", "dcp")
+        md = dcp.FileSystemReader(out).read_metadata()
+        a, b = ("model.layers.0.self_attn.q_proj.weight", "model.layers.1.self_attn.q_proj.weight")
+        ka = next(k for k in md.storage_data if k.fqn == a)
+        kb = next(k for k in md.storage_data if k.fqn == b)
+        md.storage_data[ka], md.storage_data[kb] = md.storage_data[kb], md.storage_data[ka]
+        with open(os.path.join(out, ".metadata"), "wb") as f:
+            pickle.dump(md, f)
+        sd, _, _ = self.dcp_load_all(out)
+        self.assertFalse(torch.equal(sd[a], ref[a]))
+        self.assertTrue(torch.equal(sd[a], ref[b]))
+
     def test_dcp_prefix(self):
         src = L.make_hf("llama-gqa", self.path("src"))
         out = convert(src, self.path("out"), "--to", "dcp", "--dcp-prefix", "model.")

@@ -22,6 +22,7 @@ CHAINS = [
     ("megatron_uneven_3_1", [("megatron", ["--tp", "2", "--pp", "2", "--pp-layers", "3,1"])]),
     ("megatron_local_spec", [("megatron", ["--tp", "2", "--megatron-spec", "local"])]),
     ("torch_dist_tp2", [("torch-dist", ["--tp", "2"])]),
+    ("torch_dist_local_spec", [("torch-dist", ["--megatron-spec", "local", "--dist-files", "3"])]),
     ("dcp", [("dcp", [])]),
     ("megatron_torchdist_resplit", [("megatron", ["--tp", "2", "--pp", "2"]), ("torch-dist", ["--dist-files", "2"]),
                                     ("megatron", ["--tp", "1", "--pp", "4"])]),
@@ -46,7 +47,7 @@ class TransformersRoundTrips(L.InteropCase):
                 st = L.safe_open_all(back)
                 self.assertTrue(st, "no tensors")
                 d = L.assert_same_model(self, src, back)
-                L.report(f"transformers {family} HF -> {' -> '.join(h[0] for h in hops)} -> HF: state_dict equal, "
+                L.report(f"transformers {family} HF -> {name} -> HF: state_dict equal, "
                          f"logits bit-identical (max |d| {d})")
 
 
