@@ -1,0 +1,144 @@
+// ckh_types.h — scalar types, status codes, dtypes and limits of the ckhost SDK.
+//
+// Contract: C99, no allocation, no global state. Every value below is part of the ABI: constants are
+// never renumbered and gaps stay gaps. Structs that cross the boundary start with `struct_size`
+// (set by whoever fills the struct) and only ever grow at the end.
+#ifndef CKHOST_CKH_TYPES_H
+#define CKHOST_CKH_TYPES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ckh_macros.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+// ---- status --------------------------------------------------------------------------------------
+// Every fallible SDK call returns a ckh_status. A non-zero status is accompanied by a message that the
+// callee handed to ckh_host_t.set_error (plugins) or that the host reports (host services).
+typedef int32_t ckh_status;
+#define CKH_OK 0
+#define CKH_E_INVALID_ARG 1   // caller passed something the API does not allow
+#define CKH_E_IO 2            // a read, write, open or stat failed
+#define CKH_E_FORMAT 3        // input bytes are corrupt or not what the format says
+#define CKH_E_UNSUPPORTED 4   // input is valid but uses a feature this component lacks
+#define CKH_E_NOMEM 5         // an allocation failed or a configured memory bound was hit
+#define CKH_E_CANCELLED 6     // the host asked to stop
+#define CKH_E_ABI 7           // struct or version mismatch between host and plugin
+#define CKH_E_NOT_FOUND 8     // a named thing (tensor, file, component) does not exist
+#define CKH_E_INTERNAL 9      // a bug; the message says where
+
+// ---- dtypes --------------------------------------------------------------------------------------
+// Element types. Values are stable. Names follow safetensors where one exists.
+typedef int32_t ckh_dtype;
+#define CKH_DT_INVALID (-1)
+#define CKH_DT_F32 0
+#define CKH_DT_F16 1
+#define CKH_DT_BF16 2
+#define CKH_DT_F8_E4M3FN 3    // OCP E4M3 "FN": bias 7, no infinities, NaN = S.1111.111, max 448
+#define CKH_DT_F8_E5M2 4      // OCP E5M2: bias 15, IEEE-like with infinities, max 57344
+#define CKH_DT_F64 5
+#define CKH_DT_I8 6
+#define CKH_DT_U8 7
+#define CKH_DT_I16 8
+#define CKH_DT_U16 9
+#define CKH_DT_I32 10
+#define CKH_DT_U32 11
+#define CKH_DT_I64 12
+#define CKH_DT_U64 13
+#define CKH_DT_BOOL 14        // one byte per element, 0 or 1
+#define CKH_DT_F8_E8M0 15     // unsigned power-of-two scale (MX formats), 0xFF = NaN
+// 16..63 reserved for further element types; 64.. reserved for block-quantized types (GGUF, AMX).
+
+// Bytes per element of a plain (non-block) dtype, 0 for an unknown or block type.
+static inline uint32_t ckh_dtype_size(ckh_dtype dt) {
+  switch (dt) {
+    case CKH_DT_F64: case CKH_DT_I64: case CKH_DT_U64: return 8;
+    case CKH_DT_F32: case CKH_DT_I32: case CKH_DT_U32: return 4;
+    case CKH_DT_F16: case CKH_DT_BF16: case CKH_DT_I16: case CKH_DT_U16: return 2;
+    case CKH_DT_F8_E4M3FN: case CKH_DT_F8_E5M2: case CKH_DT_F8_E8M0:
+    case CKH_DT_I8: case CKH_DT_U8: case CKH_DT_BOOL: return 1;
+    default: return 0;
+  }
+}
+
+// 1 when the dtype is a floating-point type that a cast may convert, else 0.
+static inline int ckh_dtype_is_float(ckh_dtype dt) {
+  return dt == CKH_DT_F32 || dt == CKH_DT_F16 || dt == CKH_DT_BF16 || dt == CKH_DT_F64 ||
+         dt == CKH_DT_F8_E4M3FN || dt == CKH_DT_F8_E5M2;
+}
+
+// ---- tensors -------------------------------------------------------------------------------------
+#define CKH_MAX_DIMS 8
+
+// Name, element type and shape of one tensor. Filled by the callee into a caller-provided struct.
+// `name` is borrowed: its owner and lifetime are stated by the function that fills the struct.
+typedef struct ckh_tensor_info {
+  uint32_t struct_size;          // sizeof(ckh_tensor_info_t) of the filler's SDK
+  uint32_t ndim;                 // 0..CKH_MAX_DIMS (0 = scalar)
+  const char *name;              // UTF-8, NUL-terminated
+  ckh_dtype dtype;
+  int32_t reserved0;             // keeps shape 8-byte aligned; always 0
+  int64_t shape[CKH_MAX_DIMS];   // entries past ndim are 0
+} ckh_tensor_info_t;
+
+// Where one rectangular piece of a source tensor's bytes lives. A tensor is the union of its pieces;
+// pieces must not overlap and must cover the whole tensor (the host checks both). A safetensors tensor
+// is one contiguous piece; a torch view is one strided piece; a DCP tensor is one piece per chunk; a
+// Megatron tensor merged over TP ranks is one piece per rank file.
+typedef struct ckh_piece {
+  uint32_t struct_size;          // sizeof(ckh_piece_t) of the filler's SDK
+  uint32_t file;                 // index into the reader's file list (ckh_reader_t.file_path)
+  uint64_t byte_offset;          // file offset of the piece's first element (all-zero index)
+  int64_t offset[CKH_MAX_DIMS];  // position of the piece inside the tensor, per dim
+  int64_t size[CKH_MAX_DIMS];    // extent of the piece per dim
+  int64_t stride[CKH_MAX_DIMS];  // element strides in the file; all zero = contiguous row-major
+} ckh_piece_t;
+
+// Roles and parallel hints a mapper attaches to the tensors it emits. Writers of parallel layouts
+// (Megatron, MindSpeed) read them; readers of such layouts attach them to their catalogs. Every field
+// has a neutral value meaning "not stated", so a zero-initialised struct with struct_size set is valid.
+#define CKH_ROLE_OTHER 0
+#define CKH_ROLE_EMBEDDING 1     // token embedding (vocab rows)
+#define CKH_ROLE_LAYER 2         // belongs to transformer layer `layer`
+#define CKH_ROLE_FINAL_NORM 3
+#define CKH_ROLE_OUTPUT 4        // LM head (vocab rows)
+#define CKH_ROLE_POSITION 5      // learned position embedding
+#define CKH_ROLE_ENCODER 6       // vision/audio tower, projector: outside the decoder stack
+
+#define CKH_PARALLEL_UNSTATED 0  // the writer applies its own naming rules
+#define CKH_PARALLEL_REPLICATED 1
+#define CKH_PARALLEL_COLUMN 2    // split along `split_dim` (default 0) into contiguous blocks
+#define CKH_PARALLEL_ROW 3       // split along `split_dim` (default 1)
+#define CKH_PARALLEL_VOCAB 4     // column-parallel over padded vocabulary rows
+#define CKH_PARALLEL_SWIGLU 5    // [gate; up] along dim 0, each half split separately
+
+#define CKH_INIT_NORMAL 0        // synthetic data: small random weights
+#define CKH_INIT_ONES 1          // synthetic data: ones plus small noise (norm scales)
+#define CKH_INIT_ZEROS 2         // synthetic data: small noise around zero (biases)
+
+typedef struct ckh_tensor_annot {
+  uint32_t struct_size;
+  int32_t role;                  // CKH_ROLE_*
+  int32_t layer;                 // global layer index, -1 when none
+  int32_t expert;                // global expert index, -1 when none
+  int32_t parallel;              // CKH_PARALLEL_*
+  int32_t split_dim;             // for COLUMN/ROW; -1 = the kind's default
+  int32_t init;                  // CKH_INIT_*
+  int32_t reserved0;
+  const char *extra_json;        // optional JSON object with further hints, or NULL; borrowed
+} ckh_tensor_annot_t;
+
+// Log levels for ckh_host_t.log.
+#define CKH_LOG_DEBUG 0
+#define CKH_LOG_INFO 1
+#define CKH_LOG_WARN 2
+#define CKH_LOG_ERROR 3
+
+#ifdef __cplusplus
+}  // extern "C"
+#endif
+
+#endif  // CKHOST_CKH_TYPES_H
