@@ -54,6 +54,54 @@ void for_each_prefix(const Shape &shape, uint32_t upto, F &&f) {
   }
 }
 
+// Covers the row-major run [pos, end) of a tensor of shape `c` (with row-major strides `crm`) with
+// row-major boxes of `c`, greedily from `pos`: at each step the outermost dim j whose inner dims are
+// all at index 0 and whose block still fits, taking as many indices of dim j as fit. Calls
+// f(index, box) for each box in order; stops early (returning false) when f returns false.
+// One cover serves reshape evaluation, direct-range detection and byte-range gathering.
+template <class F>
+bool cover_run(const Shape &c, const Index &crm, int64_t pos, int64_t end, F &&f) {
+  const uint32_t cnd = c.ndim;
+  while (pos < end) {
+    Index idx{};
+    int64_t rem = pos;
+    for (uint32_t i = 0; i < cnd; ++i) {
+      idx[i] = crm[i] ? rem / crm[i] : 0;
+      rem -= idx[i] * crm[i];
+    }
+    uint32_t j = cnd ? cnd - 1 : 0;
+    while (j > 0 && idx[j] == 0 && pos + crm[j - 1] <= end) --j;
+    int64_t take = std::min<int64_t>((end - pos) / crm[j], c.d[j] - idx[j]);
+    if (take <= 0) take = 1;
+    Shape box;
+    box.ndim = cnd;
+    for (uint32_t i = 0; i < cnd; ++i) box.d[i] = i < j ? 1 : (i == j ? take : c.d[i]);
+    if (!f(idx, box, pos)) return false;
+    pos += take * crm[j];
+  }
+  return true;
+}
+
+// The piece of `s` that holds the whole box at `off`, when that piece is stored row-major (its
+// strides are those of its own shape); nullptr otherwise. `prm` gets the piece's row-major strides.
+const Piece *row_major_piece(const Source &s, const Index &off, const Shape &box, Index &prm) {
+  const uint32_t nd = s.shape.ndim;
+  for (const Piece &p : s.pieces) {
+    bool inside = true;
+    for (uint32_t i = 0; i < nd; ++i)
+      inside = inside && off[i] >= p.offset[i] && off[i] + box.d[i] <= p.offset[i] + p.size[i];
+    if (!inside) continue;
+    Shape ps;
+    ps.ndim = nd;
+    for (uint32_t i = 0; i < nd; ++i) ps.d[i] = p.size[i];
+    prm = row_major(ps);
+    for (uint32_t i = 0; i < nd; ++i)
+      if (ps.d[i] > 1 && p.stride[i] != prm[i]) return nullptr;  // strided piece
+    return &p;
+  }
+  return nullptr;  // spans pieces (or none)
+}
+
 uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -377,37 +425,14 @@ void Evaluator::eval_reshape(const Node &n, const Index &off, const View &v) con
     eval(n.in[0], Index{}, View::dense(v.ptr, c.dtype, c.shape));
     return;
   }
-  // One flat run [a, a + cnt) in row-major order; cover it with row-major runs of the child's shape.
+  // One flat run [a, a + cnt) in row-major order; cover it with row-major boxes of the child's shape.
   const Index rm = row_major(n.shape);
   int64_t a = 0;
   for (uint32_t i = 0; i < n.shape.ndim; ++i) a += off[i] * rm[i];
-  const int64_t cnt = v.shape.numel();
-  const Index crm = row_major(c.shape);
-  const uint32_t cnd = c.shape.ndim;
-  int64_t pos = a;
-  const int64_t end = a + cnt;
-  while (pos < end) {
-    // Largest aligned block starting at pos that fits: find the deepest dim j such that pos is a
-    // multiple of crm[j-1]... built greedily from the innermost dim outwards.
-    Index idx{};
-    int64_t rem = pos;
-    for (uint32_t i = 0; i < cnd; ++i) {
-      idx[i] = crm[i] ? rem / crm[i] : 0;
-      rem -= idx[i] * crm[i];
-    }
-    // Choose dim j: the outermost dim such that all dims after j are at index 0 (aligned).
-    uint32_t j = cnd ? cnd - 1 : 0;
-    while (j > 0 && idx[j] == 0 && pos + crm[j - 1] <= end) --j;
-    // Along dim j take as many as fit (bounded by the dim end).
-    int64_t take = std::min<int64_t>((end - pos) / crm[j], c.shape.d[j] - idx[j]);
-    if (take <= 0) take = 1;
-    Shape box;
-    box.ndim = cnd;
-    for (uint32_t i = 0; i < cnd; ++i) box.d[i] = i < j ? 1 : (i == j ? take : c.shape.d[i]);
-    const int64_t run = take * crm[j];
+  cover_run(c.shape, row_major(c.shape), a, a + v.shape.numel(), [&](const Index &idx, const Shape &box, int64_t pos) {
     eval(n.in[0], idx, View::dense(v.ptr + (pos - a) * static_cast<int64_t>(es), c.dtype, box));
-    pos += run;
-  }
+    return true;
+  });
 }
 
 void Evaluator::eval_source(const Node &n, const Index &off, const View &v) const {
@@ -587,58 +612,38 @@ std::optional<FileRange> Evaluator::direct_range(int32_t e, const Index &off, co
     case Op::Reshape: {
       if (!flat_contiguous(n.shape, off, box)) return std::nullopt;
       const Node &c = g_.node(n.in[0]);
+      if (c.shape.ndim == 0) return std::nullopt;
       const Index rm = row_major(n.shape);
       int64_t a = 0;
       for (uint32_t i = 0; i < n.shape.ndim; ++i) a += off[i] * rm[i];
       // Map the flat run onto the child: it must again be a single row-major box there.
-      const Index crm = row_major(c.shape);
-      Index idx{};
-      int64_t rem = a;
-      for (uint32_t i = 0; i < c.shape.ndim; ++i) {
-        idx[i] = crm[i] ? rem / crm[i] : 0;
-        rem -= idx[i] * crm[i];
-      }
-      const int64_t cnt = box.numel();
-      // Find a box at idx with cnt elements that is one run: dims after j full, dims before j size 1.
-      for (int j = static_cast<int>(c.shape.ndim) - 1; j >= 0; --j) {
-        const size_t ju = static_cast<size_t>(j);
-        bool aligned = true;
-        for (size_t i = ju + 1; i < c.shape.ndim; ++i) aligned = aligned && idx[i] == 0;
-        if (!aligned) break;
-        if (cnt % crm[ju] == 0 && idx[ju] + cnt / crm[ju] <= c.shape.d[ju]) {
-          Shape cb;
-          cb.ndim = c.shape.ndim;
-          for (size_t i = 0; i < c.shape.ndim; ++i) cb.d[i] = i < ju ? 1 : (i == ju ? cnt / crm[ju] : c.shape.d[i]);
-          return direct_range(n.in[0], idx, cb);
-        }
-      }
-      return std::nullopt;
+      std::optional<std::pair<Index, Shape>> one;
+      const bool single = cover_run(c.shape, row_major(c.shape), a, a + box.numel(),
+                                    [&](const Index &idx, const Shape &cb, int64_t) {
+                                      if (one) return false;
+                                      one.emplace(idx, cb);
+                                      return true;
+                                    });
+      if (!single || !one) return std::nullopt;
+      return direct_range(n.in[0], one->first, one->second);
     }
     case Op::Source: {
       const Source &s = g_.sources[static_cast<size_t>(n.source)];
       if (s.generated) return std::nullopt;
       const uint32_t nd = s.shape.ndim;
-      for (const Piece &p : s.pieces) {
-        bool inside = true;
-        for (uint32_t i = 0; i < nd; ++i)
-          inside = inside && off[i] >= p.offset[i] && off[i] + box.d[i] <= p.offset[i] + p.size[i];
-        if (!inside) continue;
-        Shape ps;
-        ps.ndim = nd;
-        for (uint32_t i = 0; i < nd; ++i) ps.d[i] = p.size[i];
-        Index prm = row_major(ps);
-        for (uint32_t i = 0; i < nd; ++i)
-          if (ps.d[i] > 1 && p.stride[i] != prm[i]) return std::nullopt;
-        Index lo{};
-        for (uint32_t i = 0; i < nd; ++i) lo[i] = off[i] - p.offset[i];
-        if (!flat_contiguous(ps, lo, box)) return std::nullopt;
-        int64_t first = 0;
-        for (uint32_t i = 0; i < nd; ++i) first += lo[i] * prm[i];
-        const uint64_t es = ckh_dtype_size(s.dtype);
-        return FileRange{p.file, p.byte_offset + static_cast<uint64_t>(first) * es,
-                         static_cast<uint64_t>(box.numel()) * es};
-      }
-      return std::nullopt;
+      Index prm{};
+      const Piece *p = row_major_piece(s, off, box, prm);
+      if (!p) return std::nullopt;
+      Shape ps;
+      ps.ndim = nd;
+      for (uint32_t i = 0; i < nd; ++i) ps.d[i] = p->size[i];
+      Index lo{};
+      for (uint32_t i = 0; i < nd; ++i) lo[i] = off[i] - p->offset[i];
+      if (!flat_contiguous(ps, lo, box)) return std::nullopt;
+      int64_t first = 0;
+      for (uint32_t i = 0; i < nd; ++i) first += lo[i] * prm[i];
+      const uint64_t es = ckh_dtype_size(s.dtype);
+      return FileRange{p->file, p->byte_offset + static_cast<uint64_t>(first) * es, static_cast<uint64_t>(box.numel()) * es};
     }
     default: return std::nullopt;
   }
@@ -673,23 +678,12 @@ bool Evaluator::gather(int32_t e, const Index &off, const Shape &box, std::vecto
     case Op::Source: {
       const Source &s = g_.sources[static_cast<size_t>(n.source)];
       if (s.generated) return false;
-      const Piece *pc = nullptr;
-      for (const Piece &p : s.pieces) {
-        bool inside = true;
-        for (uint32_t i = 0; i < nd; ++i)
-          inside = inside && off[i] >= p.offset[i] && off[i] + box.d[i] <= p.offset[i] + p.size[i];
-        if (inside) {
-          pc = &p;
-          break;
-        }
-      }
-      if (!pc) return false;  // spans pieces: left to the evaluator
+      Index prm{};
+      const Piece *pc = row_major_piece(s, off, box, prm);
+      if (!pc) return false;  // spans pieces or strided: left to the evaluator
       Shape ps;
       ps.ndim = nd;
       for (uint32_t i = 0; i < nd; ++i) ps.d[i] = pc->size[i];
-      const Index prm = row_major(ps);
-      for (uint32_t i = 0; i < nd; ++i)
-        if (ps.d[i] > 1 && pc->stride[i] != prm[i]) return false;  // strided piece
       const uint64_t es = ckh_dtype_size(s.dtype);
       // Runs: the longest row-major suffix of the box that is contiguous in the piece.
       int k = static_cast<int>(nd) - 1;
@@ -762,24 +756,9 @@ bool Evaluator::gather(int32_t e, const Index &off, const Shape &box, std::vecto
         if (!ok) return;
         int64_t pos = 0;
         for (uint32_t i = 0; i < nd; ++i) pos += (off[i] + (i < upto ? idx[i] : 0)) * rm[i];
-        const int64_t end = pos + run;
-        while (pos < end && ok) {
-          Index ci{};
-          int64_t rem = pos;
-          for (uint32_t i = 0; i < ch.shape.ndim; ++i) {
-            ci[i] = crm[i] ? rem / crm[i] : 0;
-            rem -= ci[i] * crm[i];
-          }
-          uint32_t j = ch.shape.ndim - 1;
-          while (j > 0 && ci[j] == 0 && pos + crm[j - 1] <= end) --j;
-          int64_t take = std::min<int64_t>((end - pos) / crm[j], ch.shape.d[j] - ci[j]);
-          if (take <= 0) take = 1;
-          Shape cb;
-          cb.ndim = ch.shape.ndim;
-          for (uint32_t i = 0; i < cb.ndim; ++i) cb.d[i] = i < j ? 1 : (i == j ? take : ch.shape.d[i]);
-          ok = gather(n.in[0], ci, cb, out, max_ranges);
-          pos += take * crm[j];
-        }
+        ok = cover_run(ch.shape, crm, pos, pos + run, [&](const Index &ci, const Shape &cb, int64_t) {
+          return gather(n.in[0], ci, cb, out, max_ranges);
+        });
       });
       return ok;
     }

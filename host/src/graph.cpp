@@ -526,8 +526,8 @@ OutFile &file_at(Graph &g, int32_t f) {
 
 int32_t new_file(Graph &g, const std::string &relpath) {
   check_relpath(relpath);
-  for (const auto &f : g.layout.files)
-    if (f.relpath == relpath) fail("output file '" + relpath + "' declared twice");
+  if (!g.layout.by_path.emplace(relpath, static_cast<int32_t>(g.layout.files.size())).second)
+    fail("output file '" + relpath + "' declared twice");
   g.layout.files.emplace_back();
   g.layout.files.back().relpath = relpath;
   return static_cast<int32_t>(g.layout.files.size() - 1);

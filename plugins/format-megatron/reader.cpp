@@ -5,6 +5,7 @@
 // dim 0, row shards along dim 1, a SwiGLU shard [gate_r; up_r] contributes two pieces (rows r of the
 // gate half and of the up half), replicated tensors come from TP rank 0. Layer numbers become global
 // (pipeline stage and virtual chunk offsets). Optimizer and RNG state are skipped and reported.
+#include "text_file.hpp"
 #include "reader.hpp"
 
 #include <fcntl.h>
@@ -50,13 +51,6 @@ struct RankData {
   std::vector<std::map<std::string, Shard>> chunks;  // per virtual chunk: local name -> tensor
 };
 
-std::string read_text(const fs::path &p) {
-  std::ifstream in(p);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  return s;
-}
-
 // Flattens nested dicts of a state dict into dotted names (legacy models nest by module).
 void flatten(const VP &v, const std::string &prefix, std::vector<std::pair<std::string, VP>> &out, int depth) {
   if (depth > 16) fail(CKH_E_FORMAT, "state dict nests deeper than 16 levels");
@@ -76,7 +70,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
   std::error_code ec;
   fs::path root = fs::absolute(path0, ec), iter;
   if (fs::exists(root / "latest_checkpointed_iteration.txt", ec)) {
-    const std::string t = read_text(root / "latest_checkpointed_iteration.txt");
+    const std::string t = ckh::plugins::read_text(root / "latest_checkpointed_iteration.txt");
     if (t == "release") iter = root / "release";
     else {
       try {
@@ -246,11 +240,10 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
   if (a0.contains("num_layers") && a0["num_layers"].is_number_integer() && total != a0["num_layers"].get<int64_t>())
     fail(CKH_E_FORMAT, iter.string() + ": the rank files hold " + std::to_string(total) + " layers, args.num_layers is " +
                            a0["num_layers"].dump());
-  auto first_layer = [&](int p, size_t v) {
-    int64_t n = 0;
-    for (size_t s = 0; s < v * static_cast<size_t>(PP) + static_cast<size_t>(p); ++s) n += counts[s];
-    return n;
-  };
+  Pipeline stages;
+  stages.pp = PP;
+  stages.vpp = static_cast<int>(V);
+  stages.counts = counts;
 
   // Global tensors.
   const bool swiglu = a0.value("swiglu", true);
@@ -260,7 +253,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
     for (size_t v = 0; v < V; ++v)
       for (const auto &[local, sh] : r.chunks[v]) {
         std::string name = local;
-        if (auto ln = parse_layer_name(local)) name = ln->prefix + std::to_string(ln->layer + first_layer(r.pp, v)) + "." + ln->rest;
+        if (auto ln = parse_layer_name(local)) name = ln->prefix + std::to_string(ln->layer + stages.first_layer(r.pp, static_cast<int>(v))) + "." + ln->rest;
         if (!untied && PP > 1 && r.pp == PP - 1 && (name == "output_layer.weight" || name == "word_embeddings_for_head.weight")) {
           if (skipped_keys.insert(name).second)
             skipped.push_back({{"name", name}, {"reason", "the last stage's copy of the tied embedding"}});

@@ -20,6 +20,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "text_file.hpp"
 #include "dcp.hpp"
 #include "dist.hpp"
 #include "hf_files.hpp"
@@ -37,13 +38,6 @@ using ckh::plugins::Catalog;
 namespace ckh::dist {
 
 namespace {
-
-std::string read_text(const fs::path &p) {
-  std::ifstream in(p);
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ' || s.back() == '\r')) s.pop_back();
-  return s;
-}
 
 std::string dims_str(const std::vector<int64_t> &v) {
   std::string s = "[";
@@ -291,7 +285,7 @@ std::string megatron_dist_dir(const std::string &path) {
   const fs::path p(path);
   if (fs::exists(p / "metadata.json", ec) && fs::exists(p / ".metadata", ec)) return p.string();
   if (!fs::exists(p / "latest_checkpointed_iteration.txt", ec)) return "";
-  const std::string t = read_text(p / "latest_checkpointed_iteration.txt");
+  const std::string t = ckh::plugins::read_text(p / "latest_checkpointed_iteration.txt");
   fs::path iter;
   if (t == "release") iter = p / "release";
   else if (is_digits(t)) iter = p / ckh::megatron::iteration_dir(std::stoll(t), false);
@@ -312,7 +306,7 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
   json common;
   if (flavor == Flavor::Megatron) {
     if (fs::exists(root / "latest_checkpointed_iteration.txt", ec)) {
-      const std::string t = read_text(root / "latest_checkpointed_iteration.txt");
+      const std::string t = ckh::plugins::read_text(root / "latest_checkpointed_iteration.txt");
       if (t == "release") dir = root / "release";
       else if (is_digits(t)) dir = root / ckh::megatron::iteration_dir(std::stoll(t), false);
       else

@@ -138,6 +138,7 @@ struct OutFile {
 struct Layout {
   std::vector<OutFile> files;
   std::vector<Region> regions;
+  std::unordered_map<std::string, int32_t> by_path;  // relpath -> index into files
 };
 
 class Registry;
