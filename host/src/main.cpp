@@ -2,6 +2,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdio>
 #include <fstream>
@@ -15,6 +16,7 @@
 #include "ckhost/host/chain.hpp"
 #include "ckhost/host/error.hpp"
 #include "ckhost/host/executor.hpp"
+#include "ckhost/host/options.hpp"
 #include "ckhost/host/registry.hpp"
 #include "ckhost/host/services.hpp"
 #include "ckhost/host/verify.hpp"
@@ -134,7 +136,6 @@ po::options_description convert_options() {
   o.add_options()("to", po::value<std::string>(), "output format (hf, ...; see --list-plugins)")(
       "from", po::value<std::string>(), "input format (default: detected)")(
       "dtype", po::value<std::string>(), "cast floating-point tensors: bf16 | f16 | f32")(
-      "max-shard-size", po::value<std::string>(), "largest output shard, e.g. 5GB (default), 500MB, 2GiB")(
       "threads", po::value<unsigned>(), "worker threads (default: all cores)")(
       "max-memory", po::value<std::string>(), "bound on conversion buffers (default 1GiB)")(
       "force", po::bool_switch(), "replace a non-empty destination")(
@@ -145,44 +146,66 @@ po::options_description convert_options() {
       "map", po::value<std::vector<std::string>>()->composing(), "extra mapper component after the canonical stage (repeatable)")(
       "option", po::value<std::vector<std::string>>()->composing(), "plugin option KEY=VALUE (repeatable)")(
       "progress", po::value<std::string>(), "auto | bar | plain | none (default auto: a bar on a terminal)");
-  po::options_description m("megatron options");
-  m.add_options()("tp", po::value<unsigned>(), "tensor-parallel size")("pp", po::value<unsigned>(), "pipeline-parallel size")(
-      "vpp", po::value<unsigned>(), "virtual pipeline chunks per stage")(
-      "pp-layers", po::value<std::string>(), "uneven pipeline stages: layers per stage, e.g. 3,2,2")(
-      "make-vocab-size-divisible-by", po::value<unsigned>(), "vocabulary padding multiple per TP rank (default 128)")(
-      "vocab-pad", po::value<std::string>(), "padding rows: zeros (default) or repeat (the last row)")(
-      "megatron-spec", po::value<std::string>(), "te (default) or local layer names")(
-      "iteration", po::value<int64_t>(), "write iter_NNNNNNN instead of release")(
-      "minicpm-fold", po::bool_switch(), "MiniCPM: fold scale_emb/scale_depth/dim_model_base into the weights (stock Megatron)")(
-      "hf-config", po::value<std::string>(),
-      "directory with the HF config.json and tokenizer files for Megatron -> HF (default: <checkpoint>/hf)");
-  o.add(m);
-  po::options_description d("distributed checkpoint (torch-dist, dcp) options");
-  d.add_options()("dist-files", po::value<unsigned>(), "data files (__0_<n>.distcp) to spread the chunks over (default 1)")(
-      "dcp-prefix", po::value<std::string>(), "dcp: key prefix of the HF names, e.g. model. (reading: strip it)")(
-      "dcp-torch", po::value<std::string>(), "class paths in .metadata: 2 (torch.distributed.checkpoint, default) or 1.13");
-  o.add(d);
   return o;
 }
 
-json effective_config(const po::variables_map &vm) {
+// The options the loaded plugins declare (options.hpp), one --help section per group, in the order the
+// groups first appear.
+std::vector<po::options_description> declared_sections(const std::vector<OptionDecl> &decls) {
+  std::vector<std::string> groups;
+  for (const auto &d : decls)
+    if (std::find(groups.begin(), groups.end(), d.group) == groups.end()) groups.push_back(d.group);
+  std::vector<po::options_description> out;
+  for (const auto &gname : groups) {
+    po::options_description sec((gname.empty() ? std::string("plugin") : gname) + " options (declared by plugins)");
+    for (const auto &d : decls) {
+      if (d.group != gname) continue;
+      const std::string help = option_help(d);
+      if (d.type == "bool") sec.add_options()(d.name.c_str(), po::bool_switch(), help.c_str());
+      else sec.add_options()(d.name.c_str(), po::value<std::string>(), help.c_str());
+    }
+    out.push_back(std::move(sec));
+  }
+  return out;
+}
+
+// Host options, then the declared sections, then the common options.
+po::options_description with_declared(const po::options_description &host, const std::vector<OptionDecl> &decls) {
+  po::options_description o;
+  o.add(host);
+  for (auto &sec : declared_sections(decls)) o.add(sec);
+  o.add(common_options());
+  return o;
+}
+
+const OptionDecl *find_decl(const std::vector<OptionDecl> &decls, const std::string &name) {
+  for (const auto &d : decls)
+    if (d.name == name) return &d;
+  return nullptr;
+}
+
+json effective_config(const po::variables_map &vm, const std::vector<OptionDecl> &decls) {
   json c = json::object();
-  for (const char *k : {"src", "dst", "to", "from", "dtype", "max-shard-size", "max-memory", "progress"})
+  for (const char *k : {"src", "dst", "to", "from", "dtype", "max-memory", "progress"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("threads")) c["threads"] = vm["threads"].as<unsigned>();
-  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by", "dist-files"})
-    if (vm.count(k)) c[k] = vm[k].as<unsigned>();
-  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config", "dcp-prefix", "dcp-torch"})
-    if (vm.count(k)) c[k] = vm[k].as<std::string>();
-  if (vm.count("iteration")) c["iteration"] = vm["iteration"].as<int64_t>();
   for (const char *k : {"force", "dry-run", "copy-file-range"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
   for (const char *k : {"map", "option"})
     c[k] = vm.count(k) ? json(vm[k].as<std::vector<std::string>>()) : json::array();
+  for (const auto &d : decls) {
+    if (d.type == "bool") {
+      c[d.name] = vm.count(d.name) ? vm[d.name].as<bool>() : false;
+    } else if (vm.count(d.name)) {
+      const std::string t = vm[d.name].as<std::string>();
+      // Numbers and JSON as values; sizes and strings as the text given (so --config reads them back).
+      c[d.name] = (d.type == "size" || d.type == "string") ? json(t) : option_value(d, t);
+    }
+  }
   return c;
 }
 
 // Reads a --config file into the variables map; values given on the command line win.
-void apply_config_file(po::variables_map &vm, const po::options_description &opts) {
+void apply_config_file(po::variables_map &vm, const po::options_description &opts, const std::vector<OptionDecl> &decls) {
   if (!vm.count("config")) return;
   const std::string path = vm["config"].as<std::string>();
   std::ifstream in(path);
@@ -197,7 +220,10 @@ void apply_config_file(po::variables_map &vm, const po::options_description &opt
     if (key == "src" || key == "dst") continue;
     if (!opts.find_nothrow(key, false)) fail(path + ": unknown option '" + it.key() + "'", CKH_E_FORMAT);
     const json &v = it.value();
-    if (v.is_boolean()) {
+    const OptionDecl *d = find_decl(decls, key);
+    if (d && d->type == "json") {
+      args.push_back("--" + key + "=" + v.dump());
+    } else if (v.is_boolean()) {
       if (v.get<bool>()) args.push_back("--" + key);
     } else if (v.is_array()) {
       for (const auto &e : v) args.push_back("--" + key + "=" + (e.is_string() ? e.get<std::string>() : e.dump()));
@@ -230,28 +256,37 @@ ExecOptions exec_options(const po::variables_map &vm) {
   return e;
 }
 
-json plugin_options(const po::variables_map &vm) {
+// The options JSON handed to plugins: --dtype, every declared option given (under its key, typed),
+// and --option KEY=VALUE pairs.
+json plugin_options(const po::variables_map &vm, const std::vector<OptionDecl> &decls) {
   json o = json::object();
-  if (vm.count("max-shard-size")) o["max_shard_size"] = parse_size(vm["max-shard-size"].as<std::string>());
   if (vm.count("dtype")) o["dtype"] = vm["dtype"].as<std::string>();
-  for (const char *k : {"tp", "pp", "vpp", "make-vocab-size-divisible-by", "dist-files"})
-    if (vm.count(k)) {
-      std::string key = k;
-      for (char &ch : key)
-        if (ch == '-') ch = '_';
-      o[key] = vm[k].as<unsigned>();
+  for (const auto &d : decls) {
+    if (!vm.count(d.name)) continue;
+    if (d.type == "bool") {
+      if (vm[d.name].as<bool>()) o[d.key] = true;
+    } else {
+      o[d.key] = option_value(d, vm[d.name].as<std::string>());
     }
-  for (const char *k : {"pp-layers", "vocab-pad", "megatron-spec", "hf-config", "dcp-prefix", "dcp-torch"})
-    if (vm.count(k)) {
-      std::string key = k;
-      for (char &ch : key)
-        if (ch == '-') ch = '_';
-      o[key] = vm[k].as<std::string>();
-    }
-  if (vm.count("iteration")) o["iteration"] = vm["iteration"].as<int64_t>();
-  if (vm.count("minicpm-fold") && vm["minicpm-fold"].as<bool>()) o["minicpm_fold"] = true;
+  }
   add_plugin_options(o, vm);
   return o;
+}
+
+// --plugin-dir values in raw arguments (the registry is loaded before the full parse, because the
+// plugins' declared options are part of it).
+std::vector<std::string> raw_plugin_dirs(const std::vector<std::string> &args) {
+  std::vector<std::string> dirs;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--plugin-dir" && i + 1 < args.size()) dirs.push_back(args[++i]);
+    else if (args[i].rfind("--plugin-dir=", 0) == 0) dirs.push_back(args[i].substr(13));
+  }
+  return dirs;
+}
+
+void load_registry_for(Registry &reg, const std::vector<std::string> &args) {
+  reg.load(Registry::search_dirs(raw_plugin_dirs(args)));
+  for (const auto &r : reg.refused()) log(CKH_LOG_DEBUG, "plugin refused: " + r.path + ": " + r.reason);
 }
 
 ckh_dtype parse_dtype_opt(const po::variables_map &vm) {
@@ -290,8 +325,10 @@ int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const s
 }
 
 int cmd_convert(const std::vector<std::string> &args) {
-  po::options_description opts;
-  opts.add(convert_options()).add(common_options());
+  Registry reg;
+  load_registry_for(reg, args);
+  const std::vector<OptionDecl> decls = declared_options(reg);
+  po::options_description opts = with_declared(convert_options(), decls);
   po::options_description hidden;
   hidden.add_options()("src", po::value<std::string>())("dst", po::value<std::string>());
   po::options_description all;
@@ -303,23 +340,21 @@ int cmd_convert(const std::vector<std::string> &args) {
     std::cout << "usage: ckhost convert SRC DST --to FORMAT [options]\n\n" << opts;
     return 0;
   }
-  apply_config_file(vm, all);
+  apply_config_file(vm, all, decls);
   po::notify(vm);
   setup_logging(vm);
   if (vm.count("print-config") && vm["print-config"].as<bool>()) {
-    std::cout << effective_config(vm).dump(2) << "\n";
+    std::cout << effective_config(vm, decls).dump(2) << "\n";
     return 0;
   }
   if (!vm.count("src") || !vm.count("dst")) throw UsageError("convert needs SRC and DST (see ckhost convert --help)");
   if (!vm.count("to")) throw UsageError("convert needs --to FORMAT (see ckhost --list-plugins)");
   const std::string src = vm["src"].as<std::string>(), dst = vm["dst"].as<std::string>(), to = vm["to"].as<std::string>();
   const ckh_dtype dt = parse_dtype_opt(vm);
-  const json popts = plugin_options(vm);
+  const json popts = plugin_options(vm, decls);
   (void)exec_options(vm);
   check_destination(src, dst, vm["force"].as<bool>());
 
-  Registry reg;
-  load_registry(reg, vm);
   Opened o(reg);
   o.src = open_source(reg, o.g, src, vm.count("from") ? vm["from"].as<std::string>() : "", popts);
   const std::string what = src + " (" + o.src.reader->id + ", " + stage_summary(o.g.stages[0], o.g) + ")";
@@ -337,18 +372,20 @@ int cmd_convert(const std::vector<std::string> &args) {
 }
 
 int cmd_synth(const std::vector<std::string> &args) {
-  po::options_description opts("synth options");
-  opts.add_options()("model", po::value<std::string>(), "model family (e.g. llama)")(
+  Registry reg;
+  load_registry_for(reg, args);
+  const std::vector<OptionDecl> decls = declared_options(reg);
+  po::options_description host("synth options");
+  host.add_options()("model", po::value<std::string>(), "model family (e.g. llama)")(
       "config", po::value<std::string>(), "HF config.json describing the model")("seed", po::value<uint64_t>()->default_value(0),
                                                                                   "random seed")(
       "to", po::value<std::string>()->default_value("hf"), "output format")(
       "dtype", po::value<std::string>(), "dtype of floating tensors (default: config torch_dtype)")(
-      "max-shard-size", po::value<std::string>(), "largest output shard")("threads", po::value<unsigned>(), "worker threads")(
-      "max-memory", po::value<std::string>(), "bound on buffers")("force", po::bool_switch(), "replace a non-empty destination")(
-      "dry-run", po::bool_switch(), "print the plan only")("option", po::value<std::vector<std::string>>()->composing(),
-                                                            "plugin option KEY=VALUE")(
+      "threads", po::value<unsigned>(), "worker threads")("max-memory", po::value<std::string>(), "bound on buffers")(
+      "force", po::bool_switch(), "replace a non-empty destination")("dry-run", po::bool_switch(), "print the plan only")(
+      "option", po::value<std::vector<std::string>>()->composing(), "plugin option KEY=VALUE")(
       "progress", po::value<std::string>(), "auto | bar | plain | none");
-  opts.add(common_options());
+  po::options_description opts = with_declared(host, decls);
   po::options_description all;
   all.add(opts).add_options()("out", po::value<std::string>());
   po::positional_options_description pos;
@@ -368,13 +405,11 @@ int cmd_synth(const std::vector<std::string> &args) {
   json cfg = json::parse(in, nullptr, false);
   if (cfg.is_discarded() || !cfg.is_object()) fail(cfg_path + ": not a JSON object", CKH_E_FORMAT);
   check_destination(cfg_path, out, vm["force"].as<bool>());
-  Registry reg;
-  load_registry(reg, vm);
   Graph g(&reg);
   synth_source(reg, g, vm["model"].as<std::string>(), cfg, vm["seed"].as<uint64_t>());
   const ckh_dtype dt = parse_dtype_opt(vm);
   if (dt != CKH_DT_INVALID) cast_stage(g, dt);
-  const json popts = plugin_options(vm);
+  const json popts = plugin_options(vm, decls);
   return run_plan(reg, g, vm, vm["to"].as<std::string>(), out, popts,
                   "synth " + vm["model"].as<std::string>() + " (" + stage_summary(g.stages[0], g) + ")", "");
 }

@@ -1,5 +1,6 @@
 // registry.cpp — plugin discovery with Boost.DLL; every failure is recorded, never fatal.
 #include "ckhost/host/registry.hpp"
+#include "ckhost/host/options.hpp"
 
 #include <dlfcn.h>
 
@@ -319,6 +320,27 @@ void Registry::load(const std::vector<std::string> &dirs) {
           refuse(label + " already provided by plugin " + winner->second->id + " (" + winner->second->path + ")");
           continue;
         }
+        // Declared options (SDK 1.1): well formed, and of one type and key across components.
+        std::vector<OptionDecl> decls;
+        try {
+          decls = parse_option_decls(caps);
+        } catch (const std::exception &e) {
+          refuse(label + ": invalid option declaration: " + e.what());
+          continue;
+        }
+        std::string conflict;
+        for (const auto &d : decls) {
+          auto it = option_owner_.find(d.name);
+          if (it != option_owner_.end() && (it->second.type != d.type || it->second.key != d.key))
+            conflict = "option --" + d.name + " is declared as " + d.type + " (key '" + d.key + "'), but " +
+                       it->second.owner + " declares it as " + it->second.type + " (key '" + it->second.key + "')";
+        }
+        if (!conflict.empty()) {
+          refuse(label + ": " + conflict);
+          continue;
+        }
+        for (const auto &d : decls)
+          option_owner_.emplace(d.name, OptionOwner{d.type, d.key, std::string(kind) + " " + cid});
         Component comp;
         comp.kind = c->kind;
         comp.id = cid;

@@ -4,6 +4,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "reader.hpp"
 
 namespace fs = std::filesystem;
@@ -42,7 +43,7 @@ ckh_status open(const ckh_reader_class_t *, const char *path, const char *option
 const ckh_reader_class_t kReader = {sizeof(ckh_reader_class_t), 0, probe, open};
 const ckh_component_t kReaderComp = {sizeof(ckh_component_t), CKH_COMPONENT_READER, "megatron",
                                      "Megatron-LM per-rank torch checkpoints (any TP/PP/VPP), read as global tensors",
-                                     R"({"container":"torch-zip","layout":"megatron"})", &kReader};
+                                     R"({"container":"torch-zip","layout":"megatron","options":[)" CKH_OPT_HF_CONFIG "]}", &kReader};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);

@@ -20,6 +20,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "hf_files.hpp"
 #include "megatron_layout.hpp"
 #include "megatron_state.hpp"
@@ -306,7 +307,9 @@ void Writer::plan(const json &meta, ckh_layout_builder_t *lb) { plan_ranks(*this
 const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "megatron",
                                      "Megatron-LM per-rank torch checkpoints (TP/PP/VPP, model_optim_rng.pt)",
-                                     R"({"container":"torch-zip","layout":"megatron"})", &kWriter};
+                                     R"({"container":"torch-zip","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP
+                                     "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD
+                                     "," CKH_OPT_ITERATION "]}", &kWriter};
 
 }  // namespace
 

@@ -27,6 +27,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "quant_pairs.hpp"
 #include "header.hpp"
 #include "hf_files.hpp"
@@ -560,7 +561,7 @@ const ckh_component_t kReaderComp = {
     R"({"container":"safetensors","layout":"hf","extensions":[".safetensors"]})", &kReader};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "hf",
                                      "HF safetensors (HF shard names, index with total_size)",
-                                     R"({"container":"safetensors","layout":"hf"})", &kWriter};
+                                     R"({"container":"safetensors","layout":"hf","options":[)" CKH_OPT_MAX_SHARD_SIZE "]}", &kWriter};
 const ckh_component_t *const kComponents[] = {&kReaderComp, &kWriterComp};
 
 ckh_status init(const ckh_host_t *host) {

@@ -5,6 +5,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "dist.hpp"
 
 namespace fs = std::filesystem;
@@ -45,12 +46,12 @@ const ckh_reader_class_t kDistReader = {sizeof(ckh_reader_class_t), 0, probe_dis
 const ckh_component_t kDistReaderComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_READER, "torch-dist",
     "Megatron-Core distributed checkpoints (torch_dist), read as global per-layer tensors with the training args",
-    R"({"container":"dcp","layout":"megatron"})", &kDistReader};
+    R"({"container":"dcp","layout":"megatron","options":[)" CKH_OPT_HF_CONFIG "]}", &kDistReader};
 const ckh_reader_class_t kDcpReader = {sizeof(ckh_reader_class_t), 0, probe_dcp, open<ckh::dist::Flavor::Plain>};
 const ckh_component_t kDcpReaderComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_READER, "dcp",
     "PyTorch Distributed Checkpoint directories (torch 1.13 and 2.x), tensors assembled from their chunks",
-    R"({"container":"dcp","layout":"hf"})", &kDcpReader};
+    R"({"container":"dcp","layout":"hf","options":[)" CKH_OPT_HF_CONFIG "," CKH_OPT_DCP_PREFIX "]}", &kDcpReader};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);

@@ -22,6 +22,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "dcp.hpp"
 #include "dist.hpp"
 #include "hf_files.hpp"
@@ -409,11 +410,14 @@ const ckh_writer_class_t kDistWriter = {sizeof(ckh_writer_class_t), 0, ckh::plug
 const ckh_component_t kDistWriterComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "torch-dist",
     "Megatron-Core distributed checkpoints (torch_dist: DCP + metadata.json + common.pt, stacked layers)",
-    R"({"container":"dcp","layout":"megatron"})", &kDistWriter};
+    R"({"container":"dcp","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP "," CKH_OPT_VPP
+    "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD "," CKH_OPT_ITERATION "," CKH_OPT_DIST_FILES "," CKH_OPT_DCP_TORCH "]}",
+    &kDistWriter};
 const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer<plan_dcp>>};
 const ckh_component_t kDcpWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "dcp",
                                         "PyTorch Distributed Checkpoint with HF state-dict names (FSDP2; --dcp-prefix)",
-                                        R"({"container":"dcp","layout":"hf"})", &kDcpWriter};
+                                        R"({"container":"dcp","layout":"hf","options":[)" CKH_OPT_DIST_FILES "," CKH_OPT_DCP_TORCH
+                                        "," CKH_OPT_DCP_PREFIX "]}", &kDcpWriter};
 
 }  // namespace
 

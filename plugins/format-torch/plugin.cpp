@@ -17,6 +17,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "catalog.hpp"
 #include "hf_files.hpp"
 #include "torch_archive.hpp"
@@ -309,7 +310,7 @@ const ckh_component_t kReaderComp = {sizeof(ckh_component_t), CKH_COMPONENT_READ
                                      R"({"container":"torch-zip","layout":"hf","extensions":[".pt",".pth",".bin"]})", &kReader};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "torch",
                                      "HF pytorch_model.bin (torch.load(weights_only=True) in 1.13 and 2.x)",
-                                     R"({"container":"torch-zip","layout":"hf"})", &kWriter};
+                                     R"({"container":"torch-zip","layout":"hf","options":[)" CKH_OPT_MAX_SHARD_SIZE "]}", &kWriter};
 const ckh_component_t *const kComponents[] = {&kReaderComp, &kWriterComp};
 
 ckh_status init(const ckh_host_t *host) {

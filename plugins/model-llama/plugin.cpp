@@ -9,6 +9,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "option_decls.hpp"
 #include "llama_config.hpp"
 #include "mcore_mapper.hpp"
 
@@ -176,7 +177,9 @@ const ckh_component_t kHfComp = {
 const ckh_component_t kToMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-mcore",
     "Llama family HF -> Megatron-Core (TE or local spec): GQA-interleaved linear_qkv, fused fc1, args",
-    R"({"family":"llama","from":"hf","to":"megatron","model_types":["llama","mistral","qwen2","qwen3","minicpm"]})",
+    R"({"family":"llama","from":"hf","to":"megatron","model_types":["llama","mistral","qwen2","qwen3","minicpm"],)"
+    R"("options":[)" CKH_OPT_MEGATRON_SPEC R"(,{"name":"minicpm-fold","type":"bool","group":"megatron",)"
+    R"J("help":"MiniCPM: fold scale_emb/scale_depth/dim_model_base into the weights (stock Megatron)"}]})J",
     &kToMcore};
 const ckh_component_t kFromMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.mcore-to-hf",

@@ -115,7 +115,13 @@ TEST(Plugin, DescriptorAndComponents) {
   EXPECT_STREQ(p.writer_comp->id, "hf");
   EXPECT_EQ(json::parse(p.reader_comp->capabilities_json),
             json::parse(R"({"container":"safetensors","layout":"hf","extensions":[".safetensors"]})"));
-  EXPECT_EQ(json::parse(p.writer_comp->capabilities_json), json::parse(R"({"container":"safetensors","layout":"hf"})"));
+  const json wcaps = json::parse(p.writer_comp->capabilities_json);
+  EXPECT_EQ(wcaps["container"], "safetensors");
+  EXPECT_EQ(wcaps["layout"], "hf");
+  // SDK 1.1: the writer declares --max-shard-size (a size, handed over as bytes under max_shard_size).
+  ASSERT_EQ(wcaps["options"].size(), 1u);
+  EXPECT_EQ(wcaps["options"][0]["name"], "max-shard-size");
+  EXPECT_EQ(wcaps["options"][0]["type"], "size");
 }
 
 // ---- probe ----------------------------------------------------------------------------------------

@@ -16,6 +16,8 @@
 
 #include <ckhost/ckh_version.h>
 
+#include "ckhost/host/error.hpp"
+#include "ckhost/host/options.hpp"
 #include "ckhost/host/registry.hpp"
 #include "ckhost/host/services.hpp"
 
@@ -236,6 +238,75 @@ TEST(Registry, InvalidCapabilitiesJsonRefusesTheComponent) {
   EXPECT_TRUE(has(r.refused()[0].reason, "reader 'fake': invalid capabilities_json: parse error at line 1"))
       << r.refused()[0].reason;
   EXPECT_FALSE(has(r.refused()[0].reason, "[json.exception")) << r.refused()[0].reason;
+}
+
+TEST(Registry, DeclaredOptionsAreCheckedAtLoad) {
+  Registry r;
+  r.load({dir("bad_options")});
+  ASSERT_EQ(r.plugins().size(), 1u);
+  EXPECT_NE(r.find(CKH_COMPONENT_READER, "fake"), nullptr);
+  EXPECT_EQ(r.find(CKH_COMPONENT_WRITER, "fake"), nullptr);
+  EXPECT_EQ(r.find(CKH_COMPONENT_MAPPER, "fake"), nullptr);
+  EXPECT_EQ(r.find(CKH_COMPONENT_QUANTIZER, "fake"), nullptr);
+  ASSERT_EQ(r.refused().size(), 3u);
+  EXPECT_TRUE(has(r.refused()[0].reason, "writer 'fake': option --level is declared as string (key 'level'), but "
+                                         "reader fake declares it as uint (key 'level')"))
+      << r.refused()[0].reason;
+  EXPECT_TRUE(has(r.refused()[1].reason, "mapper 'fake': invalid option declaration: option --dtype is reserved by the host"))
+      << r.refused()[1].reason;
+  EXPECT_TRUE(has(r.refused()[2].reason, "quantizer 'fake': invalid option declaration: option --bits: unknown type 'complex'"))
+      << r.refused()[2].reason;
+  const auto decls = declared_options(r);
+  ASSERT_EQ(decls.size(), 1u);
+  EXPECT_EQ(decls[0].name, "level");
+  EXPECT_EQ(decls[0].owners, std::vector<std::string>{"reader fake"});
+  EXPECT_EQ(option_help(decls[0]), "how much (default 3) [reader fake]");
+}
+
+TEST(Options, ParseDeclarations) {
+  const auto caps = nlohmann::json::parse(R"({"options":[
+      {"name":"tp","type":"uint","default":1,"help":"tensor-parallel size","group":"megatron"},
+      {"name":"pp-layers"},
+      {"name":"mode","choices":["a","b"],"key":"the_mode"}]})");
+  const auto d = parse_option_decls(caps);
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_EQ(d[0].key, "tp");
+  EXPECT_EQ(d[0].def, 1);
+  EXPECT_EQ(d[1].type, "string");
+  EXPECT_EQ(d[1].key, "pp_layers");
+  EXPECT_EQ(d[2].key, "the_mode");
+  EXPECT_TRUE(parse_option_decls(nlohmann::json::object()).empty());
+  for (const char *bad : {R"({"options":{}})", R"({"options":[{"name":"Bad_Name"}]})", R"({"options":[{"name":"x"},{"name":"x"}]})",
+                          R"({"options":[{"name":"force"}]})", R"({"options":[{"name":"x","choices":[1]}]})",
+                          R"({"options":[{"name":"x","help":3}]})", R"({"options":[7]})"})
+    EXPECT_THROW(parse_option_decls(nlohmann::json::parse(bad)), std::invalid_argument) << bad;
+}
+
+TEST(Options, ValuesAreTypedAndChecked) {
+  auto decl = [](const char *type, std::vector<std::string> choices = {}) {
+    OptionDecl d;
+    d.name = "x";
+    d.key = "x";
+    d.type = type;
+    d.choices = std::move(choices);
+    return d;
+  };
+  EXPECT_EQ(option_value(decl("uint"), "12"), 12u);
+  EXPECT_EQ(option_value(decl("int"), "-3"), -3);
+  EXPECT_EQ(option_value(decl("float"), "0.5"), 0.5);
+  EXPECT_EQ(option_value(decl("size"), "2KiB"), 2048u);
+  EXPECT_EQ(option_value(decl("json"), R"([["a","b"]])"), nlohmann::json::parse(R"([["a","b"]])"));
+  EXPECT_EQ(option_value(decl("string", {"te", "local"}), "local"), "local");
+  EXPECT_EQ(option_value(decl("bool"), "false"), false);
+  for (const auto &[t, v] : std::vector<std::pair<const char *, const char *>>{
+           {"uint", "-1"}, {"uint", "3x"}, {"int", ""}, {"float", "fast"}, {"size", "big"}, {"json", "[1,"}, {"bool", "maybe"}})
+    EXPECT_THROW(option_value(decl(t), v), Error) << t << " " << v;
+  try {
+    option_value(decl("string", {"te", "local"}), "bert");
+    FAIL();
+  } catch (const Error &e) {
+    EXPECT_STREQ(e.what(), "--x: expected one of te, local, got 'bert'");
+  }
 }
 
 TEST(Registry, EveryCaseAtOnceNeverCrashes) {

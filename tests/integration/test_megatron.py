@@ -221,7 +221,7 @@ class MegatronTests(L.CkhostTestCase):
         src = self.synth()
         for args, needle in [(("--tp", "3"), "query groups"), (("--pp", "3"), "do not divide"),
                              (("--pp", "2", "--pp-layers", "3,2"), "adds up to"),
-                             (("--megatron-spec", "bert"), "must be te, local or legacy")]:
+                             (("--megatron-spec", "bert"), "--megatron-spec: expected one of te, local, legacy")]:
             p = run("convert", src, self.path("bad"), "--to", "megatron", *args, check=False)
             self.assertEqual(p.returncode, 1, args)
             self.assertIn(needle, p.stderr, args)

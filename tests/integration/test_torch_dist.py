@@ -495,7 +495,7 @@ class TorchDistTests(L.CkhostTestCase):
 
     def test_bad_options_fail_cleanly(self):
         src = self.synth("tiny-llama.json")
-        for to, args, needle in [("dcp", ("--dcp-torch", "3"), "--dcp-torch must be 2"),
+        for to, args, needle in [("dcp", ("--dcp-torch", "3"), "--dcp-torch: expected one of 2, 1.13"),
                                  ("torch-dist", ("--dist-files", "0"), "--dist-files must be >= 1"),
                                  ("torch-dist", ("--megatron-spec", "legacy"), "Megatron-Core names"),
                                  ("torch-dist", ("--pp", "3"), "do not divide")]:

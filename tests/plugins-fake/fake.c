@@ -71,15 +71,27 @@ static const ckh_quantizer_class_t quant = {sizeof(ckh_quantizer_class_t), 0, qp
 
 #ifdef FAKE_BAD_CAPS_JSON
 #define CAPS "{not json"
+#elif defined(FAKE_BAD_OPTIONS)
+#define CAPS "{\"options\":[{\"name\":\"level\",\"type\":\"uint\",\"default\":3,\"help\":\"how much\"}]}"
 #else
 #define CAPS "{\"layout\":\"test\"}"
 #endif
 static const ckh_component_t c_reader = {sizeof(ckh_component_t), CKH_COMPONENT_READER, FAKE_COMPONENT, "fake reader",
                                          CAPS, &reader};
-static const ckh_component_t c_writer = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "fake", "fake writer", "{}", &writer};
-static const ckh_component_t c_mapper = {sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "fake", "fake mapper",
-                                         "{\"family\":\"fake\",\"from\":\"hf\",\"to\":\"hf\"}", &mapper};
-static const ckh_component_t c_quant = {sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "fake", "fake quantizer", "{}",
+#ifdef FAKE_BAD_OPTIONS
+/* SDK 1.1 option declarations: the reader declares --level (uint) and is accepted; the writer declares
+ * --level as a string (conflict), the mapper takes the host's --dtype, the quantizer an unknown type. */
+#define W_CAPS "{\"options\":[{\"name\":\"level\",\"type\":\"string\"}]}"
+#define M_CAPS "{\"family\":\"fake\",\"from\":\"hf\",\"to\":\"hf\",\"options\":[{\"name\":\"dtype\"}]}"
+#define Q_CAPS "{\"options\":[{\"name\":\"bits\",\"type\":\"complex\"}]}"
+#else
+#define W_CAPS "{}"
+#define M_CAPS "{\"family\":\"fake\",\"from\":\"hf\",\"to\":\"hf\"}"
+#define Q_CAPS "{}"
+#endif
+static const ckh_component_t c_writer = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "fake", "fake writer", W_CAPS, &writer};
+static const ckh_component_t c_mapper = {sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "fake", "fake mapper", M_CAPS, &mapper};
+static const ckh_component_t c_quant = {sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "fake", "fake quantizer", Q_CAPS,
                                         &quant};
 static const ckh_component_t *const comps[] = {&c_reader, &c_writer, &c_mapper, &c_quant};
 

@@ -44,7 +44,9 @@ p = ids["com.example.rename"]
 assert p["vendor"] == "Example Corp", p
 comps = [c for c in p["components"] if c["id"] == "example.rename"]
 assert len(comps) == 1 and comps[0]["kind"] == "mapper", p["components"]
-assert comps[0]["capabilities"] == {"family": "*", "from": "hf", "to": "hf"}, comps[0]
+caps = comps[0]["capabilities"]
+assert {k: caps[k] for k in ("family", "from", "to")} == {"family": "*", "from": "hf", "to": "hf"}, caps
+assert [o["name"] for o in caps["options"]] == ["rename"], caps
 # The installed host also finds its own plugins in <prefix>/lib/ckhost/plugins.
 assert "org.ckhost.format.safetensors" in ids and "org.ckhost.model.llama" in ids, sorted(ids)
 assert not any("example" in json.dumps(r) for r in j.get("refused", [])), j["refused"]
@@ -81,6 +83,25 @@ for k, v in src.items():
     k2 = k[len("model."):] if k.startswith("model.") else k
     assert dst[k2] == v, k
 assert os.path.exists(os.path.join(sys.argv[3], "config.json"))
+PY
+
+step "its declared option shows in convert --help and --print-config, and reaches the plugin"
+"$CK" convert --help >"$T/help.txt"
+grep -q -- "--rename arg" "$T/help.txt" || { cat "$T/help.txt"; exit 1; }
+grep -q "example.rename options (declared by plugins)" "$T/help.txt" || { cat "$T/help.txt"; exit 1; }
+"$CK" convert "$T/src" "$T/dst2" --to hf --map example.rename --rename '[["model.", "m."]]' --print-config >"$T/cfg.json"
+"$PY" - "$T/cfg.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+assert c["rename"] == [["model.", "m."]], c
+assert c["map"] == ["example.rename"], c
+PY
+"$CK" convert --config "$T/cfg.json" --progress none >/dev/null
+"$CK" inspect "$T/dst2" --json >"$T/inspect2.json"
+"$PY" - "$T/inspect2.json" <<'PY'
+import json, sys
+names = [t["name"] for t in json.load(open(sys.argv[1]))["tensors"]]
+assert "m.embed_tokens.weight" in names and not any(n.startswith("model.") for n in names), names[:5]
 PY
 
 step "bad options are refused with one line, and leave nothing behind"

@@ -4,7 +4,9 @@
 // [from_prefix, to_prefix] pairs (the first matching rule applies), and passes every other tensor
 // through unchanged:
 //
-//     ckhost convert SRC DST --to hf --map example.rename --option rename='[["model.", ""]]'
+//     ckhost convert SRC DST --to hf --map example.rename --rename '[["model.", ""]]'
+//
+// (--option rename=... works too). The option is declared in the component's capabilities (SDK 1.1).
 //
 // It never touches bytes: each output is the input expression itself, with the input's annotations
 // (role, layer, parallel hints), so any writer downstream still knows what each tensor is.
@@ -63,7 +65,11 @@ ckh_status map(const ckh_mapper_class_t *, const char *options_json, const char 
 const ckh_mapper_class_t kMapper = {sizeof(ckh_mapper_class_t), 0, probe, map, nullptr};
 const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "example.rename",
                                "renames tensors by literal prefix rules (option 'rename': [[from, to], ...])",
-                               R"({"family":"*","from":"hf","to":"hf"})", &kMapper};
+                               // SDK 1.1: the option is declared, so `ckhost convert --help` lists --rename,
+                               // --print-config / --config carry it, and it arrives here as JSON.
+                               R"({"family":"*","from":"hf","to":"hf","options":[{"name":"rename","type":"json",)"
+                               R"("group":"example.rename","help":"prefix rules [[from, to], ...], first match wins"}]})",
+                               &kMapper};
 const ckh_component_t *const kComps[] = {&kComp};
 
 ckh_status init(const ckh_host_t *host) {

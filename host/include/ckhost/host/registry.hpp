@@ -9,6 +9,7 @@
 // taken; init() fails (the plugin's message is kept). A component whose (kind, id) is already taken
 // is refused alone. Libraries are never unloaded before process exit (deinit is called in ~Registry).
 #pragma once
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -76,8 +77,12 @@ class Registry {
   nlohmann::json describe_json() const;
 
  private:
+  struct OptionOwner {
+    std::string type, key, owner;
+  };
   std::vector<std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<Refusal> refused_;
+  std::map<std::string, OptionOwner> option_owner_;  // declared option name -> first declaration
 };
 
 }  // namespace ckh::host
