@@ -328,90 +328,146 @@ void check_sources(const Graph &g) {
   }
 }
 
-ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt, const FinishFn &finish) {
-  const auto t0 = std::chrono::steady_clock::now();
-  ExecStats stats;
-  const fs::path d = absolute_clean(dst);
-  const fs::path tmp = d.parent_path() / ("." + d.filename().string() + ".ckhost-tmp-" + std::to_string(::getpid()));
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  if (!fs::create_directory(tmp, ec)) fail(tmp.string() + ": cannot create temporary directory: " + ec.message(), CKH_E_IO);
-  struct Cleanup {
-    fs::path p;
-    bool armed = true;
-    ~Cleanup() {
-      if (armed) {
-        std::error_code e;
-        fs::remove_all(p, e);
-      }
-    }
-  } cleanup{tmp};
+// ---- Execution: plan, create, run (subsets of files), finish, commit -------------------------------
 
-  // Sources.
+struct Execution::State {
+  const Graph &g;
+  std::string dst;
+  fs::path d, tmp;
+  ExecOptions opt;
+  std::chrono::steady_clock::time_point t0;
+  unsigned threads = 1;
+  uint64_t chunk = 0;
+  std::vector<Task> tasks;
+  std::vector<std::vector<size_t>> file_tasks;  // per output file: its tasks, in order
+  std::vector<uint32_t> crcs;                   // per task
+  std::vector<char> created, ran;               // per output file
   std::vector<int> in_fds;
-  std::vector<uint64_t> in_sizes;
   std::vector<Fd> in_owned;
-  for (const auto &f : g.files) {
-    int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) fail(f + ": cannot open: " + std::strerror(errno), CKH_E_IO);
-    in_owned.emplace_back(fd);
-    in_fds.push_back(fd);
-    struct stat st {};
-    ::fstat(fd, &st);
-    in_sizes.push_back(static_cast<uint64_t>(st.st_size));
-  }
-
-  // Files: create, preallocate, literal bytes, small files and copies.
   std::vector<Fd> out;
   std::vector<std::string> out_paths;
-  for (const OutFile &f : g.layout.files) {
-    const fs::path p = tmp / f.relpath;
+  bool temp_made = false, finished = false, committed = false;
+  ExecStats stats;
+  State(const Graph &graph, const std::string &dest, const ExecOptions &o) : g(graph), dst(dest), opt(o) {}
+  ~State() {
+    if (temp_made && !committed) {
+      std::error_code e;
+      fs::remove_all(tmp, e);
+    }
+  }
+};
+
+Execution::Execution(const Graph &g, const std::string &dst, const ExecOptions &opt) : s_(std::make_unique<State>(g, dst, opt)) {
+  State &S = *s_;
+  S.t0 = std::chrono::steady_clock::now();
+  S.d = absolute_clean(dst);
+  S.tmp = S.d.parent_path() / ("." + S.d.filename().string() + ".ckhost-tmp-" + std::to_string(::getpid()));
+  S.threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
+  S.chunk = std::clamp<uint64_t>(opt.max_memory / (static_cast<uint64_t>(S.threads) * 4), 1ull << 20, 64ull << 20);
+  for (size_t i = 0; i < g.layout.regions.size(); ++i) plan_chunks(g, i, S.chunk, S.tasks);
+  S.file_tasks.resize(g.layout.files.size());
+  for (size_t i = 0; i < S.tasks.size(); ++i)
+    S.file_tasks[static_cast<size_t>(g.layout.regions[S.tasks[i].region].file)].push_back(i);
+  S.crcs.assign(S.tasks.size(), 0);
+  S.created.assign(g.layout.files.size(), 0);
+  S.ran.assign(g.layout.files.size(), 0);
+  S.out.resize(g.layout.files.size());
+  for (const OutFile &f : g.layout.files) S.out_paths.push_back((S.tmp / f.relpath).string());
+  S.stats.regions = g.layout.regions.size();
+  S.stats.chunk_bytes = S.chunk;
+}
+
+Execution::~Execution() = default;
+
+std::string Execution::temp_dir() const { return s_->tmp.string(); }
+
+size_t Execution::task_count() const { return s_->tasks.size(); }
+
+void Execution::create(const std::vector<int32_t> &files) {
+  State &S = *s_;
+  const Graph &g = S.g;
+  std::error_code ec;
+  if (!S.temp_made) {
+    fs::remove_all(S.tmp, ec);
+    if (!fs::create_directory(S.tmp, ec))
+      fail(S.tmp.string() + ": cannot create temporary directory: " + ec.message(), CKH_E_IO);
+    S.temp_made = true;
+    for (const auto &f : g.files) {
+      int fd = ::open(f.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0) fail(f + ": cannot open: " + std::strerror(errno), CKH_E_IO);
+      S.in_owned.emplace_back(fd);
+      S.in_fds.push_back(fd);
+    }
+  }
+  std::vector<int32_t> all;
+  if (files.empty())
+    for (size_t i = 0; i < g.layout.files.size(); ++i) all.push_back(static_cast<int32_t>(i));
+  for (int32_t fi : files.empty() ? all : files) {
+    if (fi < 0 || static_cast<size_t>(fi) >= g.layout.files.size()) fail("execution: no output file #" + std::to_string(fi));
+    const size_t i = static_cast<size_t>(fi);
+    if (S.created[i]) continue;
+    const OutFile &f = g.layout.files[i];
+    const fs::path p = S.out_paths[i];
     fs::create_directories(p.parent_path(), ec);
-    out_paths.push_back(p.string());
+    S.created[i] = 1;
+    ++S.stats.files;
     if (!f.copy_from.empty()) {
       copy_whole_file(f.copy_from, p.string());
-      out.emplace_back();
-      ++stats.files;
       continue;
     }
     int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) fail(p.string() + ": cannot create: " + std::strerror(errno), CKH_E_IO);
-    out.emplace_back(fd);
+    S.out[i] = Fd(fd);
     if (f.size > 0) {
       int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(f.size));
       if (rc == ENOSPC) fail(p.string() + ": no space left for " + human_bytes(static_cast<double>(f.size)), CKH_E_IO);
       if (::ftruncate(fd, static_cast<off_t>(f.size)) != 0) fail(p.string() + ": cannot set size", CKH_E_IO);
     }
     for (const auto &b : f.blobs) pwrite_full(fd, b.second.data(), b.second.size(), b.first, p.string());
-    stats.file_bytes += f.size;
-    ++stats.files;
+    S.stats.file_bytes += f.size;
   }
+}
 
-  // Chunked tasks.
-  unsigned threads = opt.threads ? opt.threads : std::max(1u, std::thread::hardware_concurrency());
-  uint64_t chunk = opt.max_memory / (static_cast<uint64_t>(threads) * 4);
-  chunk = std::clamp<uint64_t>(chunk, 1ull << 20, 64ull << 20);
-  std::vector<Task> tasks;
+ExecStats Execution::run(const std::vector<int32_t> &files) {
+  State &S = *s_;
+  const Graph &g = S.g;
+  const ExecOptions &opt = S.opt;
+  const std::vector<int> &in_fds = S.in_fds;
+  std::vector<Fd> &out = S.out;
+  const std::vector<std::string> &out_paths = S.out_paths;
+  std::vector<Task> &tasks = S.tasks;
+  std::vector<uint32_t> &crcs = S.crcs;
+  const auto r0 = std::chrono::steady_clock::now();
+  // The queues of this run: one per output file of the subset with tasks, in file order.
+  std::vector<int32_t> subset = files;
+  if (subset.empty())
+    for (size_t i = 0; i < g.layout.files.size(); ++i) subset.push_back(static_cast<int32_t>(i));
+  std::vector<std::vector<size_t>> queue;
   uint64_t total = 0;
-  for (size_t i = 0; i < g.layout.regions.size(); ++i) {
-    plan_chunks(g, i, chunk, tasks);
-    total += g.layout.regions[i].bytes;
+  for (int32_t fi : subset) {
+    if (fi < 0 || static_cast<size_t>(fi) >= g.layout.files.size()) fail("execution: no output file #" + std::to_string(fi));
+    const size_t i = static_cast<size_t>(fi);
+    if (!S.created[i]) fail("execution: output file '" + g.layout.files[i].relpath + "' was not created");
+    if (S.ran[i]) fail("execution: output file '" + g.layout.files[i].relpath + "' was already written");
+    S.ran[i] = 1;
+    if (S.file_tasks[i].empty()) continue;
+    queue.push_back(S.file_tasks[i]);
+    for (size_t t : S.file_tasks[i]) total += tasks[t].bytes;
   }
+  ExecStats stats;
+  stats.regions = g.layout.regions.size();
+  stats.chunk_bytes = S.chunk;
+  size_t ntasks = 0;
+  for (const auto &q : queue) ntasks += q.size();
   // One queue of tasks per output file, written in order. A worker claims a file nobody has claimed
   // yet and stays on it; when it is drained, the worker claims the next unclaimed file, and only when
   // every file is claimed does it help on the others. Writers of one file serialise on its inode lock
   // on common filesystems (ext4, xfs, tmpfs): workers sharing a file spin on that lock instead of copying.
-  std::vector<std::vector<size_t>> queue(g.layout.files.size());
-  for (size_t i = 0; i < tasks.size(); ++i) queue[static_cast<size_t>(g.layout.regions[tasks[i].region].file)].push_back(i);
-  queue.erase(std::remove_if(queue.begin(), queue.end(), [](const std::vector<size_t> &q) { return q.empty(); }), queue.end());
   std::vector<std::atomic<size_t>> head(queue.size());
   for (auto &h : head) h = 0;
   std::atomic<size_t> unclaimed{0};
-  threads = static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(threads, tasks.size())));
+  const unsigned threads = static_cast<unsigned>(std::max<size_t>(1, std::min<size_t>(S.threads, ntasks)));
   stats.threads = threads;
-  stats.chunk_bytes = chunk;
-  stats.regions = g.layout.regions.size();
-  std::vector<uint32_t> crcs(tasks.size(), 0);
 
   const ckh_kernels_t *k = host_table()->kernels;
   Evaluator ev(g, in_fds, k, opt.fp8_mode);
@@ -420,7 +476,6 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   std::exception_ptr first_error;
   std::mutex err_m;
   Progress progress(total, opt.progress);
-
   constexpr uint64_t kBlock = 1u << 20;  // the cache-sized unit bytes are copied, computed and written in
   // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes).
   // With --copy-file-range, large runs without a CRC move in-kernel. Otherwise the runs are packed into a
@@ -535,8 +590,20 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
   if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
   stats.direct_bytes = direct;
   stats.bytes = total;
+  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
+  S.stats.bytes += stats.bytes;
+  S.stats.direct_bytes += stats.direct_bytes;
+  S.stats.threads = std::max(S.stats.threads, stats.threads);
+  return stats;
+}
 
-  // Digests per region (chunks are in region order) and the writer's finishing patches.
+std::vector<ckh_region_digest_t> Execution::digests() const {
+  const State &S = *s_;
+  const Graph &g = S.g;
+  for (size_t i = 0; i < S.ran.size(); ++i)
+    if (!S.ran[i] && !S.file_tasks[i].empty())
+      fail("execution: digests asked for before output file '" + g.layout.files[i].relpath + "' was written");
+  // Digests per region (chunks are in region order).
   std::vector<ckh_region_digest_t> digests(g.layout.regions.size());
   for (size_t i = 0; i < digests.size(); ++i) {
     digests[i].struct_size = sizeof(ckh_region_digest_t);
@@ -544,11 +611,20 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     digests[i].size = g.layout.regions[i].bytes;
     digests[i].crc32 = static_cast<uint32_t>(::crc32_z(0L, Z_NULL, 0));
   }
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    auto &dg = digests[tasks[i].region];
-    if (g.layout.regions[tasks[i].region].flags & CKH_REGION_CRC32)
-      dg.crc32 = static_cast<uint32_t>(::crc32_combine(dg.crc32, crcs[i], static_cast<z_off_t>(tasks[i].bytes)));
+  for (size_t i = 0; i < S.tasks.size(); ++i) {
+    auto &dg = digests[S.tasks[i].region];
+    if (g.layout.regions[S.tasks[i].region].flags & CKH_REGION_CRC32)
+      dg.crc32 = static_cast<uint32_t>(::crc32_combine(dg.crc32, S.crcs[i], static_cast<z_off_t>(S.tasks[i].bytes)));
   }
+  return digests;
+}
+
+void Execution::finish(const FinishFn &finish) {
+  State &S = *s_;
+  const Graph &g = S.g;
+  std::vector<Fd> &out = S.out;
+  std::vector<std::string> &out_paths = S.out_paths;
+  const std::vector<ckh_region_digest_t> digests = this->digests();
   if (finish) {
     struct PatchCtx {
       const Graph *g;
@@ -579,6 +655,16 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
     out[i].fd = -1;
   }
 
+  S.finished = true;
+}
+
+ExecStats Execution::commit() {
+  State &S = *s_;
+  if (!S.finished) fail("execution: commit before finish");
+  const fs::path &d = S.d, &tmp = S.tmp;
+  const std::string &dst = S.dst;
+  const ExecOptions &opt = S.opt;
+  std::error_code ec;
   // Commit: move the finished directory into place.
   if (fs::exists(d, ec)) {
     if (dir_empty(d)) {
@@ -594,17 +680,25 @@ ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt
         fs::rename(old, d, e2);
         fail("cannot rename the output into place: " + ec.message(), CKH_E_IO);
       }
-      cleanup.armed = false;
+      S.committed = true;
       fs::remove_all(old, ec);
-      stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      return stats;
+      S.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - S.t0).count();
+      return S.stats;
     }
   }
   fs::rename(tmp, d, ec);
   if (ec) fail("cannot rename the output into '" + dst + "': " + ec.message(), CKH_E_IO);
-  cleanup.armed = false;
-  stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return stats;
+  S.committed = true;
+  S.stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - S.t0).count();
+  return S.stats;
+}
+
+ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt, const FinishFn &finish) {
+  Execution e(g, dst, opt);
+  e.create();
+  e.run();
+  e.finish(finish);
+  return e.commit();
 }
 
 }  // namespace ckh::host

@@ -220,3 +220,66 @@ TEST(Executor, EvaluatedChunksInBlocks) {
   ASSERT_EQ(got.size(), 1u);
   EXPECT_EQ(got[0].crc32, ::crc32(0, reinterpret_cast<const Bytef *>(want.data()), static_cast<uInt>(want.size())));
 }
+
+// The executor in phases: files created and written in disjoint subsets (as separate processes or
+// nodes would), then one finish and commit, give the same bytes and digests as one execute().
+TEST(Executor, PhasesOverFileSubsets) {
+  Env e;
+  const int nfiles = 4;
+  std::vector<std::pair<uint64_t, uint64_t>> want;
+  for (int f = 0; f < nfiles; ++f) {
+    const int64_t rows = 1200 + 100 * f, cols = 1000;
+    const uint64_t at = static_cast<uint64_t>(f) * 70000 + 5;
+    int32_t t = e.tensor(rows, cols, at);
+    OutFile of;
+    of.relpath = "f" + std::to_string(f) + ".bin";
+    of.size = static_cast<uint64_t>(rows * cols) + 4;
+    of.blobs.push_back({of.size - 4, "END!"});
+    e.g.layout.files.push_back(of);
+    e.g.layout.regions.push_back({f, 0, t, CKH_REGION_CRC32, static_cast<uint64_t>(rows * cols)});
+    want.push_back({at, static_cast<uint64_t>(rows * cols)});
+  }
+  ExecOptions opt;
+  opt.threads = 2;
+  opt.max_memory = 1 << 20;
+  opt.progress = 0;
+  std::vector<ckh_region_digest_t> whole, parts;
+  execute(e.g, (e.dir / "whole").string(), opt, [&](const std::vector<ckh_region_digest_t> &d, ckh_patcher_t *) { whole = d; });
+  {
+    Execution x(e.g, (e.dir / "parts").string(), opt);
+    EXPECT_GT(x.task_count(), static_cast<size_t>(nfiles));
+    EXPECT_THROW(x.run({0}), Error);  // not created yet
+    x.create({3, 1});
+    x.create({0, 2});
+    const ExecStats a = x.run({3, 1});
+    EXPECT_THROW(x.run({1}), Error);     // written already
+    EXPECT_THROW(x.digests(), Error);    // files 0 and 2 not written yet
+    EXPECT_THROW(x.commit(), Error);     // not finished
+    const ExecStats b = x.run({2, 0});
+    EXPECT_EQ(a.bytes + b.bytes, want[0].second + want[1].second + want[2].second + want[3].second);
+    x.finish([&](const std::vector<ckh_region_digest_t> &d, ckh_patcher_t *) { parts = d; });
+    EXPECT_TRUE(fs::exists(x.temp_dir()));
+    x.commit();
+  }
+  ASSERT_EQ(parts.size(), whole.size());
+  for (size_t i = 0; i < whole.size(); ++i) {
+    EXPECT_EQ(parts[i].crc32, whole[i].crc32) << i;
+    EXPECT_EQ(parts[i].size, whole[i].size) << i;
+  }
+  for (int f = 0; f < nfiles; ++f) {
+    const std::string name = "f" + std::to_string(f) + ".bin";
+    EXPECT_EQ(slurp(e.dir / "parts" / name), slurp(e.dir / "whole" / name)) << name;
+    EXPECT_EQ(slurp(e.dir / "parts" / name), e.data.substr(want[static_cast<size_t>(f)].first, want[static_cast<size_t>(f)].second) + "END!");
+  }
+  // An execution dropped before its commit leaves nothing behind.
+  std::string tmp;
+  {
+    Execution x(e.g, (e.dir / "dropped").string(), opt);
+    x.create();
+    x.run({0});
+    tmp = x.temp_dir();
+    EXPECT_TRUE(fs::exists(tmp));
+  }
+  EXPECT_FALSE(fs::exists(tmp));
+  EXPECT_FALSE(fs::exists(e.dir / "dropped"));
+}

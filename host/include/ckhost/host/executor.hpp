@@ -2,6 +2,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -43,9 +44,39 @@ using FinishFn = std::function<void(const std::vector<ckh_region_digest_t> &, ck
 // output exists). Throws naming the file and tensor.
 void check_sources(const Graph &g);
 
-// Writes g.layout into directory `dst`: everything goes to a temporary sibling directory first,
-// which is renamed to `dst` only when complete; on any error or Ctrl-C it is removed and `dst` is
-// left as it was. `dst` must not exist, or be empty, or --force must be given.
+// One validated plan written in phases, so that a later driver can run the same plan on several
+// processes or nodes, each writing its own files, while one of them finishes and commits:
+//   Execution e(g, dst, opt);   // plan: chunk the regions into tasks, one queue per output file
+//   e.create(files);            // the temporary sibling directory; create, preallocate and fill the
+//                               // literal bytes of these output files (all when empty); idempotent
+//   e.run(files);               // evaluate and write the tasks of these files (all when empty); every
+//                               // file at most once; several disjoint calls are allowed
+//   e.digests();                // per-region digests (CRC-32s the writer asked for); needs every file run
+//   e.finish(fn);               // the writer's finish() with the digests (patches), close the files
+//   e.commit();                 // rename the directory into place
+// Destroying an Execution that was not committed removes the temporary directory (errors, Ctrl-C).
+class Execution {
+ public:
+  Execution(const Graph &g, const std::string &dst, const ExecOptions &opt);
+  ~Execution();
+  Execution(const Execution &) = delete;
+  Execution &operator=(const Execution &) = delete;
+  void create(const std::vector<int32_t> &files = {});
+  ExecStats run(const std::vector<int32_t> &files = {});
+  std::vector<ckh_region_digest_t> digests() const;
+  void finish(const FinishFn &fn);
+  ExecStats commit();
+  std::string temp_dir() const;
+  size_t task_count() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+// Writes g.layout into directory `dst` (all phases of Execution): everything goes to a temporary
+// sibling directory first, which is renamed to `dst` only when complete; on any error or Ctrl-C it is
+// removed and `dst` is left as it was. `dst` must not exist, or be empty, or --force must be given.
 ExecStats execute(const Graph &g, const std::string &dst, const ExecOptions &opt, const FinishFn &finish);
 
 // Refuses a destination that is the source or lies inside/around it, or that exists non-empty
