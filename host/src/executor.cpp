@@ -630,10 +630,29 @@ void Execution::finish(const FinishFn &finish) {
       const Graph *g;
       std::vector<Fd> *out;
       std::vector<std::string> *paths;
-    } pc{&g, &out, &out_paths};
+      const std::vector<ckh_region_digest_t> *digests;
+    } pc{&g, &out, &out_paths, &digests};
     ckh_patcher_t patcher{};
     patcher.struct_size = sizeof patcher;
     patcher.ctx = &pc;
+    patcher.digest_count = [](const ckh_patcher_t *p) -> uint64_t {
+      return static_cast<const PatchCtx *>(p->ctx)->digests->size();
+    };
+    patcher.digest = [](const ckh_patcher_t *p, uint64_t i, ckh_region_digest_t *out) -> ckh_status {
+      const auto &d = *static_cast<const PatchCtx *>(p->ctx)->digests;
+      if (!out || out->struct_size < sizeof(uint32_t)) {
+        set_last_error(CKH_E_INVALID_ARG, "patcher.digest: output struct_size not set");
+        return CKH_E_INVALID_ARG;
+      }
+      if (i >= d.size()) {
+        set_last_error(CKH_E_NOT_FOUND, "patcher.digest: region " + std::to_string(i) + " of " + std::to_string(d.size()));
+        return CKH_E_NOT_FOUND;
+      }
+      const uint32_t n = std::min<uint32_t>(out->struct_size, sizeof(ckh_region_digest_t));
+      std::memcpy(reinterpret_cast<char *>(out) + sizeof(uint32_t), reinterpret_cast<const char *>(&d[i]) + sizeof(uint32_t),
+                  n - sizeof(uint32_t));
+      return CKH_OK;
+    };
     patcher.put_bytes = [](ckh_patcher_t *p, int32_t file, uint64_t offset, const void *data, uint64_t len) -> ckh_status {
       auto *c = static_cast<PatchCtx *>(p->ctx);
       try {

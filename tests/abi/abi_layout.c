@@ -205,7 +205,10 @@ PIN(ckh_patcher_t, struct_size, 0);
 PIN(ckh_patcher_t, reserved0, 4);
 PIN(ckh_patcher_t, ctx, 8);
 PIN(ckh_patcher_t, put_bytes, 16);
-SIZE(ckh_patcher_t, 24);
+/* 1.1 */
+PIN(ckh_patcher_t, digest_count, 24);
+PIN(ckh_patcher_t, digest, 32);
+SIZE(ckh_patcher_t, 40);
 
 /* ckh_writer.h */
 PIN(ckh_writer_class_t, struct_size, 0);

@@ -257,7 +257,23 @@ TEST(Executor, PhasesOverFileSubsets) {
     EXPECT_THROW(x.commit(), Error);     // not finished
     const ExecStats b = x.run({2, 0});
     EXPECT_EQ(a.bytes + b.bytes, want[0].second + want[1].second + want[2].second + want[3].second);
-    x.finish([&](const std::vector<ckh_region_digest_t> &d, ckh_patcher_t *) { parts = d; });
+    x.finish([&](const std::vector<ckh_region_digest_t> &d, ckh_patcher_t *p) {
+      parts = d;
+      // The 1.1 counted accessor gives the same digests as the array.
+      ASSERT_TRUE(CKH_HAS_FIELD(p, ckh_patcher_t, digest));
+      ASSERT_EQ(p->digest_count(p), d.size());
+      for (uint64_t i = 0; i < d.size(); ++i) {
+        ckh_region_digest_t g{};
+        g.struct_size = sizeof g;
+        ASSERT_EQ(p->digest(p, i, &g), CKH_OK);
+        EXPECT_EQ(g.crc32, d[i].crc32);
+        EXPECT_EQ(g.size, d[i].size);
+        EXPECT_EQ(g.region, d[i].region);
+      }
+      ckh_region_digest_t g{};
+      g.struct_size = sizeof g;
+      EXPECT_EQ(p->digest(p, d.size(), &g), CKH_E_NOT_FOUND);
+    });
     EXPECT_TRUE(fs::exists(x.temp_dir()));
     x.commit();
   }

@@ -1,13 +1,16 @@
 // ckh_mapper.h — mapper components: names and layouts of one model family between two conventions.
 //
 // A mapper knows a model family (Llama, Qwen, Mixtral, ...) in one direction between two layouts
-// (e.g. "hf" -> "megatron-core"), and the config translation between them. It never touches bytes: it
+// (e.g. "hf" -> "megatron"), and the config translation between them. It never touches bytes: it
 // describes each output tensor as an expression over its input tensors (ckh_expr.h). The canonical
 // layout is "hf": HF names, HF tensor layout, one unsharded tensor per name. A conversion A -> B is
 // composed as A -> hf -> B by the host; no intermediate checkpoint is ever materialised.
 //
 // Capabilities JSON of a mapper component (ckh_component_t.capabilities_json), keys the host reads:
-//   {"family": "llama", "from": "hf", "to": "megatron-core", "model_types": ["llama", "mistral"]}
+//   {"family": "llama", "from": "hf", "to": "megatron", "model_types": ["llama", "mistral"],
+//    "options": [...]}
+// "from"/"to" are layout names as readers report them in metadata "layout" and writers ask for them in
+// their capabilities "layout" ("hf", "megatron", ...). "options": see sdk/README.md (SDK 1.1).
 #ifndef CKHOST_CKH_MAPPER_H
 #define CKHOST_CKH_MAPPER_H
 
@@ -33,7 +36,8 @@ struct ckh_mapper_class {
   int32_t (*probe)(const ckh_mapper_class_t *cls, const char *metadata_json);
   // Builds the mapping with `b`: emit every output tensor, ignore what is deliberately dropped, and
   // set the outgoing metadata when it changes (e.g. HF config.json -> Megatron args). `options_json`
-  // holds the user's options (unknown keys ignored). Errors name the tensor and both values.
+  // holds the user's options (unknown keys ignored); both JSON strings are borrowed for the call, and
+  // `b` is valid only during it. Errors name the tensor and both values.
   ckh_status (*map)(const ckh_mapper_class_t *cls, const char *options_json, const char *metadata_json,
                     ckh_expr_builder_t *b);
   // Optional (may be NULL): enumerates the canonical (HF) tensors, shapes and dtypes that a model

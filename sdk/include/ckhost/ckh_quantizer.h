@@ -33,13 +33,15 @@ typedef struct ckh_quant_layout {
 struct ckh_quantizer_class {
   uint32_t struct_size;
   uint32_t reserved0;
-  // Validates `params_json` for input `in` and describes the outputs. On success *state is an opaque
-  // plugin object passed to quantize() and freed by release().
+  // Validates `params_json` for input `in` (both borrowed for the call) and describes the outputs in the
+  // caller-allocated `layout`. On success *state is an opaque plugin-owned object passed to quantize()
+  // and freed by release(); the host calls release() exactly once per successful prepare().
   ckh_status (*prepare)(const ckh_quantizer_class_t *cls, const char *params_json, const ckh_tensor_info_t *in,
                         ckh_quant_layout_t *layout, void **state);
   // Quantizes input rows [row0, row0 + nrows) given as f32 in `src` (row-major). row0 is a multiple of
   // row_block; nrows is too, unless the chunk ends the tensor. dst[k] points at the first output row of
-  // output k that these input rows produce. [thread-safe] for concurrent calls on disjoint rows.
+  // output k that these input rows produce. `src` and the `dst` buffers are host-owned and valid for
+  // the call. [thread-safe] for concurrent calls on disjoint rows.
   ckh_status (*quantize)(const ckh_quantizer_class_t *cls, void *state, int64_t row0, int64_t nrows,
                          const float *src, void *const *dst);
   void (*release)(const ckh_quantizer_class_t *cls, void *state);

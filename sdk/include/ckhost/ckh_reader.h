@@ -25,7 +25,7 @@ struct ckh_reader_class {
   // Must be cheap: a stat and a few bytes. Never sets an error.
   int32_t (*probe)(const ckh_reader_class_t *cls, const char *path);
   // Opens `path` and builds the catalog. `options_json` is a JSON object with the user's options
-  // (unknown keys are ignored). On success *out is a reader owned by the caller, released with
+  // (unknown keys are ignored); both strings are borrowed for the call. On success *out is a reader owned by the caller, released with
   // (*out)->destroy. On failure returns non-zero, sets an error naming the file and what is wrong,
   // and leaves *out NULL.
   ckh_status (*open)(const ckh_reader_class_t *cls, const char *path, const char *options_json,
@@ -52,7 +52,7 @@ struct ckh_reader {
 
   // A JSON object describing the checkpoint beyond its tensors. Keys the host understands:
   //   "format":     reader id (string)
-  //   "layout":     naming convention of the tensors: "hf", "megatron-core", ... (string)
+  //   "layout":     naming convention of the tensors: "hf", "megatron", ... (string)
   //   "config":     the model configuration, e.g. the parsed HF config.json (object)
   //   "side_files": [{"name": "tokenizer.json", "path": "/abs/path"}] to carry to the output
   //   "skipped":    [{"name": "...", "reason": "..."}] non-tensor content deliberately not read

@@ -3,6 +3,18 @@
 // Contract: C99, no allocation, no global state. Every value below is part of the ABI: constants are
 // never renumbered and gaps stay gaps. Structs that cross the boundary start with `struct_size`
 // (set by whoever fills the struct) and only ever grow at the end.
+//
+// Pointers, everywhere in the SDK unless a member says otherwise:
+//   - a pointer passed INTO a call (strings, JSON text, structs, buffers) is borrowed for that call:
+//     the callee copies what it keeps and never frees it;
+//   - a pointer RETURNED or stored in a filled struct is owned by the object that produced it and
+//     valid until that object is destroyed (a reader's strings until destroy(), a builder's until the
+//     call it was passed to returns, the host's tables until the plugin's deinit());
+//   - whoever allocates frees (host->alloc pairs with host->free; a plugin object with its destroy);
+//   - no array of a struct that may grow crosses the boundary: such data comes one element at a time
+//     through a counted accessor that fills a caller-sized struct (ckh_patcher_t.digest).
+// Threading tags: [thread-safe] = callable concurrently; [single-thread] = one thread at a time, the
+// one that received the object; [main-thread] = the thread that loaded the plugin.
 #ifndef CKHOST_CKH_TYPES_H
 #define CKHOST_CKH_TYPES_H
 

@@ -46,7 +46,9 @@ struct ckh_layout_builder {
   ckh_status (*copy_file)(ckh_layout_builder_t *lb, const char *src_path, const char *relpath);
 };
 
-// A region's digest handed to finish().
+// A region's digest handed to finish(). Frozen at its 1.0 layout: finish() receives an array of it, so
+// it can never grow (an array of a growing struct has no stable stride). Digest information added in a
+// later minor comes through ckh_patcher_t.digest(), which fills a caller-sized struct.
 typedef struct ckh_region_digest {
   uint32_t struct_size;
   int32_t region;   // id returned by put_tensor
@@ -59,17 +61,23 @@ typedef struct ckh_region_digest {
 struct ckh_patcher {
   uint32_t struct_size;
   uint32_t reserved0;
-  void *ctx;
-  // Writes bytes over a range of a file declared in plan() (e.g. CRC fields). Copied by the host.
+  void *ctx;  // host-private
+  // Writes bytes over a range of a file declared in plan() (e.g. CRC fields). `data` is borrowed for the
+  // call and copied by the host.
   ckh_status (*put_bytes)(ckh_patcher_t *p, int32_t file, uint64_t offset, const void *data, uint64_t len);
+  // ---- 1.1 (test CKH_HAS_FIELD(p, ckh_patcher_t, digest) before use) --------------------------------
+  // The digests as a counted accessor: how many regions, and region i's digest copied into `out`, of
+  // which the caller sets out->struct_size (the host fills what both sides know).
+  uint64_t (*digest_count)(const ckh_patcher_t *p);
+  ckh_status (*digest)(const ckh_patcher_t *p, uint64_t i, ckh_region_digest_t *out);
 };
 
 // The vtable of a writer component. Owner: the plugin; static lifetime. [thread-safe]
 struct ckh_writer_class {
   uint32_t struct_size;
   uint32_t reserved0;
-  // Creates a writer for one conversion. `options_json` holds the user's options (e.g.
-  // "max_shard_size", "tp", "pp"); unknown keys are ignored, invalid values fail with an error.
+  // Creates a writer for one conversion. `options_json` (borrowed for the call) holds the user's options
+  // (e.g. "max_shard_size", "tp", "pp"); unknown keys are ignored, invalid values fail with an error.
   ckh_status (*create)(const ckh_writer_class_t *cls, const char *options_json, ckh_writer_t **out);
 };
 
@@ -78,10 +86,12 @@ struct ckh_writer {
   uint32_t struct_size;
   uint32_t reserved0;
   void *impl;
-  // Lays out the output. `metadata_json` is the metadata of the last stage (see ckh_reader.h: "config",
-  // "side_files", ...).
+  // Lays out the output. `metadata_json` (borrowed for the call) is the metadata of the last stage (see
+  // ckh_reader.h: "config", "side_files", ...). `lb` is valid only during this call.
   ckh_status (*plan)(ckh_writer_t *w, const char *metadata_json, ckh_layout_builder_t *lb);
-  // Optional (may be NULL): called after every region was written, with one digest per region.
+  // Optional (may be NULL): called after every region was written, with one digest per region
+  // (`digests`: n entries of the frozen 1.0 layout, host-owned, valid for the call; also reachable as
+  // p->digest(p, i, &d) from 1.1 on).
   ckh_status (*finish)(ckh_writer_t *w, const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p);
   void (*destroy)(ckh_writer_t *w);
 };

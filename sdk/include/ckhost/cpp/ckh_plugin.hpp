@@ -26,7 +26,20 @@ inline const ckh_host_t *&host_slot() {
 }
 inline void set_host(const ckh_host_t *h) { host_slot() = h; }
 inline const ckh_host_t *host() { return host_slot(); }
-inline const ckh_kernels_t *kernels() { return host_slot() ? host_slot()->kernels : nullptr; }
+// Members appended to ckh_host_t after 1.0 are read only when the running host has them (a plugin
+// built against newer headers may run on an older host): CKH_HAS_FIELD checks host->struct_size.
+inline const ckh_kernels_t *kernels() {
+  const ckh_host_t *h = host_slot();
+  return CKH_HAS_FIELD(h, ckh_host_t, kernels) ? h->kernels : nullptr;
+}
+inline bool cancelled() {
+  const ckh_host_t *h = host_slot();
+  return CKH_HAS_FIELD(h, ckh_host_t, is_cancelled) && h->is_cancelled && h->is_cancelled(h) != 0;
+}
+inline const void *extension(const char *id) {
+  const ckh_host_t *h = host_slot();
+  return CKH_HAS_FIELD(h, ckh_host_t, get_extension) && h->get_extension ? h->get_extension(h, id) : nullptr;
+}
 
 inline void log(int32_t level, const std::string &msg) {
   if (host_slot()) host_slot()->log(host_slot(), level, msg.c_str());
