@@ -66,6 +66,9 @@ Annot Annot::from(const ckh_tensor_annot_t *a) {
   if (CKH_HAS_FIELD(a, ckh_tensor_annot_t, split_dim)) r.split_dim = a->split_dim;
   if (CKH_HAS_FIELD(a, ckh_tensor_annot_t, init)) r.init = a->init;
   if (CKH_HAS_FIELD(a, ckh_tensor_annot_t, extra_json) && a->extra_json) r.extra_json = a->extra_json;
+  if (CKH_HAS_FIELD(a, ckh_tensor_annot_t, group)) r.group = a->group;
+  if (CKH_HAS_FIELD(a, ckh_tensor_annot_t, stack)) r.stack = a->stack;
+  if (CKH_HAS_FIELD(a, ckh_tensor_annot_t, kind)) r.kind = a->kind;
   return r;
 }
 
@@ -79,6 +82,9 @@ void Annot::to(ckh_tensor_annot_t *a) const {
   full.split_dim = split_dim;
   full.init = init;
   full.extra_json = extra_json.empty() ? nullptr : extra_json.c_str();
+  full.group = group;
+  full.stack = stack;
+  full.kind = kind;
   uint32_t n = std::min<uint32_t>(a->struct_size, sizeof full);
   std::memcpy(reinterpret_cast<char *>(a) + sizeof(uint32_t), reinterpret_cast<char *>(&full) + sizeof(uint32_t),
               n > sizeof(uint32_t) ? n - sizeof(uint32_t) : 0);

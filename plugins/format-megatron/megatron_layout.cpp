@@ -1,6 +1,7 @@
 // megatron_layout.cpp — see megatron_layout.hpp.
 #include "megatron_layout.hpp"
 
+#include <cstddef>
 #include <cstdio>
 #include <set>
 #include <stdexcept>
@@ -24,6 +25,28 @@ bool ends_with(const std::string &s, const std::string &suf) {
 }
 bool contains(const std::string &s, const std::string &p) { return s.find(p) != std::string::npos; }
 }  // namespace
+
+Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name) {
+  const bool v11 = a.struct_size >= offsetof(ckh_tensor_annot_t, group) + 3 * sizeof(int32_t);  // group, stack, kind
+  if (v11 && a.stack != 0)
+    throw std::invalid_argument("tensor '" + name + "' belongs to stack " + std::to_string(a.stack) +
+                                " (a tower beside the decoder): per-stack Megatron layouts are not supported by this writer");
+  if (v11 && a.group != CKH_GROUP_TP)
+    throw std::invalid_argument("tensor '" + name + "' is split over the " + (a.group == CKH_GROUP_EP ? "EP" : "ETP") +
+                                " group: expert parallelism is not supported by this writer yet");
+  switch (a.parallel) {
+    case CKH_PARALLEL_REPLICATED: return Split::Replicated;
+    case CKH_PARALLEL_COLUMN: return Split::Column;
+    case CKH_PARALLEL_ROW: return Split::Row;
+    case CKH_PARALLEL_VOCAB: return Split::Vocab;
+    case CKH_PARALLEL_SWIGLU: return Split::Swiglu;
+    case CKH_PARALLEL_UNSTATED:
+      throw std::invalid_argument("tensor '" + name + "' has no parallel annotation: the model mapper must state how it "
+                                  "is split (replicated, column, row, vocab or swiglu)");
+    default:
+      throw std::invalid_argument("tensor '" + name + "' has an unknown parallel annotation " + std::to_string(a.parallel));
+  }
+}
 
 Split split_of(const std::string &n, bool swiglu) {
   if (contains(n, "word_embeddings.weight") || ends_with(n, "output_layer.weight") ||

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include <ckhost/ckh_types.h>
+
 namespace ckh::megatron {
 
 enum class Split {
@@ -20,7 +22,14 @@ enum class Split {
 const char *split_name(Split s);
 
 // The TP rule of a parameter by its name (mcore or legacy naming); `swiglu` says whether fc1 is gated.
+// Readers only, which rebuild global tensors from rank files that carry no annotations; writers
+// take the rule from the mapper's annotation (split_from_annot).
 Split split_of(const std::string &name, bool swiglu);
+
+// The TP rule a mapper stated for tensor `name` (SDK 1.1: layouts come from annotations, never from
+// names). Throws std::invalid_argument naming the tensor when it has no parallel annotation, belongs to
+// another stack than the decoder, or to an expert-parallel group (not supported by these writers yet).
+Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name);
 
 // Position of a decoder layer name: "decoder.layers.<L>.<rest>" (mcore) or
 // "language_model.encoder.layers.<L>.<rest>" (legacy). Returns L and fills prefix/rest.

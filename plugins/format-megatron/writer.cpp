@@ -92,7 +92,6 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   json args = meta["args"];
   const int64_t num_layers = args.value("num_layers", int64_t{0});
   if (num_layers <= 0) fail(CKH_E_FORMAT, "args.num_layers is missing");
-  const bool swiglu = args.value("swiglu", true);
   const bool untied = args.value("untie_embeddings_and_output_weights", true);
   Pipeline pl;
   try {
@@ -106,16 +105,25 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     fail(CKH_E_INVALID_ARG, "--tp " + std::to_string(opt.tp) + " does not divide the " + std::to_string(groups) +
                                 " query groups (Megatron needs num_query_groups % TP == 0)");
 
+  // Every tensor's split and pipeline place come from the mapper's annotations (SDK 1.1), never from
+  // its name: a tensor without them is refused by name.
   struct In {
     std::string name;
     ckh_tensor_info_t info;
     ckh_expr e;
+    ckh_tensor_annot_t annot;
+    Split split;
   };
   std::vector<In> ins;
   int64_t vocab = -1;
   for (uint64_t i = 0; i < b.input_count(); ++i) {
-    In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
-    if (split_of(x.name, swiglu) == Split::Vocab) {
+    In x{b.input_info(i).name, b.input_info(i), b.input_at(i), b.input_annot(i), Split::Replicated};
+    try {
+      x.split = split_from_annot(x.annot, x.name);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_INVALID_ARG, e.what());
+    }
+    if (x.split == Split::Vocab) {
       if (vocab >= 0 && vocab != x.info.shape[0])
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
                                std::to_string(vocab));
@@ -126,8 +134,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   const int64_t padded = vocab > 0 ? padded_vocab(vocab, opt.divisible_by, opt.tp) : -1;
 
   // The TP slice of tensor x for rank t.
-  auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, int t) -> ckh_expr {
-    const Split s = split_of(name, swiglu);
+  auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, Split s, int t) -> ckh_expr {
     const int T = opt.tp;
     auto cut = [&](ckh_expr x, uint32_t dim, int64_t n) {
       if (n % T != 0)
@@ -160,10 +167,11 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   const In *emb_in = nullptr;
   bool legacy = false;  // pre-Core names: language_model.*, saved as nested dicts
   for (const auto &x : ins)
-    if (x.name == "embedding.word_embeddings.weight" || x.name == "language_model.embedding.word_embeddings.weight") {
+    if (x.annot.role == CKH_ROLE_EMBEDDING) {
+      if (embedding) fail(CKH_E_FORMAT, "tensors '" + emb_in->name + "' and '" + x.name + "' are both annotated as the embedding");
       embedding = &x.e;
       emb_in = &x;
-      legacy = x.name.rfind("language_model.", 0) == 0;
+      legacy = x.name.rfind("language_model.", 0) == 0;  // the naming convention decides the file's nesting
     }
 
   for (int p = 0; p < opt.pp; ++p)
@@ -175,7 +183,13 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       for (const auto &x : ins) {
         int sp = 0, sv = 0;
         std::string local = x.name;
-        if (auto ln = parse_layer_name(x.name)) {
+        // The pipeline place from the annotated role and layer; the name only gets its layer renumbered
+        // within the stage (Megatron names layers "<prefix>layers.<L>.").
+        if (x.annot.role == CKH_ROLE_LAYER) {
+          const auto ln = parse_layer_name(x.name);
+          if (!ln || ln->layer != x.annot.layer)
+            fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as layer " + std::to_string(x.annot.layer) +
+                                   " but its name does not carry that layer number");
           int64_t li;
           try {
             pl.locate(ln->layer, sp, sv, li);
@@ -183,24 +197,23 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
             fail(CKH_E_FORMAT, "tensor '" + x.name + "': " + e.what());
           }
           local = ln->prefix + std::to_string(li) + "." + ln->rest;
-        } else if (x.name.rfind("embedding.", 0) == 0 || x.name.rfind("language_model.embedding.", 0) == 0) {
+        } else if (x.annot.role == CKH_ROLE_EMBEDDING) {
           sp = 0;
           sv = 0;
-        } else if (x.name.rfind("decoder.final_layernorm", 0) == 0 || x.name.rfind("output_layer", 0) == 0 ||
-                   x.name.rfind("language_model.encoder.final_norm", 0) == 0 ||
-                   x.name.rfind("language_model.output_layer", 0) == 0) {
+        } else if (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT) {
           sp = opt.pp - 1;
           sv = opt.vpp - 1;
         } else {
-          fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': the megatron writer does not know its pipeline stage");
+          fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': its annotation gives no pipeline stage (role " +
+                                      std::to_string(x.annot.role) + "; embedding, layer, final norm or output expected)");
         }
         if (sp != p) continue;
-        rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, t)});
+        rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, x.split, t)});
       }
       // Tied embeddings: the last stage keeps its own copy as output_layer (Megatron-Core).
       if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding) {
         const std::string head = legacy ? "word_embeddings_for_head.weight" : "output_layer.weight";
-        rf->chunks.back().second.push_back({head, shard(head, *embedding, emb_in->info, t)});
+        rf->chunks.back().second.push_back({head, shard(head, *embedding, emb_in->info, Split::Vocab, t)});
       }
       w.files.push_back(std::move(rf));
     }

@@ -200,17 +200,19 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   json args = meta["args"];
   const int64_t num_layers = args.value("num_layers", int64_t{0});
   if (num_layers <= 0) fail(CKH_E_FORMAT, "args.num_layers is missing");
-  const bool swiglu = args.value("swiglu", true);
   try {
     (void)make_pipeline(num_layers, static_cast<int>(pp), static_cast<int>(vpp));
   } catch (const std::exception &e) {
     fail(CKH_E_INVALID_ARG, e.what());
   }
 
+  // Splits (here: which tensors have padded vocabulary rows) and layers come from the mapper's
+  // annotations (SDK 1.1); a tensor without them is refused by name.
   struct In {
     std::string name;
     ckh_tensor_info_t info;
     ckh_expr e;
+    Split split = Split::Replicated;
   };
   // Megatron-Core's local layer spec keeps input_layernorm and pre_mlp_layernorm as modules of their
   // own but saves them in dist checkpoints under the names of the TE spec's fused norms (its
@@ -234,17 +236,27 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   for (uint64_t i = 0; i < b.input_count(); ++i) {
     In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
     check_dtype(x.name, x.info.dtype);
+    const ckh_tensor_annot_t an = b.input_annot(i);
+    try {
+      x.split = split_from_annot(an, x.name);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_INVALID_ARG, e.what());
+    }
     if (x.name.rfind("language_model.", 0) == 0)
       fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': torch_dist checkpoints use Megatron-Core names (--megatron-spec te or local), not legacy ones");
     if (x.name.find(".local_experts.") != std::string::npos)
       fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': MoE experts are not supported by the torch-dist writer yet");
-    if (split_of(x.name, swiglu) == Split::Vocab) {
+    if (x.split == Split::Vocab) {
       if (vocab >= 0 && vocab != x.info.shape[0])
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
                                std::to_string(vocab));
       vocab = x.info.shape[0];
     }
-    if (auto ln = parse_layer_name(x.name); ln && ln->prefix == "decoder.layers.") {
+    const auto ln = parse_layer_name(x.name);
+    if (an.role == CKH_ROLE_LAYER && (!ln || ln->prefix != "decoder.layers." || ln->layer != an.layer))
+      fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as layer " + std::to_string(an.layer) +
+                             " but is not named decoder.layers." + std::to_string(an.layer) + ".*");
+    if (an.role == CKH_ROLE_LAYER) {
       if (ln->layer >= num_layers)
         fail(CKH_E_FORMAT, "tensor '" + x.name + "': layer " + std::to_string(ln->layer) + " but args.num_layers is " +
                                std::to_string(num_layers));
@@ -284,7 +296,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   for (const auto &x : direct) {
     if (x.name.rfind("embedding.", 0) != 0) continue;
     ckh_expr e = x.e;
-    if (split_of(x.name, swiglu) == Split::Vocab && padded > x.info.shape[0])
+    if (x.split == Split::Vocab && padded > x.info.shape[0])
       e = b.pad(e, 0, 0, padded - x.info.shape[0], pad == "repeat" ? CKH_PAD_REPEAT_EDGE : CKH_PAD_ZEROS);
     whole(x.name, e);
   }
@@ -317,7 +329,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
     if (x.name.rfind("decoder.", 0) != 0 && x.name.rfind("output_layer", 0) != 0)
       fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': the torch-dist writer does not know this Megatron-Core tensor");
     ckh_expr e = x.e;
-    if (split_of(x.name, swiglu) == Split::Vocab && padded > x.info.shape[0])
+    if (x.split == Split::Vocab && padded > x.info.shape[0])
       e = b.pad(e, 0, 0, padded - x.info.shape[0], pad == "repeat" ? CKH_PAD_REPEAT_EDGE : CKH_PAD_ZEROS);
     whole(x.name, e);
   }

@@ -161,7 +161,8 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
   std::vector<Canonical> v;
   v.reserve(static_cast<size_t>(3 + c.layers * 16));
   auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t layer, int32_t init) {
-    v.push_back({std::move(name), std::move(shape), role, layer, init});
+    const int32_t kind = kind_of(name);
+    v.push_back({std::move(name), std::move(shape), role, layer, init, kind});
   };
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   add("model.embed_tokens.weight", {c.vocab, c.hidden}, CKH_ROLE_EMBEDDING, -1, CKH_INIT_NORMAL);
@@ -195,6 +196,21 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
   add("model.norm.weight", {c.hidden}, CKH_ROLE_FINAL_NORM, -1, CKH_INIT_ONES);
   if (!c.tied) add("lm_head.weight", {c.vocab, c.hidden}, CKH_ROLE_OUTPUT, -1, CKH_INIT_NORMAL);
   return v;
+}
+
+int32_t kind_of(const std::string &n) {
+  auto has = [&](const char *p) { return n.find(p) != std::string::npos; };
+  if (n == "model.embed_tokens.weight") return CKH_KIND_EMBEDDING;
+  if (n == "lm_head.weight") return CKH_KIND_OUTPUT;
+  if (has("norm.")) return CKH_KIND_NORM;  // input/post_attention layernorms, q/k norms, model.norm
+  if (has(".self_attn.q_proj.")) return CKH_KIND_ATTN_Q;
+  if (has(".self_attn.k_proj.")) return CKH_KIND_ATTN_K;
+  if (has(".self_attn.v_proj.")) return CKH_KIND_ATTN_V;
+  if (has(".self_attn.o_proj.")) return CKH_KIND_ATTN_OUT;
+  if (has(".mlp.gate_proj.")) return CKH_KIND_FFN_GATE;
+  if (has(".mlp.up_proj.")) return CKH_KIND_FFN_UP;
+  if (has(".mlp.down_proj.")) return CKH_KIND_FFN_DOWN;
+  return CKH_KIND_OTHER;
 }
 
 int64_t parameter_count(const LlamaConfig &c) {

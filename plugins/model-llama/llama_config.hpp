@@ -49,7 +49,12 @@ struct Canonical {
   int32_t role = CKH_ROLE_OTHER;
   int32_t layer = -1;
   int32_t init = CKH_INIT_NORMAL;
+  int32_t kind = CKH_KIND_UNSTATED;
 };
+
+// CKH_KIND_* of an HF tensor name of the family ("model.layers.3.self_attn.k_proj.weight" ->
+// CKH_KIND_ATTN_K); CKH_KIND_OTHER for a name the family does not have.
+int32_t kind_of(const std::string &hf_name);
 
 // Every HF tensor of the model, in HF's order (the order of the modules in the PyTorch model).
 std::vector<Canonical> canonical_tensors(const LlamaConfig &c);

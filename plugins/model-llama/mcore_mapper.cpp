@@ -102,9 +102,11 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec)
   return a;
 }
 
-ckh_tensor_annot_t annot_of(int32_t role, int32_t layer, int32_t parallel) {
+ckh_tensor_annot_t annot_of(int32_t role, int32_t layer, int32_t parallel, int32_t kind) {
   ckh_tensor_annot_t a = ckh::sdk::annot(role, layer);
   a.parallel = parallel;
+  a.group = CKH_GROUP_TP;
+  a.kind = kind;
   return a;
 }
 
@@ -131,8 +133,21 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   const double depth = fold ? c.scale_depth / std::sqrt(static_cast<double>(c.layers)) : 1.0;
   auto scaled = [&](ckh_expr e, double f) { return fold && f != 1.0 ? b.scale(e, f) : e; };
 
+  // Kinds by the Megatron module the tensor belongs to.
+  auto kind_for = [&](const std::string &name) -> int32_t {
+    auto has = [&](const std::string &p) { return !p.empty() && name.find(p) != std::string::npos; };
+    if (name == nm.embed) return CKH_KIND_EMBEDDING;
+    if (name == nm.output) return CKH_KIND_OUTPUT;
+    if (has(nm.input_norm) || has(nm.post_norm) || has(nm.q_norm) || has(nm.k_norm) || name == nm.final_norm)
+      return CKH_KIND_NORM;
+    if (has(nm.qkv + ".")) return CKH_KIND_ATTN_QKV;
+    if (has(nm.proj + ".")) return CKH_KIND_ATTN_OUT;
+    if (has(nm.fc1 + ".")) return CKH_KIND_FFN_GATE_UP;
+    if (has(nm.fc2 + ".")) return CKH_KIND_FFN_DOWN;
+    return CKH_KIND_OTHER;
+  };
   auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer, int32_t par) {
-    const ckh_tensor_annot_t a = annot_of(role, layer, par);
+    const ckh_tensor_annot_t a = annot_of(role, layer, par, kind_for(name));
     b.emit(name, e, &a);
   };
   // [q; k; v] -> per group [q_g (P heads); k_g; v_g], for weights ([rows, h]) and biases ([rows]).
@@ -294,6 +309,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
 
   auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer) {
     ckh_tensor_annot_t a = ckh::sdk::annot(role, layer);
+    a.kind = kind_of(name);
     b.emit(name, e, &a);
   };
   auto unqkv = [&](const std::string &m, const std::string &suffix, const std::string &p) {

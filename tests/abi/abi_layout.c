@@ -178,7 +178,12 @@ PIN(ckh_tensor_annot_t, split_dim, 20);
 PIN(ckh_tensor_annot_t, init, 24);
 PIN(ckh_tensor_annot_t, reserved0, 28);
 PIN(ckh_tensor_annot_t, extra_json, 32);
-SIZE(ckh_tensor_annot_t, 40);
+/* 1.1 */
+PIN(ckh_tensor_annot_t, group, 40);
+PIN(ckh_tensor_annot_t, stack, 44);
+PIN(ckh_tensor_annot_t, kind, 48);
+PIN(ckh_tensor_annot_t, reserved1, 52);
+SIZE(ckh_tensor_annot_t, 56);
 
 /* ckh_writer.h */
 PIN(ckh_layout_builder_t, struct_size, 0);

@@ -118,3 +118,40 @@ TEST(MegatronLayout, ExtraStateModules) {
   EXPECT_TRUE(extra_state_modules({"language_model.encoder.layers.0.mlp.dense_h_to_4h.weight"}).empty());
   EXPECT_TRUE(extra_state_modules({"model.layers.0.mlp.up_proj.weight"}).empty());
 }
+
+// SDK 1.1: writers take splits from the mapper's annotations; a tensor without one is refused by name.
+TEST(MegatronLayout, SplitFromAnnotation) {
+  using ckh::megatron::Split;
+  using ckh::megatron::split_from_annot;
+  ckh_tensor_annot_t a{};
+  a.struct_size = sizeof a;
+  a.parallel = CKH_PARALLEL_SWIGLU;
+  EXPECT_EQ(split_from_annot(a, "decoder.layers.0.mlp.linear_fc1.weight"), Split::Swiglu);
+  a.parallel = CKH_PARALLEL_VOCAB;
+  EXPECT_EQ(split_from_annot(a, "embedding.word_embeddings.weight"), Split::Vocab);
+  // A 1.0 annotation (no group/stack/kind) still carries its split.
+  ckh_tensor_annot_t old{};
+  old.struct_size = offsetof(ckh_tensor_annot_t, group);
+  old.parallel = CKH_PARALLEL_ROW;
+  old.stack = 7;  // beyond the 1.0 struct: never read
+  EXPECT_EQ(split_from_annot(old, "x"), Split::Row);
+  auto refused = [](const ckh_tensor_annot_t &x, const std::string &needle) {
+    try {
+      split_from_annot(x, "decoder.layers.3.mlp.linear_fc2.weight");
+      return std::string("accepted");
+    } catch (const std::invalid_argument &e) {
+      const std::string m = e.what();
+      if (m.find("decoder.layers.3.mlp.linear_fc2.weight") == std::string::npos) return "no tensor name: " + m;
+      return m.find(needle) == std::string::npos ? m : std::string();
+    }
+  };
+  ckh_tensor_annot_t none{};
+  none.struct_size = sizeof none;
+  EXPECT_EQ(refused(none, "has no parallel annotation"), "");
+  ckh_tensor_annot_t vit = a;
+  vit.stack = 1;
+  EXPECT_EQ(refused(vit, "belongs to stack 1"), "");
+  ckh_tensor_annot_t ep = a;
+  ep.group = CKH_GROUP_EP;
+  EXPECT_EQ(refused(ep, "EP group"), "");
+}

@@ -127,6 +127,28 @@ typedef struct ckh_piece {
 #define CKH_PARALLEL_VOCAB 4     // column-parallel over padded vocabulary rows
 #define CKH_PARALLEL_SWIGLU 5    // [gate; up] along dim 0, each half split separately
 
+// Parallel group of a split (1.1): which ranks a COLUMN/ROW/SWIGLU/VOCAB split runs over.
+#define CKH_GROUP_TP 0           // tensor-parallel ranks (dense layers; the default)
+#define CKH_GROUP_EP 1           // expert-parallel ranks: whole experts (by `expert`) go to one EP rank
+#define CKH_GROUP_ETP 2          // expert tensor-parallel ranks: the split inside one expert
+
+// What a tensor is (1.1), for quantization mixes and per-kind rules; the layer and stack say where.
+#define CKH_KIND_UNSTATED 0
+#define CKH_KIND_EMBEDDING 1     // token embedding
+#define CKH_KIND_OUTPUT 2        // LM head
+#define CKH_KIND_NORM 3          // any norm scale or bias
+#define CKH_KIND_ATTN_Q 4
+#define CKH_KIND_ATTN_K 5
+#define CKH_KIND_ATTN_V 6
+#define CKH_KIND_ATTN_QKV 7      // fused q/k/v
+#define CKH_KIND_ATTN_OUT 8      // attention output projection
+#define CKH_KIND_FFN_GATE 9
+#define CKH_KIND_FFN_UP 10
+#define CKH_KIND_FFN_GATE_UP 11  // fused gate and up
+#define CKH_KIND_FFN_DOWN 12
+#define CKH_KIND_ROUTER 13       // MoE router (gate) weights and biases
+#define CKH_KIND_OTHER 14
+
 #define CKH_INIT_NORMAL 0        // synthetic data: small random weights
 #define CKH_INIT_ONES 1          // synthetic data: ones plus small noise (norm scales)
 #define CKH_INIT_ZEROS 2         // synthetic data: small noise around zero (biases)
@@ -141,6 +163,12 @@ typedef struct ckh_tensor_annot {
   int32_t init;                  // CKH_INIT_*
   int32_t reserved0;
   const char *extra_json;        // optional JSON object with further hints, or NULL; borrowed
+  // ---- 1.1 (read after CKH_HAS_FIELD; a 1.0 filler leaves them at their neutral values) ----------
+  int32_t group;                 // CKH_GROUP_* of the split (TP when 0)
+  int32_t stack;                 // 0 = the decoder; 1.. other towers (vision encoder, ...), each with its
+                                 // own pipeline layer distribution; `layer` counts within the stack
+  int32_t kind;                  // CKH_KIND_*
+  int32_t reserved1;
 } ckh_tensor_annot_t;
 
 // Log levels for ckh_host_t.log.

@@ -98,7 +98,7 @@ struct Node {
 
 struct Annot {
   int32_t role = CKH_ROLE_OTHER, layer = -1, expert = -1, parallel = CKH_PARALLEL_UNSTATED, split_dim = -1,
-          init = CKH_INIT_NORMAL;
+          init = CKH_INIT_NORMAL, group = CKH_GROUP_TP, stack = 0, kind = CKH_KIND_UNSTATED;
   std::string extra_json;
   static Annot from(const ckh_tensor_annot_t *a);
   void to(ckh_tensor_annot_t *a) const;  // a->struct_size must be set; fills what fits
