@@ -476,7 +476,7 @@ ExecStats Execution::run(const std::vector<int32_t> &files) {
   std::exception_ptr first_error;
   std::mutex err_m;
   Progress progress(total, opt.progress);
-  constexpr uint64_t kBlock = 1u << 20;  // the cache-sized unit bytes are copied, computed and written in
+  const uint64_t kBlock = work_block_bytes();  // the cache-sized unit bytes are copied, computed and written in
   // Moves the bytes of a chunk that only relocates source bytes (slices, concatenations, reshapes).
   // With --copy-file-range, large runs without a CRC move in-kernel. Otherwise the runs are packed into a
   // cache-sized block (one pread per run), checksummed while the block is in cache when the writer

@@ -16,6 +16,7 @@
 #include "ckhost/host/chain.hpp"
 #include "ckhost/host/error.hpp"
 #include "ckhost/host/executor.hpp"
+#include "ckhost/host/kernel_providers.hpp"
 #include "ckhost/host/options.hpp"
 #include "ckhost/host/registry.hpp"
 #include "ckhost/host/services.hpp"
@@ -65,9 +66,12 @@ std::vector<std::string> plugin_dirs(const po::variables_map &vm) {
   return vm.count("plugin-dir") ? vm["plugin-dir"].as<std::vector<std::string>>() : std::vector<std::string>{};
 }
 
+// Loads the plugins and installs the kernel providers among them (kernel_providers.hpp).
 void load_registry(Registry &reg, const po::variables_map &vm) {
   reg.load(Registry::search_dirs(plugin_dirs(vm)));
   for (const auto &r : reg.refused()) log(CKH_LOG_DEBUG, "plugin refused: " + r.path + ": " + r.reason);
+  for (const auto &u : apply_kernel_providers(reg))
+    if (u.provider.rfind("builtin", 0) != 0) log(CKH_LOG_DEBUG, "kernel " + u.member + " from " + u.provider);
 }
 
 po::variables_map parse(const std::vector<std::string> &args, const po::options_description &opts,
@@ -126,8 +130,14 @@ std::string stage_summary(const Stage &s, const Graph &g) {
 int cmd_list_plugins(const po::variables_map &vm, bool as_json) {
   Registry reg;
   load_registry(reg, vm);
-  if (as_json) std::cout << reg.describe_json().dump(2) << "\n";
-  else std::cout << reg.describe_text();
+  const std::vector<KernelUse> uses = apply_kernel_providers(reg);
+  if (as_json) {
+    json j = reg.describe_json();
+    j["kernels"] = kernels_json(uses);
+    std::cout << j.dump(2) << "\n";
+  } else {
+    std::cout << reg.describe_text() << describe_kernels(uses);
+  }
   return 0;
 }
 
@@ -287,6 +297,7 @@ std::vector<std::string> raw_plugin_dirs(const std::vector<std::string> &args) {
 void load_registry_for(Registry &reg, const std::vector<std::string> &args) {
   reg.load(Registry::search_dirs(raw_plugin_dirs(args)));
   for (const auto &r : reg.refused()) log(CKH_LOG_DEBUG, "plugin refused: " + r.path + ": " + r.reason);
+  (void)apply_kernel_providers(reg);
 }
 
 ckh_dtype parse_dtype_opt(const po::variables_map &vm) {
@@ -316,6 +327,9 @@ int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const s
     std::printf("%s -> %s (%s, %llu files, %s)\n", what.c_str(), dst.c_str(), to.c_str(),
                 static_cast<unsigned long long>(st.files), human_bytes(static_cast<double>(st.file_bytes)).c_str());
     if (!note.empty()) std::printf("  model: %s\n", note.c_str());
+    for (const auto &u : apply_kernel_providers(reg))
+      if (u.provider.rfind("builtin", 0) != 0) log(CKH_LOG_DEBUG, "kernel " + u.member + " from " + u.provider);
+    for (const auto &line : plugin_stats(reg)) log(CKH_LOG_DEBUG, "stats " + line);
     std::printf("  %llu tensors, %s in %.2f s (%s/s), %u threads, %s moved in-kernel\n",
                 static_cast<unsigned long long>(st.regions), human_bytes(static_cast<double>(st.bytes)).c_str(), st.seconds,
                 human_bytes(st.seconds > 0 ? static_cast<double>(st.bytes) / st.seconds : 0).c_str(), st.threads,

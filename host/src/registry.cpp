@@ -30,6 +30,7 @@ const char *component_kind_name(int32_t kind) {
     case CKH_COMPONENT_WRITER: return "writer";
     case CKH_COMPONENT_MAPPER: return "mapper";
     case CKH_COMPONENT_QUANTIZER: return "quantizer";
+    case CKH_COMPONENT_KERNELS: return "kernels";
     default: return "?";
   }
 }
@@ -49,6 +50,7 @@ uint32_t min_vtable_size(int32_t kind) {
     case CKH_COMPONENT_WRITER: return offsetof(ckh_writer_class_t, create) + sizeof(void *);
     case CKH_COMPONENT_MAPPER: return offsetof(ckh_mapper_class_t, map) + sizeof(void *);  // canonical is optional
     case CKH_COMPONENT_QUANTIZER: return offsetof(ckh_quantizer_class_t, release) + sizeof(void *);
+    case CKH_COMPONENT_KERNELS: return offsetof(ckh_kernel_provider_t, kernels) + sizeof(void *);
     default: return 0;
   }
 }
@@ -68,6 +70,10 @@ const char *missing_member(int32_t kind, const void *vt) {
     case CKH_COMPONENT_QUANTIZER: {
       auto *c = static_cast<const ckh_quantizer_class_t *>(vt);
       return !c->prepare ? "prepare" : !c->quantize ? "quantize" : !c->release ? "release" : nullptr;
+    }
+    case CKH_COMPONENT_KERNELS: {
+      auto *c = static_cast<const ckh_kernel_provider_t *>(vt);
+      return !c->kernels || c->kernels->struct_size < offsetof(ckh_kernels_t, bf16_to_f32) ? "kernels" : nullptr;
     }
     default: return "?";
   }

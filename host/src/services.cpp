@@ -70,7 +70,18 @@ const void *h_get_extension(const ckh_host_t *, const char *id) noexcept {
 }
 uint8_t h_is_cancelled(const ckh_host_t *) noexcept { return cancelled() ? 1 : 0; }
 
+ckh_kernels_t &kernel_table() {
+  static ckh_kernels_t k = *ckh::kernels::best();
+  return k;
+}
+std::atomic<uint64_t> g_work_block{1u << 20};
+
 }  // namespace
+
+void set_kernel_table(const ckh_kernels_t &k) { kernel_table() = k; }
+const ckh_kernels_t &builtin_kernels() { return *ckh::kernels::best(); }
+uint64_t work_block_bytes() { return g_work_block.load(); }
+void set_work_block_bytes(uint64_t n) { g_work_block = n; }
 
 const ckh_host_t *host_table() {
   static const ckh_host_t table = [] {
@@ -86,7 +97,7 @@ const ckh_host_t *host_table() {
     h.free = h_free;
     h.get_extension = h_get_extension;
     h.is_cancelled = h_is_cancelled;
-    h.kernels = ckh::kernels::best();
+    h.kernels = &kernel_table();  // the built-in table, merged with kernel providers once plugins load
     return h;
   }();
   return &table;

@@ -56,7 +56,7 @@ const ckh_component_t *const *components() {
 }
 
 const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.format.megatron",
-                              "0.1.0", "ckhost", "Megatron-LM checkpoint layouts", init, nullptr, components()};
+                              "0.1.0", "ckhost", "Megatron-LM checkpoint layouts", init, nullptr, components(), nullptr};
 
 }  // namespace
 

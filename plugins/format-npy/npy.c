@@ -606,6 +606,6 @@ static void plugin_deinit(void) { g_host = NULL; }
 
 static const ckh_plugin_t plugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.format.npy",
                                     "0.1.0", "ckhost", "NumPy .npy directories (a plugin written in C99)", plugin_init,
-                                    plugin_deinit, components};
+                                    plugin_deinit, components, NULL};
 
 CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &plugin; }

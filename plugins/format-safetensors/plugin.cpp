@@ -579,7 +579,8 @@ const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t),
                               "HuggingFace safetensors reader and writer",
                               init,
                               nullptr,
-                              kComponents};
+                              kComponents,
+                              nullptr};
 
 }  // namespace
 

@@ -66,7 +66,7 @@ const ckh_component_t *const *components() {
 
 const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, "org.ckhost.format.torch-dist",
                               "0.1.0", "ckhost", "PyTorch DCP and Megatron-Core torch_dist checkpoints", init, nullptr,
-                              components()};
+                              components(), nullptr};
 
 }  // namespace
 

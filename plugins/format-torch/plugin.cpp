@@ -319,7 +319,7 @@ ckh_status init(const ckh_host_t *host) {
 }
 
 const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.format.torch", "0.1.0",
-                              "ckhost", "PyTorch torch.save files", init, nullptr, kComponents};
+                              "ckhost", "PyTorch torch.save files", init, nullptr, kComponents, nullptr};
 
 }  // namespace
 

@@ -197,7 +197,7 @@ ckh_status init(const ckh_host_t *host) {
 }
 
 const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.model.llama", "0.1.0",
-                              "ckhost", "Llama model family", init, nullptr, kComponents};
+                              "ckhost", "Llama model family", init, nullptr, kComponents, nullptr};
 
 }  // namespace
 

@@ -110,7 +110,8 @@ PIN(ckh_plugin_t, description, 40);
 PIN(ckh_plugin_t, init, 48);
 PIN(ckh_plugin_t, deinit, 56);
 PIN(ckh_plugin_t, components, 64);
-SIZE(ckh_plugin_t, 72);
+PIN(ckh_plugin_t, get_extension, 72);
+SIZE(ckh_plugin_t, 80);
 
 /* ckh_quantizer.h */
 PIN(ckh_quant_layout_t, struct_size, 0);
@@ -210,6 +211,18 @@ PIN(ckh_patcher_t, struct_size, 0);
 PIN(ckh_patcher_t, reserved0, 4);
 PIN(ckh_patcher_t, ctx, 8);
 PIN(ckh_patcher_t, put_bytes, 16);
+/* ckh_kernels.h, 1.1 */
+PIN(ckh_kernel_provider_t, struct_size, 0);
+PIN(ckh_kernel_provider_t, priority, 4);
+PIN(ckh_kernel_provider_t, kernels, 8);
+PIN(ckh_kernel_provider_t, preferred_work_bytes, 16);
+SIZE(ckh_kernel_provider_t, 24);
+/* ckh_plugin.h, 1.1 */
+PIN(ckh_stats_extension_t, struct_size, 0);
+PIN(ckh_stats_extension_t, count, 8);
+PIN(ckh_stats_extension_t, name, 16);
+PIN(ckh_stats_extension_t, value, 24);
+SIZE(ckh_stats_extension_t, 32);
 /* 1.1 */
 PIN(ckh_patcher_t, digest_count, 24);
 PIN(ckh_patcher_t, digest, 32);

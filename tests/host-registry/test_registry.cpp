@@ -115,7 +115,8 @@ TEST(Registry, ComponentKindNames) {
   EXPECT_STREQ(component_kind_name(CKH_COMPONENT_MAPPER), "mapper");
   EXPECT_STREQ(component_kind_name(CKH_COMPONENT_QUANTIZER), "quantizer");
   EXPECT_STREQ(component_kind_name(0), "?");
-  EXPECT_STREQ(component_kind_name(5), "?");
+  EXPECT_STREQ(component_kind_name(CKH_COMPONENT_KERNELS), "kernels");
+  EXPECT_STREQ(component_kind_name(6), "?");
 }
 
 TEST(Registry, NewerMinorWithAppendedFieldsIsAccepted) {
@@ -166,7 +167,8 @@ INSTANTIATE_TEST_SUITE_P(
         RefusalCase{"null_entry", "ckh_plugin_entry() returned NULL"},
         RefusalCase{"abi_major2", "ABI major 2, host supports " + std::to_string(CKH_ABI_MAJOR)},
         RefusalCase{"small_struct",
-                    "descriptor struct_size 8 is too small (need at least " + std::to_string(sizeof(ckh_plugin_t)) + ")"},
+                    "descriptor struct_size 8 is too small (need at least " +
+                        std::to_string(offsetof(ckh_plugin_t, get_extension)) + ")"},  // the 1.0 layout
         RefusalCase{"no_id", "descriptor has no plugin id"},
         RefusalCase{"no_init", "plugin org.test.fake: descriptor has no init()"},
         RefusalCase{"null_components", "plugin org.test.fake: descriptor lists 4 components but components is NULL"},

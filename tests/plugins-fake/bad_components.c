@@ -43,6 +43,6 @@ static ckh_status init(const ckh_host_t *h) {
 
 static const ckh_plugin_t plugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR,
                                     (uint32_t)(sizeof comps / sizeof comps[0]), "org.test.badcomponents", "1.0",
-                                    "Test", "broken components", init, NULL, comps};
+                                    "Test", "broken components", init, NULL, comps, NULL};
 
 CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &plugin; }

@@ -123,7 +123,7 @@ static struct {
   ckh_plugin_t base;
   const void *appended_in_a_later_minor;
 } plugin = {{sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, FAKE_ID, "1.0", "Test", "fake plugin", init, deinit,
-             comps},
+             comps, NULL},
             NULL};
 
 #ifndef FAKE_NO_ENTRY

@@ -118,4 +118,24 @@ fi
 grep -q "lm_head.weight" "$T/err" || { cat "$T/err"; exit 1; }
 [ ! -e "$T/bad" ]
 
+step "an out-of-tree kernel provider replaces a kernel; the host uses it (counted); the output is unchanged"
+cmake -S "$SRC/sdk/examples/example-kernels" -B "$T/exk" "${gen[@]}" -DCMAKE_PREFIX_PATH="$T/prefix" >"$T/configure-k.log"
+cmake --build "$T/exk" >"$T/build-k.log"
+mkdir -p "$T/kplugins"
+cp "$T/exk/ckh-example-kernels.so" "$T/kplugins/"
+"$CK" synth --model llama --config "$SRC/plugins/model-llama/configs/tiny-llama.json" "$T/src32" --dtype f32 --progress none >/dev/null
+CKHOST_PLUGIN_PATH= "$CK" convert "$T/src32" "$T/bf16-builtin" --to hf --dtype bf16 --progress none >/dev/null
+CKHOST_PLUGIN_PATH="$T/kplugins" "$CK" --list-plugins >"$T/klist.txt"
+grep -Eq "f32_to_bf16 +com.example.kernels: kernels 'example.bf16' \(priority 10\)" "$T/klist.txt" || { cat "$T/klist.txt"; exit 1; }
+grep -Eq "bf16_to_f32 +builtin" "$T/klist.txt" || { cat "$T/klist.txt"; exit 1; }
+CKHOST_PLUGIN_PATH="$T/kplugins" "$CK" convert "$T/src32" "$T/bf16-provider" --to hf --dtype bf16 --progress none -v 2>"$T/kv.txt" >/dev/null
+grep -q "kernel f32_to_bf16 from com.example.kernels" "$T/kv.txt" || { cat "$T/kv.txt"; exit 1; }
+calls="$(sed -n 's/.*stats com.example.kernels: f32_to_bf16 elements = \([0-9]*\).*/\1/p' "$T/kv.txt")"
+[ -n "$calls" ] && [ "$calls" -gt 0 ] || { echo "the provider was not called"; cat "$T/kv.txt"; exit 1; }
+cmp "$T/bf16-builtin/model.safetensors" "$T/bf16-provider/model.safetensors"
+# CKHOST_KERNELS=builtin ignores providers.
+CKHOST_KERNELS=builtin CKHOST_PLUGIN_PATH="$T/kplugins" "$CK" --list-plugins >"$T/klist2.txt"
+grep -Eq "f32_to_bf16 +builtin" "$T/klist2.txt" || { cat "$T/klist2.txt"; exit 1; }
+echo "-- the provider converted $calls elements; output identical to the built-in kernel's"
+
 echo "1 passed, 0 failed"

@@ -78,7 +78,7 @@ ckh_status init(const ckh_host_t *host) {
 }
 
 const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "com.example.rename", "1.0.0",
-                              "Example Corp", "prefix renaming mapper (ckhost SDK example)", init, nullptr, kComps};
+                              "Example Corp", "prefix renaming mapper (ckhost SDK example)", init, nullptr, kComps, nullptr};
 
 }  // namespace
 

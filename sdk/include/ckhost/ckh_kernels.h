@@ -60,6 +60,27 @@ typedef struct ckh_kernels {
   double (*sumsqdiff_f32)(const float *a, const float *b, uint64_t n);
 } ckh_kernels_t;
 
+// ---- kernel providers (SDK 1.1) ---------------------------------------------------------------------
+// A kernel-provider component (ckh_component_t.kind == CKH_COMPONENT_KERNELS, vtable below) supplies
+// faster or vendor implementations of some members of ckh_kernels_t: `kernels` is a table of the
+// ckh_kernels_t layout (its own struct_size) whose non-NULL members replace the host's.
+//
+// Which kernel wins, member by member: the provider with the highest `priority`, then the first loaded
+// (search order, then file name, as for component ids); the host's built-in table (the best ISA of this
+// CPU) has priority 0 and fills every member no provider with priority > 0 supplies. CKHOST_KERNELS=builtin
+// ignores every provider. The merged table is what ckh_host_t.kernels and the host's own evaluator use;
+// `ckhost --list-plugins` shows which member comes from where. Provided kernels must honour the contract
+// above (pure, thread-safe, bit-identical results): a provider changes speed, never bytes.
+typedef struct ckh_kernel_provider {
+  uint32_t struct_size;
+  int32_t priority;               // > 0 to be used; higher wins
+  const ckh_kernels_t *kernels;   // plugin-owned, static lifetime; NULL members are not provided
+  // Bytes the provider's kernels like to work on per call (a device launch wants more than a CPU
+  // cache block); 0 = no preference. The host evaluates in blocks of the largest preference of the
+  // providers in use, between 1 MiB (its default) and 64 MiB.
+  uint64_t preferred_work_bytes;
+} ckh_kernel_provider_t;
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif

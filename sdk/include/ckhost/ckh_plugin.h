@@ -30,6 +30,7 @@ extern "C" {
 #define CKH_COMPONENT_WRITER 2     // vtable: const ckh_writer_class_t *
 #define CKH_COMPONENT_MAPPER 3     // vtable: const ckh_mapper_class_t *
 #define CKH_COMPONENT_QUANTIZER 4  // vtable: const ckh_quantizer_class_t *
+#define CKH_COMPONENT_KERNELS 5    // vtable: const ckh_kernel_provider_t * (ckh_kernels.h), SDK 1.1
 
 // One component. Owner: the plugin; static lifetime (valid until the library is unloaded).
 typedef struct ckh_component {
@@ -58,7 +59,23 @@ typedef struct ckh_plugin {
   void (*deinit)(void);
   // Array of component_count pointers (pointers, so ckh_component_t may grow).
   const ckh_component_t *const *components;
+  // ---- 1.1 (the host reads it only when struct_size covers it) ------------------------------------
+  // Optional (may be NULL): plugin-side extensions by id, in the style of CLAP's get_extension; NULL
+  // for an unknown id. The returned table is plugin-owned with static lifetime. [thread-safe]
+  // Ids the host asks for: CKH_STATS_EXTENSION_ID.
+  const void *(*get_extension)(const char *id);
 } ckh_plugin_t;
+
+// "ckh.stats/1": counters a plugin reports (e.g. calls of its provided kernels); `ckhost convert -v`
+// prints them after a conversion. Every member is [thread-safe]; names have static lifetime.
+#define CKH_STATS_EXTENSION_ID "ckh.stats/1"
+typedef struct ckh_stats_extension {
+  uint32_t struct_size;
+  uint32_t reserved0;
+  uint32_t (*count)(void);
+  const char *(*name)(uint32_t i);
+  uint64_t (*value)(uint32_t i);
+} ckh_stats_extension_t;
 
 #define CKH_ENTRY_SYMBOL "ckh_plugin_entry"
 typedef const ckh_plugin_t *(*ckh_plugin_entry_fn)(void);

@@ -34,6 +34,7 @@ struct Component {
   const ckh_writer_class_t *writer() const { return static_cast<const ckh_writer_class_t *>(vtable); }
   const ckh_mapper_class_t *mapper() const { return static_cast<const ckh_mapper_class_t *>(vtable); }
   const ckh_quantizer_class_t *quantizer() const { return static_cast<const ckh_quantizer_class_t *>(vtable); }
+  const ckh_kernel_provider_t *kernel_provider() const { return static_cast<const ckh_kernel_provider_t *>(vtable); }
 };
 
 struct LoadedPlugin {
@@ -50,7 +51,7 @@ struct Refusal {
   std::string reason;    // one line; a refused component's reason starts with "<kind> '<id>'" or "component #<i>"
 };
 
-const char *component_kind_name(int32_t kind);  // "reader", "writer", "mapper", "quantizer", "?"
+const char *component_kind_name(int32_t kind);  // "reader", "writer", "mapper", "quantizer", "kernels", "?"
 
 class Registry {
  public:

@@ -10,6 +10,16 @@ namespace ckh::host {
 // The process-wide host table (kernels selected for this CPU). Valid for the whole process.
 const ckh_host_t *host_table();
 
+// The kernel table behind host_table()->kernels: the built-in one (best ISA of this CPU) until
+// set_kernel_table() installs a merge with kernel providers (kernel_providers.hpp). Set it only while
+// no conversion runs (after loading plugins).
+void set_kernel_table(const ckh_kernels_t &k);
+const ckh_kernels_t &builtin_kernels();
+// Bytes the executor evaluates, checksums and writes per block (default 1 MiB; kernel providers may
+// prefer more).
+uint64_t work_block_bytes();
+void set_work_block_bytes(uint64_t n);
+
 // Log threshold for plugin and host log lines (default CKH_LOG_INFO; --verbose sets DEBUG,
 // --quiet WARN). Lines go to stderr as "ckhost: <level>: <msg>".
 void set_log_level(int level);
