@@ -138,4 +138,26 @@ CKHOST_KERNELS=builtin CKHOST_PLUGIN_PATH="$T/kplugins" "$CK" --list-plugins >"$
 grep -Eq "f32_to_bf16 +builtin" "$T/klist2.txt" || { cat "$T/klist2.txt"; exit 1; }
 echo "-- the provider converted $calls elements; output identical to the built-in kernel's"
 
+step "an out-of-tree writer on the installed plugin kit (ckhost::kit) writes a torch.save file torch loads"
+test -f "$T/prefix/include/ckhost/kit/torch_archive.hpp"
+cmake -S "$SRC/sdk/examples/example-pt-writer" -B "$T/expt" "${gen[@]}" -DCMAKE_PREFIX_PATH="$T/prefix" >"$T/configure-pt.log"
+cmake --build "$T/expt" >"$T/build-pt.log"
+mkdir -p "$T/ptplugins"
+cp "$T/expt/ckh-example-pt-writer.so" "$T/ptplugins/"
+CKHOST_PLUGIN_PATH="$T/ptplugins" "$CK" convert "$T/src" "$T/pt" --to example.pt --progress none >/dev/null
+"$PY" - "$T/pt/model.pt" "$T/src" <<'PY'
+import json, os, struct, sys, torch
+sd = torch.load(sys.argv[1], weights_only=True)
+b = open(os.path.join(sys.argv[2], "model.safetensors"), "rb").read()
+(n,) = struct.unpack("<Q", b[:8])
+hdr = {k: v for k, v in json.loads(b[8:8 + n]).items() if k != "__metadata__"}
+assert sorted(sd) == sorted(hdr), (len(sd), len(hdr))
+for k, v in hdr.items():
+    s, e = v["data_offsets"]
+    t = sd[k]
+    assert list(t.shape) == v["shape"], k
+    assert t.contiguous().view(torch.uint8).numpy().tobytes() == b[8 + n + s:8 + n + e], k
+print("-- example.pt: %d tensors, bytes identical, torch.load(weights_only=True) accepts it" % len(sd))
+PY
+
 echo "1 passed, 0 failed"
