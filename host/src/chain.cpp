@@ -60,7 +60,8 @@ void mark_quantized(Source &src, const Annot &an) {
   }
 }
 
-// For every node, the first quantized source it depends on, or -1 (nodes are in topological order).
+}  // namespace
+
 std::vector<int32_t> quantized_inputs(const Graph &g) {
   std::vector<int32_t> q(g.nodes.size(), -1);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -77,6 +78,8 @@ std::vector<int32_t> quantized_inputs(const Graph &g) {
   }
   return q;
 }
+
+namespace {
 
 std::string quant_what(const Source &s) {
   std::string w = "tensor '" + s.name + "' holds quantized ";

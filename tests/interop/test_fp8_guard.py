@@ -97,6 +97,26 @@ class Fp8Guard(L.InteropCase):
             self.assertIn("FP8", p.stderr)
             self.assertFalse(os.path.exists(self.path(to)))
 
+    def test_verify_compares_quantized_tensors_bytewise(self):
+        """One FP8 code changed by one ulp: `ckhost verify --atol 100` must not call it equal within atol
+        (a code means nothing without its scale), while plain tensors still get the tolerance."""
+        src, _ = make_dsv3_fp8(self.path("dsv3"))
+        out = convert(src, self.path("copy"), "--to", "hf")
+        f = os.path.join(out, "model.safetensors")
+        sd = load_file(f)
+        k = "model.layers.0.mlp.experts.1.down_proj.weight"
+        w = sd[k].view(torch.uint8).clone()
+        w[3, 5] ^= 1
+        sd[k] = w.view(torch.float8_e4m3fn)
+        sd["model.layers.0.input_layernorm.weight"] = sd["model.layers.0.input_layernorm.weight"] + 0.05
+        save_file(sd, f, metadata={"format": "pt"})
+        p = run("verify", src, out, "--atol", "100", check=False)
+        self.assertEqual(p.returncode, 1, p.stdout)
+        self.assertIn("differs (quantized: compared bytewise", p.stdout)
+        self.assertIn(k, p.stdout)
+        self.assertIn("7 bit-exact, 1 equal within atol", p.stdout)
+        self.assertIn("1 failed: MISMATCH", p.stdout)
+
     def test_llama_per_tensor_fp8(self):
         src, ref = make_llama_fp8(L.make_hf("llama-gqa", self.path("bf")), self.path("fp8"))
         # The Llama plugin checks the weights and carries each weight_scale with its weight.

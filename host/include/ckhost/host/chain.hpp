@@ -52,6 +52,9 @@ std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &op
 // without their scales (or the scales themselves) gives wrong weights.
 void cast_stage(Graph &g, ckh_dtype dt);
 
+// For every node of g, the first quantized source (codes or scales) it depends on, or -1.
+std::vector<int32_t> quantized_inputs(const Graph &g);
+
 // Every output region that depends on quantized codes or scales must be an unchanged copy of one
 // such source tensor (a rename, a reshard); anything else (cast, slice, concat, reshape, ...) is
 // refused with one line naming the tensor. Called by plan_writer.
