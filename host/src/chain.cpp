@@ -165,8 +165,15 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
       if (ti.shape[d] < 0) fail("tensor '" + src.name + "': negative dimension", CKH_E_FORMAT);
       src.shape.d[d] = ti.shape[d];
     }
-    if (ckh_dtype_size(src.dtype) == 0)
+    if (ckh_dtype_size(src.dtype) == 0) {
+      ckh_dtype_traits_t tr;
+      if (ckh_dtype_traits(src.dtype, &tr) && tr.is_block)
+        fail("tensor '" + src.name + "': dtype " + dtype_name(src.dtype) + " is block-quantized (" +
+                 std::to_string(tr.block_elems) + " elements in " + std::to_string(tr.block_bytes) +
+                 " bytes); the host does not copy or evaluate block types yet",
+             CKH_E_UNSUPPORTED);
       fail("tensor '" + src.name + "': dtype " + dtype_name(src.dtype) + " is not supported by the host", CKH_E_UNSUPPORTED);
+    }
     const uint32_t np = r->piece_count(r, i);
     for (uint32_t j = 0; j < np; ++j) {
       ckh_piece_t pc{};

@@ -39,6 +39,16 @@ std::string dtype_name(ckh_dtype dt) {
     case CKH_DT_U64: return "U64";
     case CKH_DT_BOOL: return "BOOL";
     case CKH_DT_F8_E8M0: return "F8_E8M0";
+    case CKH_DT_Q8_0: return "Q8_0";
+    case CKH_DT_Q4_0: return "Q4_0";
+    case CKH_DT_Q4_1: return "Q4_1";
+    case CKH_DT_Q5_0: return "Q5_0";
+    case CKH_DT_Q5_1: return "Q5_1";
+    case CKH_DT_Q2_K: return "Q2_K";
+    case CKH_DT_Q3_K: return "Q3_K";
+    case CKH_DT_Q4_K: return "Q4_K";
+    case CKH_DT_Q5_K: return "Q5_K";
+    case CKH_DT_Q6_K: return "Q6_K";
     default: return "dtype(" + std::to_string(dt) + ")";
   }
 }

@@ -152,6 +152,12 @@ PIN(ckh_reader_t, destroy, 80);
 SIZE(ckh_reader_t, 88);
 
 /* ckh_types.h */
+/* ckh_types.h, 1.1 */
+PIN(ckh_dtype_traits_t, block_elems, 0);
+PIN(ckh_dtype_traits_t, block_bytes, 4);
+PIN(ckh_dtype_traits_t, is_block, 8);
+PIN(ckh_dtype_traits_t, reserved0, 12);
+SIZE(ckh_dtype_traits_t, 16);
 PIN(ckh_tensor_info_t, struct_size, 0);
 PIN(ckh_tensor_info_t, ndim, 4);
 PIN(ckh_tensor_info_t, name, 8);

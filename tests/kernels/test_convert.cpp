@@ -271,3 +271,33 @@ TEST(Convert, KnownValuesAndUnsupported) {
   EXPECT_EQ(b[0], 0x42);
   EXPECT_TRUE(convert(CKH_DT_F32, nullptr, CKH_DT_I8, nullptr, 0));
 }
+
+// SDK 1.1 block dtypes: ggml's block sizes (elements, bytes per block), and plain types as blocks of 1.
+TEST(DtypeTraits, BlockTypesAndPlainTypes) {
+  struct Want {
+    ckh_dtype dt;
+    uint32_t elems, bytes;
+  };
+  // sizeof(block_q8_0) = 2 + 32, q4_0 = 2 + 16, q4_1 = 4 + 16, q5_0 = 2 + 4 + 16, q5_1 = 4 + 4 + 16,
+  // q2_K = 16 + 64 + 4, q3_K = 32 + 64 + 12 + 2, q4_K = 4 + 12 + 128, q5_K = 4 + 12 + 32 + 128,
+  // q6_K = 128 + 64 + 16 + 2 (QK_K = 256).
+  const Want blocks[] = {{CKH_DT_Q8_0, 32, 34}, {CKH_DT_Q4_0, 32, 18},  {CKH_DT_Q4_1, 32, 20},  {CKH_DT_Q5_0, 32, 22},
+                         {CKH_DT_Q5_1, 32, 24}, {CKH_DT_Q2_K, 256, 84}, {CKH_DT_Q3_K, 256, 110}, {CKH_DT_Q4_K, 256, 144},
+                         {CKH_DT_Q5_K, 256, 176}, {CKH_DT_Q6_K, 256, 210}};
+  for (const auto &w : blocks) {
+    ckh_dtype_traits_t t{};
+    ASSERT_EQ(ckh_dtype_traits(w.dt, &t), 1) << w.dt;
+    EXPECT_EQ(t.block_elems, w.elems) << w.dt;
+    EXPECT_EQ(t.block_bytes, w.bytes) << w.dt;
+    EXPECT_EQ(t.is_block, 1u) << w.dt;
+    EXPECT_EQ(ckh_dtype_size(w.dt), 0u) << "block types never pose as plain bytes: " << w.dt;
+  }
+  ckh_dtype_traits_t t{};
+  ASSERT_EQ(ckh_dtype_traits(CKH_DT_BF16, &t), 1);
+  EXPECT_EQ(t.block_elems, 1u);
+  EXPECT_EQ(t.block_bytes, 2u);
+  EXPECT_EQ(t.is_block, 0u);
+  EXPECT_EQ(ckh_dtype_traits(63, &t), 0);
+  EXPECT_EQ(t.block_bytes, 0u);
+  EXPECT_EQ(ckh_dtype_traits(CKH_DT_Q6_K + 1, &t), 0);
+}

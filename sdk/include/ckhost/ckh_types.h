@@ -64,6 +64,23 @@ typedef int32_t ckh_dtype;
 #define CKH_DT_F8_E8M0 15     // unsigned power-of-two scale (MX formats), 0xFF = NaN
 // 16..63 reserved for further element types; 64.. reserved for block-quantized types (GGUF, AMX).
 
+// Block-quantized types (1.1): a block of `block_elems` consecutive elements of the last dim is stored
+// in `block_bytes` bytes (codes and the block's own scales together), so these never pose as U8: the
+// last dim must be a multiple of block_elems, and a tensor's bytes are numel / block_elems * block_bytes.
+// Layouts are ggml's (block_q8_0, block_q4_K, ...); see ckh_dtype_traits().
+#define CKH_DT_Q8_0 64         // 32 elements: f16 scale + 32 x int8                      = 34 bytes
+#define CKH_DT_Q4_0 65         // 32 elements: f16 scale + 16 bytes of 4-bit codes         = 18 bytes
+#define CKH_DT_Q4_1 66         // 32 elements: f16 scale, f16 min + 16 bytes               = 20 bytes
+#define CKH_DT_Q5_0 67         // 32 elements: f16 scale + 4 bytes high bits + 16 bytes    = 22 bytes
+#define CKH_DT_Q5_1 68         // 32 elements: f16 scale, f16 min + 4 + 16 bytes           = 24 bytes
+#define CKH_DT_Q2_K 69         // 256 elements: 16 scales + 64 codes + f16 d, dmin          = 84 bytes
+#define CKH_DT_Q3_K 70         // 256 elements: 32 hmask + 64 codes + 12 scales + f16 d      = 110 bytes
+#define CKH_DT_Q4_K 71         // 256 elements: f16 d, dmin + 12 scales + 128 codes          = 144 bytes
+#define CKH_DT_Q5_K 72         // 256 elements: f16 d, dmin + 12 scales + 32 qh + 128 codes  = 176 bytes
+#define CKH_DT_Q6_K 73         // 256 elements: 128 ql + 64 qh + 16 scales + f16 d           = 210 bytes
+
+
+
 // Bytes per element of a plain (non-block) dtype, 0 for an unknown or block type.
 static inline uint32_t ckh_dtype_size(ckh_dtype dt) {
   switch (dt) {
@@ -80,6 +97,35 @@ static inline uint32_t ckh_dtype_size(ckh_dtype dt) {
 static inline int ckh_dtype_is_float(ckh_dtype dt) {
   return dt == CKH_DT_F32 || dt == CKH_DT_F16 || dt == CKH_DT_BF16 || dt == CKH_DT_F64 ||
          dt == CKH_DT_F8_E4M3FN || dt == CKH_DT_F8_E5M2;
+}
+
+// Byte arithmetic of any dtype: plain types are blocks of 1 element of ckh_dtype_size() bytes.
+typedef struct ckh_dtype_traits {
+  uint32_t block_elems;        // elements per block (1 for plain types)
+  uint32_t block_bytes;        // bytes per block
+  uint32_t is_block;           // 1 for the block-quantized types above
+  uint32_t reserved0;
+} ckh_dtype_traits_t;
+
+// Fills *out and returns 1 for a known dtype; returns 0 (and zeroes *out) for an unknown one.
+static inline int ckh_dtype_traits(ckh_dtype dt, ckh_dtype_traits_t *out) {
+  static const uint16_t kBlock[10][2] = {{32, 34}, {32, 18}, {32, 20}, {32, 22}, {32, 24},
+                                         {256, 84}, {256, 110}, {256, 144}, {256, 176}, {256, 210}};
+  out->reserved0 = 0;
+  if (dt >= CKH_DT_Q8_0 && dt <= CKH_DT_Q6_K) {
+    out->block_elems = kBlock[dt - CKH_DT_Q8_0][0];
+    out->block_bytes = kBlock[dt - CKH_DT_Q8_0][1];
+    out->is_block = 1;
+    return 1;
+  }
+  out->block_elems = 1;
+  out->block_bytes = ckh_dtype_size(dt);
+  out->is_block = 0;
+  if (out->block_bytes == 0) {
+    out->block_elems = 0;
+    return 0;
+  }
+  return 1;
 }
 
 // ---- tensors -------------------------------------------------------------------------------------
