@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 req="$root/tests/interop/requirements.txt"
 py="${CKHOST_INTEROP_PYTHON:-python3}"
-cache="${CKHOST_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ckhost}"
+cache="${CKHOST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/cache}/.cache}/ckhost}"
 
 die() { echo "ckhost interop venv: $*" >&2; exit 1; }
 command -v "$py" >/dev/null || die "no Python interpreter '$py' on PATH (set CKHOST_INTEROP_PYTHON)"
