@@ -38,13 +38,13 @@ std::string cap(const Component &c, const char *key) {
   return it != c.capabilities.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-bool is_fp8(ckh_dtype dt) { return dt == CKH_DT_F8_E4M3FN || dt == CKH_DT_F8_E5M2 || dt == CKH_DT_F8_E8M0; }
+bool is_fp8_codes(ckh_dtype dt) { return dt == CKH_DT_F8_E4M3FN || dt == CKH_DT_F8_E5M2; }
 
 // Sets src.quant from the dtype (FP8 codes, E8M0 scales) and from a reader's annotation
 // {"quant": {"role": "codes", "scales": [..]}} or {"quant": {"role": "scale", "of": NAME}}.
 void mark_quantized(Source &src, const Annot &an) {
   if (src.dtype == CKH_DT_F8_E8M0) src.quant = QuantRole::Scale;
-  else if (is_fp8(src.dtype)) src.quant = QuantRole::Codes;
+  else if (is_fp8_codes(src.dtype)) src.quant = QuantRole::Codes;
   if (an.extra_json.empty()) return;
   const auto j = nlohmann::json::parse(an.extra_json, nullptr, false);
   if (j.is_discarded() || !j.is_object() || !j.contains("quant") || !j["quant"].is_object()) return;

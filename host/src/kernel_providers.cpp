@@ -38,7 +38,19 @@ AnyFn member_at(const ckh_kernels_t *k, size_t off) {
   return f;
 }
 
+std::vector<KernelUse> &installed() {
+  static std::vector<KernelUse> u = [] {
+    const ckh_kernels_t &b = builtin_kernels();
+    std::vector<KernelUse> v;
+    for (const auto &m : kMembers) v.push_back({m.name, std::string("builtin (") + (b.isa ? b.isa : "?") + ")"});
+    return v;
+  }();
+  return u;
+}
+
 }  // namespace
+
+const std::vector<KernelUse> &kernel_uses() { return installed(); }
 
 std::vector<KernelUse> apply_kernel_providers(const Registry &reg) {
   const ckh_kernels_t &builtin = builtin_kernels();
@@ -78,6 +90,7 @@ std::vector<KernelUse> apply_kernel_providers(const Registry &reg) {
   merged.isa = builtin.isa;
   set_kernel_table(merged);
   set_work_block_bytes(std::clamp<uint64_t>(block, 1u << 20, 64u << 20));
+  installed() = uses;
   return uses;
 }
 

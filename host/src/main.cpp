@@ -66,13 +66,15 @@ std::vector<std::string> plugin_dirs(const po::variables_map &vm) {
   return vm.count("plugin-dir") ? vm["plugin-dir"].as<std::vector<std::string>>() : std::vector<std::string>{};
 }
 
-// Loads the plugins and installs the kernel providers among them (kernel_providers.hpp).
-void load_registry(Registry &reg, const po::variables_map &vm) {
-  reg.load(Registry::search_dirs(plugin_dirs(vm)));
+// Loads the plugins of `cli_dirs` (then CKHOST_PLUGIN_PATH and the default directory) and installs the
+// kernel providers among them (kernel_providers.hpp), once per command.
+void load_plugins(Registry &reg, const std::vector<std::string> &cli_dirs) {
+  reg.load(Registry::search_dirs(cli_dirs));
   for (const auto &r : reg.refused()) log(CKH_LOG_DEBUG, "plugin refused: " + r.path + ": " + r.reason);
-  for (const auto &u : apply_kernel_providers(reg))
-    if (u.provider.rfind("builtin", 0) != 0) log(CKH_LOG_DEBUG, "kernel " + u.member + " from " + u.provider);
+  apply_kernel_providers(reg);
 }
+
+void load_registry(Registry &reg, const po::variables_map &vm) { load_plugins(reg, plugin_dirs(vm)); }
 
 po::variables_map parse(const std::vector<std::string> &args, const po::options_description &opts,
                         const po::positional_options_description &pos) {
@@ -130,7 +132,7 @@ std::string stage_summary(const Stage &s, const Graph &g) {
 int cmd_list_plugins(const po::variables_map &vm, bool as_json) {
   Registry reg;
   load_registry(reg, vm);
-  const std::vector<KernelUse> uses = apply_kernel_providers(reg);
+  const std::vector<KernelUse> &uses = kernel_uses();
   if (as_json) {
     json j = reg.describe_json();
     j["kernels"] = kernels_json(uses);
@@ -294,11 +296,8 @@ std::vector<std::string> raw_plugin_dirs(const std::vector<std::string> &args) {
   return dirs;
 }
 
-void load_registry_for(Registry &reg, const std::vector<std::string> &args) {
-  reg.load(Registry::search_dirs(raw_plugin_dirs(args)));
-  for (const auto &r : reg.refused()) log(CKH_LOG_DEBUG, "plugin refused: " + r.path + ": " + r.reason);
-  (void)apply_kernel_providers(reg);
-}
+// For commands whose options the plugins declare: the registry is loaded before the full parse.
+void load_registry_for(Registry &reg, const std::vector<std::string> &args) { load_plugins(reg, raw_plugin_dirs(args)); }
 
 ckh_dtype parse_dtype_opt(const po::variables_map &vm) {
   if (!vm.count("dtype")) return CKH_DT_INVALID;
@@ -327,7 +326,7 @@ int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const s
     std::printf("%s -> %s (%s, %llu files, %s)\n", what.c_str(), dst.c_str(), to.c_str(),
                 static_cast<unsigned long long>(st.files), human_bytes(static_cast<double>(st.file_bytes)).c_str());
     if (!note.empty()) std::printf("  model: %s\n", note.c_str());
-    for (const auto &u : apply_kernel_providers(reg))
+    for (const auto &u : kernel_uses())
       if (u.provider.rfind("builtin", 0) != 0) log(CKH_LOG_DEBUG, "kernel " + u.member + " from " + u.provider);
     for (const auto &line : plugin_stats(reg)) log(CKH_LOG_DEBUG, "stats " + line);
     std::printf("  %llu tensors, %s in %.2f s (%s/s), %u threads, %s moved in-kernel\n",

@@ -93,14 +93,8 @@ std::vector<OptionDecl> declared_options(const Registry &reg) {
   std::map<std::string, size_t> at;
   for (const auto &p : reg.plugins())
     for (const auto &c : p->components) {
-      std::vector<OptionDecl> ds;
-      try {
-        ds = parse_option_decls(c.capabilities);
-      } catch (const std::exception &) {
-        continue;  // refused at load; not reached for accepted components
-      }
       const std::string owner = std::string(component_kind_name(c.kind)) + " " + c.id;
-      for (auto &d : ds) {
+      for (OptionDecl d : c.options) {
         auto it = at.find(d.name);
         if (it == at.end()) {
           d.owners = {owner};

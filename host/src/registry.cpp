@@ -352,6 +352,7 @@ void Registry::load(const std::vector<std::string> &dirs) {
         comp.id = cid;
         comp.description = c->description ? c->description : "";
         comp.capabilities = std::move(caps);
+        comp.options = std::move(decls);
         comp.vtable = c->vtable;
         comp.plugin = lp.get();
         lp->components.push_back(std::move(comp));

@@ -20,8 +20,11 @@ struct KernelUse {
 };
 
 // Installs the merged table (set_kernel_table, set_work_block_bytes) and returns where each member
-// comes from, in ckh_kernels_t order.
+// comes from, in ckh_kernels_t order. Call once, after loading the plugins and before converting.
 std::vector<KernelUse> apply_kernel_providers(const Registry &reg);
+
+// What the last apply_kernel_providers() installed (every member built-in before the first call).
+const std::vector<KernelUse> &kernel_uses();
 
 // --list-plugins: "kernels:" lines naming each member's provider, or {"member": "provider"} as JSON.
 std::string describe_kernels(const std::vector<KernelUse> &uses);

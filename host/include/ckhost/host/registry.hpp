@@ -18,6 +18,8 @@
 
 #include <ckhost/ckh_plugin.h>
 
+#include "ckhost/host/options.hpp"
+
 namespace ckh::host {
 
 struct LoadedPlugin;
@@ -27,6 +29,7 @@ struct Component {
   std::string id;
   std::string description;
   nlohmann::json capabilities;   // parsed capabilities_json (an object; {} if the plugin's was invalid)
+  std::vector<OptionDecl> options;  // capabilities "options", parsed and checked at load (options.hpp)
   const void *vtable = nullptr;  // the kind's class struct
   const LoadedPlugin *plugin = nullptr;
 
