@@ -142,6 +142,61 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
   check_plugin(st, "reader " + os.reader->id);
   if (!r) fail("reader " + os.reader->id + " returned no reader", CKH_E_INTERNAL);
 
+  // Two-phase open (SDK 1.1): the model plugin that fits the reader's metadata tells it what the files
+  // alone cannot (e.g. whether an MLP is gated); the reader completes its catalog with that.
+  if (CKH_HAS_FIELD(r, ckh_reader_t, apply_hints) && r->apply_hints) {
+    const char *m0 = r->metadata_json(r);
+    const std::string meta0 = m0 ? m0 : "{}";
+    auto mj = nlohmann::json::parse(meta0, nullptr, false);
+    const std::string layout = mj.is_object() && mj.contains("layout") && mj["layout"].is_string()
+                                   ? mj["layout"].get<std::string>() : std::string("hf");
+    const Component *best = nullptr;
+    int32_t best_score = 0;
+    for (const Component *c : reg.all(CKH_COMPONENT_MAPPER)) {
+      const ckh_mapper_class_t *mc = c->mapper();
+      if (cap(*c, "from") != layout || cap(*c, "family") == "*" || !CKH_HAS_FIELD(mc, ckh_mapper_class_t, reader_hints) ||
+          !mc->reader_hints)
+        continue;
+      int32_t sc = 0;
+      try {
+        sc = mc->probe(mc, meta0.c_str());
+      } catch (...) {
+        sc = 0;
+      }
+      clear_last_error();
+      if (sc > best_score || (sc == best_score && sc > 0 && cap(*c, "to") == "hf")) {
+        best_score = sc;
+        best = c;
+      }
+    }
+    std::string hints = "{}";
+    if (best) {
+      struct Sink {
+        std::string text;
+        int calls = 0;
+      } sink;
+      clear_last_error();
+      ckh_status hs = best->mapper()->reader_hints(best->mapper(), options.dump().c_str(), meta0.c_str(), &sink,
+                                                   [](void *ctx, const char *t) -> ckh_status {
+                                                     auto *k = static_cast<Sink *>(ctx);
+                                                     k->text = t ? t : "";
+                                                     ++k->calls;
+                                                     return CKH_OK;
+                                                   });
+      check_plugin(hs, "mapper " + best->id + " (reader hints)");
+      if (sink.calls) {
+        auto hj = nlohmann::json::parse(sink.text, nullptr, false);
+        if (hj.is_discarded() || !hj.is_object())
+          fail("mapper " + best->id + ": reader hints are not a JSON object: " + sink.text.substr(0, 80), CKH_E_INTERNAL);
+        hints = hj.dump();
+      }
+    }
+    clear_last_error();
+    check_plugin(r->apply_hints(r, hints.c_str()), "reader " + os.reader->id);
+    os.hints = hints;
+    os.hinted_by = best ? best->id : "";
+  }
+
   Stage &s0 = g.add_stage("reader " + os.reader->id);
   const uint32_t nf = r->file_count(r);
   const uint32_t base = static_cast<uint32_t>(g.files.size());
@@ -165,15 +220,10 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
       if (ti.shape[d] < 0) fail("tensor '" + src.name + "': negative dimension", CKH_E_FORMAT);
       src.shape.d[d] = ti.shape[d];
     }
-    if (ckh_dtype_size(src.dtype) == 0) {
-      ckh_dtype_traits_t tr;
-      if (ckh_dtype_traits(src.dtype, &tr) && tr.is_block)
-        fail("tensor '" + src.name + "': dtype " + dtype_name(src.dtype) + " is block-quantized (" +
-                 std::to_string(tr.block_elems) + " elements in " + std::to_string(tr.block_bytes) +
-                 " bytes); the host does not copy or evaluate block types yet",
-             CKH_E_UNSUPPORTED);
+    if (storage_size(src.dtype) == 0)
       fail("tensor '" + src.name + "': dtype " + dtype_name(src.dtype) + " is not supported by the host", CKH_E_UNSUPPORTED);
-    }
+    const uint32_t be = block_elems(src.dtype);  // block dtypes: the last dim counts blocks inside the host
+    src.shape = storage_shape(src.dtype, src.shape, "tensor '" + src.name + "'");
     const uint32_t np = r->piece_count(r, i);
     for (uint32_t j = 0; j < np; ++j) {
       ckh_piece_t pc{};
@@ -189,6 +239,15 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
         p.size[d] = pc.size[d];
         p.stride[d] = pc.stride[d];
         any_stride = any_stride || pc.stride[d] != 0;
+      }
+      if (be > 1) {
+        const uint32_t l = ti.ndim - 1;
+        if (any_stride)
+          fail("tensor '" + src.name + "': " + dtype_name(src.dtype) + " pieces must be contiguous (no strides)", CKH_E_FORMAT);
+        if (p.offset[l] % be || p.size[l] % be)
+          fail("tensor '" + src.name + "': a piece cuts " + dtype_name(src.dtype) + " blocks along the last dim", CKH_E_FORMAT);
+        p.offset[l] /= be;
+        p.size[l] /= be;
       }
       if (!any_stride) {
         int64_t acc = 1;
@@ -412,7 +471,7 @@ std::string describe_plan(const Graph &g) {
     for (const Region &r : g.layout.regions)
       if (r.file == static_cast<int32_t>(f)) {
         const Node &n = g.node(r.node);
-        s += "  @" + std::to_string(r.offset) + "  " + dtype_name(n.dtype) + n.shape.str() + "  = " + g.describe(r.node) + "\n";
+        s += "  @" + std::to_string(r.offset) + "  " + dtype_name(n.dtype) + g.logical(r.node).str() + "  = " + g.describe(r.node) + "\n";
       }
   }
   return s;

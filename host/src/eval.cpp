@@ -6,7 +6,12 @@
 #include <cerrno>
 #include <cmath>
 #include <algorithm>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <mutex>
+#include <unordered_map>
+#include <unordered_set>
 
 #include <ckhost/kernels/kernels.hpp>
 
@@ -196,7 +201,7 @@ bool View::is_dense() const {
 
 View View::sub(uint32_t dim, int64_t start, int64_t len) const {
   View v = *this;
-  v.ptr += start * stride[dim] * static_cast<int64_t>(ckh_dtype_size(dtype));
+  v.ptr += start * stride[dim] * static_cast<int64_t>(storage_size(dtype));
   v.shape.d[dim] = len;
   return v;
 }
@@ -232,7 +237,7 @@ void pread_full(int fd, void *dst, uint64_t len, uint64_t offset, const std::str
 
 void copy_view(const View &dst, const View &src) {
   const uint32_t nd = dst.shape.ndim;
-  const size_t es = ckh_dtype_size(dst.dtype);
+  const size_t es = storage_size(dst.dtype);
   if (dst.shape.numel() == 0) return;
   if (nd == 0) {
     std::memcpy(dst.ptr, src.ptr, es);
@@ -292,8 +297,88 @@ void convert_dense(ckh_dtype from, const void *src, ckh_dtype to, void *dst, uin
     fail("cannot convert " + dtype_name(from) + " to " + dtype_name(to), CKH_E_UNSUPPORTED);
 }
 
-Evaluator::Evaluator(const Graph &g, const std::vector<int> &fds, const ckh_kernels_t *k, int32_t fp8_mode)
-    : g_(g), fds_(fds), k_(k), fp8_mode_(fp8_mode) {}
+// ---- quantizer chunks ------------------------------------------------------------------------------
+
+struct QuantChunk {
+  bool ready = false, in_map = true;
+  std::vector<std::vector<char>> outs;  // per output; emptied once delivered
+  std::vector<int64_t> remaining;       // per output: elements not yet delivered (<= 0: done)
+  uint64_t bytes = 0;                   // bytes still held (counted in QuantMemo::bytes while in_map)
+  int readers = 0;                      // threads copying out of it right now
+};
+
+struct QuantMemo {
+  std::mutex m;
+  std::condition_variable cv;
+  std::unordered_map<uint64_t, std::shared_ptr<QuantChunk>> map;
+  std::deque<uint64_t> order;  // insertion order, for eviction
+  std::unordered_set<uint64_t> computed;
+  uint64_t bytes = 0, cap = 0, chunk_bytes = 0;
+  std::vector<std::vector<char>> used;  // per quant: outputs the plan reads
+  std::vector<int64_t> chunk_blocks;    // per quant
+  std::atomic<uint64_t> calls{0}, blocks{0}, recomputed{0};
+  static uint64_t key(int32_t q, int64_t c) { return (static_cast<uint64_t>(q) << 40) | static_cast<uint64_t>(c); }
+};
+
+namespace {
+
+// Rows [r0, r1) of a port for blocks [b0, b1) (all rows for a whole port).
+std::pair<int64_t, int64_t> port_rows(const QuantPort &p, int64_t b0, int64_t b1) {
+  const int64_t rows = p.shape.ndim ? p.shape.d[0] : 1;
+  if (p.rows_per_block <= 0) return {0, rows};
+  return {std::min(rows, b0 * p.rows_per_block), std::min(rows, b1 * p.rows_per_block)};
+}
+
+int64_t row_elems(const Shape &s) {
+  int64_t n = 1;
+  for (uint32_t i = 1; i < s.ndim; ++i) n *= s.d[i];
+  return n;
+}
+
+}  // namespace
+
+Evaluator::Evaluator(const Graph &g, const std::vector<int> &fds, const ckh_kernels_t *k, int32_t fp8_mode,
+                     uint64_t quant_chunk_bytes, uint64_t quant_cache_bytes)
+    : g_(g), fds_(fds), k_(k), fp8_mode_(fp8_mode), memo_(std::make_unique<QuantMemo>()) {
+  QuantMemo &M = *memo_;
+  M.cap = quant_cache_bytes;
+  M.chunk_bytes = std::max<uint64_t>(1, quant_chunk_bytes);
+  M.used.resize(g.quants.size());
+  M.chunk_blocks.resize(g.quants.size());
+  for (size_t q = 0; q < g.quants.size(); ++q) {
+    M.used[q].assign(g.quants[q].out.size(), 0);
+    const uint64_t per = std::max<uint64_t>(1, g.quants[q].bytes_per_block());
+    M.chunk_blocks[q] = std::clamp<int64_t>(static_cast<int64_t>(M.chunk_bytes / per), 1, std::max<int64_t>(1, g.quants[q].n_blocks));
+  }
+  if (g.quants.empty()) return;
+  // Outputs the layout reads (every referenced output when there is no layout yet).
+  std::vector<char> seen(g.nodes.size(), 0);
+  std::vector<int32_t> stack;
+  for (const Region &r : g.layout.regions) stack.push_back(r.node);
+  const bool any_layout = !stack.empty();
+  while (!stack.empty()) {
+    const int32_t e = stack.back();
+    stack.pop_back();
+    if (e < 0 || seen[static_cast<size_t>(e)]) continue;
+    seen[static_cast<size_t>(e)] = 1;
+    const Node &n = g.nodes[static_cast<size_t>(e)];
+    for (int32_t c : n.in) stack.push_back(c);
+  }
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const Node &n = g.nodes[i];
+    if (n.op == Op::Quantize && (!any_layout || seen[i])) M.used[static_cast<size_t>(n.quant)][n.output] = 1;
+  }
+}
+
+Evaluator::~Evaluator() = default;
+
+QuantStats Evaluator::quant_stats() const {
+  QuantStats s;
+  s.calls = memo_->calls;
+  s.blocks = memo_->blocks;
+  s.recomputed_blocks = memo_->recomputed;
+  return s;
+}
 
 void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
   const Node &n = g_.node(e);
@@ -350,7 +435,7 @@ void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
         if (from >= to) return;
         View first = v.sub(n.dim, from - lo, 1);
         if (n.mode == CKH_PAD_ZEROS) {
-          const size_t zb = static_cast<size_t>(first.shape.numel()) * ckh_dtype_size(v.dtype);
+          const size_t zb = static_cast<size_t>(first.shape.numel()) * storage_size(v.dtype);
           Scratch zeros(zb);
           std::memset(zeros.data(), 0, zb);
           copy_view(first, View::dense(zeros.data(), v.dtype, first.shape));
@@ -370,10 +455,10 @@ void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
     case Op::Scale: {
       const Node &c = g_.node(n.in[0]);
       const uint64_t cnt = static_cast<uint64_t>(v.shape.numel());
-      Scratch tmp(cnt * ckh_dtype_size(c.dtype));
+      Scratch tmp(cnt * storage_size(c.dtype));
       eval(n.in[0], off, View::dense(tmp.data(), c.dtype, v.shape));
       const bool dense = v.is_dense();
-      Scratch out(dense ? 0 : cnt * ckh_dtype_size(n.dtype));
+      Scratch out(dense ? 0 : cnt * storage_size(n.dtype));
       char *dst = dense ? v.ptr : out.data();
       if (n.op == Op::Cast) {
         convert_dense(c.dtype, tmp.data(), n.dtype, dst, cnt, k_, fp8_mode_);
@@ -392,7 +477,7 @@ void Evaluator::eval(int32_t e, const Index &off, const View &v) const {
 
 void Evaluator::eval_reshape(const Node &n, const Index &off, const View &v) const {
   const Node &c = g_.node(n.in[0]);
-  const size_t es = ckh_dtype_size(n.dtype);
+  const size_t es = storage_size(n.dtype);
   if (!v.is_dense()) {
     Scratch tmp(static_cast<size_t>(v.shape.numel()) * es);
     View d = View::dense(tmp.data(), n.dtype, v.shape);
@@ -459,7 +544,7 @@ void Evaluator::eval_source(const Node &n, const Index &off, const View &v) cons
 
 void Evaluator::read_piece(const Source &s, const Piece &p, const Index &lo, const Index &hi, const View &v) const {
   const uint32_t nd = s.shape.ndim;
-  const int64_t es = static_cast<int64_t>(ckh_dtype_size(s.dtype));
+  const int64_t es = static_cast<int64_t>(storage_size(s.dtype));
   // Byte span covered by the box inside the piece.
   int64_t first = 0, last = 0;
   for (uint32_t i = 0; i < nd; ++i) {
@@ -540,65 +625,177 @@ void Evaluator::generate(const Source &s, const Index &off, const View &v) const
     }
   });
   if (ckh_dtype_is_float(s.dtype)) {
-    std::vector<char> out(static_cast<size_t>(cnt) * ckh_dtype_size(s.dtype));
+    std::vector<char> out(static_cast<size_t>(cnt) * storage_size(s.dtype));
     convert_dense(CKH_DT_F32, f.data(), s.dtype, out.data(), static_cast<uint64_t>(cnt), k_, CKH_FP8_SATURATE);
     copy_view(v, View::dense(out.data(), s.dtype, v.shape));
   } else {
     // Integer tensors: small non-negative values.
     std::vector<float> g(f.size());
     for (size_t i = 0; i < f.size(); ++i) g[i] = std::floor((f[i] - center + amp) * 50.0f);
-    std::vector<char> out(static_cast<size_t>(cnt) * ckh_dtype_size(s.dtype));
+    std::vector<char> out(static_cast<size_t>(cnt) * storage_size(s.dtype));
     convert_dense(CKH_DT_F32, g.data(), s.dtype, out.data(), static_cast<uint64_t>(cnt), k_, CKH_FP8_SATURATE);
     copy_view(v, View::dense(out.data(), s.dtype, v.shape));
   }
 }
 
-void Evaluator::eval_quantize(const Node &n, const Index &off, const View &v) const {
-  const Quant &q = g_.quants[static_cast<size_t>(n.quant)];
-  const ckh_quant_layout_t &L = q.layout;
-  const Node &c = g_.node(n.in[0]);
-  const int64_t rows_in = c.shape.ndim ? c.shape.d[0] : 1;
-  const int64_t rpb = L.rows_per_block[n.output];
-  if (n.shape.ndim == 0 || rpb <= 0) fail("quantizer '" + q.id + "': output without rows", CKH_E_UNSUPPORTED);
-  const int64_t b0 = off[0] / rpb, b1 = (off[0] + v.shape.d[0] + rpb - 1) / rpb;
-  const int64_t r0 = b0 * L.row_block, r1 = std::min(rows_in, b1 * L.row_block);
-  // Input rows [r0, r1) as f32.
-  Shape ib = c.shape;
-  ib.d[0] = r1 - r0;
-  const uint64_t icnt = static_cast<uint64_t>(ib.numel());
-  std::vector<char> raw(icnt * ckh_dtype_size(c.dtype));
-  Index io{};
-  io[0] = r0;
-  eval(n.in[0], io, View::dense(raw.data(), c.dtype, ib));
-  std::vector<float> f(icnt);
-  convert_dense(c.dtype, raw.data(), CKH_DT_F32, f.data(), icnt, k_, fp8_mode_);
-  // Outputs for blocks [b0, b1).
-  std::vector<std::vector<char>> outs(L.n_outputs);
-  std::vector<void *> dst(L.n_outputs);
-  Shape ob;
-  for (uint32_t k = 0; k < L.n_outputs; ++k) {
-    Shape s;
-    s.ndim = L.outputs[k].ndim;
-    for (uint32_t i = 0; i < s.ndim; ++i) s.d[i] = L.outputs[k].shape[i];
-    const int64_t orows = s.ndim ? s.d[0] : 1;
-    const int64_t o0 = std::min(orows, b0 * L.rows_per_block[k]), o1 = std::min(orows, b1 * L.rows_per_block[k]);
-    if (s.ndim) s.d[0] = o1 - o0;
-    outs[k].resize(static_cast<size_t>(s.numel()) * ckh_dtype_size(L.outputs[k].dtype));
-    dst[k] = outs[k].data();
-    if (k == n.output) ob = s;
+void Evaluator::compute_chunk(int32_t qi, int64_t chunk, std::vector<std::vector<char>> &outs) const {
+  const Quant &q = g_.quants[static_cast<size_t>(qi)];
+  const int64_t C = memo_->chunk_blocks[static_cast<size_t>(qi)];
+  const int64_t b0 = chunk * C, b1 = std::min(q.n_blocks, b0 + C);
+  // Inputs: the chunk's rows of every input, in the port's dtype.
+  std::vector<std::unique_ptr<Scratch>> ins;
+  std::vector<const void *> src;
+  for (size_t i = 0; i < q.in.size(); ++i) {
+    const QuantPort &p = q.in[i];
+    const auto [r0, r1] = port_rows(p, b0, b1);
+    Shape box = p.shape;
+    if (box.ndim) box.d[0] = r1 - r0;
+    ins.push_back(std::make_unique<Scratch>(static_cast<size_t>(box.numel()) * storage_size(p.dtype)));
+    Index io{};
+    io[0] = r0;
+    eval(q.inputs[i], io, View::dense(ins.back()->data(), p.dtype, box));
+    src.push_back(ins.back()->data());
+  }
+  outs.assign(q.out.size(), {});
+  std::vector<void *> dst;
+  for (size_t k = 0; k < q.out.size(); ++k) {
+    const QuantPort &p = q.out[k];
+    const auto [o0, o1] = port_rows(p, b0, b1);
+    outs[k].resize(static_cast<size_t>((o1 - o0) * row_elems(p.shape)) * storage_size(p.dtype));
+    dst.push_back(outs[k].data());
   }
   clear_last_error();
-  ckh_status st = q.cls->quantize(q.cls, q.state, r0, r1 - r0, f.data(), dst.data());
+  ckh_status st;
+  if (q.v11) {
+    st = q.cls->quantize_n(q.cls, q.state, b0, b1 - b0, src.data(), dst.data());
+  } else {
+    const auto [r0, r1] = port_rows(q.in[0], b0, b1);
+    st = q.cls->quantize(q.cls, q.state, r0, r1 - r0, static_cast<const float *>(src[0]), dst.data());
+  }
   if (st != CKH_OK) {
     auto le = take_last_error();
-    fail("quantizer '" + q.id + "': " + (le.second.empty() ? "quantize failed" : le.second), st);
+    fail("quantizer '" + q.id + "' on " + g_.describe(q.inputs[0]) + ": " +
+             (le.second.empty() ? "quantize failed" : le.second),
+         st);
   }
-  View full = View::dense(outs[n.output].data(), n.dtype, ob);
-  View part = full;
-  part.ptr += (off[0] - b0 * rpb) * full.stride[0] * static_cast<int64_t>(ckh_dtype_size(n.dtype));
-  for (uint32_t i = 1; i < n.shape.ndim; ++i) part.ptr += off[i] * full.stride[i] * static_cast<int64_t>(ckh_dtype_size(n.dtype));
-  part.shape = v.shape;
-  copy_view(v, part);
+  memo_->calls.fetch_add(1, std::memory_order_relaxed);
+  memo_->blocks.fetch_add(static_cast<uint64_t>(b1 - b0), std::memory_order_relaxed);
+}
+
+void Evaluator::eval_quantize(const Node &n, const Index &off, const View &v) const {
+  QuantMemo &M = *memo_;
+  const int32_t qi = n.quant;
+  const Quant &q = g_.quants[static_cast<size_t>(qi)];
+  const QuantPort &P = q.out[n.output];
+  const int64_t rpb = P.rows_per_block, C = M.chunk_blocks[static_cast<size_t>(qi)];
+  const int64_t rows0 = off[0], rows1 = off[0] + v.shape.d[0];
+  const int64_t b0 = rows0 / rpb, b1 = std::min(q.n_blocks, (rows1 + rpb - 1) / rpb);
+  const size_t es = storage_size(n.dtype);
+  const int64_t inner = row_elems(v.shape);
+  for (int64_t c = b0 / C; c * C < b1; ++c) {
+    const uint64_t key = QuantMemo::key(qi, c);
+    std::shared_ptr<QuantChunk> e;
+    bool mine = false;
+    {
+      std::unique_lock<std::mutex> lk(M.m);
+      while (true) {
+        auto it = M.map.find(key);
+        if (it == M.map.end()) break;
+        if (it->second->ready && !it->second->outs[n.output].empty()) {
+          e = it->second;
+          ++e->readers;
+          break;
+        }
+        if (it->second->ready) break;  // this output was delivered already: compute again
+        M.cv.wait(lk);
+      }
+      if (!e) {
+        if (M.map.count(key)) {  // a ready entry without this output: replace it
+          M.map[key]->in_map = false;
+          M.bytes -= M.map[key]->bytes;
+          M.map.erase(key);
+        }
+        e = std::make_shared<QuantChunk>();
+        e->readers = 1;
+        M.map.emplace(key, e);
+        M.order.push_back(key);
+        mine = true;
+      }
+    }
+    if (mine) {
+      std::vector<std::vector<char>> outs;
+      try {
+        compute_chunk(qi, c, outs);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(M.m);
+        auto it = M.map.find(key);
+        if (it != M.map.end() && it->second == e) M.map.erase(it);
+        M.cv.notify_all();
+        throw;
+      }
+      std::lock_guard<std::mutex> lk(M.m);
+      const int64_t cb0 = c * C, cb1 = std::min(q.n_blocks, cb0 + C);
+      if (!M.computed.insert(key).second) M.recomputed.fetch_add(static_cast<uint64_t>(cb1 - cb0));
+      e->outs = std::move(outs);
+      e->remaining.assign(q.out.size(), 0);
+      for (size_t k = 0; k < q.out.size(); ++k) {
+        if (!M.used[static_cast<size_t>(qi)][k] && k != n.output) {
+          std::vector<char>().swap(e->outs[k]);
+          continue;
+        }
+        const auto [o0, o1] = port_rows(q.out[k], cb0, cb1);
+        e->remaining[k] = (o1 - o0) * row_elems(q.out[k].shape);
+        e->bytes += e->outs[k].size();
+      }
+      e->ready = true;
+      if (e->in_map) {
+        M.bytes += e->bytes;
+        // Over budget: forget the oldest chunks (they are computed again if asked for).
+        while (M.bytes > M.cap && !M.order.empty()) {
+          const uint64_t old = M.order.front();
+          M.order.pop_front();
+          auto it = M.map.find(old);
+          if (it == M.map.end() || !it->second->ready || it->second == e) continue;
+          it->second->in_map = false;
+          M.bytes -= it->second->bytes;
+          M.map.erase(it);
+        }
+      }
+      M.cv.notify_all();
+    }
+    // Copy this chunk's part of the requested rows.
+    const int64_t cb0 = c * C, cb1 = std::min(q.n_blocks, cb0 + C);
+    const auto [o0, o1] = port_rows(P, cb0, cb1);
+    const int64_t a = std::max(rows0, o0), z = std::min(rows1, o1);
+    if (a < z) {
+      Shape full = P.shape;
+      full.d[0] = o1 - o0;
+      View src = View::dense(e->outs[n.output].data(), n.dtype, full);
+      src.ptr += (a - o0) * src.stride[0] * static_cast<int64_t>(es);
+      for (uint32_t i = 1; i < n.shape.ndim; ++i) src.ptr += off[i] * src.stride[i] * static_cast<int64_t>(es);
+      src.shape = v.shape;
+      src.shape.d[0] = z - a;
+      copy_view(v.sub(0, a - rows0, z - a), src);
+    }
+    // Account for the delivery; free what every reader has had.
+    std::lock_guard<std::mutex> lk(M.m);
+    e->remaining[n.output] -= (z - a) * inner;
+    if (--e->readers == 0)
+      for (size_t k = 0; k < q.out.size(); ++k)
+        if (e->remaining[k] <= 0 && !e->outs[k].empty()) {
+          const uint64_t b = e->outs[k].size();
+          std::vector<char>().swap(e->outs[k]);
+          e->bytes -= b;
+          if (e->in_map) M.bytes -= b;
+        }
+    bool done = e->readers == 0;
+    for (size_t k = 0; k < q.out.size(); ++k) done = done && e->outs[k].empty();
+    if (done && e->in_map) {
+      auto it = M.map.find(key);
+      if (it != M.map.end() && it->second == e) M.map.erase(it);
+      e->in_map = false;
+    }
+  }
 }
 
 std::optional<FileRange> Evaluator::direct_range(int32_t e, const Index &off, const Shape &box) const {
@@ -642,7 +839,7 @@ std::optional<FileRange> Evaluator::direct_range(int32_t e, const Index &off, co
       if (!flat_contiguous(ps, lo, box)) return std::nullopt;
       int64_t first = 0;
       for (uint32_t i = 0; i < nd; ++i) first += lo[i] * prm[i];
-      const uint64_t es = ckh_dtype_size(s.dtype);
+      const uint64_t es = storage_size(s.dtype);
       return FileRange{p->file, p->byte_offset + static_cast<uint64_t>(first) * es, static_cast<uint64_t>(box.numel()) * es};
     }
     default: return std::nullopt;
@@ -684,7 +881,7 @@ bool Evaluator::gather(int32_t e, const Index &off, const Shape &box, std::vecto
       Shape ps;
       ps.ndim = nd;
       for (uint32_t i = 0; i < nd; ++i) ps.d[i] = pc->size[i];
-      const uint64_t es = ckh_dtype_size(s.dtype);
+      const uint64_t es = storage_size(s.dtype);
       // Runs: the longest row-major suffix of the box that is contiguous in the piece.
       int k = static_cast<int>(nd) - 1;
       while (k > 0 && box.d[static_cast<size_t>(k)] == ps.d[static_cast<size_t>(k)]) --k;

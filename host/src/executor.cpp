@@ -251,7 +251,7 @@ void split_runs(const Shape &shape, uint64_t es, uint64_t limit, Emit &&emit) {
 void plan_chunks(const Graph &g, size_t ri, uint64_t chunk, std::vector<Task> &tasks) {
   const Region &r = g.layout.regions[ri];
   const Node &n = g.node(r.node);
-  const uint64_t es = ckh_dtype_size(n.dtype);
+  const uint64_t es = storage_size(n.dtype);
   split_runs(n.shape, es, chunk, [&](const Index &off, const Shape &box, uint64_t at) {
     tasks.push_back({ri, off, box, r.offset + at, static_cast<uint64_t>(box.numel()) * es});
   });
@@ -301,7 +301,7 @@ void check_sources(const Graph &g) {
   }
   for (const Source &s : g.sources) {
     if (s.generated) continue;
-    const uint64_t es = ckh_dtype_size(s.dtype);
+    const uint64_t es = storage_size(s.dtype);
     if (es == 0) fail("tensor '" + s.name + "': unsupported dtype " + dtype_name(s.dtype), CKH_E_UNSUPPORTED);
     int64_t covered = 0;
     for (const Piece &p : s.pieces) {
@@ -470,7 +470,8 @@ ExecStats Execution::run(const std::vector<int32_t> &files) {
   stats.threads = threads;
 
   const ckh_kernels_t *k = host_table()->kernels;
-  Evaluator ev(g, in_fds, k, opt.fp8_mode);
+  // Quantizer chunks: about one task's bytes each; finished outputs wait in a cache of a quarter of the budget.
+  Evaluator ev(g, in_fds, k, opt.fp8_mode, S.chunk, opt.max_memory / 4);
   std::atomic<bool> failed{false};
   std::atomic<uint64_t> direct{0};
   std::exception_ptr first_error;
@@ -563,10 +564,10 @@ ExecStats Execution::run(const std::vector<int32_t> &files) {
         // Evaluated in cache-sized blocks, each checksummed and written while it is in cache.
         const ckh_dtype dt = g.node(r.node).dtype;
         uint32_t c = 0;
-        split_runs(t.box, ckh_dtype_size(dt), kBlock, [&](const Index &sub, const Shape &box, uint64_t at) {
+        split_runs(t.box, storage_size(dt), kBlock, [&](const Index &sub, const Shape &box, uint64_t at) {
           Index off = t.off;
           for (uint32_t d = 0; d < box.ndim; ++d) off[d] += sub[d];
-          const uint64_t n = static_cast<uint64_t>(box.numel()) * ckh_dtype_size(dt);
+          const uint64_t n = static_cast<uint64_t>(box.numel()) * storage_size(dt);
           if (block.size() < n) block.resize(n);
           ev.eval(r.node, off, View::dense(block.data(), dt, box));
           if (want_crc) c = ::crc32_gzip_refl(c, reinterpret_cast<const unsigned char *>(block.data()), n);
@@ -590,6 +591,13 @@ ExecStats Execution::run(const std::vector<int32_t> &files) {
   if (cancelled()) fail("cancelled", CKH_E_CANCELLED);
   stats.direct_bytes = direct;
   stats.bytes = total;
+  const QuantStats qs = ev.quant_stats();
+  stats.quant_calls = qs.calls;
+  stats.quant_blocks = qs.blocks;
+  stats.quant_recomputed_blocks = qs.recomputed_blocks;
+  S.stats.quant_calls += qs.calls;
+  S.stats.quant_blocks += qs.blocks;
+  S.stats.quant_recomputed_blocks += qs.recomputed_blocks;
   stats.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - r0).count();
   S.stats.bytes += stats.bytes;
   S.stats.direct_bytes += stats.direct_bytes;

@@ -53,6 +53,48 @@ std::string dtype_name(ckh_dtype dt) {
   }
 }
 
+uint32_t storage_size(ckh_dtype dt) {
+  ckh_dtype_traits_t t;
+  return ckh_dtype_traits(dt, &t) ? t.block_bytes : 0;
+}
+
+uint32_t block_elems(ckh_dtype dt) {
+  ckh_dtype_traits_t t;
+  return ckh_dtype_traits(dt, &t) && t.is_block ? t.block_elems : 1;
+}
+
+Shape logical_shape(ckh_dtype dt, const Shape &s) {
+  const uint32_t b = block_elems(dt);
+  Shape r = s;
+  if (b > 1 && r.ndim) r.d[r.ndim - 1] *= b;
+  return r;
+}
+
+Shape storage_shape(ckh_dtype dt, const Shape &s, const std::string &what) {
+  const uint32_t b = block_elems(dt);
+  if (b == 1) return s;
+  if (s.ndim == 0 || s.d[s.ndim - 1] % b != 0)
+    fail(what + ": dtype " + dtype_name(dt) + " stores blocks of " + std::to_string(b) +
+             " elements along the last dim, shape " + s.str() + " does not divide into them",
+         CKH_E_FORMAT);
+  Shape r = s;
+  r.d[r.ndim - 1] /= b;
+  return r;
+}
+
+uint64_t Quant::bytes_per_block() const {
+  uint64_t n = extra_bytes_per_block;
+  auto add = [&](const QuantPort &p) {
+    if (p.rows_per_block <= 0) return;
+    Shape row = p.shape;
+    if (row.ndim) row.d[0] = 1;
+    n += static_cast<uint64_t>(p.rows_per_block) * static_cast<uint64_t>(row.numel()) * storage_size(p.dtype);
+  };
+  for (const auto &p : in) add(p);
+  for (const auto &p : out) add(p);
+  return n;
+}
+
 ckh_dtype dtype_from_name(const std::string &s0) {
   std::string s;
   for (char c : s0) s += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -124,7 +166,7 @@ const Node &Graph::node(int32_t e) const {
 
 uint64_t Graph::node_bytes(int32_t e) const {
   const Node &n = node(e);
-  return static_cast<uint64_t>(n.shape.numel()) * ckh_dtype_size(n.dtype);
+  return static_cast<uint64_t>(n.shape.numel()) * storage_size(n.dtype);
 }
 
 int32_t Graph::push(Node n) {
@@ -246,8 +288,11 @@ int32_t Graph::pad(int32_t e, uint32_t dim, int64_t before, int64_t after, int32
 
 int32_t Graph::cast(int32_t e, ckh_dtype to) {
   const Node &a = node(e);
-  if (ckh_dtype_size(to) == 0) fail("cast: unknown dtype " + std::to_string(to));
   if (a.dtype == to) return e;
+  if (block_elems(to) > 1 || block_elems(a.dtype) > 1)
+    fail("cast: " + dtype_name(a.dtype) + " to " + dtype_name(to) +
+         ": block-quantized data is only converted by a quantizer (quantize_n)", CKH_E_UNSUPPORTED);
+  if (ckh_dtype_size(to) == 0) fail("cast: unknown dtype " + std::to_string(to));
   Node n;
   n.op = Op::Cast;
   n.in = {e};
@@ -269,43 +314,182 @@ int32_t Graph::scale(int32_t e, double factor) {
 }
 
 int32_t Graph::quantize(int32_t e, const std::string &id, const std::string &params, uint32_t output) {
-  const Node a = node(e);
+  return quantize_n({e}, id, params, output);
+}
+
+namespace {
+
+std::string status_text(const std::string &id, const char *what) {
+  auto le = take_last_error();
+  return "quantizer '" + id + "': " + (le.second.empty() ? std::string(what) : le.second);
+}
+
+Shape shape_of(const ckh_tensor_info_t &t) {
+  Shape s;
+  s.ndim = std::min<uint32_t>(t.ndim, CKH_MAX_DIMS);
+  for (uint32_t i = 0; i < s.ndim; ++i) s.d[i] = t.shape[i];
+  return s;
+}
+
+}  // namespace
+
+int32_t Graph::quantize_n(const std::vector<int32_t> &inputs, const std::string &id, const std::string &params,
+                          uint32_t output) {
+  if (inputs.empty()) fail("quantize: no inputs");
   if (!registry_) fail("quantize: no plugin registry");
-  const Component *c = registry_->find(CKH_COMPONENT_QUANTIZER, id);
-  if (!c) fail("quantize: no quantizer '" + id + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
-  Quant q;
-  q.cls = c->quantizer();
-  q.id = id;
-  q.params = params;
-  q.layout.struct_size = sizeof q.layout;
-  ckh_tensor_info_t in{};
-  in.struct_size = sizeof in;
-  in.dtype = CKH_DT_F32;
-  in.ndim = a.shape.ndim;
-  for (uint32_t i = 0; i < a.shape.ndim; ++i) in.shape[i] = a.shape.d[i];
-  clear_last_error();
-  ckh_status st = q.cls->prepare(q.cls, params.c_str(), &in, &q.layout, &q.state);
-  if (st != CKH_OK) {
-    auto le = take_last_error();
-    fail("quantizer '" + id + "': " + (le.second.empty() ? "prepare failed" : le.second), st);
+  std::string key = id + '\0' + params;
+  for (int32_t e : inputs) {
+    node(e);
+    key += '\0' + std::to_string(e);
   }
-  quants.push_back(q);
-  const int32_t qi = static_cast<int32_t>(quants.size() - 1);
-  const ckh_quant_layout_t &L = quants.back().layout;
-  if (L.n_outputs < 1 || L.n_outputs > CKH_MAX_QUANT_OUTPUTS || L.row_block < 1)
-    fail("quantizer '" + id + "': invalid layout");
-  if (output >= L.n_outputs)
-    fail("quantizer '" + id + "' has " + std::to_string(L.n_outputs) + " outputs, asked for output " +
+  int32_t qi = -1;
+  auto hit = quant_index.find(key);
+  if (hit != quant_index.end()) {
+    qi = hit->second;
+  } else {
+    const Component *c = registry_->find(CKH_COMPONENT_QUANTIZER, id);
+    if (!c) fail("quantize: no quantizer '" + id + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
+    quants.emplace_back();
+    Quant &q = quants.back();
+    q.cls = c->quantizer();
+    q.id = id;
+    q.params = params;
+    q.v11 = CKH_HAS_FIELD(q.cls, ckh_quantizer_class_t, quantize_n) && q.cls->prepare_n && q.cls->port &&
+            q.cls->quantize_n;
+    // The infos the quantizer sees: element shapes, the inputs' own dtypes.
+    std::vector<ckh_tensor_info_t> infos(inputs.size());
+    std::vector<const ckh_tensor_info_t *> ptrs;
+    std::vector<std::string> names(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      const Node &a = node(inputs[i]);
+      const Shape ls = logical_shape(a.dtype, a.shape);
+      names[i] = describe(inputs[i]);
+      ckh_tensor_info_t &t = infos[i];
+      t.struct_size = sizeof t;
+      t.name = names[i].c_str();
+      t.dtype = a.dtype;
+      t.ndim = ls.ndim;
+      for (uint32_t d = 0; d < ls.ndim; ++d) t.shape[d] = ls.d[d];
+      ptrs.push_back(&t);
+    }
+    auto drop = [&] {
+      if (q.state && q.cls->release) q.cls->release(q.cls, q.state);
+      quants.pop_back();
+    };
+    try {
+      clear_last_error();
+      if (q.v11) {
+        ckh_quant_desc_t desc{};
+        desc.struct_size = sizeof desc;
+        ckh_status st = q.cls->prepare_n(q.cls, params.c_str(), static_cast<uint32_t>(inputs.size()), ptrs.data(),
+                                         &desc, &q.state);
+        if (st != CKH_OK) fail(status_text(id, "prepare failed"), st);
+        if (desc.n_outputs < 1 || desc.n_outputs > 64 || desc.n_blocks < 1)
+          fail("quantizer '" + id + "': invalid description (" + std::to_string(desc.n_outputs) + " outputs, " +
+               std::to_string(desc.n_blocks) + " blocks)");
+        q.n_blocks = desc.n_blocks;
+        q.extra_bytes_per_block = desc.work_bytes_per_block;
+        auto port = [&](int32_t dir, uint32_t k) {
+          ckh_quant_port_t p{};
+          p.struct_size = sizeof p;
+          p.info.struct_size = sizeof p.info;
+          clear_last_error();
+          ckh_status st2 = q.cls->port(q.cls, q.state, dir, k, &p);
+          if (st2 != CKH_OK) fail(status_text(id, "port failed"), st2);
+          QuantPort r;
+          r.rows_per_block = p.rows_per_block;
+          r.dtype = p.info.dtype;
+          r.shape = shape_of(p.info);
+          r.name = p.info.name ? p.info.name : "";
+          return r;
+        };
+        for (uint32_t i = 0; i < inputs.size(); ++i) q.in.push_back(port(CKH_QUANT_INPUT, i));
+        for (uint32_t k = 0; k < desc.n_outputs; ++k) q.out.push_back(port(CKH_QUANT_OUTPUT, k));
+      } else {
+        if (inputs.size() != 1)
+          fail("quantizer '" + id + "' is an SDK 1.0 quantizer: it takes one input, not " + std::to_string(inputs.size()),
+               CKH_E_UNSUPPORTED);
+        if (!q.cls->prepare || !q.cls->quantize) fail("quantizer '" + id + "' has no prepare/quantize", CKH_E_ABI);
+        q.layout.struct_size = sizeof q.layout;
+        ckh_tensor_info_t in = infos[0];
+        in.dtype = CKH_DT_F32;
+        ckh_status st = q.cls->prepare(q.cls, params.c_str(), &in, &q.layout, &q.state);
+        if (st != CKH_OK) fail(status_text(id, "prepare failed"), st);
+        const ckh_quant_layout_t &L = q.layout;
+        if (L.n_outputs < 1 || L.n_outputs > CKH_MAX_QUANT_OUTPUTS || L.row_block < 1)
+          fail("quantizer '" + id + "': invalid layout");
+        QuantPort ip;
+        ip.rows_per_block = L.row_block;
+        ip.dtype = CKH_DT_F32;
+        q.in.push_back(ip);
+        for (uint32_t k = 0; k < L.n_outputs; ++k) {
+          QuantPort op;
+          op.rows_per_block = L.rows_per_block[k];
+          op.dtype = L.outputs[k].dtype;
+          op.shape = shape_of(L.outputs[k]);
+          op.name = L.outputs[k].name ? L.outputs[k].name : "";
+          q.out.push_back(op);
+        }
+        const Node &a = node(inputs[0]);
+        const int64_t rows = a.shape.ndim ? a.shape.d[0] : 1;
+        q.n_blocks = std::max<int64_t>(1, (rows + L.row_block - 1) / L.row_block);
+      }
+      // Inputs: the dtypes the ports ask for (floats converted), shapes as given, rows in blocks.
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        QuantPort &p = q.in[i];
+        const Node &a = node(inputs[i]);
+        const std::string what = "quantizer '" + id + "' input " + std::to_string(i) + " (" + names[i] + ")";
+        if (p.dtype == CKH_DT_INVALID) p.dtype = a.dtype;
+        p.shape = a.shape;
+        int32_t e = inputs[i];
+        if (p.dtype != a.dtype) {
+          if (!ckh_dtype_is_float(p.dtype) || !ckh_dtype_is_float(a.dtype))
+            fail(what + ": wants " + dtype_name(p.dtype) + ", the input is " + dtype_name(a.dtype) +
+                     " (only floating-point inputs are converted)",
+                 CKH_E_UNSUPPORTED);
+          e = cast(e, p.dtype);
+        }
+        q.inputs.push_back(e);
+        if (p.rows_per_block < 0) fail(what + ": negative rows per block");
+        if (p.rows_per_block > 0) {
+          const int64_t rows = a.shape.ndim ? a.shape.d[0] : 1;
+          const int64_t nb = std::max<int64_t>(1, (rows + p.rows_per_block - 1) / p.rows_per_block);
+          if (nb != q.n_blocks)
+            fail(what + ": " + std::to_string(rows) + " rows in blocks of " + std::to_string(p.rows_per_block) +
+                 " make " + std::to_string(nb) + " blocks, the quantizer said " + std::to_string(q.n_blocks));
+          if (a.shape.ndim == 0) fail(what + ": a scalar input must be whole (rows per block 0)");
+        }
+      }
+      for (size_t k = 0; k < q.out.size(); ++k) {
+        QuantPort &p = q.out[k];
+        const std::string what = "quantizer '" + id + "' output " + std::to_string(k);
+        if (storage_size(p.dtype) == 0) fail(what + ": unknown dtype " + std::to_string(p.dtype));
+        p.shape = storage_shape(p.dtype, p.shape, what);
+        const int64_t rows = p.shape.ndim ? p.shape.d[0] : 0;
+        if (p.shape.ndim == 0 || p.rows_per_block <= 0)
+          fail(what + ": outputs need rows and a positive rows_per_block");
+        if (rows > q.n_blocks * p.rows_per_block || rows <= (q.n_blocks - 1) * p.rows_per_block)
+          fail(what + ": " + std::to_string(rows) + " rows do not make " + std::to_string(q.n_blocks) + " blocks of " +
+               std::to_string(p.rows_per_block));
+      }
+    } catch (...) {
+      drop();
+      throw;
+    }
+    qi = static_cast<int32_t>(quants.size() - 1);
+    quant_index.emplace(key, qi);
+  }
+  const Quant &q = quants[static_cast<size_t>(qi)];
+  if (output >= q.out.size())
+    fail("quantizer '" + id + "' has " + std::to_string(q.out.size()) + " outputs, asked for output " +
          std::to_string(output));
   Node n;
   n.op = Op::Quantize;
-  n.in = {e};
+  n.in = q.inputs;
   n.quant = qi;
   n.output = output;
-  n.dtype = L.outputs[output].dtype;
-  n.shape.ndim = L.outputs[output].ndim;
-  for (uint32_t i = 0; i < n.shape.ndim; ++i) n.shape.d[i] = L.outputs[output].shape[i];
-  if (ckh_dtype_size(n.dtype) == 0) fail("quantizer '" + id + "': output dtype unknown");
+  n.dtype = q.out[output].dtype;
+  n.shape = q.out[output].shape;
   return push(std::move(n));
 }
 
@@ -341,9 +525,11 @@ std::string Graph::describe(int32_t e, int depth) const {
       os << "scale(" << sub(0) << ", " << n.factor << ")";
       return os.str();
     }
-    case Op::Quantize:
-      return "quantize(" + sub(0) + ", " + quants[static_cast<size_t>(n.quant)].id + ", out=" + std::to_string(n.output) +
-             ")";
+    case Op::Quantize: {
+      std::string s = "quantize(";
+      for (size_t i = 0; i < n.in.size(); ++i) s += sub(i) + ", ";
+      return s + quants[static_cast<size_t>(n.quant)].id + ", out=" + std::to_string(n.output) + ")";
+    }
   }
   return "?";
 }
@@ -387,10 +573,11 @@ void fill_info(const Graph &g, int32_t node, const char *name, ckh_tensor_info_t
   const Node &n = g.node(node);
   ckh_tensor_info_t t{};
   t.struct_size = out->struct_size;
-  t.ndim = n.shape.ndim;
+  const Shape ls = logical_shape(n.dtype, n.shape);
+  t.ndim = ls.ndim;
   t.name = name;
   t.dtype = n.dtype;
-  for (uint32_t i = 0; i < n.shape.ndim; ++i) t.shape[i] = n.shape.d[i];
+  for (uint32_t i = 0; i < ls.ndim; ++i) t.shape[i] = ls.d[i];
   std::memcpy(out, &t, std::min<size_t>(out->struct_size, sizeof t));
 }
 
@@ -441,7 +628,18 @@ BuilderImpl::BuilderImpl(Graph &g, Stage &in, Stage *out, std::string who)
     });
   };
   vt_.slice = [](ckh_expr_builder_t *b, ckh_expr e, uint32_t dim, int64_t start, int64_t len) {
-    return node_call(b, [&] { return self(b)->graph().slice(e, dim, start, len); });
+    return node_call(b, [&] {
+      const Node &a = self(b)->graph().node(e);
+      const int64_t be = block_elems(a.dtype);
+      if (be > 1 && dim + 1 == a.shape.ndim) {  // element units -> blocks
+        if (start % be || len % be)
+          fail("slice: [" + std::to_string(start) + ", +" + std::to_string(len) + ") of the last dim cuts " +
+               dtype_name(a.dtype) + " blocks of " + std::to_string(be) + " elements", CKH_E_UNSUPPORTED);
+        start /= be;
+        len /= be;
+      }
+      return self(b)->graph().slice(e, dim, start, len);
+    });
   };
   vt_.concat = [](ckh_expr_builder_t *b, const ckh_expr *parts, uint32_t n, uint32_t dim) {
     return node_call(b, [&] {
@@ -455,18 +653,27 @@ BuilderImpl::BuilderImpl(Graph &g, Stage &in, Stage *out, std::string who)
       Shape s;
       s.ndim = ndim;
       for (uint32_t i = 0; i < ndim; ++i) s.d[i] = shape[i];
-      return self(b)->graph().reshape(e, s);
+      const ckh_dtype dt = self(b)->graph().node(e).dtype;
+      return self(b)->graph().reshape(e, storage_shape(dt, s, "reshape to " + s.str()));
     });
   };
   vt_.permute = [](ckh_expr_builder_t *b, ckh_expr e, const uint32_t *perm) {
     return node_call(b, [&] {
-      uint32_t nd = self(b)->graph().node(e).shape.ndim;
+      const Node &a = self(b)->graph().node(e);
+      uint32_t nd = a.shape.ndim;
       if (!perm && nd) fail("permute: null axes");
+      if (block_elems(a.dtype) > 1 && nd && perm[nd - 1] != nd - 1)
+        fail("permute: " + dtype_name(a.dtype) + " blocks lie along the last dim, which must stay last",
+             CKH_E_UNSUPPORTED);
       return self(b)->graph().permute(e, std::vector<uint32_t>(perm, perm + nd));
     });
   };
   vt_.pad = [](ckh_expr_builder_t *b, ckh_expr e, uint32_t dim, int64_t before, int64_t after, int32_t mode) {
-    return node_call(b, [&] { return self(b)->graph().pad(e, dim, before, after, mode); });
+    return node_call(b, [&] {
+      const ckh_dtype dt = self(b)->graph().node(e).dtype;
+      if (block_elems(dt) > 1) fail("pad: " + dtype_name(dt) + " is block-quantized; pad before quantizing", CKH_E_UNSUPPORTED);
+      return self(b)->graph().pad(e, dim, before, after, mode);
+    });
   };
   vt_.cast = [](ckh_expr_builder_t *b, ckh_expr e, ckh_dtype to) {
     return node_call(b, [&] { return self(b)->graph().cast(e, to); });
@@ -477,6 +684,14 @@ BuilderImpl::BuilderImpl(Graph &g, Stage &in, Stage *out, std::string who)
   vt_.quantize = [](ckh_expr_builder_t *b, ckh_expr e, const char *id, const char *params, uint32_t out) {
     return node_call(b, [&] {
       return self(b)->graph().quantize(e, id ? id : "", params ? params : "{}", out);
+    });
+  };
+  vt_.quantize_n = [](ckh_expr_builder_t *b, const ckh_expr *inputs, uint32_t n, const char *id, const char *params,
+                       uint32_t out) {
+    return node_call(b, [&] {
+      if (!inputs || n == 0) fail("quantize_n: no inputs");
+      return self(b)->graph().quantize_n(std::vector<int32_t>(inputs, inputs + n), id ? id : "", params ? params : "{}",
+                                         out);
     });
   };
   vt_.info = [](const ckh_expr_builder_t *b, ckh_expr e, ckh_tensor_info_t *out) {

@@ -333,6 +333,10 @@ int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const s
                 static_cast<unsigned long long>(st.regions), human_bytes(static_cast<double>(st.bytes)).c_str(), st.seconds,
                 human_bytes(st.seconds > 0 ? static_cast<double>(st.bytes) / st.seconds : 0).c_str(), st.threads,
                 human_bytes(static_cast<double>(st.direct_bytes)).c_str());
+    if (st.quant_calls)
+      std::printf("  quantizers: %llu calls over %llu blocks, %llu blocks computed twice\n",
+                  static_cast<unsigned long long>(st.quant_calls), static_cast<unsigned long long>(st.quant_blocks),
+                  static_cast<unsigned long long>(st.quant_recomputed_blocks));
   }
   return 0;
 }

@@ -14,6 +14,7 @@ namespace {
 struct Reader {
   ckh_reader_t vt{};
   std::unique_ptr<Catalog> cat;
+  HintsFn on_hints;
 };
 const Catalog &C(const ckh_reader_t *r) { return *static_cast<Reader *>(r->impl)->cat; }
 }  // namespace
@@ -41,9 +42,10 @@ void annotate_quantized(Catalog &cat) {
   for (size_t i = 0; i < a.size(); ++i) cat.tensors[i].annot_json = a[i];
 }
 
-ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat) {
+ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat, HintsFn on_hints) {
   auto r = std::make_unique<Reader>();
   r->cat = std::move(cat);
+  r->on_hints = std::move(on_hints);
   annotate_quantized(*r->cat);
   ckh_reader_t &v = r->vt;
   v.struct_size = sizeof v;
@@ -95,6 +97,14 @@ ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat) {
   };
   v.metadata_json = [](const ckh_reader_t *x) { return C(x).meta.c_str(); };
   v.destroy = [](ckh_reader_t *x) { delete static_cast<Reader *>(x->impl); };
+  if (r->on_hints)
+    v.apply_hints = [](ckh_reader_t *x, const char *hints) -> ckh_status {
+      return ckh::sdk::guard([&] {
+        Reader &rd = *static_cast<Reader *>(x->impl);
+        rd.on_hints(*rd.cat, hints ? hints : "{}");
+        annotate_quantized(*rd.cat);
+      });
+    };
   return &r.release()->vt;
 }
 

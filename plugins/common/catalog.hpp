@@ -3,6 +3,7 @@
 // files, DCP directories).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,7 +37,10 @@ void clip_rows(CatTensor &t, int64_t rows);
 // Sets annot_json of the quantized codes and scales among `cat`'s tensors (see quant_pairs.hpp).
 void annotate_quantized(Catalog &cat);
 
-// A reader owning `cat` (annotated with annotate_quantized); released with its destroy().
-ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat);
+// A reader owning `cat` (annotated with annotate_quantized); released with its destroy(). With
+// `on_hints`, the reader has apply_hints (SDK 1.1 two-phase open): the host's hints JSON reaches
+// on_hints, which completes the catalog (it throws ckh::sdk::Error to refuse).
+using HintsFn = std::function<void(Catalog &, const std::string &hints_json)>;
+ckh_reader_t *make_catalog_reader(std::unique_ptr<Catalog> cat, HintsFn on_hints = {});
 
 }  // namespace ckh::plugins

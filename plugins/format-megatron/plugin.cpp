@@ -35,8 +35,11 @@ ckh_status open(const ckh_reader_class_t *, const char *path, const char *option
   return ckh::sdk::guard([&] {
     auto cat = std::make_unique<ckh::megatron::Catalog>();
     json o = json::parse(options_json ? options_json : "{}", nullptr, false);
-    ckh::megatron::open_megatron(path ? path : "", o.is_discarded() ? json::object() : o, *cat);
-    *out = ckh::plugins::make_catalog_reader(std::move(cat));
+    auto gating = std::make_shared<ckh::megatron::Gating>();
+    ckh::megatron::open_megatron(path ? path : "", o.is_discarded() ? json::object() : o, *cat, gating.get());
+    *out = ckh::plugins::make_catalog_reader(std::move(cat), [gating](ckh::megatron::Catalog &c, const std::string &h) {
+      ckh::megatron::apply_gating(c, *gating, h);
+    });
   });
 }
 

@@ -66,7 +66,7 @@ void flatten(const VP &v, const std::string &prefix, std::vector<std::pair<std::
 
 }  // namespace
 
-void open_megatron(const std::string &path0, const json &options, Catalog &cat) {
+void open_megatron(const std::string &path0, const json &options, Catalog &cat, Gating *gating) {
   std::error_code ec;
   fs::path root = fs::absolute(path0, ec), iter;
   if (fs::exists(root / "latest_checkpointed_iteration.txt", ec)) {
@@ -246,7 +246,10 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
   stages.counts = counts;
 
   // Global tensors.
-  const bool swiglu = a0.value("swiglu", true);
+  // Whether linear_fc1 is gated decides how its TP shards merge. Args say so; when they do not, the model
+  // plugin's hint does (two-phase open): both merges are prepared and apply_hints picks one.
+  const bool swiglu_known = a0.contains("swiglu") && a0["swiglu"].is_boolean();
+  const bool swiglu = swiglu_known ? a0["swiglu"].get<bool>() : true;
   const bool untied = a0.value("untie_embeddings_and_output_weights", true);
   std::map<std::string, std::map<int, Shard>> global;
   for (const auto &r : ranks)
@@ -265,74 +268,82 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
       }
   const int64_t vocab = a0.value("vocab_size", json()).is_number_integer() ? a0["vocab_size"].get<int64_t>() : -1;
   for (const auto &[name, shards] : global) {
-    const Split s = split_of(name, swiglu);
-    const Shard &s0 = shards.begin()->second;
-    CatTensor t;
-    t.name = name;
-    t.dtype = s0.dtype;
-    t.shape = s0.size;
-    const int need = s == Split::Replicated ? 1 : TP;
-    for (int r = 0; r < need; ++r) {
-      if (!shards.count(r)) fail(CKH_E_FORMAT, "tensor '" + name + "' is missing in TP rank " + std::to_string(r));
-      const Shard &x = shards.at(r);
-      if (x.dtype != s0.dtype || x.size.size() != s0.size.size())
-        fail(CKH_E_FORMAT, cat.files[x.file] + ": tensor '" + name + "' differs in dtype or rank between TP ranks");
-    }
-    auto piece = [&](const Shard &x, std::vector<int64_t> off, std::vector<int64_t> size, uint64_t extra_bytes) {
-      CatPiece p;
-      p.file = x.file;
-      p.byte_offset = x.byte_offset + extra_bytes;
-      p.offset = std::move(off);
-      p.size = std::move(size);
-      p.stride = x.stride;
-      t.pieces.push_back(p);
-    };
-    const size_t nd = s0.size.size();
-    switch (s) {
-      case Split::Replicated: piece(s0, std::vector<int64_t>(nd, 0), s0.size, 0); break;
-      case Split::Column:
-      case Split::Vocab:
-      case Split::Row: {
-        const size_t dim = (s == Split::Row && nd >= 2) ? 1 : 0;
-        int64_t at = 0;
-        for (int r = 0; r < TP; ++r) {
-          const Shard &x = shards.at(r);
-          std::vector<int64_t> off(nd, 0);
-          off[dim] = at;
-          for (size_t d = 0; d < nd; ++d)
-            if (d != dim && x.size[d] != s0.size[d])
-              fail(CKH_E_FORMAT, "tensor '" + name + "': TP shards disagree in dim " + std::to_string(d));
-          piece(x, off, x.size, 0);
-          at += x.size[dim];
-        }
-        t.shape[dim] = at;
-        break;
+    const Split s0_split = split_of(name, swiglu);
+    const bool undecided = !swiglu_known && TP > 1 && s0_split == Split::Swiglu;
+    for (const Split s : undecided ? std::vector<Split>{Split::Column, Split::Swiglu} : std::vector<Split>{s0_split}) {
+      const Shard &s0 = shards.begin()->second;
+      CatTensor t;
+      t.name = name;
+      t.dtype = s0.dtype;
+      t.shape = s0.size;
+      const int need = s == Split::Replicated ? 1 : TP;
+      for (int r = 0; r < need; ++r) {
+        if (!shards.count(r)) fail(CKH_E_FORMAT, "tensor '" + name + "' is missing in TP rank " + std::to_string(r));
+        const Shard &x = shards.at(r);
+        if (x.dtype != s0.dtype || x.size.size() != s0.size.size())
+          fail(CKH_E_FORMAT, cat.files[x.file] + ": tensor '" + name + "' differs in dtype or rank between TP ranks");
       }
-      case Split::Swiglu: {
-        int64_t half_total = 0;
-        for (int r = 0; r < TP; ++r) half_total += shards.at(r).size[0] / 2;
-        int64_t at = 0;
-        for (int r = 0; r < TP; ++r) {
-          const Shard &x = shards.at(r);
-          if (x.size[0] % 2) fail(CKH_E_FORMAT, "tensor '" + name + "': SwiGLU shard with an odd number of rows");
-          const int64_t h = x.size[0] / 2;
-          std::vector<int64_t> sz = x.size;
-          sz[0] = h;
-          std::vector<int64_t> g(nd, 0), u(nd, 0);
-          g[0] = at;
-          u[0] = half_total + at;
-          piece(x, g, sz, 0);
-          piece(x, u, sz, static_cast<uint64_t>(h * x.stride[0]) * ckh_dtype_size(x.dtype));
-          at += h;
+      auto piece = [&](const Shard &x, std::vector<int64_t> off, std::vector<int64_t> size, uint64_t extra_bytes) {
+        CatPiece p;
+        p.file = x.file;
+        p.byte_offset = x.byte_offset + extra_bytes;
+        p.offset = std::move(off);
+        p.size = std::move(size);
+        p.stride = x.stride;
+        t.pieces.push_back(p);
+      };
+      const size_t nd = s0.size.size();
+      switch (s) {
+        case Split::Replicated: piece(s0, std::vector<int64_t>(nd, 0), s0.size, 0); break;
+        case Split::Column:
+        case Split::Vocab:
+        case Split::Row: {
+          const size_t dim = (s == Split::Row && nd >= 2) ? 1 : 0;
+          int64_t at = 0;
+          for (int r = 0; r < TP; ++r) {
+            const Shard &x = shards.at(r);
+            std::vector<int64_t> off(nd, 0);
+            off[dim] = at;
+            for (size_t d = 0; d < nd; ++d)
+              if (d != dim && x.size[d] != s0.size[d])
+                fail(CKH_E_FORMAT, "tensor '" + name + "': TP shards disagree in dim " + std::to_string(d));
+            piece(x, off, x.size, 0);
+            at += x.size[dim];
+          }
+          t.shape[dim] = at;
+          break;
         }
-        t.shape[0] = 2 * half_total;
-        break;
+        case Split::Swiglu: {
+          int64_t half_total = 0;
+          for (int r = 0; r < TP; ++r) half_total += shards.at(r).size[0] / 2;
+          int64_t at = 0;
+          for (int r = 0; r < TP; ++r) {
+            const Shard &x = shards.at(r);
+            if (x.size[0] % 2) fail(CKH_E_FORMAT, "tensor '" + name + "': SwiGLU shard with an odd number of rows");
+            const int64_t h = x.size[0] / 2;
+            std::vector<int64_t> sz = x.size;
+            sz[0] = h;
+            std::vector<int64_t> g(nd, 0), u(nd, 0);
+            g[0] = at;
+            u[0] = half_total + at;
+            piece(x, g, sz, 0);
+            piece(x, u, sz, static_cast<uint64_t>(h * x.stride[0]) * ckh_dtype_size(x.dtype));
+            at += h;
+          }
+          t.shape[0] = 2 * half_total;
+          break;
+        }
+      }
+      // Vocabulary padding is a property of the TP layout: expose the true vocabulary when args know it.
+      if (s == Split::Vocab && vocab > 0) ckh::plugins::clip_rows(t, vocab);
+      if (undecided && s == Split::Swiglu) {
+        if (gating) gating->gated.emplace_back(cat.tensors.size() - 1, std::move(t.pieces));
+      } else {
+        cat.tensors.push_back(std::move(t));
       }
     }
-    // Vocabulary padding is a property of the TP layout: expose the true vocabulary when args know it.
-    if (s == Split::Vocab && vocab > 0) ckh::plugins::clip_rows(t, vocab);
-    cat.tensors.push_back(std::move(t));
   }
+  if (gating) gating->undecided = !swiglu_known && !gating->gated.empty();
   // Metadata: args, and the HF config/side files kept with the checkpoint (or from --hf-config).
   json meta;
   meta["format"] = "megatron";
@@ -342,6 +353,24 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat) 
   meta["skipped"] = skipped;
   ckh::plugins::add_hf_side(meta, options, root / "hf");
   cat.meta = meta.dump();
+}
+
+}  // namespace ckh::megatron
+
+namespace ckh::megatron {
+
+void apply_gating(Catalog &cat, Gating &g, const std::string &hints_json) {
+  if (!g.undecided) return;
+  const json h = json::parse(hints_json.empty() ? "{}" : hints_json, nullptr, false);
+  if (h.is_discarded() || !h.is_object() || !h.contains("gated_mlp") || !h["gated_mlp"].is_boolean())
+    throw ckh::sdk::Error(CKH_E_UNSUPPORTED,
+                          cat.tensors.at(g.gated.front().first).name +
+                              ": cannot tell how its tensor-parallel shards merge: the args have no 'swiglu' and no "
+                              "model plugin said whether the MLP is gated (give --hf-config with the model's config.json)");
+  if (h["gated_mlp"].get<bool>())
+    for (auto &[i, pieces] : g.gated) cat.tensors.at(i).pieces = std::move(pieces);
+  g.gated.clear();
+  g.undecided = false;
 }
 
 }  // namespace ckh::megatron

@@ -170,9 +170,15 @@ ckh_status map_from_mcore(const ckh_mapper_class_t *, const char *options_json, 
   });
 }
 
-const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr};
-const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical};
-const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical};
+// Phase two of a Megatron reader's open: every family of this plugin has a gated (SwiGLU) MLP, so a
+// tensor-parallel linear_fc1 holds [gate_r; up_r] per rank, whatever the checkpoint's args say.
+ckh_status hints_mcore(const ckh_mapper_class_t *, const char *, const char *, void *ctx, ckh_text_sink_fn sink) {
+  return sink(ctx, R"({"gated_mlp": true})");
+}
+
+const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
+const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
+const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama",
     "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM): HF tensor list and completeness check",

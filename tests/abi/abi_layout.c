@@ -41,7 +41,8 @@ PIN(ckh_expr_builder_t, info, 128);
 PIN(ckh_expr_builder_t, emit, 136);
 PIN(ckh_expr_builder_t, ignore, 144);
 PIN(ckh_expr_builder_t, set_metadata, 152);
-SIZE(ckh_expr_builder_t, 160);
+PIN(ckh_expr_builder_t, quantize_n, 160);
+SIZE(ckh_expr_builder_t, 168);
 
 /* ckh_host.h */
 PIN(ckh_host_t, struct_size, 0);
@@ -87,7 +88,8 @@ PIN(ckh_mapper_class_t, reserved0, 4);
 PIN(ckh_mapper_class_t, probe, 8);
 PIN(ckh_mapper_class_t, map, 16);
 PIN(ckh_mapper_class_t, canonical, 24);
-SIZE(ckh_mapper_class_t, 32);
+PIN(ckh_mapper_class_t, reader_hints, 32);
+SIZE(ckh_mapper_class_t, 40);
 
 /* ckh_plugin.h */
 PIN(ckh_component_t, struct_size, 0);
@@ -127,7 +129,22 @@ PIN(ckh_quantizer_class_t, reserved0, 4);
 PIN(ckh_quantizer_class_t, prepare, 8);
 PIN(ckh_quantizer_class_t, quantize, 16);
 PIN(ckh_quantizer_class_t, release, 24);
-SIZE(ckh_quantizer_class_t, 32);
+PIN(ckh_quantizer_class_t, prepare_n, 32);
+PIN(ckh_quantizer_class_t, port, 40);
+PIN(ckh_quantizer_class_t, quantize_n, 48);
+SIZE(ckh_quantizer_class_t, 56);
+
+/* ckh_quantizer.h, 1.1 */
+PIN(ckh_quant_desc_t, struct_size, 0);
+PIN(ckh_quant_desc_t, n_outputs, 4);
+PIN(ckh_quant_desc_t, n_blocks, 8);
+PIN(ckh_quant_desc_t, work_bytes_per_block, 16);
+SIZE(ckh_quant_desc_t, 24);
+PIN(ckh_quant_port_t, struct_size, 0);
+PIN(ckh_quant_port_t, reserved0, 4);
+PIN(ckh_quant_port_t, rows_per_block, 8);
+PIN(ckh_quant_port_t, info, 16);
+SIZE(ckh_quant_port_t, 104);
 
 /* ckh_reader.h */
 PIN(ckh_reader_class_t, struct_size, 0);
@@ -149,7 +166,8 @@ PIN(ckh_reader_t, piece_count, 56);
 PIN(ckh_reader_t, piece, 64);
 PIN(ckh_reader_t, metadata_json, 72);
 PIN(ckh_reader_t, destroy, 80);
-SIZE(ckh_reader_t, 88);
+PIN(ckh_reader_t, apply_hints, 88);
+SIZE(ckh_reader_t, 96);
 
 /* ckh_types.h */
 /* ckh_types.h, 1.1 */

@@ -66,8 +66,8 @@ static void qrel(const ckh_quantizer_class_t *c, void *s) {
 
 static const ckh_reader_class_t reader = {sizeof(ckh_reader_class_t), 0, probe, open_r};
 static const ckh_writer_class_t writer = {sizeof(ckh_writer_class_t), 0, create_w};
-static const ckh_mapper_class_t mapper = {sizeof(ckh_mapper_class_t), 0, mprobe, mmap_, NULL};
-static const ckh_quantizer_class_t quant = {sizeof(ckh_quantizer_class_t), 0, qprep, qrun, qrel};
+static const ckh_mapper_class_t mapper = {sizeof(ckh_mapper_class_t), 0, mprobe, mmap_, NULL, NULL};
+static const ckh_quantizer_class_t quant = {sizeof(ckh_quantizer_class_t), 0, qprep, qrun, qrel, NULL, NULL, NULL};
 
 #ifdef FAKE_BAD_CAPS_JSON
 #define CAPS "{not json"

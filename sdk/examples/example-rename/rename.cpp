@@ -62,7 +62,7 @@ ckh_status map(const ckh_mapper_class_t *, const char *options_json, const char 
   });
 }
 
-const ckh_mapper_class_t kMapper = {sizeof(ckh_mapper_class_t), 0, probe, map, nullptr};
+const ckh_mapper_class_t kMapper = {sizeof(ckh_mapper_class_t), 0, probe, map, nullptr, nullptr};
 const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "example.rename",
                                "renames tensors by literal prefix rules (option 'rename': [[from, to], ...])",
                                // SDK 1.1: the option is declared, so `ckhost convert --help` lists --rename,

@@ -77,6 +77,13 @@ struct ckh_expr_builder {
   ckh_status (*ignore)(ckh_expr_builder_t *b, const char *input_name, const char *reason);
   // Replaces the metadata JSON (config, args, ...) handed to the next stage. Copied.
   ckh_status (*set_metadata)(ckh_expr_builder_t *b, const char *json);
+
+  // ---- 1.1 (read after CKH_HAS_FIELD) -------------------------------------------------------------
+  // Output `output` of quantizer `quantizer_id` over `n` inputs (e.g. weight; or codes and scales),
+  // each in its own dtype (see ckh_quantizer.h). Calls with the same inputs, id and params share one
+  // prepared quantizer, which runs once per chunk for all the outputs used.
+  ckh_expr (*quantize_n)(ckh_expr_builder_t *b, const ckh_expr *inputs, uint32_t n, const char *quantizer_id,
+                         const char *params_json, uint32_t output);
 };
 
 #ifdef __cplusplus

@@ -26,6 +26,8 @@ typedef struct ckh_mapper_class ckh_mapper_class_t;
 // Receives one canonical tensor from ckh_mapper_class_t.canonical. `t` and `a` are borrowed for the
 // call. Return non-zero to stop the enumeration (that status is passed through).
 typedef ckh_status (*ckh_tensor_sink_fn)(void *ctx, const ckh_tensor_info_t *t, const ckh_tensor_annot_t *a);
+// Receives one NUL-terminated text (1.1: reader hints as a JSON object), borrowed for the call.
+typedef ckh_status (*ckh_text_sink_fn)(void *ctx, const char *text);
 
 // Owner: the plugin; static lifetime. Every member is [thread-safe].
 struct ckh_mapper_class {
@@ -45,6 +47,13 @@ struct ckh_mapper_class {
   // init hint). Used to synthesise checkpoints and to report missing or unexpected tensors.
   ckh_status (*canonical)(const ckh_mapper_class_t *cls, const char *config_json, void *ctx,
                           ckh_tensor_sink_fn sink);
+  // ---- 1.1 (read after CKH_HAS_FIELD) -------------------------------------------------------------
+  // Optional (may be NULL): what the model knows that a reader cannot tell from the files alone, for
+  // the second phase of a two-phase open (ckh_reader_t.apply_hints). The host calls it on the mapper
+  // that fits the reader's metadata (`metadata_json`, probe() > 0) before the catalog is read; the
+  // mapper hands one JSON object to `sink` (keys: see ckh_reader.h) or returns without calling it.
+  ckh_status (*reader_hints)(const ckh_mapper_class_t *cls, const char *options_json, const char *metadata_json,
+                             void *ctx, ckh_text_sink_fn sink);
 };
 
 #ifdef __cplusplus

@@ -60,6 +60,18 @@ struct ckh_reader {
   const char *(*metadata_json)(const ckh_reader_t *r);
 
   void (*destroy)(ckh_reader_t *r);
+
+  // ---- 1.1 (read after CKH_HAS_FIELD) -------------------------------------------------------------
+  // Optional (may be NULL): the second phase of a two-phase open, for readers whose catalog depends on
+  // the model. The host calls it exactly once, after open() and metadata_json() and before any
+  // tensor_*() or piece*() call, with the hints of the model plugin that will map this checkpoint
+  // (ckh_mapper_class_t.reader_hints; "{}" when none gave any). Such a reader builds or completes its
+  // catalog here, and fails naming what it could not decide when neither its files nor a hint say.
+  // Hint keys (unknown keys are ignored):
+  //   "gated_mlp": bool   the MLP input projection holds [gate; up] (SwiGLU/GeGLU), so a tensor-parallel
+  //                       fc1 is merged per half
+  // metadata_json() may change. [single-thread]
+  ckh_status (*apply_hints)(ckh_reader_t *r, const char *hints_json);
 };
 
 #ifdef __cplusplus

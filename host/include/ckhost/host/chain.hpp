@@ -28,6 +28,8 @@ using WriterPtr = std::unique_ptr<ckh_writer_t, WriterDeleter>;
 struct OpenedSource {
   const Component *reader = nullptr;
   ReaderPtr handle;
+  std::string hints;      // what the reader's apply_hints got (two-phase open), "" when it has none
+  std::string hinted_by;  // the mapper that gave them ("" when none did)
 };
 
 // Picks the reader (`from` or the best probe), opens `path` and imports its catalog as stage 0.

@@ -7,7 +7,9 @@
 // contiguous on disk and in memory).
 #pragma once
 #include <array>
+#include <atomic>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -37,10 +39,26 @@ struct FileRange {
   uint64_t length = 0;
 };
 
+// Quantizer work of one Evaluator.
+struct QuantStats {
+  uint64_t calls = 0;              // quantize_n / quantize calls
+  uint64_t blocks = 0;             // blocks computed, over all calls
+  uint64_t recomputed_blocks = 0;  // blocks computed again (their outputs had left the cache)
+};
+
+// Quantizers run once per chunk of whole blocks for all of their outputs: a chunk's outputs stay in a
+// shared cache (bounded by `quant_cache_bytes`) until each output's part was delivered, so codes and
+// scales come from the same call. A chunk holds about `quant_chunk_bytes` of inputs and outputs (at
+// least one block). Threads asking for a chunk another thread is computing wait for it.
+struct QuantMemo;
+
 class Evaluator {
  public:
   // fds[i] is an open read-only descriptor of g.files[i]. `fp8_mode` applies to casts into fp8.
-  Evaluator(const Graph &g, const std::vector<int> &fds, const ckh_kernels_t *k, int32_t fp8_mode = CKH_FP8_NONSAT);
+  Evaluator(const Graph &g, const std::vector<int> &fds, const ckh_kernels_t *k, int32_t fp8_mode = CKH_FP8_NONSAT,
+            uint64_t quant_chunk_bytes = 4ull << 20, uint64_t quant_cache_bytes = 256ull << 20);
+  ~Evaluator();
+  QuantStats quant_stats() const;
 
   // Writes the box [off, off + v.shape) of node e into v (v.dtype must equal the node's dtype).
   void eval(int32_t e, const Index &off, const View &v) const;
@@ -59,12 +77,14 @@ class Evaluator {
   void read_piece(const Source &s, const Piece &p, const Index &lo, const Index &hi, const View &v) const;
   void eval_reshape(const Node &n, const Index &off, const View &v) const;
   void eval_quantize(const Node &n, const Index &off, const View &v) const;
+  void compute_chunk(int32_t qi, int64_t chunk, std::vector<std::vector<char>> &outs) const;
   void generate(const Source &s, const Index &off, const View &v) const;
 
   const Graph &g_;
   const std::vector<int> &fds_;
   const ckh_kernels_t *k_;
   int32_t fp8_mode_;
+  std::unique_ptr<QuantMemo> memo_;
 };
 
 // Copies between two views of equal shape and dtype.

@@ -35,6 +35,9 @@ struct ExecStats {
   double seconds = 0;
   unsigned threads = 0;
   uint64_t chunk_bytes = 0;
+  uint64_t quant_calls = 0;              // quantizer calls (each computes every output of its blocks)
+  uint64_t quant_blocks = 0;
+  uint64_t quant_recomputed_blocks = 0;  // blocks computed twice because the cache budget dropped them
 };
 
 // Called after every region is written, with one digest per region; may patch bytes.

@@ -40,7 +40,18 @@ struct Shape {
 };
 
 std::string dtype_name(ckh_dtype dt);          // "BF16", "F32", ...
+
+// Block-quantized dtypes (ckh_dtype_traits) inside the host: a node or source of a block dtype keeps its
+// shape in storage units, the last dim counted in blocks of block_elems(dt) elements, each
+// storage_size(dt) bytes. All host byte arithmetic (views, pieces, layouts) then works unchanged; the
+// builders convert to and from the element shapes plugins see (logical_shape / storage_shape).
+uint32_t storage_size(ckh_dtype dt);  // bytes per element (plain) or per block (block types); 0 unknown
+uint32_t block_elems(ckh_dtype dt);   // 1 for plain dtypes
 ckh_dtype dtype_from_name(const std::string &s);  // accepts "bf16", "BF16", "bfloat16", ...; INVALID if unknown
+
+// Element shape of a storage shape, and back (throws naming `what` when the last dim does not divide).
+Shape logical_shape(ckh_dtype dt, const Shape &storage);
+Shape storage_shape(ckh_dtype dt, const Shape &logical, const std::string &what);
 
 // One rectangular part of a source tensor in a file (see ckh_piece_t).
 struct Piece {
@@ -73,11 +84,28 @@ struct Source {
 
 enum class Op { Source, Slice, Concat, Reshape, Permute, Pad, Cast, Scale, Quantize };
 
+// One input or output of a prepared quantizer (ckh_quant_port_t), shapes in storage units.
+struct QuantPort {
+  int64_t rows_per_block = 0;  // 0: whole in every call (inputs only)
+  ckh_dtype dtype = CKH_DT_INVALID;
+  Shape shape;
+  std::string name;  // outputs: the suffix the quantizer gave
+};
+
+// A prepared quantizer over fixed inputs. Every Quantize node of the same (inputs, id, params) refers
+// to one Quant, so its outputs come from the same calls (see Evaluator).
 struct Quant {
   const ckh_quantizer_class_t *cls = nullptr;
   void *state = nullptr;
-  ckh_quant_layout_t layout{};
+  bool v11 = false;               // prepare_n/port/quantize_n; else the 1.0 prepare/quantize pair
+  ckh_quant_layout_t layout{};    // 1.0 only
   std::string id, params;
+  std::vector<int32_t> inputs;    // input nodes, already in the ports' dtypes
+  std::vector<QuantPort> in, out;
+  int64_t n_blocks = 0;
+  uint64_t extra_bytes_per_block = 0;
+  // Bytes of the inputs' and outputs' rows per block (ports with rows_per_block 0 not included).
+  uint64_t bytes_per_block() const;
 };
 
 struct Node {
@@ -153,7 +181,8 @@ class Graph {
   std::vector<std::string> files;  // absolute paths of source files
   std::vector<Source> sources;
   std::vector<Node> nodes;
-  std::vector<Quant> quants;
+  std::deque<Quant> quants;        // deque: stable addresses
+  std::map<std::string, int32_t> quant_index;  // (id, params, inputs) -> index into quants
   std::deque<Stage> stages;  // deque: builders hold references across push_back
   Layout layout;
 
@@ -167,9 +196,14 @@ class Graph {
   int32_t cast(int32_t e, ckh_dtype to);
   int32_t scale(int32_t e, double factor);
   int32_t quantize(int32_t e, const std::string &id, const std::string &params, uint32_t output);
+  // Output `output` of quantizer `id` over `inputs` (SDK 1.1 quantize_n); prepares it once per
+  // (inputs, id, params). 1.0 quantizers take exactly one input, handed over as f32.
+  int32_t quantize_n(const std::vector<int32_t> &inputs, const std::string &id, const std::string &params,
+                     uint32_t output);
 
   const Node &node(int32_t e) const;
   uint64_t node_bytes(int32_t e) const;
+  Shape logical(int32_t e) const { return logical_shape(node(e).dtype, node(e).shape); }
   std::string describe(int32_t e, int depth = 0) const;  // human-readable expression
 
   // Adds a stage built from a reader's catalog (also registers the files and sources).
