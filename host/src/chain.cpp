@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <set>
 
 #include "ckhost/host/error.hpp"
 #include "ckhost/host/services.hpp"
@@ -62,6 +63,44 @@ void mark_quantized(Source &src, const Annot &an) {
 
 }  // namespace
 
+namespace {
+
+// True when quantize node `n` is an SDK 1.1 quantizer that receives every quantized input in its own
+// dtype, codes together with their scales: it then works on whole pairs, and its outputs are its own.
+bool quantizer_takes_pairs(const Graph &g, const Node &n) {
+  const Quant &qz = g.quants[static_cast<size_t>(n.quant)];
+  if (!qz.v11) return false;
+  std::set<std::string> names;
+  for (int32_t in : n.in)
+    if (g.node(in).op == Op::Source) names.insert(g.sources[static_cast<size_t>(g.node(in).source)].name);
+  for (int32_t in : n.in) {
+    const Node &c = g.node(in);
+    if (c.op != Op::Source) continue;  // derived inputs are checked through their own taint below
+    const Source &src = g.sources[static_cast<size_t>(c.source)];
+    if (src.quant == QuantRole::None) continue;
+    if (src.quant_pair.empty() || !names.count(src.quant_pair)) return false;
+  }
+  // A derived (sliced, cast, ...) quantized input is not a pair the quantizer can interpret.
+  for (int32_t in : n.in) {
+    const Node &c = g.node(in);
+    if (c.op == Op::Source) continue;
+    std::vector<int32_t> st{in};
+    while (!st.empty()) {
+      const Node &x = g.node(st.back());
+      st.pop_back();
+      if (x.op == Op::Source) {
+        if (g.sources[static_cast<size_t>(x.source)].quant != QuantRole::None) return false;
+        continue;
+      }
+      if (x.op == Op::Quantize) continue;
+      for (int32_t y : x.in) st.push_back(y);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
 std::vector<int32_t> quantized_inputs(const Graph &g) {
   std::vector<int32_t> q(g.nodes.size(), -1);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
@@ -70,6 +109,7 @@ std::vector<int32_t> quantized_inputs(const Graph &g) {
       if (g.sources[static_cast<size_t>(n.source)].quant != QuantRole::None) q[i] = n.source;
       continue;
     }
+    if (n.op == Op::Quantize && quantizer_takes_pairs(g, n)) continue;  // dequantized (or requantized) as pairs
     for (int32_t in : n.in)
       if (in >= 0 && static_cast<size_t>(in) < i && q[static_cast<size_t>(in)] >= 0) {
         q[i] = q[static_cast<size_t>(in)];
@@ -385,34 +425,131 @@ std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &op
   return "no model plugin for model_type " + mt + ": tensors are carried without validation";
 }
 
-void cast_stage(Graph &g, ckh_dtype dt) {
-  {
-    // Name codes rather than a scale when both are there (the codes are what a user recognises).
-    const std::vector<int32_t> q = quantized_inputs(g);
-    const Source *hit = nullptr;
-    for (const auto &t : g.stages.back().tensors) {
-      const int32_t s = q[static_cast<size_t>(t.node)];
-      if (s < 0) continue;
-      const Source &src = g.sources[static_cast<size_t>(s)];
-      if (!hit || (hit->quant != QuantRole::Codes && src.quant == QuantRole::Codes)) hit = &src;
-    }
-    if (hit) {
-      std::string d = dtype_name(dt);
-      for (char &ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-      fail("--dtype " + d + ": " + quant_what(*hit) +
-               "; a cast would change codes and scales separately and give wrong weights, and dequantization is not "
-               "supported yet (convert without --dtype to copy or reshard them as they are)",
-           CKH_E_UNSUPPORTED);
-    }
+namespace {
+
+// Dequantizes the (codes, scales) pairs of the last stage through a quantizer that declares
+// "dequantize": returns codes tensor name -> dequantized node, and fills `folded` with the scales
+// consumed. Throws naming the first quantized tensor that cannot be dequantized, with each
+// quantizer's reason.
+// `want` (when not null) limits the work to the codes it names, each to its own dtype, and leaves
+// every other tensor alone; without it every pair goes to `dt` and a quantized straggler is refused.
+std::map<std::string, int32_t> dequantize_pairs(const Registry &reg, Graph &g, ckh_dtype dt,
+                                                std::map<std::string, std::string> &folded,
+                                                const std::map<std::string, ckh_dtype> *want = nullptr) {
+  std::map<std::string, int32_t> done;
+  Stage &in = g.stages.back();
+  const std::vector<int32_t> q = quantized_inputs(g);
+  std::string d = want ? std::string("verify") : dtype_name(dt);
+  for (char &ch : d) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (!want) d = "--dtype " + d;
+  std::vector<const Component *> deq;
+  for (const Component *c : reg.all(CKH_COMPONENT_QUANTIZER)) {
+    auto it = c->capabilities.find("dequantize");
+    if (it != c->capabilities.end() && it->is_boolean() && it->get<bool>()) deq.push_back(c);
   }
+  nlohmann::json params = {{"mode", "dequantize"}, {"to", dtype_name(dt)}};
+  if (in.metadata.contains("config") && in.metadata["config"].is_object()) params["config"] = in.metadata["config"];
+  auto refuse = [&](const Source &src, const std::string &why) {
+    fail(d + ": " + quant_what(src) + "; " + why +
+             " (a cast would change codes and scales separately and give wrong weights; convert without --dtype to "
+             "copy or reshard them as they are)",
+         CKH_E_UNSUPPORTED);
+  };
+  // Codes first, so that their scales are known to be folded before the stragglers are checked.
+  for (const auto &t : in.tensors) {
+    const int32_t si = q[static_cast<size_t>(t.node)];
+    if (si < 0) continue;
+    const Source &src = g.sources[static_cast<size_t>(si)];
+    if (src.quant != QuantRole::Codes) continue;
+    if (want && !want->count(t.name)) continue;
+    if (want) params["to"] = dtype_name(want->at(t.name));
+    const std::string ptext = params.dump();
+    const Node &n = g.node(t.node);
+    if (n.op != Op::Source) refuse(src, "it was changed before the cast");
+    if (src.quant_pair.empty() || !in.index.count(src.quant_pair))
+      refuse(src, "its scales are not in the checkpoint, so it cannot be dequantized");
+    const StageTensor &st = in.tensors[in.index.at(src.quant_pair)];
+    if (g.node(st.node).op != Op::Source) refuse(src, "its scales were changed before the cast");
+    if (deq.empty()) refuse(src, "no installed quantizer dequantizes it (see ckhost --list-plugins)");
+    std::string why;
+    for (const Component *c : deq) {
+      try {
+        done[t.name] = g.quantize_n({t.node, st.node}, c->id, ptext, 0);
+        folded[src.quant_pair] = "folded into '" + t.name + "' by dequantization (" + c->id + ")";
+        why.clear();
+        break;
+      } catch (const Error &e) {
+        why += std::string(why.empty() ? "" : "; ") + e.what();
+      }
+    }
+    if (!done.count(t.name)) refuse(src, "no quantizer dequantizes it: " + why);
+  }
+  if (want) return done;
+  for (const auto &t : in.tensors) {
+    const int32_t si = q[static_cast<size_t>(t.node)];
+    if (si < 0 || done.count(t.name) || folded.count(t.name)) continue;
+    const Source &src = g.sources[static_cast<size_t>(si)];
+    refuse(src, src.quant == QuantRole::Scale ? "it is not the scale of dequantized codes" : "it cannot be dequantized");
+  }
+  return done;
+}
+
+}  // namespace
+
+std::map<std::string, ckh_dtype> pairs_to_compare(const Graph &g, const Graph &other) {
+  std::map<std::string, ckh_dtype> want;
+  const std::vector<int32_t> q = quantized_inputs(g), qo = quantized_inputs(other);
+  const Stage &s = g.stages.back(), &so = other.stages.back();
+  for (const auto &t : s.tensors) {
+    const int32_t si = q[static_cast<size_t>(t.node)];
+    if (si < 0 || g.sources[static_cast<size_t>(si)].quant != QuantRole::Codes) continue;
+    auto it = so.index.find(t.name);
+    if (it == so.index.end()) continue;
+    const int32_t on = so.tensors[it->second].node;
+    if (qo[static_cast<size_t>(on)] < 0 && ckh_dtype_is_float(other.node(on).dtype)) want[t.name] = other.node(on).dtype;
+  }
+  return want;
+}
+
+void dequantize_stage(const Registry &reg, Graph &g, const std::map<std::string, ckh_dtype> &want) {
+  std::map<std::string, std::string> folded;
+  const std::map<std::string, int32_t> deq = dequantize_pairs(reg, g, CKH_DT_F32, folded, &want);
+  Stage &in = g.stages.back();
+  Stage &out = g.add_stage("dequantize for comparison");
+  for (const auto &t : in.tensors) {
+    if (folded.count(t.name)) {
+      in.ignored[t.name] = folded[t.name];
+      continue;
+    }
+    auto dq = deq.find(t.name);
+    out.add(StageTensor{t.name, dq != deq.end() ? dq->second : t.node, t.annot});
+  }
+  out.metadata = in.metadata;
+}
+
+void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt) {
+  std::map<std::string, std::string> folded;
+  const std::map<std::string, int32_t> deq = dequantize_pairs(reg, g, dt, folded);
   Stage &in = g.stages.back();
   Stage &out = g.add_stage("cast to " + dtype_name(dt));
   for (const auto &t : in.tensors) {
+    if (folded.count(t.name)) {
+      in.ignored[t.name] = folded[t.name];
+      continue;
+    }
     int32_t n = t.node;
-    if (ckh_dtype_is_float(g.node(n).dtype)) n = g.cast(n, dt);
+    auto dq = deq.find(t.name);
+    if (dq != deq.end()) n = dq->second;
+    else if (ckh_dtype_is_float(g.node(n).dtype)) n = g.cast(n, dt);
     out.add(StageTensor{t.name, n, t.annot});
   }
   out.metadata = in.metadata;
+  if (!deq.empty() && out.metadata.contains("config") && out.metadata["config"].is_object() &&
+      out.metadata["config"].contains("quantization_config")) {
+    // The weights are no longer quantized: a consumer must not look for scales.
+    out.metadata["config"].erase("quantization_config");
+    out.metadata["config_modified"] = true;
+  }
   if (out.metadata.contains("config") && out.metadata["config"].is_object()) {
     const char *tn = dt == CKH_DT_BF16 ? "bfloat16" : dt == CKH_DT_F16 ? "float16" : dt == CKH_DT_F32 ? "float32" : nullptr;
     // transformers >= 4.56 writes "dtype", older releases "torch_dtype": update the key(s) present.

@@ -384,7 +384,7 @@ int cmd_convert(const std::vector<std::string> &args) {
       apply_mapper(o.g, *m, popts);
       note += ", " + id;
     }
-  if (dt != CKH_DT_INVALID) cast_stage(o.g, dt);
+  if (dt != CKH_DT_INVALID) cast_stage(reg, o.g, dt);
   return run_plan(reg, o.g, vm, to, dst, popts, what, note);
 }
 
@@ -425,7 +425,7 @@ int cmd_synth(const std::vector<std::string> &args) {
   Graph g(&reg);
   synth_source(reg, g, vm["model"].as<std::string>(), cfg, vm["seed"].as<uint64_t>());
   const ckh_dtype dt = parse_dtype_opt(vm);
-  if (dt != CKH_DT_INVALID) cast_stage(g, dt);
+  if (dt != CKH_DT_INVALID) cast_stage(reg, g, dt);
   const json popts = plugin_options(vm, decls);
   return run_plan(reg, g, vm, vm["to"].as<std::string>(), out, popts,
                   "synth " + vm["model"].as<std::string>() + " (" + stage_summary(g.stages[0], g) + ")", "");
@@ -540,6 +540,13 @@ int cmd_verify(const std::vector<std::string> &args) {
   b.src = open_source(reg, b.g, vm["b"].as<std::string>(), vm.count("from-b") ? vm["from-b"].as<std::string>() : "", popts);
   to_canonical(reg, a.g, popts);
   to_canonical(reg, b.g, popts);
+  // A quantized pair against a plain tensor of the other side compares as one logical tensor:
+  // dequantized, through the quantizer, into that tensor's dtype.
+  {
+    const auto wa = pairs_to_compare(a.g, b.g), wb = pairs_to_compare(b.g, a.g);
+    if (!wa.empty()) dequantize_stage(reg, a.g, wa);
+    if (!wb.empty()) dequantize_stage(reg, b.g, wb);
+  }
   check_sources(a.g);
   check_sources(b.g);
   auto fa = open_fds(a.g), fb = open_fds(b.g);

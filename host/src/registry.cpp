@@ -69,7 +69,11 @@ const char *missing_member(int32_t kind, const void *vt) {
     }
     case CKH_COMPONENT_QUANTIZER: {
       auto *c = static_cast<const ckh_quantizer_class_t *>(vt);
-      return !c->prepare ? "prepare" : !c->quantize ? "quantize" : !c->release ? "release" : nullptr;
+      if (!c->release) return "release";
+      // SDK 1.1: prepare_n/port/quantize_n together replace prepare/quantize.
+      if (CKH_HAS_FIELD(c, ckh_quantizer_class_t, quantize_n) && (c->prepare_n || c->port || c->quantize_n))
+        return !c->prepare_n ? "prepare_n" : !c->port ? "port" : !c->quantize_n ? "quantize_n" : nullptr;
+      return !c->prepare ? "prepare" : !c->quantize ? "quantize" : nullptr;
     }
     case CKH_COMPONENT_KERNELS: {
       auto *c = static_cast<const ckh_kernel_provider_t *>(vt);

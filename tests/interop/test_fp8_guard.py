@@ -1,11 +1,13 @@
-"""Quantized tensors are never changed silently (issue 9, point 6).
+"""Quantized tensors are never changed silently (issue 9, point 6; SDK 1.1 pairs).
 
 A DeepSeek-V3-style block-FP8 checkpoint (F8_E4M3 weights with weight_scale_inv per 128x128 block,
 an "fp8" quantization_config) and a Llama checkpoint with per-tensor FP8 (weight_scale, FBGEMM
-style), written with torch 2.13's float8 dtype and safetensors' own writer. Until FP8 is supported,
-every conversion that would change codes or scales (--dtype, a Megatron layout that fuses or splits
-them) is refused with one line naming the tensor and leaves no output; pure copies and reshards keep
-working, bit-exact, with the quantization_config kept, and safetensors' safe_open reads them.
+style), written with torch 2.13's float8 dtype and safetensors' own writer. `--dtype` dequantizes a
+block-FP8 pair through the fp8-block quantizer (codes and scales as one tensor, the config's
+weight_block_size, the scales and quantization_config gone); a pair no quantizer accepts (the per-tensor
+FBGEMM scale) and every conversion that would change codes or scales (a Megatron layout that fuses or
+splits them) is refused with one line naming the tensor and leaves no output; pure copies and reshards
+keep working, bit-exact, with the quantization_config kept, and safetensors' safe_open reads them.
 """
 import json
 import os
@@ -81,11 +83,25 @@ class Fp8Guard(L.InteropCase):
 
     def test_deepseek_v3_block_fp8(self):
         src, ref = make_dsv3_fp8(self.path("dsv3"))
-        for dt in ("bf16", "f32", "f16"):
-            line = self.refused(src, self.path("cast"), "--to", "hf", "--dtype", dt,
-                                needle="model.layers.0.mlp.experts.0.down_proj.weight")
-            self.assertIn("weight_scale_inv", line)
-        L.report("FP8 guard: " + line)
+        for dt, tdt in (("bf16", torch.bfloat16), ("f32", torch.float32), ("f16", torch.float16)):
+            out = convert(src, self.path("cast-" + dt), "--to", "hf", "--dtype", dt)
+            got = L.safe_open_all(out)
+            self.assertEqual(sorted(got), sorted(k for k in ref if not k.endswith("_scale_inv")))
+            for k, v in ref.items():
+                if k.endswith("_scale_inv"):
+                    continue
+                if v.dtype == torch.float8_e4m3fn:
+                    s = ref[k + "_scale_inv"]
+                    # weight_block_size [128, 128], the last blocks partial: f32 product, then one rounding.
+                    full = s.repeat_interleave(128, 0)[:v.shape[0]].repeat_interleave(128, 1)[:, :v.shape[1]]
+                    want = (v.float() * full).to(tdt)
+                else:
+                    want = v.to(tdt)
+                self.assertTrue(torch.equal(got[k].view(torch.uint8), want.view(torch.uint8)), (dt, k))
+            with open(os.path.join(out, "config.json")) as f:
+                self.assertNotIn("quantization_config", json.load(f))
+        self.assertEqual(run("verify", src, self.path("cast-f32")).returncode, 0)
+        L.report("FP8 pairs: --dtype bf16/f32/f16 dequantized through fp8-block, bit-exact with the f32 product")
         # Pure copies: same dtype, resharded; bytes, dtypes and quantization_config kept.
         self.kept(src, convert(src, self.path("copy"), "--to", "hf"), ref)
         self.kept(src, convert(src, self.path("reshard"), "--to", "hf", "--max-shard-size", "64KB"), ref)
@@ -121,7 +137,10 @@ class Fp8Guard(L.InteropCase):
         src, ref = make_llama_fp8(L.make_hf("llama-gqa", self.path("bf")), self.path("fp8"))
         # The Llama plugin checks the weights and carries each weight_scale with its weight.
         self.kept(src, convert(src, self.path("copy"), "--to", "hf", "--max-shard-size", "40KB"), ref)
-        self.refused(src, self.path("cast"), "--to", "hf", "--dtype", "bf16", needle="model.layers.0.self_attn.q_proj.weight")
+        line = self.refused(src, self.path("cast"), "--to", "hf", "--dtype", "bf16",
+                            needle="model.layers.0.self_attn.q_proj.weight")
+        self.assertIn("no quantizer dequantizes it: quantizer 'fp8-block'", line)
+        L.report("FP8 guard: " + line)
         for to, args in [("megatron", ["--tp", "2"]), ("torch-dist", []), ("megatron", ["--tp", "1"])]:
             line = self.refused(src, self.path("m"), "--to", to, *args, needle="model.layers.0.self_attn.q_proj.weight")
             self.assertIn("llama.hf-to-mcore", line)

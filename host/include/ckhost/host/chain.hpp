@@ -1,6 +1,7 @@
 // chain.hpp — composing reader -> mappers -> (cast) -> writer into one validated plan.
 #pragma once
 #include <memory>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -50,9 +51,17 @@ void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options);
 std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &options);
 
 // Adds a stage casting every floating tensor to `dt` (and records torch_dtype in the config).
-// Refuses, naming the tensor, when a tensor holds quantized codes or their scales: casting codes
-// without their scales (or the scales themselves) gives wrong weights.
-void cast_stage(Graph &g, ckh_dtype dt);
+// Quantized (codes, scales) pairs are dequantized as one logical tensor through a quantizer whose
+// capabilities say "dequantize" (the scales leave the stage, quantization_config leaves the config);
+// a pair none accepts, codes without their scales, or a scale without its codes is refused by name
+// with each quantizer's reason. Codes are never cast alone.
+void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt);
+
+// For `verify`: the codes of `g` whose namesake in `other` is a plain floating tensor (codes name ->
+// that tensor's dtype), and a stage that dequantizes exactly those pairs (their scales leave the stage),
+// so that a quantized checkpoint compares with its dequantized conversion as one logical tensor.
+std::map<std::string, ckh_dtype> pairs_to_compare(const Graph &g, const Graph &other);
+void dequantize_stage(const Registry &reg, Graph &g, const std::map<std::string, ckh_dtype> &want);
 
 // For every node of g, the first quantized source (codes or scales) it depends on, or -1.
 std::vector<int32_t> quantized_inputs(const Graph &g);
