@@ -14,7 +14,7 @@ import ckh_testlib as L
 from ckh_testlib import run
 
 
-def megatron_from_hf(sd, cfg, tp, pp, out, shared=True):
+def megatron_from_hf(sd, cfg, tp, pp, out, shared=True, drop_args=()):
     """Writes Megatron-Core rank files with torch.save, using Megatron's rules (written here, in Python,
     independently of ckhost)."""
     h, H = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -31,6 +31,8 @@ def megatron_from_hf(sd, cfg, tp, pp, out, shared=True):
         tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp, virtual_pipeline_model_parallel_size=None,
         expert_model_parallel_size=1, padded_vocab_size=Vp, vocab_size=V, make_vocab_size_divisible_by=128,
         transformer_impl="transformer_engine", params_dtype=torch.bfloat16, bf16=True, lr=3e-4, iteration=10)
+    for a in drop_args:
+        delattr(args, a)
     emb = torch.cat([sd["model.embed_tokens.weight"], torch.zeros(Vp - V, h, dtype=torch.bfloat16)])
     head = torch.cat([sd["lm_head.weight"], torch.zeros(Vp - V, h, dtype=torch.bfloat16)])
     per = Lyr // pp
@@ -162,6 +164,26 @@ class MegatronReadTests(L.CkhostTestCase):
         self.assertEqual(c2["num_key_value_heads"], cfg["num_key_value_heads"])
         self.assertEqual(c2["vocab_size"], cfg["vocab_size"])
         run("verify", src, out2)
+
+    def test_two_phase_open_gated_mlp_from_the_model_plugin(self):
+        """Args without `swiglu` (older Megatron, hand-made checkpoints): the reader cannot tell how the TP
+        shards of linear_fc1 merge. The Llama plugin, chosen by the HF config, says the MLP is gated
+        (SDK 1.1 two-phase open), and the result is bit-exact; with no config and no hint, the reader
+        refuses by name instead of guessing."""
+        src = self.synth()
+        with open(os.path.join(src, "config.json")) as f:
+            cfg = json.load(f)
+        sd = L.read_hf_dir(src)
+        mg = self.path("no_swiglu")
+        megatron_from_hf(sd, cfg, tp=2, pp=1, out=mg, drop_args=("swiglu",))
+        hf = self.path("hfcfg")
+        shutil.copytree(src, hf, ignore=shutil.ignore_patterns("*.safetensors"))
+        out = self.path("out")
+        run("convert", mg, out, "--to", "hf", "--hf-config", hf, "--progress", "none")
+        got = L.read_hf_dir(out)
+        for k in sd:
+            self.assertTrue(torch.equal(got[k], sd[k]), k)
+        self.expect_error(mg, "decoder.layers.0.mlp.linear_fc1.weight", "'swiglu'", "gated")
 
     def expect_error(self, src, *needles):
         out = self.path("bad_out")
