@@ -28,9 +28,6 @@ bool contains(const std::string &s, const std::string &p) { return s.find(p) != 
 
 Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name) {
   const bool v11 = a.struct_size >= offsetof(ckh_tensor_annot_t, group) + 3 * sizeof(int32_t);  // group, stack, kind
-  if (v11 && a.stack != 0)
-    throw std::invalid_argument("tensor '" + name + "' belongs to stack " + std::to_string(a.stack) +
-                                " (a tower beside the decoder): per-stack Megatron layouts are not supported by this writer");
   if (v11 && a.group != CKH_GROUP_TP)
     throw std::invalid_argument("tensor '" + name + "' is split over the " + (a.group == CKH_GROUP_EP ? "EP" : "ETP") +
                                 " group: expert parallelism is not supported by this writer yet");
@@ -167,6 +164,106 @@ Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<in
     for (int v = 0; v < vpp; ++v) pl.counts[static_cast<size_t>(v * pp + p)] = c / vpp;
   }
   return pl;
+}
+
+std::map<int, std::vector<int64_t>> parse_stack_pp_layers(const std::string &spec) {
+  std::map<int, std::vector<int64_t>> r;
+  const std::string usage = "--stack-pp-layers expects STACK=COUNTS per tower, ';' between towers (e.g. 1=32,0,0,0)";
+  size_t at = 0;
+  while (at <= spec.size() && !spec.empty()) {
+    size_t end = spec.find(';', at);
+    if (end == std::string::npos) end = spec.size();
+    const std::string item = spec.substr(at, end - at);
+    at = end + 1;
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) throw std::invalid_argument(usage + ", got '" + item + "'");
+    int stack = 0;
+    std::vector<int64_t> counts;
+    try {
+      size_t used = 0;
+      stack = std::stoi(item.substr(0, eq), &used);
+      if (used != eq) throw std::invalid_argument("stack");
+      size_t q = eq + 1;
+      while (q <= item.size()) {
+        size_t c = item.find(',', q);
+        if (c == std::string::npos) c = item.size();
+        const std::string n = item.substr(q, c - q);
+        size_t u2 = 0;
+        counts.push_back(std::stoll(n, &u2));
+        if (u2 != n.size() || counts.back() < 0) throw std::invalid_argument("count");
+        q = c + 1;
+      }
+    } catch (const std::exception &) {
+      throw std::invalid_argument(usage + ", got '" + item + "'");
+    }
+    if (stack < 1) throw std::invalid_argument("--stack-pp-layers: stack " + std::to_string(stack) +
+                                               " is the decoder (stack 0 takes --pp-layers); towers are 1, 2, ...");
+    if (!r.emplace(stack, counts).second)
+      throw std::invalid_argument("--stack-pp-layers names stack " + std::to_string(stack) + " twice");
+  }
+  return r;
+}
+
+const Pipeline &StackPipelines::of(int stack) const {
+  auto it = stacks.find(stack);
+  if (it == stacks.end()) throw std::out_of_range("no pipeline distribution for stack " + std::to_string(stack));
+  return it->second;
+}
+
+int StackPipelines::first_stage(int stack) const {
+  const Pipeline &pl = of(stack);
+  for (int s = 0; s < pl.pp * pl.vpp; ++s)
+    if (pl.counts[static_cast<size_t>(s)] > 0) return s;
+  return 0;
+}
+
+int StackPipelines::last_stage(int stack) const {
+  const Pipeline &pl = of(stack);
+  for (int s = pl.pp * pl.vpp - 1; s >= 0; --s)
+    if (pl.counts[static_cast<size_t>(s)] > 0) return s;
+  return pl.pp * pl.vpp - 1;
+}
+
+StackPipelines make_stack_pipelines(const std::map<int, int64_t> &layers, int pp, int vpp,
+                                    const std::vector<int64_t> &decoder_layers,
+                                    const std::map<int, std::vector<int64_t>> &stack_layers) {
+  StackPipelines r;
+  r.pp = pp;
+  r.vpp = vpp;
+  for (const auto &[stack, counts] : stack_layers)
+    if (!layers.count(stack))
+      throw std::invalid_argument("--stack-pp-layers gives stack " + std::to_string(stack) + ", the model has no such tower");
+  for (const auto &[stack, n] : layers) {
+    if (stack == 0) {
+      r.stacks[0] = make_pipeline(n, pp, vpp, decoder_layers);
+      continue;
+    }
+    auto it = stack_layers.find(stack);
+    if (it == stack_layers.end() && pp > 1)
+      throw std::invalid_argument("stack " + std::to_string(stack) + " (a tower beside the decoder, " + std::to_string(n) +
+                                  " layers) needs its own pipeline distribution: --stack-pp-layers " +
+                                  std::to_string(stack) + "=<" + std::to_string(pp) + " counts>");
+    try {
+      r.stacks[stack] = make_pipeline(n, pp, vpp, it == stack_layers.end() ? std::vector<int64_t>{} : it->second);
+    } catch (const std::invalid_argument &e) {
+      throw std::invalid_argument("stack " + std::to_string(stack) + ": " + std::string(e.what()));
+    }
+  }
+  return r;
+}
+
+std::optional<LayerName> find_layer_name(const std::string &name, int64_t layer) {
+  const std::string key = "layers." + std::to_string(layer) + ".";
+  for (size_t at = name.find(key); at != std::string::npos; at = name.find(key, at + 1)) {
+    if (at > 0 && name[at - 1] != '.') continue;
+    LayerName ln;
+    ln.prefix = name.substr(0, at + 7);
+    ln.layer = layer;
+    ln.rest = name.substr(at + key.size());
+    return ln;
+  }
+  return std::nullopt;
 }
 
 std::string rank_dir(int tp_rank, int pp_rank, int ep_rank, int pp, int ep) {

@@ -4,6 +4,7 @@
 // (Facts: ../shared/research/megatron.md §0, §1a, §2a-2g, checked against Megatron-LM sources.)
 #pragma once
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -27,8 +28,8 @@ const char *split_name(Split s);
 Split split_of(const std::string &name, bool swiglu);
 
 // The TP rule a mapper stated for tensor `name` (SDK 1.1: layouts come from annotations, never from
-// names). Throws std::invalid_argument naming the tensor when it has no parallel annotation, belongs to
-// another stack than the decoder, or to an expert-parallel group (not supported by these writers yet).
+// names). Throws std::invalid_argument naming the tensor when it has no parallel annotation or belongs
+// to an expert-parallel group (not supported by these writers yet).
 Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name);
 
 // Position of a decoder layer name: "decoder.layers.<L>.<rest>" (mcore) or
@@ -54,6 +55,25 @@ struct Pipeline {
 // Even split, or `stage_layers` (one count per pipeline rank, --pp-layers) each split evenly over vpp.
 // Throws std::invalid_argument with a one-line reason when the numbers do not divide.
 Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<int64_t> &stage_layers = {});
+
+// Pipeline placement per stack (annotation `stack`, SDK 1.1). Stack 0 is the decoder (--pp-layers or an
+// even split); every other stack (a vision tower, ...) has its own distribution of its own layers over
+// the same pp x vpp stages, from "--stack-pp-layers S=c0,c1,...;T=...". A tower with pp > 1 and no
+// distribution is refused (there is no safe default). Layers of a stack count from 0 within it.
+struct StackPipelines {
+  int pp = 1, vpp = 1;
+  std::map<int, Pipeline> stacks;
+  const Pipeline &of(int stack) const;  // throws std::out_of_range for an unknown stack
+  int first_stage(int stack) const;     // virtual stage (v*pp + p) of the stack's first layer
+  int last_stage(int stack) const;      // ... and of its last layer
+};
+std::map<int, std::vector<int64_t>> parse_stack_pp_layers(const std::string &spec);
+// `layers`: layer count per stack present in the model (stack 0 included).
+StackPipelines make_stack_pipelines(const std::map<int, int64_t> &layers, int pp, int vpp,
+                                    const std::vector<int64_t> &decoder_layers,
+                                    const std::map<int, std::vector<int64_t>> &stack_layers);
+// The "layers.<layer>." segment of any name (a tower's own prefix), for renumbering within a stage.
+std::optional<LayerName> find_layer_name(const std::string &name, int64_t layer);
 
 // "mp_rank_TT", "mp_rank_TT_PPP", with "_EEE" appended when ep > 1.
 std::string rank_dir(int tp_rank, int pp_rank, int ep_rank, int pp, int ep);

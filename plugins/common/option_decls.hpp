@@ -23,6 +23,9 @@
 #define CKH_OPT_PP_LAYERS                                                                                  \
   R"J({"name":"pp-layers","type":"string","group":"megatron",)J"                                          \
   R"J("help":"uneven pipeline stages: layers per stage, e.g. 3,2,2"})J"
+#define CKH_OPT_STACK_PP_LAYERS                                                                            \
+  R"J({"name":"stack-pp-layers","type":"string","group":"megatron",)J"                                    \
+  R"J("help":"layers per pipeline stage of each tower beside the decoder (annotation stack), e.g. 1=32,0,0,0"})J"
 #define CKH_OPT_VOCAB_DIVISIBLE                                                                            \
   R"J({"name":"make-vocab-size-divisible-by","type":"uint","default":128,"group":"megatron",)J"            \
   R"J("help":"vocabulary padding multiple per TP rank"})J"

@@ -220,6 +220,10 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
           fail(CKH_E_FORMAT, iter.string() + ": missing rank directory " + rank_dir(t, p, 0, PP, 1) + " (args say TP " +
                                  std::to_string(TP) + " x PP " + std::to_string(PP) + ")");
   }
+  if (a0.contains("ckhost_stack_pp_layers"))
+    fail(CKH_E_UNSUPPORTED, iter.string() + ": the rank files hold towers beside the decoder with their own pipeline "
+                                            "layers (args.ckhost_stack_pp_layers = " + a0["ckhost_stack_pp_layers"].dump() +
+                                            "); reading per-stack pipelines back is not supported yet");
   // Layers per virtual stage, from the files of TP rank 0.
   const size_t V = ranks[0].chunks.size();
   std::vector<int64_t> counts(V * static_cast<size_t>(PP), 0);

@@ -38,6 +38,8 @@ namespace {
 struct Options {
   int tp = 1, pp = 1, vpp = 1;
   std::vector<int64_t> pp_layers;
+  std::string stack_pp_spec;                           // --stack-pp-layers as given
+  std::map<int, std::vector<int64_t>> stack_pp_layers;  // towers beside the decoder (annotation stack >= 1)
   int64_t divisible_by = 128;
   bool pad_repeat = false;
   int64_t iteration = -1;  // -1: release
@@ -59,6 +61,14 @@ Options parse_options(const json &o) {
       } catch (...) {
         fail(CKH_E_INVALID_ARG, "--pp-layers expects comma-separated layer counts, e.g. 3,2,2");
       }
+    }
+  }
+  if (o.contains("stack_pp_layers") && o["stack_pp_layers"].is_string()) {
+    r.stack_pp_spec = o["stack_pp_layers"].get<std::string>();
+    try {
+      r.stack_pp_layers = parse_stack_pp_layers(r.stack_pp_spec);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_INVALID_ARG, e.what());
     }
   }
   const std::string pad = o.value("vocab_pad", std::string("zeros"));
@@ -93,12 +103,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   const int64_t num_layers = args.value("num_layers", int64_t{0});
   if (num_layers <= 0) fail(CKH_E_FORMAT, "args.num_layers is missing");
   const bool untied = args.value("untie_embeddings_and_output_weights", true);
-  Pipeline pl;
-  try {
-    pl = make_pipeline(num_layers, opt.pp, opt.vpp, opt.pp_layers);
-  } catch (const std::exception &e) {
-    fail(CKH_E_INVALID_ARG, e.what());
-  }
+
   // Heads/groups must divide by TP.
   const int64_t groups = args.value("num_query_groups", args.value("num_attention_heads", int64_t{1}));
   if (groups % opt.tp != 0)
@@ -132,6 +137,22 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     ins.push_back(x);
   }
   const int64_t padded = vocab > 0 ? padded_vocab(vocab, opt.divisible_by, opt.tp) : -1;
+  // Pipeline placement per stack: the decoder's layers from args, each tower's from its annotations.
+  std::map<int, int64_t> stack_layers{{0, num_layers}};
+  for (const auto &x : ins) {
+    const int st = CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) ? x.annot.stack : 0;
+    if (st < 0) fail(CKH_E_FORMAT, "tensor '" + x.name + "': negative stack " + std::to_string(st));
+    if (st != 0) {
+      int64_t &n = stack_layers[st];
+      if (x.annot.role == CKH_ROLE_LAYER) n = std::max<int64_t>(n, x.annot.layer + 1);
+    }
+  }
+  StackPipelines pls;
+  try {
+    pls = make_stack_pipelines(stack_layers, opt.pp, opt.vpp, opt.pp_layers, opt.stack_pp_layers);
+  } catch (const std::exception &e) {
+    fail(CKH_E_INVALID_ARG, e.what());
+  }
 
   // The TP slice of tensor x for rank t.
   auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, Split s, int t) -> ckh_expr {
@@ -167,7 +188,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   const In *emb_in = nullptr;
   bool legacy = false;  // pre-Core names: language_model.*, saved as nested dicts
   for (const auto &x : ins)
-    if (x.annot.role == CKH_ROLE_EMBEDDING) {
+    if (x.annot.role == CKH_ROLE_EMBEDDING && !(CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) && x.annot.stack != 0)) {
       if (embedding) fail(CKH_E_FORMAT, "tensors '" + emb_in->name + "' and '" + x.name + "' are both annotated as the embedding");
       embedding = &x.e;
       emb_in = &x;
@@ -185,18 +206,28 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
         std::string local = x.name;
         // The pipeline place from the annotated role and layer; the name only gets its layer renumbered
         // within the stage (Megatron names layers "<prefix>layers.<L>.").
+        const int st = CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) ? x.annot.stack : 0;
+        auto at_stage = [&](int vs) {
+          sv = vs / opt.pp;
+          sp = vs % opt.pp;
+        };
         if (x.annot.role == CKH_ROLE_LAYER) {
-          const auto ln = parse_layer_name(x.name);
+          const auto ln = st == 0 ? parse_layer_name(x.name) : find_layer_name(x.name, x.annot.layer);
           if (!ln || ln->layer != x.annot.layer)
             fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as layer " + std::to_string(x.annot.layer) +
                                    " but its name does not carry that layer number");
           int64_t li;
           try {
-            pl.locate(ln->layer, sp, sv, li);
+            pls.of(st).locate(ln->layer, sp, sv, li);
           } catch (const std::exception &e) {
             fail(CKH_E_FORMAT, "tensor '" + x.name + "': " + e.what());
           }
           local = ln->prefix + std::to_string(li) + "." + ln->rest;
+        } else if (st != 0 && (x.annot.role == CKH_ROLE_EMBEDDING || x.annot.role == CKH_ROLE_ENCODER ||
+                               x.annot.role == CKH_ROLE_POSITION)) {
+          at_stage(pls.first_stage(st));  // a tower's own embeddings and projector sit with its first layer
+        } else if (st != 0 && (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT)) {
+          at_stage(pls.last_stage(st));
         } else if (x.annot.role == CKH_ROLE_EMBEDDING) {
           sp = 0;
           sv = 0;
@@ -221,6 +252,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   // Args as Megatron records them.
   const int64_t iteration = opt.iteration < 0 ? 0 : opt.iteration;
   ckh::megatron::record_parallel_args(args, {opt.tp, opt.pp, opt.vpp, opt.pp_layers, num_layers, opt.divisible_by, padded, iteration});
+  if (stack_layers.size() > 1) args["ckhost_stack_pp_layers"] = opt.stack_pp_spec;  // towers' distributions
 
   for (auto &rf : w.files) {
     ckh::torchfmt::Pickler pk;
@@ -321,7 +353,7 @@ const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins:
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "megatron",
                                      "Megatron-LM per-rank torch checkpoints (TP/PP/VPP, model_optim_rng.pt)",
                                      R"({"container":"torch-zip","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP
-                                     "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD
+                                     "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_STACK_PP_LAYERS "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD
                                      "," CKH_OPT_ITERATION "]}", &kWriter};
 
 }  // namespace

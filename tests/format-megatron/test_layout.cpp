@@ -149,9 +149,57 @@ TEST(MegatronLayout, SplitFromAnnotation) {
   none.struct_size = sizeof none;
   EXPECT_EQ(refused(none, "has no parallel annotation"), "");
   ckh_tensor_annot_t vit = a;
-  vit.stack = 1;
-  EXPECT_EQ(refused(vit, "belongs to stack 1"), "");
+  vit.stack = 1;  // a tower's tensor: its split as stated (its pipeline comes from StackPipelines)
+  EXPECT_EQ(split_from_annot(vit, "x"), Split::Vocab);
   ckh_tensor_annot_t ep = a;
   ep.group = CKH_GROUP_EP;
   EXPECT_EQ(refused(ep, "EP group"), "");
+}
+
+TEST(MegatronLayout, PipelinePerStack) {
+  using ckh::megatron::find_layer_name;
+  using ckh::megatron::make_stack_pipelines;
+  using ckh::megatron::parse_stack_pp_layers;
+  const auto spec = parse_stack_pp_layers("1=32,0,0,0;2=0,2,2,0");
+  ASSERT_EQ(spec.size(), 2u);
+  EXPECT_EQ(spec.at(1), (std::vector<int64_t>{32, 0, 0, 0}));
+  // The decoder [1,10,10,7] and a 32-layer vision tower all on stage 0, as MindSpeed-MM's llm/vit lists.
+  const auto pls = make_stack_pipelines({{0, 28}, {1, 32}, {2, 4}}, 4, 1, {1, 10, 10, 7}, spec);
+  int p = -1, v = -1;
+  int64_t l = -1;
+  pls.of(0).locate(11, p, v, l);
+  EXPECT_EQ(p, 2);
+  EXPECT_EQ(l, 0);
+  pls.of(1).locate(31, p, v, l);
+  EXPECT_EQ(p, 0);
+  EXPECT_EQ(l, 31);
+  pls.of(2).locate(2, p, v, l);
+  EXPECT_EQ(p, 2);
+  EXPECT_EQ(l, 0);
+  EXPECT_EQ(pls.first_stage(2), 1);
+  EXPECT_EQ(pls.last_stage(2), 2);
+  EXPECT_EQ(pls.last_stage(1), 0);
+  // A tower needs its own distribution once pp > 1; sums and counts are checked per stack.
+  auto msg = [](auto f) {
+    try {
+      f();
+    } catch (const std::exception &e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(msg([] { make_stack_pipelines({{0, 4}, {1, 6}}, 2, 1, {}, {}); }).find("stack 1 (a tower beside the decoder, 6 layers) needs its own pipeline distribution: --stack-pp-layers 1=<2 counts>"), std::string::npos);
+  EXPECT_NE(msg([] { make_stack_pipelines({{0, 4}, {1, 6}}, 2, 1, {}, {{1, {3, 2}}}); }).find("stack 1: --pp-layers adds up to 5 layers, the model has 6"), std::string::npos);
+  EXPECT_NE(msg([] { make_stack_pipelines({{0, 4}}, 2, 1, {}, {{3, {1, 1}}}); }).find("no such tower"), std::string::npos);
+  EXPECT_NE(msg([] { parse_stack_pp_layers("0=1,2"); }).find("stack 0 is the decoder"), std::string::npos);
+  EXPECT_NE(msg([] { parse_stack_pp_layers("1=a,2"); }).find("expects STACK=COUNTS"), std::string::npos);
+  EXPECT_NE(msg([] { parse_stack_pp_layers("1=1;1=2"); }).find("twice"), std::string::npos);
+  EXPECT_EQ(make_stack_pipelines({{0, 4}, {1, 6}}, 1, 1, {}, {}).of(1).num_layers(), 6);  // pp 1: one place
+  // Layer names of a tower: its own prefix, renumbered within the stage.
+  const auto ln = find_layer_name("image_encoder.encoder.blocks.layers.12.attn.qkv.weight", 12);
+  ASSERT_TRUE(ln.has_value());
+  EXPECT_EQ(ln->prefix, "image_encoder.encoder.blocks.layers.");
+  EXPECT_EQ(ln->rest, "attn.qkv.weight");
+  EXPECT_FALSE(find_layer_name("vision.sublayers.12.x", 12).has_value());
+  EXPECT_FALSE(find_layer_name("vision.layers.12.x", 2).has_value());
 }
