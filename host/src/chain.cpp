@@ -150,6 +150,16 @@ void check_unchanged(const Graph &g, const std::vector<int32_t> &q, int32_t e, c
 void check_quantized(const Graph &g) {
   const std::vector<int32_t> q = quantized_inputs(g);
   for (const Region &r : g.layout.regions) check_unchanged(g, q, r.node, "the writer's layout");
+  // A pair travels whole: codes written without their scales (or scales without their codes) are wrong
+  // weights for every consumer.
+  std::set<std::string> written;
+  for (const Region &r : g.layout.regions)
+    if (q[static_cast<size_t>(r.node)] >= 0) written.insert(g.sources[static_cast<size_t>(q[static_cast<size_t>(r.node)])].name);
+  for (const Source &s : g.sources)
+    if (s.quant != QuantRole::None && written.count(s.name) && !s.quant_pair.empty() && !written.count(s.quant_pair))
+      fail(quant_what(s) + ": the output would hold it without '" + s.quant_pair +
+               "' (a quantized tensor and its scales are one tensor: write both or dequantize them)",
+           CKH_E_UNSUPPORTED);
 }
 
 OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path, const std::string &from,

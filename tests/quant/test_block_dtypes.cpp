@@ -149,3 +149,38 @@ TEST(BlockDtypes, Q8_0ThroughTheHost) {
   // One call per chunk: the 6 rows (blocks) of each quantizer came from one call, not one per box.
   EXPECT_EQ(ev3.quant_stats().blocks, static_cast<uint64_t>(N));
 }
+
+#include "ckhost/host/chain.hpp"
+
+TEST(QuantPairs, LayoutKeepsPairsWhole) {
+  // Codes and their scales laid out together pass; codes without their scales are refused by name.
+  auto build = [](bool with_scale) {
+    auto g = std::make_unique<Graph>();
+    Source c;
+    c.name = "w";
+    c.dtype = CKH_DT_F8_E4M3FN;
+    c.shape = shape2(128, 128);
+    c.quant = QuantRole::Codes;
+    c.quant_pair = "w_scale_inv";
+    Source s;
+    s.name = "w_scale_inv";
+    s.dtype = CKH_DT_F32;
+    s.shape = shape2(1, 1);
+    s.quant = QuantRole::Scale;
+    s.quant_pair = "w";
+    g->sources = {c, s};
+    const int32_t nc = g->source_node(0), ns = g->source_node(1);
+    g->layout.files.push_back(OutFile{"x", 128 * 128 + 4, {}, false, ""});
+    g->layout.regions.push_back(Region{0, 0, nc, 0, 128 * 128});
+    if (with_scale) g->layout.regions.push_back(Region{0, 128 * 128, ns, 0, 4});
+    return g;
+  };
+  EXPECT_NO_THROW(check_quantized(*build(true)));
+  try {
+    check_quantized(*build(false));
+    ADD_FAILURE() << "codes without scales were accepted";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'w' holds quantized codes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("without 'w_scale_inv'"), std::string::npos) << e.what();
+  }
+}
