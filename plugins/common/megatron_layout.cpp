@@ -1,6 +1,7 @@
 // megatron_layout.cpp — see megatron_layout.hpp.
 #include "megatron_layout.hpp"
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdio>
 #include <set>
@@ -264,6 +265,68 @@ std::optional<LayerName> find_layer_name(const std::string &name, int64_t layer)
     return ln;
   }
   return std::nullopt;
+}
+
+ExpertParallel make_expert_parallel(int64_t experts, int ep) {
+  if (ep < 1) throw std::invalid_argument("--ep must be >= 1");
+  if (experts < 1) throw std::invalid_argument("expert parallelism needs a model with experts");
+  if (experts % ep != 0)
+    throw std::invalid_argument("--ep " + std::to_string(ep) + " does not divide the " + std::to_string(experts) +
+                                " experts (each EP rank holds the same number of experts)");
+  ExpertParallel r;
+  r.ep = ep;
+  r.experts = experts;
+  return r;
+}
+
+std::string ExpertName::with(int64_t e) const {
+  return grouped ? prefix + std::to_string(e) : prefix + std::to_string(e) + "." + rest;
+}
+
+std::optional<ExpertName> parse_expert_name(const std::string &name) {
+  auto digits = [&](size_t i, size_t &j) {
+    j = i;
+    while (j < name.size() && name[j] >= '0' && name[j] <= '9') ++j;
+    return j > i && j - i <= 9;
+  };
+  const std::string seq = "experts.local_experts.";
+  size_t at = name.find(seq);
+  if (at != std::string::npos) {
+    size_t i = at + seq.size(), j = 0;
+    if (!digits(i, j) || j >= name.size() || name[j] != '.') return std::nullopt;
+    ExpertName n;
+    n.prefix = name.substr(0, i);
+    n.expert = std::stoll(name.substr(i, j - i));
+    n.rest = name.substr(j + 1);
+    return n;
+  }
+  for (const char *p : {"experts.linear_fc1.weight", "experts.linear_fc2.weight", "experts.linear_fc1.bias",
+                        "experts.linear_fc2.bias"}) {
+    const std::string key(p);
+    at = name.find(key);
+    if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) continue;
+    size_t i = at + key.size(), j = 0;
+    if (!digits(i, j) || j != name.size()) continue;
+    ExpertName n;
+    n.prefix = name.substr(0, i);
+    n.expert = std::stoll(name.substr(i));
+    n.grouped = true;
+    return n;
+  }
+  return std::nullopt;
+}
+
+void check_expert_cover(const std::string &what, const std::vector<int64_t> &found, int64_t experts) {
+  std::vector<int> seen(static_cast<size_t>(std::max<int64_t>(experts, 0)), 0);
+  for (int64_t e : found) {
+    if (e < 0 || e >= experts)
+      throw std::invalid_argument(what + ": expert " + std::to_string(e) + " is outside 0.." + std::to_string(experts - 1));
+    if (seen[static_cast<size_t>(e)]++)
+      throw std::invalid_argument(what + ": expert " + std::to_string(e) + " appears twice (colliding local expert ids?)");
+  }
+  for (int64_t e = 0; e < experts; ++e)
+    if (!seen[static_cast<size_t>(e)])
+      throw std::invalid_argument(what + ": expert " + std::to_string(e) + " of " + std::to_string(experts) + " is missing");
 }
 
 std::string rank_dir(int tp_rank, int pp_rank, int ep_rank, int pp, int ep) {

@@ -75,6 +75,35 @@ StackPipelines make_stack_pipelines(const std::map<int, int64_t> &layers, int pp
 // The "layers.<layer>." segment of any name (a tower's own prefix), for renumbering within a stage.
 std::optional<LayerName> find_layer_name(const std::string &name, int64_t layer);
 
+// Expert parallelism (issue 11 groundwork): E global experts in EP contiguous groups of E/EP; each EP
+// rank's files number their experts from 0 (global = ep_rank * E_local + local; Megatron-Core
+// experts.py, Pai's load_megatron_model/save_mgmodel).
+struct ExpertParallel {
+  int ep = 1;
+  int64_t experts = 0;
+  int64_t local_count() const { return experts / ep; }
+  int rank_of(int64_t global) const { return static_cast<int>(global / local_count()); }
+  int64_t local_of(int64_t global) const { return global % local_count(); }
+  int64_t global_of(int ep_rank, int64_t local) const { return ep_rank * local_count() + local; }
+};
+// Throws std::invalid_argument when ep < 1, experts < 1 or EP does not divide the experts.
+ExpertParallel make_expert_parallel(int64_t experts, int ep);
+
+// The expert index in a Megatron-Core expert parameter name: SequentialMLP
+// "<p>experts.local_experts.<e>.<rest>" or TEGroupedMLP "<p>experts.linear_fc{1,2}.{weight,bias}<e>".
+struct ExpertName {
+  std::string prefix;   // up to and including "local_experts." or the parameter ("…linear_fc1.weight")
+  int64_t expert = -1;
+  std::string rest;     // after "<e>." (SequentialMLP); empty for TEGroupedMLP
+  bool grouped = false; // TEGroupedMLP naming
+  std::string with(int64_t e) const;  // the same name for expert e
+};
+std::optional<ExpertName> parse_expert_name(const std::string &name);
+
+// Every expert 0..experts-1 exactly once among `found` (global ids); throws std::invalid_argument naming
+// `what` and the first missing or repeated expert (an EP merge that collides local ids loses experts).
+void check_expert_cover(const std::string &what, const std::vector<int64_t> &found, int64_t experts);
+
 // "mp_rank_TT", "mp_rank_TT_PPP", with "_EEE" appended when ep > 1.
 std::string rank_dir(int tp_rank, int pp_rank, int ep_rank, int pp, int ep);
 // Inverse: parses a directory name given the world sizes; nullopt if it does not match.

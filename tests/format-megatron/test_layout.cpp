@@ -203,3 +203,48 @@ TEST(MegatronLayout, PipelinePerStack) {
   EXPECT_FALSE(find_layer_name("vision.sublayers.12.x", 12).has_value());
   EXPECT_FALSE(find_layer_name("vision.layers.12.x", 2).has_value());
 }
+
+TEST(MegatronLayout, ExpertParallelIds) {
+  using ckh::megatron::check_expert_cover;
+  using ckh::megatron::make_expert_parallel;
+  using ckh::megatron::parse_expert_name;
+  const auto ep = make_expert_parallel(256, 32);
+  EXPECT_EQ(ep.local_count(), 8);
+  EXPECT_EQ(ep.rank_of(255), 31);
+  EXPECT_EQ(ep.local_of(255), 7);
+  EXPECT_EQ(ep.global_of(3, 5), 29);
+  for (int64_t e = 0; e < 256; ++e) EXPECT_EQ(ep.global_of(ep.rank_of(e), ep.local_of(e)), e);
+  auto msg = [](auto f) {
+    try {
+      f();
+    } catch (const std::exception &x) {
+      return std::string(x.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(msg([] { make_expert_parallel(8, 3); }), "--ep 3 does not divide the 8 experts (each EP rank holds the same number of experts)");
+  // Names: SequentialMLP and TEGroupedMLP, renumbered.
+  auto s = parse_expert_name("decoder.layers.3.mlp.experts.local_experts.12.linear_fc1.weight");
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->expert, 12);
+  EXPECT_FALSE(s->grouped);
+  EXPECT_EQ(s->with(4), "decoder.layers.3.mlp.experts.local_experts.4.linear_fc1.weight");
+  auto g = parse_expert_name("decoder.layers.3.mlp.experts.linear_fc2.weight7");
+  ASSERT_TRUE(g.has_value());
+  EXPECT_TRUE(g->grouped);
+  EXPECT_EQ(g->expert, 7);
+  EXPECT_EQ(g->with(0), "decoder.layers.3.mlp.experts.linear_fc2.weight0");
+  EXPECT_FALSE(parse_expert_name("decoder.layers.3.mlp.shared_experts.linear_fc1.weight").has_value());
+  EXPECT_FALSE(parse_expert_name("decoder.layers.3.mlp.experts.linear_fc1._extra_state").has_value());
+  // Every expert exactly once: an EP merge that keeps local ids loses 7/8 of the experts and is caught.
+  std::vector<int64_t> ok, collided;
+  for (int r = 0; r < 8; ++r)
+    for (int64_t l = 0; l < 2; ++l) {
+      ok.push_back(make_expert_parallel(16, 8).global_of(r, l));
+      collided.push_back(l);
+    }
+  EXPECT_NO_THROW(check_expert_cover("layer 0", ok, 16));
+  EXPECT_EQ(msg([&] { check_expert_cover("layer 0", collided, 16); }), "layer 0: expert 0 appears twice (colliding local expert ids?)");
+  EXPECT_EQ(msg([&] { check_expert_cover("layer 1", {0, 1, 3}, 4); }), "layer 1: expert 2 of 4 is missing");
+  EXPECT_EQ(msg([&] { check_expert_cover("layer 1", {0, 9}, 4); }), "layer 1: expert 9 is outside 0..3");
+}
