@@ -111,8 +111,13 @@ void quantize_rows(const ckh_kernels_t *k, const float *src, int64_t nrows, int6
     for (int64_t bj = 0; bj < scn; ++bj) {
       const int64_t c0 = bj * b.bn, c1 = std::min(cols, c0 + b.bn), w = c1 - c0;
       float amax = 0.0f;
-      for (int64_t r = r0; r < r1; ++r) amax = std::max(amax, k->absmax_f32(src + r * cols + c0, static_cast<uint64_t>(w)));
-      if (std::isnan(amax)) throw std::invalid_argument("NaN in the block at row " + std::to_string(r0) + ", column " + std::to_string(c0));
+      bool nan = false;
+      for (int64_t r = r0; r < r1; ++r) {
+        const float m = k->absmax_f32(src + r * cols + c0, static_cast<uint64_t>(w));
+        nan = nan || !std::isfinite(m);
+        amax = std::max(amax, m);
+      }
+      if (nan) throw std::invalid_argument("NaN or Inf in the block at row " + std::to_string(r0) + ", column " + std::to_string(c0));
       amax = std::max(amax, p.amax_epsilon);
       float s = amax > 0.0f ? amax / fmax : 1.0f;
       if (p.pow2_scales) s = std::exp2(std::ceil(std::log2(s)));

@@ -6,7 +6,9 @@
 //               dtype (RNE) — the order transformers' Fp8Dequantize uses, so results match it bit for bit.
 //   quantize:   per block amax = max |x| (at least `amax_epsilon`), scale = amax / 448 (E4M3) or / 57344
 //               (E5M2), rounded up to a power of two with `pow2_scales`; code = saturate(RNE(x / scale)).
-//               An all-zero block gets scale 1 and zero codes.
+//               An all-zero block gets scale 1 and zero codes; a block holding NaN or Inf is refused.
+//               Round trip: |x - dequantize(quantize(x))| <= max(|x| / 16, scale / 1024), up to f32 rounding
+//               (half an E4M3 step for normal codes, half the smallest subnormal step otherwise).
 #pragma once
 #include <cstdint>
 #include <string>
