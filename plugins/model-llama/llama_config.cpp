@@ -11,7 +11,7 @@ namespace {
 using nlohmann::json;
 
 const char *const kArchs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                              "MiniCPMForCausalLM"};
+                              "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen3MoeForCausalLM"};
 // Every size of a config stays in int32 range, so products of two sizes cannot overflow int64.
 constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 
@@ -83,7 +83,7 @@ void parse_rope(const json &cfg, LlamaConfig &c) {
 }  // namespace
 
 const std::vector<std::string> &model_types() {
-  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm"};
+  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen3_moe"};
   return t;
 }
 
@@ -136,7 +136,33 @@ LlamaConfig parse_config(const json &cfg) {
   // Qwen2 has q/k/v biases but no o_proj bias; Llama's attention_bias adds all four.
   c.o_bias = attn_bias && c.model_type != "qwen2";
   c.mlp_bias = opt_bool(cfg, "mlp_bias", false);
-  c.qk_norm = c.model_type == "qwen3";
+  c.qk_norm = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
+  if (c.model_type == "mixtral") {
+    c.experts = need_int(cfg, "num_local_experts");
+    c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
+    c.moe_ffn = c.ffn;
+    c.moe_layer.assign(static_cast<size_t>(c.layers), true);
+  } else if (c.model_type == "qwen3_moe") {
+    // transformers' Qwen3MoeDecoderLayer: MoE where layer not in mlp_only_layers and (layer + 1) % step == 0.
+    // Hub configs say "num_experts"; transformers 5 writes it back as "num_local_experts".
+    c.experts = need_int(cfg, present(cfg, "num_experts") ? "num_experts" : "num_local_experts");
+    c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
+    c.moe_ffn = need_int(cfg, "moe_intermediate_size");
+    const int64_t step = opt_int(cfg, "decoder_sparse_step", 1);
+    std::vector<bool> dense(static_cast<size_t>(c.layers), false);
+    if (present(cfg, "mlp_only_layers")) {
+      if (!cfg["mlp_only_layers"].is_array()) bad("'mlp_only_layers' must be a list of layer indices");
+      for (const json &l : cfg["mlp_only_layers"]) {
+        if (!l.is_number_integer() || l.get<int64_t>() < 0 || l.get<int64_t>() >= c.layers)
+          bad("'mlp_only_layers' holds " + l.dump() + ", not a layer index below " + std::to_string(c.layers));
+        dense[static_cast<size_t>(l.get<int64_t>())] = true;
+      }
+    }
+    c.moe_layer.resize(static_cast<size_t>(c.layers));
+    for (int64_t l = 0; l < c.layers; ++l) c.moe_layer[static_cast<size_t>(l)] = !dense[static_cast<size_t>(l)] && (l + 1) % step == 0;
+  }
+  if (c.experts > 0 && c.experts_per_tok > c.experts)
+    bad("num_experts_per_tok " + std::to_string(c.experts_per_tok) + " exceeds the " + std::to_string(c.experts) + " experts");
 
   // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
   const char *dt_key = present(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
@@ -160,9 +186,9 @@ LlamaConfig parse_config(const json &cfg) {
 std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
   std::vector<Canonical> v;
   v.reserve(static_cast<size_t>(3 + c.layers * 16));
-  auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t layer, int32_t init) {
+  auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t layer, int32_t init, int32_t expert = -1) {
     const int32_t kind = kind_of(name);
-    v.push_back({std::move(name), std::move(shape), role, layer, init, kind});
+    v.push_back({std::move(name), std::move(shape), role, layer, init, kind, expert});
   };
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
   add("model.embed_tokens.weight", {c.vocab, c.hidden}, CKH_ROLE_EMBEDDING, -1, CKH_INIT_NORMAL);
@@ -186,6 +212,20 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
       norm("self_attn.k_norm.weight", c.head_dim);
     }
     norm("post_attention_layernorm.weight", c.hidden);
+    if (c.is_moe(l)) {
+      // HF names as save_pretrained writes them (transformers 5 fuses experts in memory only).
+      const bool mix = c.model_type == "mixtral";
+      const std::string moe = mix ? "block_sparse_moe." : "mlp.";
+      w(moe + "gate.weight", {c.experts, c.hidden});
+      for (int64_t e = 0; e < c.experts; ++e) {
+        const std::string x = p + moe + "experts." + std::to_string(e) + ".";
+        const int32_t E = static_cast<int32_t>(e);
+        add(x + (mix ? "w1.weight" : "gate_proj.weight"), {c.moe_ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
+        add(x + (mix ? "w2.weight" : "down_proj.weight"), {c.hidden, c.moe_ffn}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
+        add(x + (mix ? "w3.weight" : "up_proj.weight"), {c.moe_ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
+      }
+      continue;
+    }
     w("mlp.gate_proj.weight", {c.ffn, c.hidden});
     if (c.mlp_bias) bias("mlp.gate_proj.bias", c.ffn);
     w("mlp.up_proj.weight", {c.ffn, c.hidden});
@@ -207,9 +247,10 @@ int32_t kind_of(const std::string &n) {
   if (has(".self_attn.k_proj.")) return CKH_KIND_ATTN_K;
   if (has(".self_attn.v_proj.")) return CKH_KIND_ATTN_V;
   if (has(".self_attn.o_proj.")) return CKH_KIND_ATTN_OUT;
-  if (has(".mlp.gate_proj.")) return CKH_KIND_FFN_GATE;
-  if (has(".mlp.up_proj.")) return CKH_KIND_FFN_UP;
-  if (has(".mlp.down_proj.")) return CKH_KIND_FFN_DOWN;
+  if (has(".block_sparse_moe.gate.") || has(".mlp.gate.")) return CKH_KIND_ROUTER;
+  if (has(".mlp.gate_proj.") || (has(".experts.") && (has(".gate_proj.") || has(".w1.")))) return CKH_KIND_FFN_GATE;
+  if (has(".mlp.up_proj.") || (has(".experts.") && (has(".up_proj.") || has(".w3.")))) return CKH_KIND_FFN_UP;
+  if (has(".mlp.down_proj.") || (has(".experts.") && (has(".down_proj.") || has(".w2.")))) return CKH_KIND_FFN_DOWN;
   return CKH_KIND_OTHER;
 }
 

@@ -1,4 +1,5 @@
-// llama_config.hpp — the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, MiniCPM) as
+// llama_config.hpp — the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, MiniCPM, and the
+// MoE members Mixtral and Qwen3-MoE, whose HF names are checked against transformers 5.24) as
 // described by an HF config.json, and the canonical (HF) tensors it implies. Shared by every mapper
 // of the plugin (hf -> hf check, HF <-> Megatron); plain C++, no host needed (unit-tested directly).
 #pragma once
@@ -30,6 +31,10 @@ struct LlamaConfig {
   int64_t rope_original_max_pos = 8192;
   // MiniCPM scalars (dim_model_base = hidden when absent).
   double scale_emb = 1.0, scale_depth = 1.0, dim_model_base = 0.0;
+  // MoE (mixtral: every layer; qwen3_moe: layers by decoder_sparse_step and mlp_only_layers). 0 = dense.
+  int64_t experts = 0, experts_per_tok = 0, moe_ffn = 0;
+  std::vector<bool> moe_layer;  // per layer, when experts > 0
+  bool is_moe(int64_t layer) const { return experts > 0 && moe_layer[static_cast<size_t>(layer)]; }
 };
 using Config = LlamaConfig;
 
@@ -50,6 +55,7 @@ struct Canonical {
   int32_t layer = -1;
   int32_t init = CKH_INIT_NORMAL;
   int32_t kind = CKH_KIND_UNSTATED;
+  int32_t expert = -1;  // global expert index of an expert weight
 };
 
 // CKH_KIND_* of an HF tensor name of the family ("model.layers.3.self_attn.k_proj.weight" ->

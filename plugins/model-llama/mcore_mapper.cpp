@@ -120,6 +120,10 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   } catch (const std::invalid_argument &e) {
     fail(CKH_E_FORMAT, e.what());
   }
+  if (c.experts > 0)
+    fail(CKH_E_UNSUPPORTED, "model_type " + c.model_type + " has " + std::to_string(c.experts) +
+                                " experts: Megatron layouts of MoE models (experts, router, expert parallelism) are not "
+                                "supported yet; HF copies, reshards and casts are");
   const std::string spec = spec_of(opts);
   const Names nm = names_for(spec);
   if (spec == "legacy" && c.qk_norm)
@@ -269,6 +273,8 @@ json config_from_args(const json &a) {
 int32_t score_mcore(const json &meta) {
   if (!meta.is_object() || !meta.contains("args") || !meta["args"].is_object()) return 0;
   const json &a = meta["args"];
+  // A Megatron MoE checkpoint is not a dense Llama: never claim it (its experts would be dropped).
+  if (a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0) return 0;
   if (meta.contains("config") && meta["config"].is_object()) return score(meta["config"]);
   const bool llama_like = a.value("swiglu", false) && a.value("normalization", std::string()) == "RMSNorm" &&
                           a.value("position_embedding_type", std::string("rope")) == "rope";
@@ -286,6 +292,8 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   } catch (const std::invalid_argument &e) {
     fail(CKH_E_FORMAT, e.what());
   }
+  if (c.experts > 0)
+    fail(CKH_E_UNSUPPORTED, "model_type " + c.model_type + ": reading MoE models from Megatron layouts is not supported yet");
   // The checkpoint must be the model the config describes.
   for (auto [k, v] : {std::pair<const char *, int64_t>{"num_layers", c.layers}, {"hidden_size", c.hidden},
                       {"num_attention_heads", c.heads}, {"ffn_hidden_size", c.ffn}})

@@ -84,6 +84,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
                                ", checkpoint has " + shape_str(have));
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
+      a.expert = t.expert;
       a.kind = t.kind;
       a.parallel = CKH_PARALLEL_UNSTATED;
       b.emit(t.name, b.input(t.name), &a);
@@ -135,6 +136,7 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
       for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
+      a.expert = t.expert;
       a.kind = t.kind;
       const ckh_status s = sink(ctx, &info, &a);
       if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);

@@ -307,7 +307,55 @@ TEST(LlamaConfig, Score) {
   EXPECT_EQ(score(json{{"architectures", {1, nullptr}}}), 0);
   EXPECT_EQ(score(json()), 0);
   EXPECT_EQ(score(json::array()), 0);
-  EXPECT_EQ(model_types().size(), 5u);
+  EXPECT_EQ(model_types().size(), 7u);
+  EXPECT_EQ(score(json{{"model_type", "mixtral"}}), 90);
+  EXPECT_EQ(score(json{{"architectures", {"Qwen3MoeForCausalLM"}}}), 80);
+}
+
+TEST(LlamaConfig, MoeLayersAndExpertNames) {
+  json q = {{"model_type", "qwen3_moe"}, {"hidden_size", 64}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}, {"head_dim", 16}, {"intermediate_size", 96}, {"moe_intermediate_size", 32},
+            {"vocab_size", 100}, {"num_experts", 8}, {"num_experts_per_tok", 2}, {"decoder_sparse_step", 2},
+            {"mlp_only_layers", {3}}};
+  const auto c = parse_config(q);
+  // transformers: MoE where the layer is not in mlp_only_layers and (layer + 1) % step == 0.
+  EXPECT_EQ(c.moe_layer, (std::vector<bool>{false, true, false, false}));
+  size_t experts = 0, routers = 0, dense_mlp = 0;
+  for (const auto &t : canonical_tensors(c)) {
+    if (t.expert >= 0) {
+      ++experts;
+      EXPECT_EQ(t.layer, 1);
+      EXPECT_NE(t.name.find("model.layers.1.mlp.experts." + std::to_string(t.expert) + "."), std::string::npos);
+      EXPECT_TRUE(t.kind == CKH_KIND_FFN_GATE || t.kind == CKH_KIND_FFN_UP || t.kind == CKH_KIND_FFN_DOWN) << t.name;
+    }
+    if (t.kind == CKH_KIND_ROUTER) {
+      ++routers;
+      EXPECT_EQ(t.name, "model.layers.1.mlp.gate.weight");
+      EXPECT_EQ(t.shape, (std::vector<int64_t>{8, 64}));
+    }
+    if (t.name.find(".mlp.gate_proj.") != std::string::npos) ++dense_mlp;
+  }
+  EXPECT_EQ(experts, 8u * 3);
+  EXPECT_EQ(routers, 1u);
+  EXPECT_EQ(dense_mlp, 3u);
+  // transformers 5 writes num_experts back as num_local_experts.
+  q.erase("num_experts");
+  q["num_local_experts"] = 8;
+  EXPECT_EQ(parse_config(q).experts, 8);
+  q["num_experts_per_tok"] = 9;
+  EXPECT_THROW(parse_config(q), std::invalid_argument);
+  q["num_experts_per_tok"] = 2;
+  q["mlp_only_layers"] = {7};
+  EXPECT_THROW(parse_config(q), std::invalid_argument);
+  const json m = {{"model_type", "mixtral"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+                  {"num_key_value_heads", 2}, {"intermediate_size", 96}, {"vocab_size", 100}, {"num_local_experts", 4},
+                  {"num_experts_per_tok", 2}};
+  const auto mc = parse_config(m);
+  EXPECT_EQ(kind_of("model.layers.0.block_sparse_moe.experts.3.w1.weight"), CKH_KIND_FFN_GATE);
+  EXPECT_EQ(kind_of("model.layers.0.block_sparse_moe.experts.3.w2.weight"), CKH_KIND_FFN_DOWN);
+  EXPECT_EQ(kind_of("model.layers.0.block_sparse_moe.experts.3.w3.weight"), CKH_KIND_FFN_UP);
+  EXPECT_EQ(kind_of("model.layers.0.block_sparse_moe.gate.weight"), CKH_KIND_ROUTER);
+  EXPECT_EQ(parameter_count(mc), 2 * 100 * 64 + 64 + 2 * (2 * 64 + 2 * 64 * 64 + 2 * 32 * 64 + 4 * 64 + 4 * 3 * 96 * 64));
 }
 
 TEST(LlamaConfig, BadConfigsNameTheField) {
