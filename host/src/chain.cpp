@@ -67,34 +67,19 @@ namespace {
 
 // True when quantize node `n` is an SDK 1.1 quantizer that receives every quantized input in its own
 // dtype, codes together with their scales: it then works on whole pairs, and its outputs are its own.
-bool quantizer_takes_pairs(const Graph &g, const Node &n) {
-  const Quant &qz = g.quants[static_cast<size_t>(n.quant)];
-  if (!qz.v11) return false;
+// `q` is the taint of quantized_inputs(), already computed for n's inputs (they precede n).
+bool quantizer_takes_pairs(const Graph &g, const Node &n, const std::vector<int32_t> &q) {
+  if (!g.quants[static_cast<size_t>(n.quant)].v11) return false;
   std::set<std::string> names;
   for (int32_t in : n.in)
     if (g.node(in).op == Op::Source) names.insert(g.sources[static_cast<size_t>(g.node(in).source)].name);
   for (int32_t in : n.in) {
+    if (q[static_cast<size_t>(in)] < 0) continue;
     const Node &c = g.node(in);
-    if (c.op != Op::Source) continue;  // derived inputs are checked through their own taint below
+    // A derived (sliced, cast, ...) quantized input is not a pair the quantizer can interpret.
+    if (c.op != Op::Source) return false;
     const Source &src = g.sources[static_cast<size_t>(c.source)];
-    if (src.quant == QuantRole::None) continue;
     if (src.quant_pair.empty() || !names.count(src.quant_pair)) return false;
-  }
-  // A derived (sliced, cast, ...) quantized input is not a pair the quantizer can interpret.
-  for (int32_t in : n.in) {
-    const Node &c = g.node(in);
-    if (c.op == Op::Source) continue;
-    std::vector<int32_t> st{in};
-    while (!st.empty()) {
-      const Node &x = g.node(st.back());
-      st.pop_back();
-      if (x.op == Op::Source) {
-        if (g.sources[static_cast<size_t>(x.source)].quant != QuantRole::None) return false;
-        continue;
-      }
-      if (x.op == Op::Quantize) continue;
-      for (int32_t y : x.in) st.push_back(y);
-    }
   }
   return true;
 }
@@ -109,7 +94,7 @@ std::vector<int32_t> quantized_inputs(const Graph &g) {
       if (g.sources[static_cast<size_t>(n.source)].quant != QuantRole::None) q[i] = n.source;
       continue;
     }
-    if (n.op == Op::Quantize && quantizer_takes_pairs(g, n)) continue;  // dequantized (or requantized) as pairs
+    if (n.op == Op::Quantize && quantizer_takes_pairs(g, n, q)) continue;  // dequantized (or requantized) as pairs
     for (int32_t in : n.in)
       if (in >= 0 && static_cast<size_t>(in) < i && q[static_cast<size_t>(in)] >= 0) {
         q[i] = q[static_cast<size_t>(in)];

@@ -706,15 +706,15 @@ void Evaluator::eval_quantize(const Node &n, const Index &off, const View &v) co
           ++e->readers;
           break;
         }
-        if (it->second->ready) break;  // this output was delivered already: compute again
+        if (it->second->ready) {  // this output was delivered already: replace the entry, compute again
+          it->second->in_map = false;
+          M.bytes -= it->second->bytes;
+          M.map.erase(it);
+          break;
+        }
         M.cv.wait(lk);
       }
       if (!e) {
-        if (M.map.count(key)) {  // a ready entry without this output: replace it
-          M.map[key]->in_map = false;
-          M.bytes -= M.map[key]->bytes;
-          M.map.erase(key);
-        }
         e = std::make_shared<QuantChunk>();
         e->readers = 1;
         M.map.emplace(key, e);

@@ -118,8 +118,8 @@ VerifyReport verify(const Graph &a, const std::vector<int> &fds_a, const Graph &
           Index off{};
           off[0] = r0;
           const uint64_t cnt = static_cast<uint64_t>(box.numel());
-          ba.resize(cnt * ckh_dtype_size(A.dtype));
-          bb.resize(cnt * ckh_dtype_size(B.dtype));
+          ba.resize(cnt * storage_size(A.dtype));
+          bb.resize(cnt * storage_size(B.dtype));
           ea.eval(na, off, View::dense(ba.data(), A.dtype, box));
           eb.eval(nb, off, View::dense(bb.data(), B.dtype, box));
           const bool chunk_exact = exact && std::memcmp(ba.data(), bb.data(), ba.size()) == 0;

@@ -10,12 +10,6 @@
 namespace ckh::fp8 {
 
 namespace {
-float bf16f(uint16_t h) {
-  uint32_t u = static_cast<uint32_t>(h) << 16;
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
 std::string shp(int64_t a, int64_t b) { return "[" + std::to_string(a) + ", " + std::to_string(b) + "]"; }
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
@@ -24,31 +18,20 @@ bool scale_dtype_ok(ckh_dtype dt) {
   return dt == CKH_DT_F32 || dt == CKH_DT_BF16 || dt == CKH_DT_F16 || dt == CKH_DT_F8_E8M0;
 }
 
-float scale_value(const void *s, ckh_dtype dt, int64_t i) {
+void scale_row(const ckh_kernels_t *k, const void *s, ckh_dtype dt, int64_t n, float *out) {
+  const uint64_t cnt = static_cast<uint64_t>(n);
   switch (dt) {
-    case CKH_DT_F32: return static_cast<const float *>(s)[i];
-    case CKH_DT_BF16: return bf16f(static_cast<const uint16_t *>(s)[i]);
-    case CKH_DT_F16: {
-      float f;
-      const uint16_t h = static_cast<const uint16_t *>(s)[i];
-      // IEEE half -> float, exact.
-      const uint32_t sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ffu;
-      uint32_t u;
-      if (e == 0) {
-        f = std::ldexp(static_cast<float>(m), -24);
-        return sign ? -f : f;
+    case CKH_DT_F32: std::memcpy(out, s, cnt * 4); return;
+    case CKH_DT_BF16: k->bf16_to_f32(static_cast<const uint16_t *>(s), out, cnt); return;
+    case CKH_DT_F16: k->f16_to_f32(static_cast<const uint16_t *>(s), out, cnt); return;
+    case CKH_DT_F8_E8M0:
+      for (int64_t i = 0; i < n; ++i) {
+        const uint8_t b = static_cast<const uint8_t *>(s)[i];
+        out[i] = b == 0xFF ? std::nanf("") : std::ldexp(1.0f, static_cast<int>(b) - 127);
       }
-      if (e == 31) u = sign | 0x7f800000u | (m << 13);
-      else u = sign | ((e + 112) << 23) | (m << 13);
-      std::memcpy(&f, &u, 4);
-      return f;
-    }
-    case CKH_DT_F8_E8M0: {
-      const uint8_t b = static_cast<const uint8_t *>(s)[i];
-      if (b == 0xFF) return std::nanf("");
-      return std::ldexp(1.0f, static_cast<int>(b) - 127);
-    }
-    default: return std::nanf("");
+      return;
+    default:
+      for (int64_t i = 0; i < n; ++i) out[i] = std::nanf("");
   }
 }
 
@@ -85,8 +68,8 @@ void dequantize_rows(const ckh_kernels_t *k, const uint8_t *codes, ckh_dtype cdt
     const uint8_t *c = codes + r * cols;
     if (cdt == CKH_DT_F8_E4M3FN) k->e4m3_to_f32(c, row.data(), static_cast<uint64_t>(cols));
     else k->e5m2_to_f32(c, row.data(), static_cast<uint64_t>(cols));
-    const int64_t sr = r / b.bm;
-    for (int64_t j = 0; j < scols; ++j) sc[static_cast<size_t>(j)] = scale_value(scales, sdt, sr * scols + j);
+    if (r % b.bm == 0)  // a new row of blocks: its scales, widened once
+      scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
     for (int64_t j0 = 0, s = 0; j0 < cols; j0 += b.bn, ++s) {
       const float f = sc[static_cast<size_t>(s)];
       const int64_t j1 = std::min(cols, j0 + b.bn);

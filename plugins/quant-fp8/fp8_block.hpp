@@ -22,8 +22,9 @@ struct Block {
   int64_t bm = 128, bn = 128;
 };
 
-// f32 value of a scale element of dtype `dt` (F32, BF16, F16 or F8_E8M0 = 2^(byte - 127)).
-float scale_value(const void *scales, ckh_dtype dt, int64_t i);
+// f32 values of `n` scale elements of dtype `dt` (F32, BF16, F16 through the kernels, F8_E8M0 =
+// 2^(byte - 127)); exact widenings.
+void scale_row(const ckh_kernels_t *k, const void *scales, ckh_dtype dt, int64_t n, float *out);
 bool scale_dtype_ok(ckh_dtype dt);
 
 // Block sizes from a codes shape [rows, cols] and its scale grid [srows, scols]: `given` when set (then
