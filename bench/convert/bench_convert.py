@@ -12,14 +12,13 @@ and prints ratios and ckhost's peak RSS (from wait4). Usage:
 import argparse
 import glob
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import TINYLLAMA, ensure_source, timed  # noqa: E402
+from benchlib import TINYLLAMA, clean_output, ensure_source, timed, timed_cat  # noqa: E402
 
 
 def main():
@@ -37,14 +36,10 @@ def main():
     thr = ["--threads", a.threads] if a.threads else []
 
     def clean():
-        shutil.rmtree(out, ignore_errors=True)
-        os.sync()
+        clean_output(out)
 
     def cat():
-        clean()
-        os.makedirs(out)
-        with open(os.path.join(out, "copy"), "wb") as f:
-            return timed(["cat", *shards], stdout=f)
+        return timed_cat(shards, out)
 
     def reshard():
         clean()
@@ -61,10 +56,7 @@ def main():
         if not os.path.exists(cast_dir):
             subprocess.run([a.ckhost, "convert", src, cast_dir, "--to", "hf", "--dtype", "f32", "--progress", "none",
                             "-q"], check=True)
-        files = sorted(glob.glob(os.path.join(cast_dir, "*.safetensors")))
-        os.makedirs(out)
-        with open(os.path.join(out, "copy"), "wb") as f:
-            return timed(["cat", *files], stdout=f)
+        return timed_cat(sorted(glob.glob(os.path.join(cast_dir, "*.safetensors"))), out)
 
     res = {k: [] for k in ["cat", "reshard", "cast", "cat_out"]}
     cat()  # warm the page cache

@@ -5,13 +5,12 @@
 import argparse
 import glob
 import os
-import shutil
 import statistics
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import ensure_source, timed  # noqa: E402
+from benchlib import clean_output, ensure_source, timed, timed_cat  # noqa: E402
 
 
 def main():
@@ -27,14 +26,10 @@ def main():
     out = os.path.join(a.dir, "mg-out")
 
     def clean():
-        shutil.rmtree(out, ignore_errors=True)
-        os.sync()
+        clean_output(out)
 
     def cat():
-        clean()
-        os.makedirs(out)
-        with open(os.path.join(out, "copy"), "wb") as f:
-            return timed(["cat", *shards], stdout=f)
+        return timed_cat(shards, out)
 
     def ck():
         clean()

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import statistics
 import struct
 import subprocess
@@ -24,7 +23,7 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import timed  # noqa: E402
+from benchlib import clean_output, timed, timed_cat  # noqa: E402
 
 N = K = 4096
 COUNT = 64
@@ -73,14 +72,10 @@ def main():
     ref_files = sorted(os.path.join(ref, f) for f in os.listdir(ref) if f.endswith(".safetensors"))
 
     def clean():
-        shutil.rmtree(out, ignore_errors=True)
-        os.sync()
+        clean_output(out)
 
     def cat(files):
-        clean()
-        os.makedirs(out)
-        with open(os.path.join(out, "copy"), "wb") as f:
-            return timed(["cat", *files], stdout=f)
+        return timed_cat(files, out)
 
     counter = {}
 

@@ -17,7 +17,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import ensure_source, timed, timed_cpu  # noqa: E402
+from benchlib import clean_output, ensure_source, timed, timed_cat, timed_cpu  # noqa: E402
 
 
 def main():
@@ -34,14 +34,10 @@ def main():
     cores = os.cpu_count() or 1
 
     def clean():
-        shutil.rmtree(out, ignore_errors=True)
-        os.sync()
+        clean_output(out)
 
     def cat(files):
-        clean()
-        os.makedirs(out)
-        with open(os.path.join(out, "copy"), "wb") as f:
-            return timed(["cat", *files], stdout=f)
+        return timed_cat(files, out)
 
     cpu = {1: [], 2: []}
 
