@@ -4,12 +4,14 @@ save_pretrained writes per-expert names (Mixtral block_sparse_moe.experts.<e>.w1
 block_sparse_moe.gate; Qwen3-MoE mlp.experts.<e>.{gate,up,down}_proj and mlp.gate, with dense layers from
 mlp_only_layers / decoder_sparse_step), although the model fuses experts in memory. The Llama plugin
 checks every expert tensor against config.json: resharded and cast outputs give transformers' logits
-(eager experts), a missing expert is refused by name, `ckhost synth` makes checkpoints transformers
+(eager experts) and two swapped experts do not, a missing expert is refused by name, `ckhost synth` makes checkpoints transformers
 loads with no missing or unexpected key, and Megatron layouts of MoE models are refused, not guessed.
 """
 import os
+import shutil
 
 import torch
+from safetensors.torch import save_file
 
 import interop_lib as L
 from interop_lib import convert, run
@@ -64,6 +66,19 @@ class MoeHf(L.InteropCase):
             for k in sd:
                 self.assertTrue(torch.equal(got[k], sd[k]), k)
             self.assertTrue(torch.equal(logits(out), ref), fam)
+            # Negative twin: the same check fails when two experts of one layer trade places.
+            swapped = self.path(fam + "-swapped")
+            shutil.copytree(src, swapped)
+            e0 = sorted(k for k in experts if ".experts.0." in k and k.startswith("model.layers.0."))
+            sw = dict(sd)
+            for k in e0:
+                k1 = k.replace(".experts.0.", ".experts.1.")
+                sw[k], sw[k1] = sd[k1], sd[k]
+            for f in os.listdir(swapped):
+                if f.endswith(".safetensors") or f.endswith(".index.json"):
+                    os.remove(os.path.join(swapped, f))
+            save_file(sw, os.path.join(swapped, "model.safetensors"), metadata={"format": "pt"})
+            self.assertFalse(torch.equal(logits(swapped), ref), fam + ": swapped experts gave the same logits")
             # Cast: transformers' own .to(bfloat16), tensor by tensor.
             bf = convert(src, self.path(fam + "-bf16"), "--to", "hf", "--dtype", "bf16")
             gb = L.safe_open_all(bf)
@@ -73,8 +88,6 @@ class MoeHf(L.InteropCase):
             victim = sorted(experts)[5]
             broken = self.path(fam + "-broken")
             os.makedirs(broken)
-            import shutil
-            from safetensors.torch import save_file
             for f in os.listdir(src):
                 if not f.endswith(".safetensors"):
                     shutil.copy(os.path.join(src, f), broken)
