@@ -29,9 +29,10 @@ bool contains(const std::string &s, const std::string &p) { return s.find(p) != 
 
 Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name) {
   const bool v11 = a.struct_size >= offsetof(ckh_tensor_annot_t, group) + 3 * sizeof(int32_t);  // group, stack, kind
-  if (v11 && a.group != CKH_GROUP_TP)
-    throw std::invalid_argument("tensor '" + name + "' is split over the " + (a.group == CKH_GROUP_EP ? "EP" : "ETP") +
-                                " group: expert parallelism is not supported by this writer yet");
+  if (v11 && a.group != CKH_GROUP_TP && a.group != CKH_GROUP_EP && a.group != CKH_GROUP_ETP)
+    throw std::invalid_argument("tensor '" + name + "' has an unknown parallel group " + std::to_string(a.group));
+  if (v11 && a.group != CKH_GROUP_TP && a.expert < 0)
+    throw std::invalid_argument("tensor '" + name + "' is split over the expert-parallel group but names no expert");
   switch (a.parallel) {
     case CKH_PARALLEL_REPLICATED: return Split::Replicated;
     case CKH_PARALLEL_COLUMN: return Split::Column;
@@ -44,6 +45,11 @@ Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name) {
     default:
       throw std::invalid_argument("tensor '" + name + "' has an unknown parallel annotation " + std::to_string(a.parallel));
   }
+}
+
+bool is_expert(const ckh_tensor_annot_t &a) {
+  const bool v11 = a.struct_size >= offsetof(ckh_tensor_annot_t, group) + 3 * sizeof(int32_t);
+  return v11 && (a.group == CKH_GROUP_EP || a.group == CKH_GROUP_ETP) && a.expert >= 0;
 }
 
 Split split_of(const std::string &n, bool swiglu) {

@@ -28,9 +28,13 @@ const char *split_name(Split s);
 Split split_of(const std::string &name, bool swiglu);
 
 // The TP rule a mapper stated for tensor `name` (SDK 1.1: layouts come from annotations, never from
-// names). Throws std::invalid_argument naming the tensor when it has no parallel annotation or belongs
-// to an expert-parallel group (not supported by these writers yet).
+// names). For an expert tensor (group EP or ETP) it is the split inside one expert over the ETP ranks.
+// Throws std::invalid_argument naming the tensor when it has no parallel annotation, an unknown group,
+// or an expert group without an expert index.
 Split split_from_annot(const ckh_tensor_annot_t &a, const std::string &name);
+// Whether the annotation puts the tensor in one expert (group EP or ETP with expert >= 0): whole
+// experts go to the EP rank of `expert`, their split runs over ETP ranks.
+bool is_expert(const ckh_tensor_annot_t &a);
 
 // Position of a decoder layer name: "decoder.layers.<L>.<rest>" (mcore) or
 // "language_model.encoder.layers.<L>.<rest>" (legacy). Returns L and fills prefix/rest.

@@ -18,6 +18,7 @@ struct ParallelArgs {
   int64_t divisible_by = 128;         // make_vocab_size_divisible_by
   int64_t padded_vocab = -1;          // -1: no vocabulary tensor
   int64_t iteration = 0;
+  int64_t ep = 1, etp = 0;            // expert-parallel and expert tensor-parallel sizes (etp 0: dense, not recorded)
 };
 
 // Sets the args Megatron records for a layout (TP/PP/VPP sizes, uneven first/last stages, vocabulary
@@ -33,7 +34,8 @@ inline void record_parallel_args(nlohmann::json &args, const ParallelArgs &p) {
     args["decoder_first_pipeline_num_layers"] = p.stage_layers.front();
     args["decoder_last_pipeline_num_layers"] = p.stage_layers.back();
   }
-  args["expert_model_parallel_size"] = 1;
+  args["expert_model_parallel_size"] = p.ep;
+  if (p.etp > 0) args["expert_tensor_parallel_size"] = p.etp;
   args["make_vocab_size_divisible_by"] = p.divisible_by;
   if (p.padded_vocab > 0) args["padded_vocab_size"] = p.padded_vocab;
   args["iteration"] = p.iteration;

@@ -18,6 +18,11 @@
 // Megatron parallel layouts (legacy per-rank files and torch_dist).
 #define CKH_OPT_TP R"J({"name":"tp","type":"uint","default":1,"group":"megatron","help":"tensor-parallel size"})J"
 #define CKH_OPT_PP R"J({"name":"pp","type":"uint","default":1,"group":"megatron","help":"pipeline-parallel size"})J"
+#define CKH_OPT_EP \
+  R"J({"name":"ep","type":"uint","default":1,"group":"megatron","help":"expert-parallel size (whole experts per EP rank)"})J"
+#define CKH_OPT_ETP                                                                                        \
+  R"J({"name":"etp","type":"uint","group":"megatron",)J"                                                  \
+  R"J("help":"expert tensor-parallel size (the split inside one expert; default: --tp)"})J"
 #define CKH_OPT_VPP \
   R"J({"name":"vpp","type":"uint","default":1,"group":"megatron","help":"virtual pipeline chunks per stage"})J"
 #define CKH_OPT_PP_LAYERS                                                                                  \
@@ -34,6 +39,9 @@
   R"J("help":"padding rows: zeros, or repeat the last row"})J"
 #define CKH_OPT_ITERATION                                                                                  \
   R"J({"name":"iteration","type":"int","group":"megatron","help":"write iter_NNNNNNN instead of release"})J"
+#define CKH_OPT_MOE_GROUPED_GEMM                                                                           \
+  R"J({"name":"moe-grouped-gemm","type":"bool","group":"megatron",)J"                                     \
+  R"J("help":"MoE experts as TEGroupedMLP (experts.linear_fc1.weight<e>) instead of SequentialMLP (local_experts.<e>)"})J"
 #define CKH_OPT_MEGATRON_SPEC                                                                              \
   R"J({"name":"megatron-spec","type":"string","default":"te","choices":["te","local","legacy"],)J"         \
   R"J("group":"megatron","help":"layer names: Transformer Engine, local (Megatron-Core modules) or legacy"})J"

@@ -45,7 +45,7 @@ struct Shard {  // one rank's tensor
 };
 
 struct RankData {
-  int tp = 0, pp = 0;
+  int tp = 0, pp = 0, ep = 0;
   std::string path;
   json args;
   std::vector<std::map<std::string, Shard>> chunks;  // per virtual chunk: local name -> tensor
@@ -147,14 +147,15 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
     if (!r.args.is_object()) fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
     const int tp = r.args.value("tensor_model_parallel_size", 1), pp = r.args.value("pipeline_model_parallel_size", 1);
     const int ep = r.args.value("expert_model_parallel_size", 1);
-    if (ep > 1) fail(CKH_E_UNSUPPORTED, r.path + ": expert parallelism (EP " + std::to_string(ep) + ") is not supported yet");
     auto id = parse_rank_dir(rd, pp, ep);
     if (!id) fail(CKH_E_FORMAT, r.path + ": directory name " + rd + " does not fit TP " + std::to_string(tp) + " x PP " +
-                                    std::to_string(pp) + " from its args");
+                                    std::to_string(pp) + " x EP " + std::to_string(ep) + " from its args");
     r.tp = id->tp;
     r.pp = id->pp;
-    if (r.tp >= tp || r.pp >= pp)
-      fail(CKH_E_FORMAT, r.path + ": rank " + rd + " is outside TP " + std::to_string(tp) + " x PP " + std::to_string(pp));
+    r.ep = id->ep;
+    if (r.tp >= tp || r.pp >= pp || r.ep >= ep)
+      fail(CKH_E_FORMAT, r.path + ": rank " + rd + " is outside TP " + std::to_string(tp) + " x PP " + std::to_string(pp) +
+                             " x EP " + std::to_string(ep));
     const size_t nchunks = chunks.count("model") ? 1 : chunks.size();
     r.chunks.resize(nchunks);
     const uint32_t file = static_cast<uint32_t>(cat.files.size());
@@ -205,20 +206,40 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   // Consistency between files and with args.
   const json &a0 = ranks[0].args;
   const int TP = a0.value("tensor_model_parallel_size", 1), PP = a0.value("pipeline_model_parallel_size", 1);
+  const int EP = a0.value("expert_model_parallel_size", 1);
+  const int ETP = a0.contains("expert_tensor_parallel_size") && a0["expert_tensor_parallel_size"].is_number_integer()
+                      ? a0["expert_tensor_parallel_size"].get<int>()
+                      : TP;
+  if (ETP < 1 || TP % ETP != 0)
+    fail(CKH_E_UNSUPPORTED, ranks[0].path + ": args.expert_tensor_parallel_size " + std::to_string(ETP) +
+                                " does not divide the TP size " + std::to_string(TP) + " (a per-rank layout this reader does not know)");
+  const int64_t num_experts = a0.contains("num_experts") && a0["num_experts"].is_number_integer() ? a0["num_experts"].get<int64_t>() : 0;
+  ExpertParallel epl;
+  if (num_experts > 0) {
+    try {
+      epl = make_expert_parallel(num_experts, EP);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_FORMAT, ranks[0].path + ": args: " + e.what());
+    }
+  } else if (EP > 1) {
+    fail(CKH_E_FORMAT, ranks[0].path + ": args.expert_model_parallel_size is " + std::to_string(EP) + " but args.num_experts is not set");
+  }
   for (const auto &r : ranks)
     for (const char *k : {"num_layers", "hidden_size", "num_attention_heads", "tensor_model_parallel_size",
-                          "pipeline_model_parallel_size", "padded_vocab_size"})
+                          "pipeline_model_parallel_size", "expert_model_parallel_size", "expert_tensor_parallel_size",
+                          "num_experts", "padded_vocab_size"})
       if (r.args.value(k, json()) != a0.value(k, json()))
         fail(CKH_E_FORMAT, r.path + ": args." + k + " = " + r.args.value(k, json()).dump() + " but " + ranks[0].path +
                                " has " + a0.value(k, json()).dump());
-  if (ranks.size() != static_cast<size_t>(TP * PP)) {
-    std::set<std::pair<int, int>> have;
-    for (const auto &r : ranks) have.insert({r.tp, r.pp});
+  if (ranks.size() != static_cast<size_t>(TP * PP * EP)) {
+    std::set<std::tuple<int, int, int>> have;
+    for (const auto &r : ranks) have.insert({r.tp, r.pp, r.ep});
     for (int p = 0; p < PP; ++p)
-      for (int t = 0; t < TP; ++t)
-        if (!have.count({t, p}))
-          fail(CKH_E_FORMAT, iter.string() + ": missing rank directory " + rank_dir(t, p, 0, PP, 1) + " (args say TP " +
-                                 std::to_string(TP) + " x PP " + std::to_string(PP) + ")");
+      for (int e = 0; e < EP; ++e)
+        for (int t = 0; t < TP; ++t)
+          if (!have.count({t, p, e}))
+            fail(CKH_E_FORMAT, iter.string() + ": missing rank directory " + rank_dir(t, p, e, PP, EP) + " (args say TP " +
+                                   std::to_string(TP) + " x PP " + std::to_string(PP) + " x EP " + std::to_string(EP) + ")");
   }
   if (a0.contains("ckhost_stack_pp_layers"))
     fail(CKH_E_UNSUPPORTED, iter.string() + ": the rank files hold towers beside the decoder with their own pipeline "
@@ -236,7 +257,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         if (auto ln = parse_layer_name(kv.first)) layers.insert(ln->layer);
       const int64_t n = layers.empty() ? 0 : *layers.rbegin() + 1;
       int64_t &c = counts[v * static_cast<size_t>(PP) + static_cast<size_t>(r.pp)];
-      if (r.tp == 0) c = n;
+      if (r.tp == 0 && r.ep == 0) c = n;
     }
   }
   int64_t total = 0;
@@ -256,11 +277,29 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   const bool swiglu = swiglu_known ? a0["swiglu"].get<bool>() : true;
   const bool untied = a0.value("untie_embeddings_and_output_weights", true);
   std::map<std::string, std::map<int, Shard>> global;
+  std::set<std::string> expert_tensors;                    // global names of expert tensors (merged over ETP)
+  std::map<std::string, std::vector<int64_t>> expert_ids;  // expert parameter (as expert 0) -> global ids found
   for (const auto &r : ranks)
     for (size_t v = 0; v < V; ++v)
       for (const auto &[local, sh] : r.chunks[v]) {
         std::string name = local;
         if (auto ln = parse_layer_name(local)) name = ln->prefix + std::to_string(ln->layer + stages.first_layer(r.pp, static_cast<int>(v))) + "." + ln->rest;
+        // Experts: each EP rank numbers its own from 0 (global = ep * E_local + local). The files of TP
+        // ranks >= ETP hold copies of the expert shards of TP rank % ETP; dense tensors of EP ranks > 0
+        // are copies of EP rank 0's.
+        if (const auto en = num_experts > 0 ? parse_expert_name(name) : std::nullopt) {
+          if (en->expert >= epl.local_count())
+            fail(CKH_E_FORMAT, r.path + ": tensor '" + local + "': local expert " + std::to_string(en->expert) +
+                                   " but each of the " + std::to_string(EP) + " EP ranks holds " +
+                                   std::to_string(epl.local_count()) + " of the " + std::to_string(num_experts) + " experts");
+          if (r.tp >= ETP) continue;
+          const int64_t g = epl.global_of(r.ep, en->expert);
+          name = en->with(g);
+          expert_tensors.insert(name);
+          if (r.tp == 0) expert_ids[en->with(0)].push_back(g);
+        } else if (r.ep > 0) {
+          continue;
+        }
         if (!untied && PP > 1 && r.pp == PP - 1 && (name == "output_layer.weight" || name == "word_embeddings_for_head.weight")) {
           if (skipped_keys.insert(name).second)
             skipped.push_back({{"name", name}, {"reason", "the last stage's copy of the tied embedding"}});
@@ -270,17 +309,25 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         if (slot.count(r.tp)) fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "' appears in two pipeline stages");
         slot[r.tp] = sh;
       }
+  for (const auto &[what, found] : expert_ids) {
+    try {
+      check_expert_cover(iter.string() + ": " + what, found, num_experts);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_FORMAT, e.what());
+    }
+  }
   const int64_t vocab = a0.value("vocab_size", json()).is_number_integer() ? a0["vocab_size"].get<int64_t>() : -1;
   for (const auto &[name, shards] : global) {
+    const int TPn = expert_tensors.count(name) ? ETP : TP;  // the ranks this tensor is split over
     const Split s0_split = split_of(name, swiglu);
-    const bool undecided = !swiglu_known && TP > 1 && s0_split == Split::Swiglu;
+    const bool undecided = !swiglu_known && TPn > 1 && s0_split == Split::Swiglu;
     for (const Split s : undecided ? std::vector<Split>{Split::Column, Split::Swiglu} : std::vector<Split>{s0_split}) {
       const Shard &s0 = shards.begin()->second;
       CatTensor t;
       t.name = name;
       t.dtype = s0.dtype;
       t.shape = s0.size;
-      const int need = s == Split::Replicated ? 1 : TP;
+      const int need = s == Split::Replicated ? 1 : TPn;
       for (int r = 0; r < need; ++r) {
         if (!shards.count(r)) fail(CKH_E_FORMAT, "tensor '" + name + "' is missing in TP rank " + std::to_string(r));
         const Shard &x = shards.at(r);
@@ -304,7 +351,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         case Split::Row: {
           const size_t dim = (s == Split::Row && nd >= 2) ? 1 : 0;
           int64_t at = 0;
-          for (int r = 0; r < TP; ++r) {
+          for (int r = 0; r < TPn; ++r) {
             const Shard &x = shards.at(r);
             std::vector<int64_t> off(nd, 0);
             off[dim] = at;
@@ -319,9 +366,9 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         }
         case Split::Swiglu: {
           int64_t half_total = 0;
-          for (int r = 0; r < TP; ++r) half_total += shards.at(r).size[0] / 2;
+          for (int r = 0; r < TPn; ++r) half_total += shards.at(r).size[0] / 2;
           int64_t at = 0;
-          for (int r = 0; r < TP; ++r) {
+          for (int r = 0; r < TPn; ++r) {
             const Shard &x = shards.at(r);
             if (x.size[0] % 2) fail(CKH_E_FORMAT, "tensor '" + name + "': SwiGLU shard with an odd number of rows");
             const int64_t h = x.size[0] / 2;

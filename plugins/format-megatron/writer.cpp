@@ -36,7 +36,7 @@ using namespace ckh::megatron;
 namespace {
 
 struct Options {
-  int tp = 1, pp = 1, vpp = 1;
+  int tp = 1, pp = 1, vpp = 1, ep = 1, etp = 1;
   std::vector<int64_t> pp_layers;
   std::string stack_pp_spec;                           // --stack-pp-layers as given
   std::map<int, std::vector<int64_t>> stack_pp_layers;  // towers beside the decoder (annotation stack >= 1)
@@ -50,6 +50,14 @@ Options parse_options(const json &o) {
   r.tp = static_cast<int>(ckh::plugins::int_option(o, "tp", 1, 1));
   r.pp = static_cast<int>(ckh::plugins::int_option(o, "pp", 1, 1));
   r.vpp = static_cast<int>(ckh::plugins::int_option(o, "vpp", 1, 1));
+  r.ep = static_cast<int>(ckh::plugins::int_option(o, "ep", 1, 1));
+  r.etp = static_cast<int>(ckh::plugins::int_option(o, "etp", r.tp, 1));
+  // Each file mp_rank_TT_PPP_EEE is read by the ranks with TP rank TT and EP rank EEE; with ETP = TP
+  // their expert TP rank is TT, with ETP < TP (ranks order TP fastest in both grids, Megatron-Core
+  // parallel_state) it is TT % ETP, which needs ETP to divide TP.
+  if (r.tp % r.etp != 0)
+    fail(CKH_E_INVALID_ARG, "--etp " + std::to_string(r.etp) + " must divide --tp " + std::to_string(r.tp) +
+                                " in the per-rank layout (use the torch-dist writer for other expert splits)");
   r.divisible_by = ckh::plugins::int_option(o, "make_vocab_size_divisible_by", 128, 1);
   r.iteration = ckh::plugins::int_option(o, "iteration", -1, -1);
   if (o.contains("pp_layers")) {
@@ -118,15 +126,23 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     ckh_expr e;
     ckh_tensor_annot_t annot;
     Split split;
+    int64_t expert;  // global expert index, -1 for a dense tensor
   };
   std::vector<In> ins;
   int64_t vocab = -1;
   for (uint64_t i = 0; i < b.input_count(); ++i) {
-    In x{b.input_info(i).name, b.input_info(i), b.input_at(i), b.input_annot(i), Split::Replicated};
+    In x{b.input_info(i).name, b.input_info(i), b.input_at(i), b.input_annot(i), Split::Replicated, -1};
     try {
       x.split = split_from_annot(x.annot, x.name);
     } catch (const std::invalid_argument &e) {
       fail(CKH_E_INVALID_ARG, e.what());
+    }
+    if (is_expert(x.annot)) {
+      x.expert = x.annot.expert;
+      const auto en = parse_expert_name(x.name);
+      if (!en || en->expert != x.expert)
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as expert " + std::to_string(x.expert) +
+                               " but its name does not carry that expert number");
     }
     if (x.split == Split::Vocab) {
       if (vocab >= 0 && vocab != x.info.shape[0])
@@ -137,6 +153,31 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     ins.push_back(x);
   }
   const int64_t padded = vocab > 0 ? padded_vocab(vocab, opt.divisible_by, opt.tp) : -1;
+  // Expert parallelism: whole experts per EP rank, numbered from 0 in each rank's files.
+  const int64_t num_experts = args.contains("num_experts") && args["num_experts"].is_number_integer() ? args["num_experts"].get<int64_t>() : 0;
+  bool any_expert = false;
+  for (const auto &x : ins) any_expert = any_expert || x.expert >= 0;
+  if (any_expert && num_experts <= 0) fail(CKH_E_FORMAT, "expert tensors but no args.num_experts from the model plugin");
+  if (!any_expert && (opt.ep > 1 || w.options.contains("etp")))
+    fail(CKH_E_INVALID_ARG, std::string(opt.ep > 1 ? "--ep" : "--etp") + " applies to MoE models; this model has no expert tensors");
+  ExpertParallel epl;
+  if (any_expert) {
+    try {
+      epl = make_expert_parallel(num_experts, opt.ep);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_INVALID_ARG, e.what());
+    }
+    std::map<std::string, std::vector<int64_t>> seen;  // per expert parameter (name with expert 0): experts
+    for (const auto &x : ins)
+      if (x.expert >= 0) seen[parse_expert_name(x.name)->with(0)].push_back(x.expert);
+    for (const auto &[what, found] : seen) {
+      try {
+        check_expert_cover(what, found, num_experts);
+      } catch (const std::invalid_argument &e) {
+        fail(CKH_E_FORMAT, e.what());
+      }
+    }
+  }
   // Pipeline placement per stack: the decoder's layers from args, each tower's from its annotations.
   std::map<int, int64_t> stack_layers{{0, num_layers}};
   for (const auto &x : ins) {
@@ -155,12 +196,14 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   }
 
   // The TP slice of tensor x for rank t.
-  auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, Split s, int t) -> ckh_expr {
-    const int T = opt.tp;
+  auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, Split s, int t,
+                   bool expert = false) -> ckh_expr {
+    const int T = expert ? opt.etp : opt.tp;
+    if (expert) t %= opt.etp;
     auto cut = [&](ckh_expr x, uint32_t dim, int64_t n) {
       if (n % T != 0)
         fail(CKH_E_INVALID_ARG, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) +
-                                    " does not divide by --tp " + std::to_string(T));
+                                    " does not divide by " + (expert ? "--etp " : "--tp ") + std::to_string(T));
       return b.slice(x, dim, t * (n / T), n / T);
     };
     switch (s) {
@@ -196,9 +239,10 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     }
 
   for (int p = 0; p < opt.pp; ++p)
+    for (int ep = 0; ep < opt.ep; ++ep)
     for (int t = 0; t < opt.tp; ++t) {
       auto rf = std::make_unique<RankFile>();
-      rf->relpath = iter_dir + "/" + rank_dir(t, p, 0, opt.pp, 1) + "/model_optim_rng.pt";
+      rf->relpath = iter_dir + "/" + rank_dir(t, p, ep, opt.pp, opt.ep) + "/model_optim_rng.pt";
       for (int v = 0; v < opt.vpp; ++v)
         rf->chunks.push_back({opt.vpp == 1 ? std::string("model") : "model" + std::to_string(v), {}});
       for (const auto &x : ins) {
@@ -239,7 +283,11 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
                                       std::to_string(x.annot.role) + "; embedding, layer, final norm or output expected)");
         }
         if (sp != p) continue;
-        rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, x.split, t)});
+        if (x.expert >= 0) {
+          if (epl.rank_of(x.expert) != ep) continue;
+          local = parse_expert_name(local)->with(epl.local_of(x.expert));
+        }
+        rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, x.split, t, x.expert >= 0)});
       }
       // Tied embeddings: the last stage keeps its own copy as output_layer (Megatron-Core).
       if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding) {
@@ -251,7 +299,8 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
 
   // Args as Megatron records them.
   const int64_t iteration = opt.iteration < 0 ? 0 : opt.iteration;
-  ckh::megatron::record_parallel_args(args, {opt.tp, opt.pp, opt.vpp, opt.pp_layers, num_layers, opt.divisible_by, padded, iteration});
+  ckh::megatron::record_parallel_args(args, {opt.tp, opt.pp, opt.vpp, opt.pp_layers, num_layers, opt.divisible_by, padded,
+                                            iteration, opt.ep, any_expert ? opt.etp : 0});
   if (stack_layers.size() > 1) args["ckhost_stack_pp_layers"] = opt.stack_pp_spec;  // towers' distributions
 
   for (auto &rf : w.files) {
@@ -351,8 +400,9 @@ void Writer::plan(const json &meta, ckh_layout_builder_t *lb) { plan_ranks(*this
 
 const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "megatron",
-                                     "Megatron-LM per-rank torch checkpoints (TP/PP/VPP, model_optim_rng.pt)",
+                                     "Megatron-LM per-rank torch checkpoints (TP/PP/VPP/EP/ETP, model_optim_rng.pt)",
                                      R"({"container":"torch-zip","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP
+                                     "," CKH_OPT_EP "," CKH_OPT_ETP
                                      "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_STACK_PP_LAYERS "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD
                                      "," CKH_OPT_ITERATION "]}", &kWriter};
 

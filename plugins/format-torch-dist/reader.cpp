@@ -405,13 +405,16 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
                                  std::to_string(e.size[0]) + " layers, args.num_layers is " + std::to_string(num_layers));
         for (int64_t l = 0; l < e.size[0]; ++l) layers.push_back({{l}, stack + std::to_string(l) + "." + rest});
       }
-      // Grouped experts ("mlp.experts.linear_fc1.weight" with an expert axis) become local_experts.<e>.
+      // Experts ("mlp.experts.experts.linear_fc1.weight" with an expert axis) become local_experts.<e>.
       const std::string ex = ".mlp.experts.";
       for (auto &[idx, name] : layers) {
         const size_t at = name.find(ex);
         const size_t param_dims = name.size() >= 7 && name.compare(name.size() - 7, 7, ".weight") == 0 ? 2 : 1;
         const size_t have = e.size.size() - idx.size();
-        const std::string after = at == std::string::npos ? "" : name.substr(at + ex.size());
+        std::string after = at == std::string::npos ? "" : name.substr(at + ex.size());
+        // Megatron-Core 0.16 keys: "mlp.experts.experts.linear_fc1.weight" (SequentialMLP and TEGroupedMLP
+        // both prefix the expert module's "experts."); older notes drop the second "experts.".
+        if (after.rfind("experts.", 0) == 0) after = after.substr(8);
         if (at != std::string::npos && have == param_dims + 1 && after.rfind("local_experts.", 0) != 0) {
           for (int64_t x = 0; x < e.size[idx.size()]; ++x) {
             std::vector<int64_t> i2 = idx;

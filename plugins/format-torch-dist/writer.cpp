@@ -217,21 +217,24 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   // Megatron-Core's local layer spec keeps input_layernorm and pre_mlp_layernorm as modules of their
   // own but saves them in dist checkpoints under the names of the TE spec's fused norms (its
   // sharded_state_dict_keys_map): "input_layernorm." -> "self_attention.linear_qkv.layer_norm_",
-  // "pre_mlp_layernorm." -> "mlp.linear_fc1.layer_norm_" (the latter only where fc1 is a dense MLP).
+  // "pre_mlp_layernorm." -> "mlp.linear_fc1.layer_norm_" (MoE layers too: their TransformerLayer has the
+  // same keys map, checked against Megatron-Core 0.16.1).
   const std::string spec = meta.value("megatron_spec", std::string("te"));
   if (spec != "te" && spec != "local" && spec != "legacy")
     fail(CKH_E_INVALID_ARG, "--megatron-spec must be te, local or legacy (got '" + spec + "')");
-  auto dist_key = [&](const std::string &rest, bool dense_fc1) {
+  auto dist_key = [&](const std::string &rest) {
     if (spec != "local") return rest;
     const std::string in = "input_layernorm.", pre = "pre_mlp_layernorm.";
     if (rest.rfind(in, 0) == 0) return "self_attention.linear_qkv.layer_norm_" + rest.substr(in.size());
-    if (dense_fc1 && rest.rfind(pre, 0) == 0) return "mlp.linear_fc1.layer_norm_" + rest.substr(pre.size());
+    if (rest.rfind(pre, 0) == 0) return "mlp.linear_fc1.layer_norm_" + rest.substr(pre.size());
     return rest;
   };
   std::vector<std::string> names;                               // dist names in input order
   std::vector<In> direct;                                       // non-layer tensors, in input order
   std::map<std::string, std::map<int64_t, In>> layer_tensors;   // param -> layer -> tensor
   std::vector<std::string> param_order;
+  std::map<std::string, std::map<int64_t, std::map<int64_t, In>>> expert_tensors;  // param -> layer -> expert
+  std::vector<std::string> expert_order;
   int64_t vocab = -1;
   for (uint64_t i = 0; i < b.input_count(); ++i) {
     In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
@@ -244,8 +247,6 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
     }
     if (x.name.rfind("language_model.", 0) == 0)
       fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': torch_dist checkpoints use Megatron-Core names (--megatron-spec te or local), not legacy ones");
-    if (x.name.find(".local_experts.") != std::string::npos)
-      fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': MoE experts are not supported by the torch-dist writer yet");
     if (x.split == Split::Vocab) {
       if (vocab >= 0 && vocab != x.info.shape[0])
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
@@ -260,8 +261,24 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       if (ln->layer >= num_layers)
         fail(CKH_E_FORMAT, "tensor '" + x.name + "': layer " + std::to_string(ln->layer) + " but args.num_layers is " +
                                std::to_string(num_layers));
-      const std::string fc1 = "decoder.layers." + std::to_string(ln->layer) + ".mlp.linear_fc1.weight";
-      const std::string rest = dist_key(ln->rest, b.find(fc1) >= 0);
+      if (ckh::megatron::is_expert(an)) {
+        // Experts: one key per parameter with an expert axis (global expert index), SequentialMLP and
+        // TEGroupedMLP alike: "mlp.experts.experts.linear_fc1.weight" (Megatron-Core 0.16 experts.py).
+        const auto en = parse_expert_name(ln->rest);
+        if (!en || en->expert != an.expert)
+          fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as expert " + std::to_string(an.expert) +
+                                 " but its name does not carry that expert number");
+        std::string param = en->grouped ? en->prefix.substr(en->prefix.rfind("experts.") + 8) : en->rest;
+        std::string module = en->grouped ? en->prefix.substr(0, en->prefix.rfind("experts.") + 8) : en->prefix.substr(0, en->prefix.size() - 14);
+        const std::string rest = module + "experts." + param;  // module ends with "experts."
+        if (!expert_tensors.count(rest)) expert_order.push_back(rest);
+        auto &slot = expert_tensors[rest][ln->layer];
+        if (slot.count(an.expert)) fail(CKH_E_FORMAT, "tensor '" + x.name + "': expert " + std::to_string(an.expert) + " given twice");
+        slot[an.expert] = x;
+        names.push_back(x.name);
+        continue;
+      }
+      const std::string rest = dist_key(ln->rest);
       if (rest != ln->rest) x.name = "decoder.layers." + std::to_string(ln->layer) + "." + rest;
       if (!layer_tensors.count(rest)) param_order.push_back(rest);
       layer_tensors[rest][ln->layer] = x;
@@ -272,8 +289,30 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   }
   const int64_t padded = vocab > 0 ? padded_vocab(vocab, divisible_by, static_cast<int>(tp)) : -1;
 
-  // Homogeneous: every layer has every parameter with one shape and dtype.
+  const int64_t num_experts = args.contains("num_experts") && args["num_experts"].is_number_integer() ? args["num_experts"].get<int64_t>() : 0;
+  if (!expert_tensors.empty() && num_experts <= 0) fail(CKH_E_FORMAT, "expert tensors but no args.num_experts from the model plugin");
+  for (const auto &[rest, by_layer] : expert_tensors)
+    for (const auto &[l, by_expert] : by_layer) {
+      std::vector<int64_t> ids;
+      for (const auto &kv : by_expert) ids.push_back(kv.first);
+      try {
+        check_expert_cover("decoder.layers." + std::to_string(l) + "." + rest, ids, num_experts);
+      } catch (const std::invalid_argument &e) {
+        fail(CKH_E_FORMAT, e.what());
+      }
+    }
+  // Homogeneous: every layer has every parameter with one shape and dtype (Megatron-Core stacks layers
+  // unless moe_layer_freq mixes dense and MoE layers, which shows here as parameters some layers lack).
   bool homogeneous = true;
+  for (const auto &[rest, by_layer] : expert_tensors) {
+    if (static_cast<int64_t>(by_layer.size()) != num_layers) homogeneous = false;
+    const In &f = by_layer.begin()->second.begin()->second;
+    for (const auto &[l, by_expert] : by_layer)
+      for (const auto &[e, x] : by_expert) {
+        if (x.info.dtype != f.info.dtype || x.info.ndim != f.info.ndim) homogeneous = false;
+        for (uint32_t d = 0; d < x.info.ndim && homogeneous; ++d) homogeneous = x.info.shape[d] == f.info.shape[d];
+      }
+  }
   for (const auto &[rest, by_layer] : layer_tensors) {
     if (static_cast<int64_t>(by_layer.size()) != num_layers) homogeneous = false;
     const In &f = by_layer.begin()->second;
@@ -324,6 +363,44 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       for (const auto &[l, x] : by_layer) whole("decoder.layers." + std::to_string(l) + "." + rest, x.e);
     }
   }
+  // Experts: [L, E, ...] with a chunk per (layer, expert) when stacked, else [E, ...] per layer.
+  for (const auto &rest : expert_order) {
+    const auto &by_layer = expert_tensors[rest];
+    const In &f = by_layer.begin()->second.begin()->second;
+    std::vector<int64_t> shape(f.info.shape, f.info.shape + f.info.ndim);
+    auto add_item = [&](const std::string &fqn, const std::map<int64_t, std::map<int64_t, In>> &layers, bool stacked) {
+      Item it;
+      it.fqn = fqn;
+      it.dtype = f.info.dtype;
+      if (stacked) it.size.push_back(num_layers);
+      it.size.push_back(num_experts);
+      it.size.insert(it.size.end(), shape.begin(), shape.end());
+      for (const auto &[l, by_expert] : layers)
+        for (const auto &[e, x] : by_expert) {
+          Chunk c;
+          c.offsets.assign(it.size.size(), 0);
+          c.sizes = it.size;
+          size_t a = 0;
+          if (stacked) {
+            c.offsets[a] = l;
+            c.sizes[a++] = 1;
+          }
+          c.offsets[a] = e;
+          c.sizes[a] = 1;
+          for (uint32_t d = 0; d < x.info.ndim; ++d)
+            if (x.info.shape[d] != shape[d] || x.info.dtype != f.info.dtype)
+              fail(CKH_E_FORMAT, "tensor '" + x.name + "': experts of one layer differ in shape or dtype");
+          c.e = x.e;
+          c.bytes = bytes_of(x.info);
+          it.chunks.push_back(std::move(c));
+        }
+      items.push_back(std::move(it));
+    };
+    if (homogeneous) add_item("decoder.layers." + rest, by_layer, true);
+    else
+      for (const auto &[l, by_expert] : by_layer)
+        add_item("decoder.layers." + std::to_string(l) + "." + rest, {{l, by_expert}}, false);
+  }
   for (const auto &x : direct) {
     if (x.name.rfind("embedding.", 0) == 0) continue;
     if (x.name.rfind("decoder.", 0) != 0 && x.name.rfind("output_layer", 0) != 0)
@@ -352,7 +429,28 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   none_list.appends();
   none_list.stop();
   std::vector<std::pair<std::string, std::string>> objects;
-  for (const std::string &m : extra_state_modules(names, spec != "local")) {
+  // Modules by the mapper's own names (before the local spec's norm renaming, which would invent a
+  // linear_fc1 in MoE layers).
+  std::vector<std::string> dense_names;
+  for (uint64_t i = 0; i < b.input_count(); ++i) {
+    const std::string n = b.input_info(i).name;
+    if (!parse_expert_name(n)) dense_names.push_back(n);
+  }
+  // Experts' linears: "<module>._extra_state" with the (layer,) expert offsets, e.g.
+  // decoder.layers.mlp.experts.experts.linear_fc1._extra_state/shard_1.3_2.4 (checked against
+  // Megatron-Core 0.16.1's SequentialMLP; TEGroupedMLP is assumed to follow its keys).
+  for (const auto &rest : expert_order) {
+    const std::string module = rest.substr(0, rest.rfind('.'));
+    for (const auto &[l, by_expert] : expert_tensors[rest])
+      for (const auto &kv : by_expert) {
+        const std::string e = std::to_string(kv.first), E = std::to_string(num_experts);
+        const std::string key = homogeneous ? "decoder.layers." + module + "._extra_state/shard_" + std::to_string(l) + "." + e +
+                                                  "_" + std::to_string(num_layers) + "." + E
+                                            : "decoder.layers." + std::to_string(l) + "." + module + "._extra_state/shard_" + e + "_" + E;
+        objects.emplace_back(key, none_list.bytes());
+      }
+  }
+  for (const std::string &m : extra_state_modules(dense_names, spec != "local")) {
     std::string key = m + "._extra_state/shard_0_1";
     if (auto ln = parse_layer_name(m); ln && homogeneous)
       key = ln->prefix + ln->rest + "._extra_state/shard_" + std::to_string(ln->layer) + "_" + std::to_string(num_layers);

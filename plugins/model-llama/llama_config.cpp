@@ -148,6 +148,7 @@ LlamaConfig parse_config(const json &cfg) {
     c.experts = need_int(cfg, present(cfg, "num_experts") ? "num_experts" : "num_local_experts");
     c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
     c.moe_ffn = need_int(cfg, "moe_intermediate_size");
+    c.norm_topk = opt_bool(cfg, "norm_topk_prob", false);  // Qwen3MoeConfig's default
     const int64_t step = opt_int(cfg, "decoder_sparse_step", 1);
     std::vector<bool> dense(static_cast<size_t>(c.layers), false);
     if (present(cfg, "mlp_only_layers")) {

@@ -34,6 +34,7 @@ struct LlamaConfig {
   // MoE (mixtral: every layer; qwen3_moe: layers by decoder_sparse_step and mlp_only_layers). 0 = dense.
   int64_t experts = 0, experts_per_tok = 0, moe_ffn = 0;
   std::vector<bool> moe_layer;  // per layer, when experts > 0
+  bool norm_topk = true;        // renormalise the top-k routing weights (Mixtral always; Qwen3-MoE norm_topk_prob)
   bool is_moe(int64_t layer) const { return experts > 0 && moe_layer[static_cast<size_t>(layer)]; }
 };
 using Config = LlamaConfig;

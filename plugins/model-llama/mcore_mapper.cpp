@@ -3,6 +3,11 @@
 //
 //   q/k/v -> linear_qkv: per query group g: [q heads of g (H/G heads); k_g; v_g]   (GQA interleave)
 //   gate/up -> linear_fc1 = [gate; up]
+//   MoE layers (Mixtral, Qwen3-MoE): post_attention_layernorm -> pre_mlp_layernorm (a module of its own
+//            in both specs), gate -> mlp.router.weight, expert e (global index, whatever the EP layout:
+//            the writer renumbers per EP rank) -> mlp.experts.local_experts.<e>.linear_fc1 = [w1; w3] and
+//            linear_fc2 = w2 (SequentialMLP), or mlp.experts.linear_fc{1,2}.weight<e> (TEGroupedMLP,
+//            --moe-grouped-gemm); annotated expert e, group ETP.
 //   TE spec: the norms before attention and MLP are fused into linear_qkv / linear_fc1
 //            (layer_norm_weight); local spec: input_layernorm / pre_mlp_layernorm.
 // Facts: ../shared/research/megatron.md §2a, §2c, §2d, §2f.
@@ -93,6 +98,28 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec)
   a["hidden_dropout"] = 0.0;
   a["apply_query_key_layer_scaling"] = false;
   a["ckpt_format"] = "torch";
+  if (c.experts > 0) {
+    // Megatron-Core MoE args (transformer_config.py names). Routing: HF softmax -> top-k -> renormalise
+    // equals Megatron's top-k of the logits -> softmax (moe_router_pre_softmax false); without the
+    // renormalisation (Qwen3-MoE norm_topk_prob false) it is softmax first, then top-k.
+    a["num_experts"] = c.experts;
+    a["moe_ffn_hidden_size"] = c.moe_ffn;
+    a["moe_router_topk"] = c.experts_per_tok;
+    a["moe_router_pre_softmax"] = !c.norm_topk;
+    a["moe_router_score_function"] = "softmax";
+    a["moe_router_load_balancing_type"] = "aux_loss";
+    a["moe_aux_loss_coeff"] = cfg.value("router_aux_loss_coef", 0.0);
+    a["moe_token_dispatcher_type"] = "alltoall";
+    a["moe_grouped_gemm"] = false;
+    a["moe_shared_expert_intermediate_size"] = nullptr;
+    bool all = true;
+    json freq = json::array();
+    for (int64_t l = 0; l < c.layers; ++l) {
+      all = all && c.is_moe(l);
+      freq.push_back(c.is_moe(l) ? 1 : 0);
+    }
+    a["moe_layer_freq"] = all ? json(1) : freq;
+  }
   if (c.model_type == "minicpm") {
     // Kept as run-time scalars, as the MiniCPM Megatron forks expect (weights unchanged).
     a["scale_emb"] = c.scale_emb;
@@ -120,12 +147,14 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   } catch (const std::invalid_argument &e) {
     fail(CKH_E_FORMAT, e.what());
   }
-  if (c.experts > 0)
-    fail(CKH_E_UNSUPPORTED, "model_type " + c.model_type + " has " + std::to_string(c.experts) +
-                                " experts: Megatron layouts of MoE models (experts, router, expert parallelism) are not "
-                                "supported yet; HF copies, reshards and casts are");
   const std::string spec = spec_of(opts);
   const Names nm = names_for(spec);
+  if (spec == "legacy" && c.experts > 0)
+    fail(CKH_E_UNSUPPORTED, "model_type " + c.model_type + ": legacy Megatron models have no MoE layers here (legacy "
+                                "SwitchMLP is not supported): use --megatron-spec te or local");
+  const bool grouped = opts.value("moe_grouped_gemm", false);
+  if (grouped && c.experts == 0)
+    fail(CKH_E_INVALID_ARG, "--moe-grouped-gemm applies to MoE models, model_type " + c.model_type + " has no experts");
   if (spec == "legacy" && c.qk_norm)
     fail(CKH_E_UNSUPPORTED, "legacy Megatron models have no q/k layernorm (" + c.model_type + "): use --megatron-spec te or local");
   const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
@@ -150,8 +179,13 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     if (has(nm.fc2 + ".")) return CKH_KIND_FFN_DOWN;
     return CKH_KIND_OTHER;
   };
-  auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer, int32_t par) {
-    const ckh_tensor_annot_t a = annot_of(role, layer, par, kind_for(name));
+  auto emit = [&](const std::string &name, ckh_expr e, int32_t role, int32_t layer, int32_t par, int32_t kind = -1,
+                  int32_t expert = -1) {
+    ckh_tensor_annot_t a = annot_of(role, layer, par, kind >= 0 ? kind : kind_for(name));
+    if (expert >= 0) {
+      a.expert = expert;
+      a.group = CKH_GROUP_ETP;  // whole experts per EP rank, split inside the expert over ETP ranks
+    }
     b.emit(name, e, &a);
   };
   // [q; k; v] -> per group [q_g (P heads); k_g; v_g], for weights ([rows, h]) and biases ([rows]).
@@ -184,6 +218,25 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
       emit(m + nm.q_norm, b.input(p + "self_attn.q_norm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
       emit(m + nm.k_norm, b.input(p + "self_attn.k_norm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
     }
+    if (c.is_moe(l)) {
+      const bool mix = c.model_type == "mixtral";
+      const std::string moe = p + (mix ? "block_sparse_moe." : "mlp.");
+      emit(m + "pre_mlp_layernorm.weight", b.input(p + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L,
+           CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
+      emit(m + "mlp.router.weight", b.input(moe + "gate.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED,
+           CKH_KIND_ROUTER);
+      for (int64_t e = 0; e < c.experts; ++e) {
+        const std::string x = moe + "experts." + std::to_string(e) + ".";
+        const std::string E = std::to_string(e);
+        const std::string fc1 = grouped ? m + "mlp.experts.linear_fc1.weight" + E : m + "mlp.experts.local_experts." + E + ".linear_fc1.weight";
+        const std::string fc2 = grouped ? m + "mlp.experts.linear_fc2.weight" + E : m + "mlp.experts.local_experts." + E + ".linear_fc2.weight";
+        emit(fc1, b.concat({b.input(x + (mix ? "w1.weight" : "gate_proj.weight")), b.input(x + (mix ? "w3.weight" : "up_proj.weight"))}, 0),
+             CKH_ROLE_LAYER, L, CKH_PARALLEL_SWIGLU, CKH_KIND_FFN_GATE_UP, static_cast<int32_t>(e));
+        emit(fc2, b.input(x + (mix ? "w2.weight" : "down_proj.weight")), CKH_ROLE_LAYER, L, CKH_PARALLEL_ROW,
+             CKH_KIND_FFN_DOWN, static_cast<int32_t>(e));
+      }
+      continue;
+    }
     emit(m + nm.post_norm, b.input(p + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
     emit(m + nm.fc1 + ".weight",
          b.concat({b.input(p + "mlp.gate_proj.weight"), b.input(p + "mlp.up_proj.weight")}, 0), CKH_ROLE_LAYER, L,
@@ -207,6 +260,7 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   json out = meta;
   out["layout"] = "megatron";
   json args = args_from_config(c, cfg, spec);
+  if (grouped) args["moe_grouped_gemm"] = true;
   if (meta.contains("megatron_args") && meta["megatron_args"].is_object()) {
     json merged = meta["megatron_args"];
     for (auto it = args.begin(); it != args.end(); ++it) merged[it.key()] = it.value();
@@ -262,6 +316,45 @@ json config_from_args(const json &a) {
     c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", a["seq_len_interpolation_factor"]}};
   }
   c["tie_word_embeddings"] = !a.value("untie_embeddings_and_output_weights", true);
+  if (a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0) {
+    // Mixtral (every layer MoE, experts as wide as ffn_hidden_size, renormalised top-k) or Qwen3-MoE
+    // (q/k layernorm; dense layers from a moe_layer_freq list).
+    const int64_t E = a["num_experts"].get<int64_t>();
+    const int64_t moe_ffn = a.contains("moe_ffn_hidden_size") && a["moe_ffn_hidden_size"].is_number_integer()
+                                ? a["moe_ffn_hidden_size"].get<int64_t>()
+                                : num("ffn_hidden_size");
+    json dense = json::array();
+    const json freq = a.value("moe_layer_freq", json(1));
+    if (freq.is_array()) {
+      if (static_cast<int64_t>(freq.size()) != num("num_layers"))
+        fail(CKH_E_FORMAT, "Megatron args.moe_layer_freq has " + std::to_string(freq.size()) + " entries, args.num_layers is " +
+                               std::to_string(num("num_layers")));
+      for (size_t l = 0; l < freq.size(); ++l)
+        if (freq[l] == 0) dense.push_back(static_cast<int64_t>(l));
+    } else if (!(freq.is_number_integer() && freq.get<int64_t>() == 1)) {
+      fail(CKH_E_UNSUPPORTED, "Megatron args.moe_layer_freq = " + freq.dump() + ": only 1 or a per-layer list is supported");
+    }
+    const bool pre_softmax = a.value("moe_router_pre_softmax", false);
+    const int64_t topk = a.contains("moe_router_topk") && a["moe_router_topk"].is_number_integer() ? a["moe_router_topk"].get<int64_t>() : 2;
+    if (qk_norm) {
+      c["model_type"] = "qwen3_moe";
+      c["architectures"] = {"Qwen3MoeForCausalLM"};
+      c["num_experts"] = E;
+      c["moe_intermediate_size"] = moe_ffn;
+      c["norm_topk_prob"] = !pre_softmax;
+      c["decoder_sparse_step"] = 1;
+      c["mlp_only_layers"] = dense;
+    } else {
+      if (!dense.empty() || moe_ffn != num("ffn_hidden_size") || pre_softmax)
+        fail(CKH_E_UNSUPPORTED, "Megatron MoE args without q/k layernorm are read as Mixtral, which has MoE in every layer, "
+                                "experts as wide as ffn_hidden_size and renormalised top-k routing; these args differ "
+                                "(give --hf-config with the model's config.json)");
+      c["model_type"] = "mixtral";
+      c["architectures"] = {"MixtralForCausalLM"};
+      c["num_local_experts"] = E;
+    }
+    c["num_experts_per_tok"] = topk;
+  }
   c["attention_bias"] = false;
   c["hidden_act"] = "silu";
   c["torch_dtype"] = a.value("bf16", false) ? "bfloat16" : a.value("fp16", false) ? "float16" : "float32";
@@ -273,9 +366,23 @@ json config_from_args(const json &a) {
 int32_t score_mcore(const json &meta) {
   if (!meta.is_object() || !meta.contains("args") || !meta["args"].is_object()) return 0;
   const json &a = meta["args"];
-  // A Megatron MoE checkpoint is not a dense Llama: never claim it (its experts would be dropped).
-  if (a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0) return 0;
-  if (meta.contains("config") && meta["config"].is_object()) return score(meta["config"]);
+  // MoE: Mixtral / Qwen3-MoE only (no shared experts, no MLA); a checkpoint of another MoE family is
+  // never claimed, so its experts are not dropped.
+  const bool moe = a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0;
+  if (moe && ((a.contains("moe_shared_expert_intermediate_size") && !a["moe_shared_expert_intermediate_size"].is_null()) ||
+              a.value("multi_latent_attention", false)))
+    return 0;
+  if (meta.contains("config") && meta["config"].is_object()) {
+    const json &cfg = meta["config"];
+    Config c;
+    try {
+      c = parse_config(cfg);
+    } catch (const std::exception &) {
+      return 0;
+    }
+    if ((c.experts > 0) != moe) return 0;  // the kept config.json is not this checkpoint's model
+    return score(cfg);
+  }
   const bool llama_like = a.value("swiglu", false) && a.value("normalization", std::string()) == "RMSNorm" &&
                           a.value("position_embedding_type", std::string("rope")) == "rope";
   return llama_like ? 70 : 0;
@@ -292,8 +399,10 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   } catch (const std::invalid_argument &e) {
     fail(CKH_E_FORMAT, e.what());
   }
-  if (c.experts > 0)
-    fail(CKH_E_UNSUPPORTED, "model_type " + c.model_type + ": reading MoE models from Megatron layouts is not supported yet");
+  if (c.experts > 0 && args.contains("num_experts") && args["num_experts"].is_number_integer() &&
+      args["num_experts"].get<int64_t>() != c.experts)
+    fail(CKH_E_FORMAT, "Megatron args.num_experts = " + args["num_experts"].dump() + " but config.json implies " +
+                           std::to_string(c.experts));
   // The checkpoint must be the model the config describes.
   for (auto [k, v] : {std::pair<const char *, int64_t>{"num_layers", c.layers}, {"hidden_size", c.hidden},
                       {"num_attention_heads", c.heads}, {"ffn_hidden_size", c.ffn}})
@@ -354,6 +463,26 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     if (c.qk_norm) {
       emit(p + "self_attn.q_norm.weight", b.input(m + nm.q_norm), CKH_ROLE_LAYER, L);
       emit(p + "self_attn.k_norm.weight", b.input(m + nm.k_norm), CKH_ROLE_LAYER, L);
+    }
+    if (c.is_moe(l)) {
+      const bool mix = c.model_type == "mixtral";
+      const std::string moe = p + (mix ? "block_sparse_moe." : "mlp.");
+      // torch_dist files of the local spec keep an MoE layer's pre_mlp_layernorm under the fused name.
+      const std::string pre = b.has(m + "pre_mlp_layernorm.weight") ? m + "pre_mlp_layernorm.weight" : m + "mlp.linear_fc1.layer_norm_weight";
+      emit(p + "post_attention_layernorm.weight", b.input(pre), CKH_ROLE_LAYER, L);
+      emit(moe + "gate.weight", b.input(m + "mlp.router.weight"), CKH_ROLE_LAYER, L);
+      for (int64_t e = 0; e < c.experts; ++e) {
+        const std::string E = std::to_string(e), x = moe + "experts." + E + ".";
+        const std::string seq = m + "mlp.experts.local_experts." + E + ".linear_fc1.weight";
+        const bool grouped = !b.has(seq) && b.has(m + "mlp.experts.linear_fc1.weight" + E);
+        const ckh_expr fc1 = b.input(grouped ? m + "mlp.experts.linear_fc1.weight" + E : seq);
+        const ckh_expr fc2 =
+            b.input(grouped ? m + "mlp.experts.linear_fc2.weight" + E : m + "mlp.experts.local_experts." + E + ".linear_fc2.weight");
+        emit(x + (mix ? "w1.weight" : "gate_proj.weight"), b.slice(fc1, 0, 0, c.moe_ffn), CKH_ROLE_LAYER, L);
+        emit(x + (mix ? "w2.weight" : "down_proj.weight"), fc2, CKH_ROLE_LAYER, L);
+        emit(x + (mix ? "w3.weight" : "up_proj.weight"), b.slice(fc1, 0, c.moe_ffn, c.moe_ffn), CKH_ROLE_LAYER, L);
+      }
+      continue;
     }
     emit(p + "post_attention_layernorm.weight", b.input(m + nm.post_norm), CKH_ROLE_LAYER, L);
     const ckh_expr fc1 = b.input(m + nm.fc1 + ".weight");

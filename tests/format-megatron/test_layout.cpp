@@ -151,9 +151,19 @@ TEST(MegatronLayout, SplitFromAnnotation) {
   ckh_tensor_annot_t vit = a;
   vit.stack = 1;  // a tower's tensor: its split as stated (its pipeline comes from StackPipelines)
   EXPECT_EQ(split_from_annot(vit, "x"), Split::Vocab);
+  // Experts: group ETP with an expert index is the split inside the expert; without one it is refused.
   ckh_tensor_annot_t ep = a;
-  ep.group = CKH_GROUP_EP;
-  EXPECT_EQ(refused(ep, "EP group"), "");
+  ep.group = CKH_GROUP_ETP;
+  ep.expert = -1;
+  EXPECT_EQ(refused(ep, "names no expert"), "");
+  EXPECT_FALSE(ckh::megatron::is_expert(ep));
+  ep.expert = 5;
+  EXPECT_EQ(split_from_annot(ep, "x"), Split::Vocab);
+  EXPECT_TRUE(ckh::megatron::is_expert(ep));
+  EXPECT_FALSE(ckh::megatron::is_expert(a));
+  ckh_tensor_annot_t odd = a;
+  odd.group = 9;
+  EXPECT_EQ(refused(odd, "unknown parallel group 9"), "");
 }
 
 TEST(MegatronLayout, PipelinePerStack) {

@@ -38,6 +38,17 @@ Each one was checked to be needed (removing it makes the run fail with "Torch no
   6. dist_checkpointing/strategies/filesystem_async.py, FileSystemWriterAsync.preload_tensors (save
      path): `torch.cuda.synchronize()` after the non-blocking device-to-host copy of the tensors to
      save. Patched: `torch.cuda.synchronize` is a no-op during that call (all tensors are on the CPU).
+  MoE layers (SequentialMLP, allgather token dispatcher) add:
+  10. transformer/moe/router.py, Router.gating: moves the router weight to
+     `torch.cuda.current_device()` at every forward. Patched like 1.
+  11. transformer/moe/moe_utils.py, RouterGatingLinearFunction.forward tests the module global
+     `te_general_gemm`, which 0.16.1 never defines without Transformer Engine (NameError). Patched: the
+     global is set to None, the value the module means when TE is absent.
+  12. tensor_parallel/mappings.py, _gather_along_first_dim / _reduce_scatter_along_first_dim: the
+     allgather dispatcher's outputs over the EP / ETP groups are allocated on
+     `torch.cuda.current_device()`. Patched like 1.
+  13. The alltoall dispatcher (Megatron-LM's default) creates a torch.cuda.Stream in its constructor:
+     the allgather dispatcher is used instead (the same experts and weights, another exchange).
   Avoided without a patch:
   7. transformer/utils.py, get_default_causal_mask (used when attention_mask is None) builds the mask
      with device="cuda": the forward always passes an explicit boolean mask [1, 1, s, s], True = masked.
@@ -90,8 +101,10 @@ def read_common_args(ckpt):
     return common["args"]
 
 
-def legacy_rank_file(ckpt, tp_rank, pp_rank, pp_size):
+def legacy_rank_file(ckpt, tp_rank, pp_rank, pp_size, ep_rank=0, ep_size=1):
     d = "mp_rank_%02d" % tp_rank if pp_size == 1 else "mp_rank_%02d_%03d" % (tp_rank, pp_rank)
+    if ep_size > 1:
+        d += "_%03d" % ep_rank
     return os.path.join(iteration_dir(ckpt), d, "model_optim_rng.pt")
 
 
@@ -146,16 +159,20 @@ def _tail(path, n=6000):
         return "(no log)"
 
 
-def run_job(workdir, world, tp, pp, tasks, timeout=300):
+def run_job(workdir, world, tp, pp, tasks, timeout=300, ep=1, etp=None):
     """Runs `tasks` (a list of dicts with "id" and "op") on `world` gloo ranks with Megatron model
-    parallelism (tp, pp); world must equal tp * pp (no data parallelism). Returns
-    {task_id: [result of rank 0, result of rank 1, ...]}. A rank that exits non-zero or a launch that
-    outlives `timeout` seconds (a hung collective) raises AssertionError with the ranks' log tails."""
-    assert world == tp * pp, (world, tp, pp)
+    parallelism (tp, pp) and, for MoE models, expert parallelism (ep, etp; etp defaults to tp). world
+    is tp * pp for dense models (no data parallelism) and the smallest multiple of tp * pp and
+    etp * ep * pp for MoE ones (the dense layers then run data-parallel over the extra ranks, all on
+    the same prompt). Returns {task_id: [result of rank 0, result of rank 1, ...]}. A rank that exits
+    non-zero or a launch that outlives `timeout` seconds (a hung collective) raises AssertionError
+    with the ranks' log tails."""
+    etp = tp if etp is None else etp
+    assert world % (tp * pp) == 0 and world % (etp * ep * pp) == 0, (world, tp, pp, ep, etp)
     os.makedirs(workdir, exist_ok=True)
     job = os.path.join(workdir, "job.json")
     with open(job, "w") as fh:
-        json.dump({"tp": tp, "pp": pp, "tasks": tasks, "out": workdir, "pg_timeout": timeout}, fh)
+        json.dump({"tp": tp, "pp": pp, "ep": ep, "etp": etp, "tasks": tasks, "out": workdir, "pg_timeout": timeout}, fh)
     port = _free_port()
     procs, logs = [], []
     for r in range(world):
@@ -365,6 +382,15 @@ def apply_cpu_patches():
     _wrap_cpu_device(state_dict_saver, "save_state_dict_async_finalize")
     torch_strategy.save_state_dict_async_finalize = state_dict_saver.save_state_dict_async_finalize
 
+    # 10-12. MoE layers.
+    from megatron.core.transformer.moe import moe_utils
+    from megatron.core.transformer.moe import router
+    _wrap_cpu_device(router.Router, "gating")
+    if not hasattr(moe_utils, "te_general_gemm"):
+        moe_utils.te_general_gemm = None
+    for fn in ("_gather_along_first_dim", "_reduce_scatter_along_first_dim"):
+        _wrap_cpu_device(mappings, fn)
+
     # 6. torch.cuda.synchronize() after the (pinned, non-blocking) device-to-host copy of the tensors
     #    to save; every tensor is already on the CPU, there is nothing to wait for.
     preload = filesystem_async.FileSystemWriterAsync.__dict__["preload_tensors"].__func__
@@ -405,8 +431,17 @@ def build_model(args, init=False):
         use_cpu_initialization=True, perform_initialization=init,
         # item 9: no fused kernels on a CPU
         bias_activation_fusion=False, masked_softmax_fusion=False, bias_dropout_fusion=False,
-        apply_rope_fusion=False, persist_layer_norm=False, gradient_accumulation_fusion=False)
-    spec = get_gpt_layer_local_spec(qk_layernorm=cfg.qk_layernorm, normalization=args.normalization)
+        apply_rope_fusion=False, persist_layer_norm=False, gradient_accumulation_fusion=False,
+        # uneven pipeline stages (Megatron-LM --decoder-first/last-pipeline-num-layers)
+        num_layers_in_first_pipeline_stage=getattr(args, "decoder_first_pipeline_num_layers", None),
+        num_layers_in_last_pipeline_stage=getattr(args, "decoder_last_pipeline_num_layers", None),
+        **moe_config(args))
+    if cfg.num_moe_experts and isinstance(cfg.moe_layer_freq, list):
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+        spec = get_gpt_decoder_block_spec(cfg, use_transformer_engine=False, normalization=args.normalization)
+    else:
+        spec = get_gpt_layer_local_spec(num_experts=cfg.num_moe_experts, moe_grouped_gemm=False,
+                                        qk_layernorm=cfg.qk_layernorm, normalization=args.normalization)
     model = GPTModel(
         cfg, spec, vocab_size=padded_vocab(args), max_sequence_length=args.max_position_embeddings,
         pre_process=ps.is_pipeline_first_stage(), post_process=ps.is_pipeline_last_stage(),
@@ -418,6 +453,24 @@ def build_model(args, init=False):
         rope_scaling_factor=getattr(args, "rope_scaling_factor", 8.0),
         seq_len_interpolation_factor=getattr(args, "seq_len_interpolation_factor", None))
     return model
+
+
+def moe_config(args):
+    """TransformerConfig fields of an MoE model from Megatron-LM args (empty for a dense model):
+    SequentialMLP experts, the allgather dispatcher (item 13), no auxiliary loss (forward only)."""
+    from megatron.core import parallel_state as ps
+    e = getattr(args, "num_experts", None)
+    if not e:
+        return {}
+    return dict(num_moe_experts=e, moe_ffn_hidden_size=getattr(args, "moe_ffn_hidden_size", None) or args.ffn_hidden_size,
+                moe_router_topk=getattr(args, "moe_router_topk", 2),
+                moe_router_pre_softmax=getattr(args, "moe_router_pre_softmax", False),
+                moe_router_score_function=getattr(args, "moe_router_score_function", "softmax"),
+                moe_layer_freq=getattr(args, "moe_layer_freq", 1),
+                moe_token_dispatcher_type="allgather", moe_grouped_gemm=False,
+                moe_router_load_balancing_type="none", moe_aux_loss_coeff=0.0,
+                expert_model_parallel_size=ps.get_expert_model_parallel_world_size(),
+                expert_tensor_parallel_size=ps.get_expert_tensor_parallel_world_size())
 
 
 def causal_mask(s):
@@ -470,6 +523,8 @@ def _task_load_dist(task, res):
     from megatron.core.dist_checkpointing.validation import StrictHandling
 
     args = read_common_args(task["ckpt"])
+    for k, v in task.get("args_override", {}).items():  # e.g. another pipeline split than the one saved
+        setattr(args, k, v)
     model = build_model(args)
     ckpt_dir = iteration_dir(task["ckpt"])
 
@@ -512,7 +567,9 @@ def _task_load_legacy(task, res):
 
     tp_rank, pp_rank = ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank()
     pp = ps.get_pipeline_model_parallel_world_size()
-    path = legacy_rank_file(task["ckpt"], tp_rank, pp_rank, pp)
+    # Megatron-LM's get_checkpoint_name: the dense TP rank, the PP rank and the EP rank.
+    path = legacy_rank_file(task["ckpt"], tp_rank, pp_rank, pp, ps.get_expert_model_parallel_rank(),
+                            ps.get_expert_model_parallel_world_size())
     res["file"] = os.path.relpath(path, task["ckpt"])
     sd = torch.load(path, map_location="cpu", weights_only=False)
     args = sd["args"]
@@ -552,9 +609,20 @@ def _perturb_(model, seed):
     swapped or dropped norm or bias would not change the logits otherwise). Replicated parameters get
     the same values on every TP rank, TP-split ones a different slice per rank."""
     from megatron.core import parallel_state as ps
+    import re
     tp_rank = ps.get_tensor_model_parallel_rank()
     with torch.no_grad():
         for i, (name, p) in enumerate(model.named_parameters()):
+            m = re.search(r"layers\.(\d+)\.mlp\.experts\.local_experts\.(\d+)\.(.*)$", name)
+            if m:
+                # Experts: CPU initialisation gives every EP rank the same local experts; distinct values
+                # per global expert (and ETP shard) make a lost or misplaced expert visible.
+                n_local = model.config.num_moe_experts // ps.get_expert_model_parallel_world_size()
+                g_expert = ps.get_expert_model_parallel_rank() * n_local + int(m.group(2))
+                key = "%s|%d|%s|%d" % (m.group(1), g_expert, m.group(3), ps.get_expert_tensor_parallel_rank())
+                g = torch.Generator().manual_seed(seed * 100003 + sum(ord(c) * (j + 1) for j, c in enumerate(key)))
+                p.copy_(0.05 * torch.randn(p.shape, generator=g, dtype=torch.float32))
+                continue
             split = getattr(p, "tensor_model_parallel", False)
             g = torch.Generator().manual_seed(seed * 100003 + i * 7 + (tp_rank + 1 if split else 0) * 1000003)
             r = torch.randn(p.shape, generator=g, dtype=torch.float32)
@@ -574,6 +642,8 @@ def _task_save_dist(task, res):
 
     tp, pp = ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()
     args = megatron_args(**task["args"], tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                         expert_model_parallel_size=ps.get_expert_model_parallel_world_size(),
+                         expert_tensor_parallel_size=ps.get_expert_tensor_parallel_world_size(),
                          world_size=dist.get_world_size(), iteration=task["iteration"])
     torch.manual_seed(task["seed"])  # the same master weights on every rank (CPU initialisation)
     model = build_model(args, init=True)
@@ -621,7 +691,9 @@ def worker_main(job_path):
     from megatron.core.tensor_parallel import random as tp_random
 
     apply_cpu_patches()
-    ps.initialize_model_parallel(tensor_model_parallel_size=job["tp"], pipeline_model_parallel_size=job["pp"])
+    ps.initialize_model_parallel(tensor_model_parallel_size=job["tp"], pipeline_model_parallel_size=job["pp"],
+                                 expert_model_parallel_size=job.get("ep", 1),
+                                 expert_tensor_parallel_size=job.get("etp", job["tp"]))
     tp_random.initialize_rng_tracker(inference_rng_tracker=True, force_reset=True)  # item 8
     results = {}
     for task in job["tasks"]:
