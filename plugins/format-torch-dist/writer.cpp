@@ -291,6 +291,22 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
 
   const int64_t num_experts = args.contains("num_experts") && args["num_experts"].is_number_integer() ? args["num_experts"].get<int64_t>() : 0;
   if (!expert_tensors.empty() && num_experts <= 0) fail(CKH_E_FORMAT, "expert tensors but no args.num_experts from the model plugin");
+  // torch_dist stores global tensors whatever the parallel layout; --ep / --etp are checked against the
+  // model and recorded in args (the layout training resumes with).
+  const int64_t ep = ckh::plugins::int_option(w.options, "ep", 1, 1);
+  const int64_t etp = ckh::plugins::int_option(w.options, "etp", tp, 1);
+  if (expert_tensors.empty() && (ep > 1 || w.options.contains("etp")))
+    fail(CKH_E_INVALID_ARG, std::string(ep > 1 ? "--ep" : "--etp") + " applies to MoE models; this model has no expert tensors");
+  if (!expert_tensors.empty()) {
+    try {
+      (void)make_expert_parallel(num_experts, static_cast<int>(ep));
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_INVALID_ARG, e.what());
+    }
+    const int64_t moe_ffn = args.value("moe_ffn_hidden_size", int64_t{0});
+    if (moe_ffn > 0 && moe_ffn % etp != 0)
+      fail(CKH_E_INVALID_ARG, "--etp " + std::to_string(etp) + " does not divide the experts' ffn size " + std::to_string(moe_ffn));
+  }
   for (const auto &[rest, by_layer] : expert_tensors)
     for (const auto &[l, by_expert] : by_layer) {
       std::vector<int64_t> ids;
@@ -412,7 +428,8 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   }
 
   const int64_t recorded_iteration = iteration < 0 ? 0 : iteration;  // release checkpoints record 0
-  record_parallel_args(args, {tp, pp, vpp, {}, num_layers, divisible_by, padded, recorded_iteration});
+  record_parallel_args(args, {tp, pp, vpp, {}, num_layers, divisible_by, padded, recorded_iteration, ep,
+                              expert_tensors.empty() ? 0 : etp});
   args["ckpt_format"] = "torch_dist";
   args["use_dist_ckpt"] = true;
 
@@ -519,8 +536,8 @@ struct Writer : WriterBase {
 const ckh_writer_class_t kDistWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer<plan_torch_dist>>};
 const ckh_component_t kDistWriterComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "torch-dist",
-    "Megatron-Core distributed checkpoints (torch_dist: DCP + metadata.json + common.pt, stacked layers)",
-    R"({"container":"dcp","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP "," CKH_OPT_VPP
+    "Megatron-Core distributed checkpoints (torch_dist: DCP + metadata.json + common.pt, stacked layers, expert axis)",
+    R"({"container":"dcp","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP "," CKH_OPT_VPP "," CKH_OPT_EP "," CKH_OPT_ETP
     "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD "," CKH_OPT_ITERATION "," CKH_OPT_DIST_FILES "," CKH_OPT_DCP_TORCH "]}",
     &kDistWriter};
 const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer<plan_dcp>>};

@@ -7,7 +7,7 @@ per-layer keys). ckhost writes them as
     loaded by Megatron-Core with dist_checkpointing.load(strict=RAISE_ALL) at another EP/ETP than written;
   - legacy per-rank files mp_rank_TT[_PPP]_EEE, each EP rank's experts numbered from 0, loaded by each
     Megatron rank with load_state_dict(strict=True): TP2 x EP2 (ETP = TP), TP2 x EP4 x ETP1, and
-    PP2 (uneven, 2+1 layers) x EP2;
+    PP2 (uneven, 2+1 layers) x EP2, and a direct Megatron -> Megatron resplit TP2xEP2 -> TP2xEP4xETP1;
 and Megatron-Core's forward (SequentialMLP experts, allgather dispatcher on gloo) must give
 transformers' logits (eager experts). Converted back to HF, every tensor is bit-identical to the source.
 Negative twins: two experts swapped inside one EP rank's file change Megatron's logits beyond the
@@ -68,7 +68,7 @@ class MoeMegatron(L.InteropCase):
     def test_mixtral_tp_ep_etp(self):
         src = self.source("mixtral")
         ref = H.logits(src)
-        td = L.convert(src, self.path("mix-td"), "--to", "torch-dist", "--tp", "2", *LOCAL)
+        td = L.convert(src, self.path("mix-td"), "--to", "torch-dist", "--tp", "2", "--ep", "2", *LOCAL)
         lg22 = L.convert(src, self.path("mix-lg-tp2-ep2"), "--to", "megatron", "--tp", "2", "--ep", "2", *LOCAL)
         lg241 = L.convert(src, self.path("mix-lg-tp2-ep4-etp1"), "--to", "megatron", "--tp", "2", "--ep", "4",
                           "--etp", "1", *LOCAL)
@@ -98,21 +98,27 @@ class MoeMegatron(L.InteropCase):
             dict(id="td", op="load_dist", ckpt=td, ids=L.IDS),
             dict(id="lg", op="load_legacy", ckpt=lg22, ids=L.IDS),
             dict(id="sw", op="load_legacy", ckpt=sw, ids=L.IDS)])
-        self.assert_match("Mixtral torch_dist (written TP2 EP1) at TP2 EP2", r22["td"], ref)
+        self.assert_match("Mixtral torch_dist (args TP2 EP2) at TP2 EP2", r22["td"], ref)
         self.assert_match("Mixtral legacy TP2 EP2 (ETP2)", r22["lg"], ref)
         self.assertFalse(M.errors(r22["sw"]))
         diff, _ = M.compare_logits(M.first_logits(r22["sw"]), ref)
         L.report("Mixtral legacy TP2 EP2 with experts 2 and 3 of layer 0 swapped: max |logit diff| %.3g" % diff)
         self.assertGreater(diff, 100 * TOL, "two swapped experts did not change Megatron's logits")
+        # Direct Megatron -> Megatron resplit (no HF files in between): legacy TP2 EP2 -> TP2 EP4 ETP1.
+        rs = L.convert(lg22, self.path("mix-rs-tp2-ep4-etp1"), "--to", "megatron", "--tp", "2", "--ep", "4",
+                       "--etp", "1", *LOCAL)
         r241 = M.run_job(self.path("job-tp2-ep4-etp1"), world=4, tp=2, pp=1, ep=4, etp=1, tasks=[
             dict(id="td", op="load_dist", ckpt=td, ids=L.IDS),
-            dict(id="lg", op="load_legacy", ckpt=lg241, ids=L.IDS)])
+            dict(id="lg", op="load_legacy", ckpt=lg241, ids=L.IDS),
+            dict(id="rs", op="load_legacy", ckpt=rs, ids=L.IDS)])
         self.assert_match("Mixtral torch_dist at TP2 EP4 ETP1", r241["td"], ref)
         self.assert_match("Mixtral legacy TP2 EP4 ETP1", r241["lg"], ref)
-        for ck in (td, lg22, lg241):
+        self.assert_match("Mixtral legacy TP2 EP2 resplit by ckhost to TP2 EP4 ETP1", r241["rs"], ref)
+        for ck in (td, lg22, lg241, rs):
             self.assert_back_bit_exact(src, ck, os.path.basename(ck))
         # Refusals: no output directory, the reason named.
-        for args, text in ((("--ep", "3"), "3"), (("--tp", "2", "--etp", "3"), "--etp 3")):
+        for args, text in ((("--ep", "3"), "--ep 3 does not divide the 4 experts"),
+                           (("--tp", "2", "--etp", "3"), "--etp 3 must divide --tp 2")):
             p = L.run("convert", src, self.path("mix-bad"), "--to", "megatron", *args, *LOCAL, "--progress", "none",
                       check=False)
             self.assertEqual(p.returncode, 1, p.stderr)
