@@ -11,7 +11,7 @@ namespace {
 using nlohmann::json;
 
 const char *const kArchs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                              "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen3MoeForCausalLM"};
+                              "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"};
 // Every size of a config stays in int32 range, so products of two sizes cannot overflow int64.
 constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
 
@@ -83,7 +83,7 @@ void parse_rope(const json &cfg, LlamaConfig &c) {
 }  // namespace
 
 const std::vector<std::string> &model_types() {
-  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen3_moe"};
+  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen2_moe", "qwen3_moe"};
   return t;
 }
 
@@ -132,9 +132,10 @@ LlamaConfig parse_config(const json &cfg) {
   const bool minicpm = c.model_type == "minicpm";
   c.tied = opt_bool(cfg, "tie_word_embeddings", minicpm);
   const bool attn_bias = opt_bool(cfg, "attention_bias", false);
-  c.qkv_bias = c.model_type == "qwen2" || attn_bias;
+  const bool qwen2 = c.model_type == "qwen2" || c.model_type == "qwen2_moe";
+  c.qkv_bias = qwen2 || attn_bias;
   // Qwen2 has q/k/v biases but no o_proj bias; Llama's attention_bias adds all four.
-  c.o_bias = attn_bias && c.model_type != "qwen2";
+  c.o_bias = attn_bias && !qwen2;
   c.mlp_bias = opt_bool(cfg, "mlp_bias", false);
   c.qk_norm = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
   if (c.model_type == "mixtral") {
@@ -142,13 +143,15 @@ LlamaConfig parse_config(const json &cfg) {
     c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
     c.moe_ffn = c.ffn;
     c.moe_layer.assign(static_cast<size_t>(c.layers), true);
-  } else if (c.model_type == "qwen3_moe") {
+  } else if (c.model_type == "qwen3_moe" || c.model_type == "qwen2_moe") {
     // transformers' Qwen3MoeDecoderLayer: MoE where layer not in mlp_only_layers and (layer + 1) % step == 0.
     // Hub configs say "num_experts"; transformers 5 writes it back as "num_local_experts".
     c.experts = need_int(cfg, present(cfg, "num_experts") ? "num_experts" : "num_local_experts");
     c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
     c.moe_ffn = need_int(cfg, "moe_intermediate_size");
-    c.norm_topk = opt_bool(cfg, "norm_topk_prob", false);  // Qwen3MoeConfig's default
+    c.norm_topk = opt_bool(cfg, "norm_topk_prob", false);  // Qwen2MoeConfig's and Qwen3MoeConfig's default
+    // Qwen2-MoE: a shared expert beside the routed ones (transformers Qwen2MoeSparseMoeBlock).
+    if (c.model_type == "qwen2_moe") c.shared_ffn = need_int(cfg, "shared_expert_intermediate_size");
     const int64_t step = opt_int(cfg, "decoder_sparse_step", 1);
     std::vector<bool> dense(static_cast<size_t>(c.layers), false);
     if (present(cfg, "mlp_only_layers")) {
@@ -225,6 +228,12 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
         add(x + (mix ? "w2.weight" : "down_proj.weight"), {c.hidden, c.moe_ffn}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
         add(x + (mix ? "w3.weight" : "up_proj.weight"), {c.moe_ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
       }
+      if (c.shared_ffn > 0) {
+        w("mlp.shared_expert.gate_proj.weight", {c.shared_ffn, c.hidden});
+        w("mlp.shared_expert.up_proj.weight", {c.shared_ffn, c.hidden});
+        w("mlp.shared_expert.down_proj.weight", {c.hidden, c.shared_ffn});
+        w("mlp.shared_expert_gate.weight", {1, c.hidden});
+      }
       continue;
     }
     w("mlp.gate_proj.weight", {c.ffn, c.hidden});
@@ -248,10 +257,13 @@ int32_t kind_of(const std::string &n) {
   if (has(".self_attn.k_proj.")) return CKH_KIND_ATTN_K;
   if (has(".self_attn.v_proj.")) return CKH_KIND_ATTN_V;
   if (has(".self_attn.o_proj.")) return CKH_KIND_ATTN_OUT;
-  if (has(".block_sparse_moe.gate.") || has(".mlp.gate.")) return CKH_KIND_ROUTER;
-  if (has(".mlp.gate_proj.") || (has(".experts.") && (has(".gate_proj.") || has(".w1.")))) return CKH_KIND_FFN_GATE;
-  if (has(".mlp.up_proj.") || (has(".experts.") && (has(".up_proj.") || has(".w3.")))) return CKH_KIND_FFN_UP;
-  if (has(".mlp.down_proj.") || (has(".experts.") && (has(".down_proj.") || has(".w2.")))) return CKH_KIND_FFN_DOWN;
+  if (has(".block_sparse_moe.gate.") || has(".mlp.gate.") || has(".mlp.shared_expert_gate.")) return CKH_KIND_ROUTER;
+  if (has(".mlp.gate_proj.") || has(".shared_expert.gate_proj.") || (has(".experts.") && (has(".gate_proj.") || has(".w1."))))
+    return CKH_KIND_FFN_GATE;
+  if (has(".mlp.up_proj.") || has(".shared_expert.up_proj.") || (has(".experts.") && (has(".up_proj.") || has(".w3."))))
+    return CKH_KIND_FFN_UP;
+  if (has(".mlp.down_proj.") || has(".shared_expert.down_proj.") || (has(".experts.") && (has(".down_proj.") || has(".w2."))))
+    return CKH_KIND_FFN_DOWN;
   return CKH_KIND_OTHER;
 }
 

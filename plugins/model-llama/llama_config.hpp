@@ -1,5 +1,5 @@
 // llama_config.hpp — the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, MiniCPM, and the
-// MoE members Mixtral and Qwen3-MoE, whose HF names are checked against transformers 5.24) as
+// MoE members Mixtral, Qwen2-MoE and Qwen3-MoE, whose HF names are checked against transformers 5.24) as
 // described by an HF config.json, and the canonical (HF) tensors it implies. Shared by every mapper
 // of the plugin (hf -> hf check, HF <-> Megatron); plain C++, no host needed (unit-tested directly).
 #pragma once
@@ -34,6 +34,7 @@ struct LlamaConfig {
   // MoE (mixtral: every layer; qwen3_moe: layers by decoder_sparse_step and mlp_only_layers). 0 = dense.
   int64_t experts = 0, experts_per_tok = 0, moe_ffn = 0;
   std::vector<bool> moe_layer;  // per layer, when experts > 0
+  int64_t shared_ffn = 0;       // Qwen2-MoE shared expert (sigmoid-gated by shared_expert_gate); 0 = none
   bool norm_topk = true;        // renormalise the top-k routing weights (Mixtral always; Qwen3-MoE norm_topk_prob)
   bool is_moe(int64_t layer) const { return experts > 0 && moe_layer[static_cast<size_t>(layer)]; }
 };

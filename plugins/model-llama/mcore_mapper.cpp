@@ -111,7 +111,8 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec)
     a["moe_aux_loss_coeff"] = cfg.value("router_aux_loss_coef", 0.0);
     a["moe_token_dispatcher_type"] = "alltoall";
     a["moe_grouped_gemm"] = false;
-    a["moe_shared_expert_intermediate_size"] = nullptr;
+    a["moe_shared_expert_intermediate_size"] = c.shared_ffn > 0 ? json(c.shared_ffn) : json(nullptr);
+    if (c.shared_ffn > 0) a["moe_shared_expert_gate"] = true;  // Qwen2-MoE: sigmoid(shared_expert_gate(x))
     bool all = true;
     json freq = json::array();
     for (int64_t l = 0; l < c.layers; ++l) {
@@ -235,6 +236,16 @@ void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
         emit(fc2, b.input(x + (mix ? "w2.weight" : "down_proj.weight")), CKH_ROLE_LAYER, L, CKH_PARALLEL_ROW,
              CKH_KIND_FFN_DOWN, static_cast<int32_t>(e));
       }
+      if (c.shared_ffn > 0) {  // split over TP like a dense MLP (Megatron-Core SharedExpertMLP)
+        const std::string se = moe + "shared_expert.";
+        emit(m + "mlp.shared_experts.linear_fc1.weight",
+             b.concat({b.input(se + "gate_proj.weight"), b.input(se + "up_proj.weight")}, 0), CKH_ROLE_LAYER, L,
+             CKH_PARALLEL_SWIGLU, CKH_KIND_FFN_GATE_UP);
+        emit(m + "mlp.shared_experts.linear_fc2.weight", b.input(se + "down_proj.weight"), CKH_ROLE_LAYER, L,
+             CKH_PARALLEL_ROW, CKH_KIND_FFN_DOWN);
+        emit(m + "mlp.shared_experts.gate_weight", b.input(moe + "shared_expert_gate.weight"), CKH_ROLE_LAYER, L,
+             CKH_PARALLEL_REPLICATED, CKH_KIND_ROUTER);
+      }
       continue;
     }
     emit(m + nm.post_norm, b.input(p + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
@@ -336,7 +347,21 @@ json config_from_args(const json &a) {
     }
     const bool pre_softmax = a.value("moe_router_pre_softmax", false);
     const int64_t topk = a.contains("moe_router_topk") && a["moe_router_topk"].is_number_integer() ? a["moe_router_topk"].get<int64_t>() : 2;
-    if (qk_norm) {
+    const bool shared = a.contains("moe_shared_expert_intermediate_size") && a["moe_shared_expert_intermediate_size"].is_number_integer();
+    if (shared) {
+      if (qk_norm || !qkv_bias || !a.value("moe_shared_expert_gate", false))
+        fail(CKH_E_UNSUPPORTED, "Megatron MoE args with shared experts are read as Qwen2-MoE (gated shared expert, q/k/v "
+                                "biases, no q/k layernorm); these args differ (give --hf-config with the model's config.json)");
+      c["model_type"] = "qwen2_moe";
+      c["architectures"] = {"Qwen2MoeForCausalLM"};
+      c["num_experts"] = E;
+      c["moe_intermediate_size"] = moe_ffn;
+      c["shared_expert_intermediate_size"] = a["moe_shared_expert_intermediate_size"];
+      c["norm_topk_prob"] = !pre_softmax;
+      c["decoder_sparse_step"] = 1;
+      c["mlp_only_layers"] = dense;
+      c["use_sliding_window"] = false;
+    } else if (qk_norm) {
       c["model_type"] = "qwen3_moe";
       c["architectures"] = {"Qwen3MoeForCausalLM"};
       c["num_experts"] = E;
@@ -369,8 +394,11 @@ int32_t score_mcore(const json &meta) {
   // MoE: Mixtral / Qwen3-MoE only (no shared experts, no MLA); a checkpoint of another MoE family is
   // never claimed, so its experts are not dropped.
   const bool moe = a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0;
-  if (moe && ((a.contains("moe_shared_expert_intermediate_size") && !a["moe_shared_expert_intermediate_size"].is_null()) ||
-              a.value("multi_latent_attention", false)))
+  const bool shared = a.contains("moe_shared_expert_intermediate_size") && !a["moe_shared_expert_intermediate_size"].is_null();
+  // Shared experts only as Qwen2-MoE has them: gated, with q/k/v biases and no q/k norm.
+  if (moe && (a.value("multi_latent_attention", false) ||
+              (shared && !(a.value("moe_shared_expert_gate", false) && a.value("add_qkv_bias", false) &&
+                           !a.value("qk_layernorm", false)))))
     return 0;
   if (meta.contains("config") && meta["config"].is_object()) {
     const json &cfg = meta["config"];
@@ -481,6 +509,13 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
         emit(x + (mix ? "w1.weight" : "gate_proj.weight"), b.slice(fc1, 0, 0, c.moe_ffn), CKH_ROLE_LAYER, L);
         emit(x + (mix ? "w2.weight" : "down_proj.weight"), fc2, CKH_ROLE_LAYER, L);
         emit(x + (mix ? "w3.weight" : "up_proj.weight"), b.slice(fc1, 0, c.moe_ffn, c.moe_ffn), CKH_ROLE_LAYER, L);
+      }
+      if (c.shared_ffn > 0) {
+        const ckh_expr fc1 = b.input(m + "mlp.shared_experts.linear_fc1.weight");
+        emit(moe + "shared_expert.gate_proj.weight", b.slice(fc1, 0, 0, c.shared_ffn), CKH_ROLE_LAYER, L);
+        emit(moe + "shared_expert.up_proj.weight", b.slice(fc1, 0, c.shared_ffn, c.shared_ffn), CKH_ROLE_LAYER, L);
+        emit(moe + "shared_expert.down_proj.weight", b.input(m + "mlp.shared_experts.linear_fc2.weight"), CKH_ROLE_LAYER, L);
+        emit(moe + "shared_expert_gate.weight", b.input(m + "mlp.shared_experts.gate_weight"), CKH_ROLE_LAYER, L);
       }
       continue;
     }

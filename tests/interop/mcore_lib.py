@@ -469,6 +469,8 @@ def moe_config(args):
                 moe_layer_freq=getattr(args, "moe_layer_freq", 1),
                 moe_token_dispatcher_type="allgather", moe_grouped_gemm=False,
                 moe_router_load_balancing_type="none", moe_aux_loss_coeff=0.0,
+                moe_shared_expert_intermediate_size=getattr(args, "moe_shared_expert_intermediate_size", None),
+                moe_shared_expert_gate=getattr(args, "moe_shared_expert_gate", False),
                 expert_model_parallel_size=ps.get_expert_model_parallel_world_size(),
                 expert_tensor_parallel_size=ps.get_expert_tensor_parallel_world_size())
 

@@ -1,7 +1,8 @@
 """MoE families on the HF side (issue 11 groundwork): Mixtral and Qwen3-MoE as transformers 5.24 saves them.
 
 save_pretrained writes per-expert names (Mixtral block_sparse_moe.experts.<e>.w1/w2/w3 and the router
-block_sparse_moe.gate; Qwen3-MoE mlp.experts.<e>.{gate,up,down}_proj and mlp.gate, with dense layers from
+block_sparse_moe.gate; Qwen2-MoE and Qwen3-MoE mlp.experts.<e>.{gate,up,down}_proj and mlp.gate, Qwen2-MoE's
+mlp.shared_expert.* and mlp.shared_expert_gate, with dense layers from
 mlp_only_layers / decoder_sparse_step), although the model fuses experts in memory. The Llama plugin
 checks every expert tensor against config.json: resharded and cast outputs give transformers' logits
 (eager experts) and two swapped experts do not, a missing expert is refused by name, `ckhost synth` makes checkpoints transformers
@@ -20,6 +21,12 @@ MOE = {
     "mixtral": ("MixtralConfig", dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                                       num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, vocab_size=250,
                                       max_position_embeddings=128, rope_theta=1000000.0, sliding_window=None)),
+    "qwen2_moe": ("Qwen2MoeConfig", dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
+                                         shared_expert_intermediate_size=48, num_hidden_layers=3,
+                                         num_attention_heads=4, num_key_value_heads=2, num_experts=4,
+                                         num_experts_per_tok=2, mlp_only_layers=[2], vocab_size=250,
+                                         max_position_embeddings=128, norm_topk_prob=False,
+                                         use_sliding_window=False)),
     "qwen3_moe": ("Qwen3MoeConfig", dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32,
                                          num_hidden_layers=3, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
                                          num_experts=4, num_experts_per_tok=2, mlp_only_layers=[1], vocab_size=250,

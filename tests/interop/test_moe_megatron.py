@@ -1,8 +1,8 @@
 """MoE models HF <-> Megatron-Core with expert parallelism, checked by Megatron-Core 0.16.1 and transformers.
 
 Sources are transformers 5.24 save_pretrained checkpoints (test_moe_hf.MOE): Mixtral (every layer MoE,
-4 experts, top-2) and Qwen3-MoE (q/k norm, a dense layer 1 from mlp_only_layers, so torch_dist keeps
-per-layer keys). ckhost writes them as
+4 experts, top-2), Qwen3-MoE (q/k norm, a dense layer 1 from mlp_only_layers, so torch_dist keeps
+per-layer keys) and Qwen2-MoE (sigmoid-gated shared expert, q/k/v biases, top-k without renormalising). ckhost writes them as
   - torch_dist (global expert axis "mlp.experts.experts.linear_fc1.weight" [L, E, 2F, h] or [E, 2F, h]),
     loaded by Megatron-Core with dist_checkpointing.load(strict=RAISE_ALL) at another EP/ETP than written;
   - legacy per-rank files mp_rank_TT[_PPP]_EEE, each EP rank's experts numbered from 0, loaded by each
@@ -166,6 +166,23 @@ class MoeMegatron(L.InteropCase):
         self.assert_match("Qwen3-MoE torch_dist (per-layer keys) at PP2 EP2", r["td"], ref)
         self.assert_match("Qwen3-MoE legacy PP2 (2+1 layers) EP2", r["lg"], ref)
         for ck in (td, lg, grouped):
+            self.assert_back_bit_exact(src, ck, os.path.basename(ck))
+
+    def test_qwen2_moe_shared_expert_tp2_ep2(self):
+        # Shared expert (sigmoid gate) and q/k/v biases; norm_topk_prob false (softmax before top-k).
+        src = self.source("qwen2_moe")
+        ref = H.logits(src)
+        td = L.convert(src, self.path("q2-td"), "--to", "torch-dist", "--tp", "2", "--ep", "2", *LOCAL)
+        lg = L.convert(src, self.path("q2-lg"), "--to", "megatron", "--tp", "2", "--ep", "2", *LOCAL)
+        f = torch.load(os.path.join(lg, "release", "mp_rank_01_000", "model_optim_rng.pt"), weights_only=False)
+        self.assertEqual(tuple(f["model"]["decoder.layers.0.mlp.shared_experts.linear_fc1.weight"].shape), (48, 64))
+        self.assertTrue(f["args"].moe_shared_expert_gate)
+        r = M.run_job(self.path("job-q2"), world=4, tp=2, pp=1, ep=2, tasks=[
+            dict(id="td", op="load_dist", ckpt=td, ids=L.IDS),
+            dict(id="lg", op="load_legacy", ckpt=lg, ids=L.IDS)])
+        self.assert_match("Qwen2-MoE torch_dist at TP2 EP2", r["td"], ref)
+        self.assert_match("Qwen2-MoE legacy TP2 EP2", r["lg"], ref)
+        for ck in (td, lg):
             self.assert_back_bit_exact(src, ck, os.path.basename(ck))
 
     def test_megatron_saves_moe(self):
