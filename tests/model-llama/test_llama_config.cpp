@@ -307,9 +307,37 @@ TEST(LlamaConfig, Score) {
   EXPECT_EQ(score(json{{"architectures", {1, nullptr}}}), 0);
   EXPECT_EQ(score(json()), 0);
   EXPECT_EQ(score(json::array()), 0);
-  EXPECT_EQ(model_types().size(), 7u);
+  EXPECT_EQ(model_types().size(), 8u);
   EXPECT_EQ(score(json{{"model_type", "mixtral"}}), 90);
   EXPECT_EQ(score(json{{"architectures", {"Qwen3MoeForCausalLM"}}}), 80);
+  EXPECT_EQ(score(json{{"architectures", {"Qwen2MoeForCausalLM"}}}), 80);
+}
+
+// Qwen2-MoE: q/k/v biases, and a shared expert with its gate beside the routed experts.
+TEST(LlamaConfig, Qwen2MoeSharedExpert) {
+  json q = {{"model_type", "qwen2_moe"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}, {"intermediate_size", 96}, {"moe_intermediate_size", 32},
+            {"shared_expert_intermediate_size", 48}, {"num_experts", 4}, {"num_experts_per_tok", 2},
+            {"vocab_size", 100}, {"mlp_only_layers", {1}}};
+  const auto c = parse_config(q);
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_FALSE(c.o_bias);
+  EXPECT_EQ(c.shared_ffn, 48);
+  EXPECT_FALSE(c.norm_topk);
+  EXPECT_TRUE(c.is_moe(0));
+  EXPECT_FALSE(c.is_moe(1));
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto &t : canonical_tensors(c)) shapes[t.name] = t.shape;
+  EXPECT_EQ(shapes.at("model.layers.0.mlp.shared_expert.gate_proj.weight"), (std::vector<int64_t>{48, 64}));
+  EXPECT_EQ(shapes.at("model.layers.0.mlp.shared_expert.down_proj.weight"), (std::vector<int64_t>{64, 48}));
+  EXPECT_EQ(shapes.at("model.layers.0.mlp.shared_expert_gate.weight"), (std::vector<int64_t>{1, 64}));
+  EXPECT_EQ(shapes.at("model.layers.0.mlp.experts.3.up_proj.weight"), (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(shapes.at("model.layers.1.mlp.up_proj.weight"), (std::vector<int64_t>{96, 64}));
+  EXPECT_EQ(shapes.count("model.layers.1.mlp.shared_expert_gate.weight"), 0u);
+  EXPECT_EQ(kind_of("model.layers.0.mlp.shared_expert_gate.weight"), CKH_KIND_ROUTER);
+  EXPECT_EQ(kind_of("model.layers.0.mlp.shared_expert.up_proj.weight"), CKH_KIND_FFN_UP);
+  q.erase("shared_expert_intermediate_size");
+  EXPECT_THROW(parse_config(q), std::invalid_argument);
 }
 
 TEST(LlamaConfig, MoeLayersAndExpertNames) {
