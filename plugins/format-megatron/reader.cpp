@@ -64,6 +64,45 @@ void flatten(const VP &v, const std::string &prefix, std::vector<std::pair<std::
   out.emplace_back(prefix, v);
 }
 
+// The legacy GroupedMLP (Megatron-Core experts.py GroupedMLP, --moe-grouped-gemm with
+// --moe-use-legacy-grouped-gemm) keeps a rank's experts packed: "<p>mlp.experts.weight1" [h, E_l * F1]
+// whose memory is E_l blocks [h, F1], each the transpose of that expert's fc1 shard [F1, h] (F1 = 2F/ETP
+// gated: the rank's [gate_r; up_r]), and "<p>mlp.experts.weight2" [E_l * F2, h], E_l blocks [F2, h], each
+// the transpose of fc2's shard [h, F2] (GroupedMLP.forward views them as [E_l, h, F1] and [E_l, F2, h]).
+// Each block becomes "<p>mlp.experts.local_experts.<l>.linear_fc{1,2}.weight" as a strided view of the
+// same bytes. Returns false for any other tensor.
+bool split_grouped_mlp(const std::string &path, const std::string &name, const Shard &w, const json &args,
+                       std::map<std::string, Shard> &out) {
+  const std::string w1 = "mlp.experts.weight1", w2 = "mlp.experts.weight2";
+  const bool one = name.size() > w1.size() && name.compare(name.size() - w1.size(), w1.size(), w1) == 0;
+  const bool two = name.size() > w2.size() && name.compare(name.size() - w2.size(), w2.size(), w2) == 0;
+  if (!one && !two) return false;
+  const int64_t experts = args.value("num_experts", json()).is_number_integer() ? args["num_experts"].get<int64_t>() : 0;
+  const int64_t ep = args.value("expert_model_parallel_size", 1);
+  if (experts <= 0 || ep < 1 || experts % ep != 0)
+    fail(CKH_E_FORMAT, path + ": tensor '" + name + "' is a GroupedMLP expert pack but args.num_experts / "
+                                                    "expert_model_parallel_size do not give the experts per rank");
+  const int64_t el = experts / ep;
+  if (w.size.size() != 2 || w.stride.size() != 2 || w.stride[1] != 1 || w.stride[0] != w.size[1])
+    fail(CKH_E_FORMAT, path + ": tensor '" + name + "': a GroupedMLP expert pack must be a contiguous 2-D tensor");
+  const int64_t packed = one ? w.size[1] : w.size[0];
+  if (packed % el != 0)
+    fail(CKH_E_FORMAT, path + ": tensor '" + name + "': " + std::to_string(packed) + " packed rows/columns do not divide into " +
+                           std::to_string(el) + " local experts");
+  const int64_t h = one ? w.size[0] : w.size[1], f = packed / el;
+  const std::string prefix = name.substr(0, name.size() - std::string("weight1").size());  // "...mlp.experts."
+  const uint64_t block = static_cast<uint64_t>(h) * static_cast<uint64_t>(f) * ckh_dtype_size(w.dtype);
+  for (int64_t l = 0; l < el; ++l) {
+    Shard x = w;
+    x.byte_offset = w.byte_offset + static_cast<uint64_t>(l) * block;
+    // fc1 shard [F1, h]: element (r, i) at block + i*F1 + r; fc2 shard [h, F2]: element (i, r) at block + r*h + i.
+    x.size = one ? std::vector<int64_t>{f, h} : std::vector<int64_t>{h, f};
+    x.stride = one ? std::vector<int64_t>{1, f} : std::vector<int64_t>{1, h};
+    out[prefix + "local_experts." + std::to_string(l) + (one ? ".linear_fc1.weight" : ".linear_fc2.weight")] = x;
+  }
+  return true;
+}
+
 }  // namespace
 
 void open_megatron(const std::string &path0, const json &options, Catalog &cat, Gating *gating) {
@@ -195,8 +234,9 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         if (numel > 0 && (t.offset < 0 || extent >= t.storage_numel))
           fail(CKH_E_FORMAT, r.path + ": tensor '" + name + "' reaches element " + std::to_string(extent) +
                                  " of a storage with " + std::to_string(t.storage_numel));
-        r.chunks[v][name] = Shard{file, rec->second->data_offset + static_cast<uint64_t>(t.offset) * es, t.size, t.stride,
-                                  t.dtype};
+        const Shard whole{file, rec->second->data_offset + static_cast<uint64_t>(t.offset) * es, t.size, t.stride, t.dtype};
+        if (split_grouped_mlp(r.path, name, whole, r.args, r.chunks[v])) continue;
+        r.chunks[v][name] = whole;
       }
       ++ci;
     }

@@ -49,6 +49,9 @@ Each one was checked to be needed (removing it makes the run fail with "Torch no
      `torch.cuda.current_device()`. Patched like 1.
   13. The alltoall dispatcher (Megatron-LM's default) creates a torch.cuda.Stream in its constructor:
      the allgather dispatcher is used instead (the same experts and weights, another exchange).
+  14. transformer/moe/experts.py, GroupedMLP.__init__ (the legacy grouped experts, save_grouped task
+     only) asserts that the grouped_gemm CUDA package is installed; only its forward calls it, and that
+     task runs no forward. Patched: the assertion is a no-op while that task builds its model.
   Avoided without a patch:
   7. transformer/utils.py, get_default_causal_mask (used when attention_mask is None) builds the mask
      with device="cuda": the forward always passes an explicit boolean mask [1, 1, s, s], True = masked.
@@ -406,7 +409,7 @@ def apply_cpu_patches():
         filesystem_async.FileSystemWriterAsync.preload_tensors = staticmethod(preload_on_cpu)
 
 
-def build_model(args, init=False):
+def build_model(args, init=False, legacy_grouped=False):
     """GPTModel (local spec) for this rank's TP/PP coordinates from Megatron args; float32 params."""
     import torch.nn.functional as F
     from megatron.core import parallel_state as ps
@@ -440,7 +443,8 @@ def build_model(args, init=False):
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
         spec = get_gpt_decoder_block_spec(cfg, use_transformer_engine=False, normalization=args.normalization)
     else:
-        spec = get_gpt_layer_local_spec(num_experts=cfg.num_moe_experts, moe_grouped_gemm=False,
+        spec = get_gpt_layer_local_spec(num_experts=cfg.num_moe_experts, moe_grouped_gemm=legacy_grouped,
+                                        moe_use_legacy_grouped_gemm=legacy_grouped,
                                         qk_layernorm=cfg.qk_layernorm, normalization=args.normalization)
     model = GPTModel(
         cfg, spec, vocab_size=padded_vocab(args), max_sequence_length=args.max_position_embeddings,
@@ -615,6 +619,12 @@ def _perturb_(model, seed):
     tp_rank = ps.get_tensor_model_parallel_rank()
     with torch.no_grad():
         for i, (name, p) in enumerate(model.named_parameters()):
+            if re.search(r"mlp\.experts\.weight[12]$", name):
+                # GroupedMLP packs: distinct values per EP and ETP rank.
+                g = torch.Generator().manual_seed(seed * 7919 + i * 31 + ps.get_expert_model_parallel_rank() * 1009 +
+                                                  ps.get_expert_tensor_parallel_rank() * 101)
+                p.copy_(0.05 * torch.randn(p.shape, generator=g, dtype=torch.float32))
+                continue
             m = re.search(r"layers\.(\d+)\.mlp\.experts\.local_experts\.(\d+)\.(.*)$", name)
             if m:
                 # Experts: CPU initialisation gives every EP rank the same local experts; distinct values
@@ -677,7 +687,53 @@ def _task_save_dist(task, res):
     res["args"] = vars(args)
 
 
-TASKS = {"load_dist": _task_load_dist, "load_legacy": _task_load_legacy, "save_dist": _task_save_dist}
+def _task_save_grouped(task, res):
+    """A model with the legacy GroupedMLP experts saved twice: as Megatron-LM's legacy per-rank file
+    (model.state_dict(), packed weight1/weight2) and with dist_checkpointing.save (GroupedMLP's own
+    sharded_state_dict unpacks them into per-expert keys). No forward (it needs grouped_gemm's CUDA)."""
+    import torch.distributed as dist
+    from megatron.core import dist_checkpointing
+    from megatron.core import parallel_state as ps
+    from megatron.core.transformer.moe import experts as mexperts
+
+    tp, pp = ps.get_tensor_model_parallel_world_size(), ps.get_pipeline_model_parallel_world_size()
+    args = megatron_args(**task["args"], tensor_model_parallel_size=tp, pipeline_model_parallel_size=pp,
+                         expert_model_parallel_size=ps.get_expert_model_parallel_world_size(),
+                         expert_tensor_parallel_size=ps.get_expert_tensor_parallel_world_size(),
+                         moe_grouped_gemm=True, moe_use_legacy_grouped_gemm=True,
+                         world_size=dist.get_world_size(), iteration=0, ckpt_format="torch", use_dist_ckpt=False)
+    saved = mexperts.gg.assert_grouped_gemm_is_available
+    mexperts.gg.assert_grouped_gemm_is_available = lambda: None  # item 14
+    try:
+        torch.manual_seed(task["seed"])
+        model = build_model(args, init=True, legacy_grouped=True)
+    finally:
+        mexperts.gg.assert_grouped_gemm_is_available = saved
+    _perturb_(model, task["seed"])
+    res["keys"] = sorted(k for k in model.state_dict() if "experts" in k)
+    # Legacy: every rank writes mp_rank_TT[_PPP][_EEE] (data-parallel copies write the same bytes; rank
+    # 0 of each expert-data-parallel group alone writes, as Megatron-LM does).
+    it_dir = os.path.join(task["dist"], "release")
+    if dist.get_rank() == 0:
+        for d in (task["legacy"], task["dist"]):
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, TRACKER), "w") as fh:
+                fh.write("release")
+        os.makedirs(it_dir, exist_ok=True)
+    dist.barrier()
+    path = legacy_rank_file(task["legacy"], ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank(),
+                            pp, ps.get_expert_model_parallel_rank(), ps.get_expert_model_parallel_world_size())
+    if ps.get_expert_data_parallel_rank() == 0:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save({"args": args, "checkpoint_version": 3.0, "iteration": 0, "model": model.state_dict()}, path)
+    dist.barrier()
+    args.ckpt_format, args.use_dist_ckpt = "torch_dist", True
+    dist_checkpointing.save({"model": model.sharded_state_dict(), "args": args, "checkpoint_version": 3.0,
+                             "iteration": 0}, it_dir)
+    dist.barrier()
+
+
+TASKS = {"save_grouped": _task_save_grouped, "load_dist": _task_load_dist, "load_legacy": _task_load_legacy, "save_dist": _task_save_dist}
 
 
 def worker_main(job_path):
