@@ -591,21 +591,33 @@ WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, cons
   return writer;
 }
 
-std::string describe_plan(const Graph &g) {
+std::string describe_plan(const Graph &g, bool with_tensors) {
   std::string s;
   for (const auto &st : g.stages) s += "stage: " + st.producer + " (" + std::to_string(st.tensors.size()) + " tensors)\n";
+  // Regions by file once (a plan can hold a million regions over hundreds of files).
+  std::vector<std::vector<size_t>> by_file(g.layout.files.size());
+  for (size_t i = 0; i < g.layout.regions.size(); ++i) {
+    const int32_t f = g.layout.regions[i].file;
+    if (f >= 0 && static_cast<size_t>(f) < by_file.size()) by_file[static_cast<size_t>(f)].push_back(i);
+  }
+  uint64_t total = 0;
   for (size_t f = 0; f < g.layout.files.size(); ++f) {
     const OutFile &of = g.layout.files[f];
+    total += of.size;
     s += of.relpath + "  " + human_bytes(static_cast<double>(of.size));
     if (of.small) s += "  (generated)";
     if (!of.copy_from.empty()) s += "  (copy of " + of.copy_from + ")";
+    if (!with_tensors && !by_file[f].empty()) s += "  " + std::to_string(by_file[f].size()) + " tensors";
     s += "\n";
-    for (const Region &r : g.layout.regions)
-      if (r.file == static_cast<int32_t>(f)) {
-        const Node &n = g.node(r.node);
-        s += "  @" + std::to_string(r.offset) + "  " + dtype_name(n.dtype) + g.logical(r.node).str() + "  = " + g.describe(r.node) + "\n";
-      }
+    if (!with_tensors) continue;
+    for (size_t i : by_file[f]) {
+      const Region &r = g.layout.regions[i];
+      const Node &n = g.node(r.node);
+      s += "  @" + std::to_string(r.offset) + "  " + dtype_name(n.dtype) + g.logical(r.node).str() + "  = " + g.describe(r.node) + "\n";
+    }
   }
+  s += "total: " + std::to_string(g.layout.files.size()) + " files, " + human_bytes(static_cast<double>(total)) + " (" +
+       std::to_string(total) + " bytes), " + std::to_string(g.layout.regions.size()) + " tensors\n";
   return s;
 }
 

@@ -152,7 +152,7 @@ po::options_description convert_options() {
       "max-memory", po::value<std::string>(), "bound on conversion buffers (default 1GiB)")(
       "force", po::bool_switch(), "replace a non-empty destination")(
       "copy-file-range", po::bool_switch(), "move plain byte runs in-kernel (pays on reflink filesystems and NFS 4.2)")(
-      "dry-run", po::bool_switch(), "print the plan, write nothing")(
+      "dry-run", po::bool_switch(), "print the plan, write nothing (with -q: files, sizes and the total only)")(
       "config", po::value<std::string>(), "read options from a JSON file (as written by --print-config)")(
       "print-config", po::bool_switch(), "print the effective options as JSON and exit")(
       "map", po::value<std::vector<std::string>>()->composing(), "extra mapper component after the canonical stage (repeatable)")(
@@ -313,7 +313,7 @@ int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const s
              const json &popts, const std::string &what, std::string note) {
   WriterPtr writer = plan_writer(reg, g, to, popts, &note);
   if (vm.count("dry-run") && vm["dry-run"].as<bool>()) {
-    std::cout << describe_plan(g);
+    std::cout << describe_plan(g, !(vm.count("quiet") && vm["quiet"].as<bool>()));
     return 0;
   }
   ckh_writer_t *w = writer.get();

@@ -136,6 +136,20 @@ void Pipeline::locate(int64_t global, int &p, int &v, int64_t &local) const {
   throw std::out_of_range("layer " + std::to_string(global) + " is beyond the " + std::to_string(n) + " layers");
 }
 
+std::vector<int64_t> parse_pp_layers(const std::string &spec) {
+  std::vector<int64_t> out;
+  size_t i = 0;
+  while (i <= spec.size()) {
+    const size_t j = std::min(spec.find(',', i), spec.size());
+    const std::string part = spec.substr(i, j - i);
+    if (part.empty() || part.size() > 9 || part.find_first_not_of("0123456789") != std::string::npos)
+      throw std::invalid_argument("--pp-layers expects comma-separated layer counts, e.g. 3,2,2 (got '" + spec.substr(0, 64) + "')");
+    out.push_back(std::stoll(part));
+    i = j + 1;
+  }
+  return out;
+}
+
 Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<int64_t> &stage_layers) {
   if (pp < 1 || vpp < 1) throw std::invalid_argument("pipeline sizes must be >= 1");
   Pipeline pl;

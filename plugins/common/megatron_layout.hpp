@@ -59,6 +59,8 @@ struct Pipeline {
 // Even split, or `stage_layers` (one count per pipeline rank, --pp-layers) each split evenly over vpp.
 // Throws std::invalid_argument with a one-line reason when the numbers do not divide.
 Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<int64_t> &stage_layers = {});
+// "--pp-layers 3,2,2" -> {3, 2, 2}; throws std::invalid_argument on anything but comma-separated counts.
+std::vector<int64_t> parse_pp_layers(const std::string &spec);
 
 // Pipeline placement per stack (annotation `stack`, SDK 1.1). Stack 0 is the decoder (--pp-layers or an
 // even split); every other stack (a vision tower, ...) has its own distribution of its own layers over

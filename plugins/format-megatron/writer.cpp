@@ -61,14 +61,10 @@ Options parse_options(const json &o) {
   r.divisible_by = ckh::plugins::int_option(o, "make_vocab_size_divisible_by", 128, 1);
   r.iteration = ckh::plugins::int_option(o, "iteration", -1, -1);
   if (o.contains("pp_layers")) {
-    std::stringstream ss(o["pp_layers"].is_string() ? o["pp_layers"].get<std::string>() : o["pp_layers"].dump());
-    std::string part;
-    while (std::getline(ss, part, ',')) {
-      try {
-        r.pp_layers.push_back(std::stoll(part));
-      } catch (...) {
-        fail(CKH_E_INVALID_ARG, "--pp-layers expects comma-separated layer counts, e.g. 3,2,2");
-      }
+    try {
+      r.pp_layers = parse_pp_layers(o["pp_layers"].is_string() ? o["pp_layers"].get<std::string>() : o["pp_layers"].dump());
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_INVALID_ARG, e.what());
     }
   }
   if (o.contains("stack_pp_layers") && o["stack_pp_layers"].is_string()) {

@@ -200,8 +200,13 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   json args = meta["args"];
   const int64_t num_layers = args.value("num_layers", int64_t{0});
   if (num_layers <= 0) fail(CKH_E_FORMAT, "args.num_layers is missing");
+  // The tensors are global; the pipeline layout (--pp-layers for uneven stages) is checked and recorded.
+  std::vector<int64_t> pp_layers;
   try {
-    (void)make_pipeline(num_layers, static_cast<int>(pp), static_cast<int>(vpp));
+    if (w.options.contains("pp_layers"))
+      pp_layers = parse_pp_layers(w.options["pp_layers"].is_string() ? w.options["pp_layers"].get<std::string>()
+                                                                     : w.options["pp_layers"].dump());
+    (void)make_pipeline(num_layers, static_cast<int>(pp), static_cast<int>(vpp), pp_layers);
   } catch (const std::exception &e) {
     fail(CKH_E_INVALID_ARG, e.what());
   }
@@ -428,7 +433,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   }
 
   const int64_t recorded_iteration = iteration < 0 ? 0 : iteration;  // release checkpoints record 0
-  record_parallel_args(args, {tp, pp, vpp, {}, num_layers, divisible_by, padded, recorded_iteration, ep,
+  record_parallel_args(args, {tp, pp, vpp, pp_layers, num_layers, divisible_by, padded, recorded_iteration, ep,
                               expert_tensors.empty() ? 0 : etp});
   args["ckpt_format"] = "torch_dist";
   args["use_dist_ckpt"] = true;
@@ -537,7 +542,7 @@ const ckh_writer_class_t kDistWriter = {sizeof(ckh_writer_class_t), 0, ckh::plug
 const ckh_component_t kDistWriterComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "torch-dist",
     "Megatron-Core distributed checkpoints (torch_dist: DCP + metadata.json + common.pt, stacked layers, expert axis)",
-    R"({"container":"dcp","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP "," CKH_OPT_VPP "," CKH_OPT_EP "," CKH_OPT_ETP
+    R"({"container":"dcp","layout":"megatron","options":[)" CKH_OPT_TP "," CKH_OPT_PP "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_EP "," CKH_OPT_ETP
     "," CKH_OPT_VOCAB_DIVISIBLE "," CKH_OPT_VOCAB_PAD "," CKH_OPT_ITERATION "," CKH_OPT_DIST_FILES "," CKH_OPT_DCP_TORCH "]}",
     &kDistWriter};
 const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer<plan_dcp>>};

@@ -58,6 +58,11 @@ class CliTests(L.CkhostTestCase):
         p = run("convert", src, self.path("d"), "--to", "hf", "--dtype", "f32", "--dry-run")
         self.assertIn("model.safetensors", p.stdout)
         self.assertIn("cast(", p.stdout)
+        self.assertIn("total: ", p.stdout)
+        q = run("convert", src, self.path("d"), "--to", "hf", "--dtype", "f32", "--dry-run", "-q")
+        self.assertIn("model.safetensors", q.stdout)
+        self.assertNotIn("cast(", q.stdout)
+        self.assertIn("total: ", q.stdout)
         self.assertFalse(os.path.exists(self.path("d")))
         self.assertNoLeftovers()
 

@@ -77,7 +77,9 @@ WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, cons
                       std::string *note = nullptr);
 
 // Human-readable plan for --dry-run.
-std::string describe_plan(const Graph &g);
+// The plan as text: stages, every output file with its size and, with_tensors, each tensor's offset, type and
+// expression; then the total. (--dry-run; --dry-run --quiet leaves the tensors out.)
+std::string describe_plan(const Graph &g, bool with_tensors = true);
 
 // The JSON string handed to plugins as metadata_json for the last stage.
 std::string stage_metadata(const Graph &g);
