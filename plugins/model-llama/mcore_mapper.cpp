@@ -140,8 +140,13 @@ ckh_tensor_annot_t annot_of(int32_t role, int32_t layer, int32_t parallel, int32
 
 }  // namespace
 
-void map_hf_to_mcore(const json &opts, const json &meta, ckh::sdk::Builder &b) {
+void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) {
   const json cfg = meta.value("config", json());
+  // A Megatron -> Megatron resplit keeps the source's Megatron-Core spec (te or local) unless
+  // --megatron-spec says otherwise; legacy sources move to Megatron-Core names (te) by default.
+  json opts = opts0;
+  if (!opts.contains("megatron_spec") && meta.value("megatron_source_spec", std::string()) == "local")
+    opts["megatron_spec"] = "local";
   Config c;
   try {
     c = parse_config(cfg);
@@ -437,9 +442,14 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     if (args.contains(k) && args[k].is_number_integer() && args[k].get<int64_t>() != v)
       fail(CKH_E_FORMAT, std::string("Megatron args.") + k + " = " + args[k].dump() + " but config.json implies " +
                              std::to_string(v));
-  const Names nm = names_for(b.has("language_model.embedding.word_embeddings.weight")                ? "legacy"
-                             : b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight") ? "te"
-                                                                                                       : "local");
+  const std::string by_names = b.has("language_model.embedding.word_embeddings.weight")                ? "legacy"
+                               : b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight") ? "te"
+                                                                                                         : "local";
+  const Names nm = names_for(by_names);
+  // The spec the checkpoint was trained with: args.transformer_impl (torch_dist files of the local spec
+  // carry the TE names of their norms), else the names.
+  const std::string impl = args.value("transformer_impl", std::string());
+  const std::string source_spec = by_names == "legacy" ? "legacy" : impl == "local" ? "local" : impl == "transformer_engine" ? "te" : by_names;
   const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
   // A MiniCPM checkpoint folded for stock Megatron (--minicpm-fold) is unfolded; exact up to rounding.
   const bool folded = args.contains("minicpm_folded") && args["minicpm_folded"].is_object();
@@ -539,6 +549,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   out["config"] = cfg;
   out["config_modified"] = !have_cfg;
   out["megatron_args"] = args;  // lets a Megatron -> Megatron resplit keep the training args
+  out["megatron_source_spec"] = source_spec;  // ... and its layer spec
   out.erase("args");
   b.set_metadata(out.dump());
 }

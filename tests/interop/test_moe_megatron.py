@@ -114,6 +114,12 @@ class MoeMegatron(L.InteropCase):
         self.assert_match("Mixtral torch_dist at TP2 EP4 ETP1", r241["td"], ref)
         self.assert_match("Mixtral legacy TP2 EP4 ETP1", r241["lg"], ref)
         self.assert_match("Mixtral legacy TP2 EP2 resplit by ckhost to TP2 EP4 ETP1", r241["rs"], ref)
+        # Without --megatron-spec a resplit keeps the source's (local) spec, from torch_dist too.
+        for srcck in (lg22, td):
+            keep = L.convert(srcck, self.path("mix-keep-" + os.path.basename(srcck)), "--to", "megatron", "--ep", "4")
+            k = torch.load(os.path.join(keep, "release", "mp_rank_00_002", "model_optim_rng.pt"), weights_only=False)
+            self.assertIn("decoder.layers.0.input_layernorm.weight", k["model"], srcck)
+            self.assertEqual(k["args"].transformer_impl, "local")
         for ck in (td, lg22, lg241, rs):
             self.assert_back_bit_exact(src, ck, os.path.basename(ck))
         # Refusals: no output directory, the reason named.
