@@ -7,6 +7,7 @@
 // what the host's buffers get); 0 gives 64-byte-aligned buffers.
 // A ratio near 1 means the kernel runs at memory speed; the CPU is shared, so expect some noise.
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,8 @@
 #include <vector>
 
 #include <ckhost/kernels/kernels.hpp>
+
+#include "fp8_block.hpp"
 
 namespace {
 
@@ -75,6 +78,13 @@ int main(int argc, char **argv) {
   s->f32_to_bf16(f.data(), h.data(), n);
   s->f32_to_e4m3(f.data(), b.data(), n, CKH_FP8_SATURATE);
   volatile double sink = 0;
+  // Block FP8 (DeepSeek-V3 / transformers finegrained FP8): E4M3 codes of rows 7168 wide, one f32 scale
+  // per 128x128 block, dequantized to bf16 by the fp8-block quantizer's row routine (3 bytes per element).
+  const int64_t cols = 7168, nrows = static_cast<int64_t>(n) / cols;
+  const int64_t scols = (cols + 127) / 128;
+  std::vector<float> scales(static_cast<size_t>(((nrows + 127) / 128) * scols));
+  for (auto &x : scales) x = std::abs(nd(rng)) * 1e-3f + 1e-4f;
+  const ckh::fp8::Block blk{128, 128};
 
   struct Row {
     const char *name;
@@ -100,6 +110,11 @@ int main(int argc, char **argv) {
       {"sumsq_f32", 4, [&](const ckh_kernels_t *k) { sink = sink + k->sumsq_f32(f.data(), n); }},
       {"maxabsdiff_f32", 8, [&](const ckh_kernels_t *k) { sink = sink + k->maxabsdiff_f32(f.data(), g.data(), n); }},
       {"sumsqdiff_f32", 8, [&](const ckh_kernels_t *k) { sink = sink + k->sumsqdiff_f32(f.data(), g.data(), n); }},
+      {"fp8_block_to_bf16", 3,
+       [&](const ckh_kernels_t *k) {
+         ckh::fp8::dequantize_rows(k, b.data(), CKH_DT_F8_E4M3FN, scales.data(), CKH_DT_F32, scols, nrows, cols, blk,
+                                          h2.data(), CKH_DT_BF16);
+       }},
   };
 
   const auto isas = ckh::kernels::available_isas();

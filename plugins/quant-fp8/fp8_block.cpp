@@ -71,9 +71,8 @@ void dequantize_rows(const ckh_kernels_t *k, const uint8_t *codes, ckh_dtype cdt
     if (r % b.bm == 0)  // a new row of blocks: its scales, widened once
       scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
     for (int64_t j0 = 0, s = 0; j0 < cols; j0 += b.bn, ++s) {
-      const float f = sc[static_cast<size_t>(s)];
-      const int64_t j1 = std::min(cols, j0 + b.bn);
-      for (int64_t j = j0; j < j1; ++j) row[static_cast<size_t>(j)] *= f;
+      const int64_t j1 = std::min(cols, j0 + b.bn);  // one f32 product per element, with the SIMD kernel
+      k->scale_f32(row.data() + j0, row.data() + j0, static_cast<uint64_t>(j1 - j0), sc[static_cast<size_t>(s)]);
     }
     switch (to) {
       case CKH_DT_F32: std::memcpy(static_cast<float *>(out) + r * cols, row.data(), static_cast<size_t>(cols) * 4); break;
