@@ -6,8 +6,7 @@ are real, the data is holes) planned by `ckhost convert --dry-run -q` into
   - Megatron-Core torch_dist with args TP4 PP8 EP32 (global tensors, expert axis),
 timed (wall, peak RSS) with the file list, bytes per output file and the total printed. Tensor names are
 those transformers 5.24 save_pretrained writes for Qwen3-MoE (checked in tests/interop/test_moe_hf.py),
-shard layout as on the hub (about 4 GB per file, layers in order). The DeepSeek-V3 671B plan the issue names
-needs the DeepSeek family, which is not there yet.
+shard layout as on the hub (about 4 GB per file, layers in order). DeepSeek-V3 671B: bench_plan_deepseek.py.
   bench/moe/bench_plan_large.py [--ckhost build/bin/ckhost] [--dir build/bench-data]"""
 import argparse
 import json

@@ -895,6 +895,11 @@ void check_consumption(const Graph &g) {
   std::vector<char> reach(g.nodes.size(), 0);
   std::vector<int32_t> stack;
   for (const Region &r : g.layout.regions) stack.push_back(r.node);
+  // A tensor a later mapper ignores (with its reason) consumes what it was made of, e.g. a source
+  // tensor an hf -> hf check passed through unchanged and the next mapper drops.
+  for (const Stage &st : g.stages)
+    for (const auto &t : st.tensors)
+      if (st.ignored.count(t.name)) stack.push_back(t.node);
   while (!stack.empty()) {
     int32_t n = stack.back();
     stack.pop_back();

@@ -60,8 +60,10 @@ Split split_of(const std::string &n, bool swiglu) {
   if (contains(n, "norm")) return Split::Replicated;
   if (contains(n, "router.") || ends_with(n, "gate_weight") || contains(n, "position_embeddings")) return Split::Replicated;
   if (contains(n, "linear_qkv.") || contains(n, "query_key_value.") || contains(n, "linear_q_proj.") ||
-      contains(n, "linear_q_up_proj.") || contains(n, "linear_kv_up_proj."))
+      contains(n, "linear_q_up_proj.") || contains(n, "linear_kv_up_proj.") || contains(n, "eh_proj."))
     return Split::Column;
+  // MLA down projections (linear_q_down_proj, linear_kv_down_proj) are replicated with the TE spec and
+  // split by rows with the local one: the reader tells them apart by shard shape (mla_down_rows).
   if (contains(n, "linear_fc1.") || contains(n, "dense_h_to_4h.")) return swiglu ? Split::Swiglu : Split::Column;
   if (contains(n, "linear_proj.") || contains(n, "linear_fc2.") || contains(n, "dense_4h_to_h.") ||
       contains(n, "self_attention.dense.")) {
@@ -93,18 +95,19 @@ std::vector<std::string> extra_state_modules(const std::vector<std::string> &par
     if (seen.insert(m).second) out.push_back(m);
   };
   for (const auto &n : param_names) {
-    if (n.rfind("decoder.", 0) != 0) continue;  // embeddings, output_layer, legacy names
+    if (n.rfind("decoder.", 0) != 0 && n.rfind("mtp.layers.", 0) != 0) continue;  // embeddings, output_layer, legacy names
     const size_t dot = n.rfind('.');
     if (dot == std::string::npos) continue;
     const std::string module = n.substr(0, dot);
     const size_t last = module.rfind('.');
     const std::string leaf = last == std::string::npos ? module : module.substr(last + 1);
     if (!transformer_engine) {
-      if (leaf.rfind("linear_", 0) == 0) add(module);
+      if (leaf.rfind("linear_", 0) == 0 || leaf == "eh_proj") add(module);  // eh_proj: MTP's ColumnParallelLinear
       continue;
     }
     add(module);
-    if (leaf == "linear_qkv") add(module.substr(0, last) + ".core_attention");
+    // TEDotProductAttention beside the attention's first projection (linear_qkv; MLA: linear_kv_up_proj).
+    if (leaf == "linear_qkv" || leaf == "linear_kv_up_proj") add(module.substr(0, last) + ".core_attention");
   }
   return out;
 }

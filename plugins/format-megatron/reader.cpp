@@ -316,6 +316,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   const bool swiglu_known = a0.contains("swiglu") && a0["swiglu"].is_boolean();
   const bool swiglu = swiglu_known ? a0["swiglu"].get<bool>() : true;
   const bool untied = a0.value("untie_embeddings_and_output_weights", true);
+  const int64_t mtp_layers = a0.value("mtp_num_layers", json()).is_number_integer() ? a0["mtp_num_layers"].get<int64_t>() : 0;
   std::map<std::string, std::map<int, Shard>> global;
   std::set<std::string> expert_tensors;                    // global names of expert tensors (merged over ETP)
   std::map<std::string, std::vector<int64_t>> expert_ids;  // expert parameter (as expert 0) -> global ids found
@@ -340,6 +341,11 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         } else if (r.ep > 0) {
           continue;
         }
+        if (mtp_layers > 0 && PP > 1 && r.pp == PP - 1 && name == "embedding.word_embeddings.weight") {
+          if (skipped_keys.insert(name).second)
+            skipped.push_back({{"name", name}, {"reason", "the MTP stage's copy of the embedding"}});
+          continue;
+        }
         if (!untied && PP > 1 && r.pp == PP - 1 && (name == "output_layer.weight" || name == "word_embeddings_for_head.weight")) {
           if (skipped_keys.insert(name).second)
             skipped.push_back({{"name", name}, {"reason", "the last stage's copy of the tied embedding"}});
@@ -359,7 +365,23 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   const int64_t vocab = a0.value("vocab_size", json()).is_number_integer() ? a0["vocab_size"].get<int64_t>() : -1;
   for (const auto &[name, shards] : global) {
     const int TPn = expert_tensors.count(name) ? ETP : TP;  // the ranks this tensor is split over
-    const Split s0_split = split_of(name, swiglu);
+    Split s0_split = split_of(name, swiglu);
+    // MLA down projections: replicated (TE spec, TELinear "duplicated") or split by rows (local spec,
+    // ColumnParallelLinear); the shard's rows against the args' latent width tell which.
+    const bool q_down = name.find("linear_q_down_proj.") != std::string::npos;
+    if (TPn > 1 && (q_down || name.find("linear_kv_down_proj.") != std::string::npos)) {
+      const int64_t want = q_down ? a0.value("q_lora_rank", json()).is_number_integer() ? a0["q_lora_rank"].get<int64_t>() : -1
+                                  : a0.value("kv_lora_rank", json()).is_number_integer() && a0.value("qk_pos_emb_head_dim", json()).is_number_integer()
+                                        ? a0["kv_lora_rank"].get<int64_t>() + a0["qk_pos_emb_head_dim"].get<int64_t>()
+                                        : -1;
+      const int64_t rows = shards.begin()->second.size.empty() ? -1 : shards.begin()->second.size[0];
+      if (want > 0 && rows == want) s0_split = Split::Replicated;
+      else if (want > 0 && rows * TPn == want) s0_split = Split::Column;
+      else if (want > 0)
+        fail(CKH_E_FORMAT, "tensor '" + name + "' has " + std::to_string(rows) + " rows per TP rank; args imply " + std::to_string(want) +
+                               " (replicated) or " + std::to_string(want / TPn) + " (split over " + std::to_string(TPn) + " ranks)");
+      else s0_split = a0.value("transformer_impl", std::string()) == "local" ? Split::Column : Split::Replicated;
+    }
     const bool undecided = !swiglu_known && TPn > 1 && s0_split == Split::Swiglu;
     for (const Split s : undecided ? std::vector<Split>{Split::Column, Split::Swiglu} : std::vector<Split>{s0_split}) {
       const Shard &s0 = shards.begin()->second;

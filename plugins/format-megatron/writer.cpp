@@ -234,6 +234,8 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       legacy = x.name.rfind("language_model.", 0) == 0;  // the naming convention decides the file's nesting
     }
 
+  bool has_mtp = false;
+  for (const auto &x : ins) has_mtp = has_mtp || x.annot.role == CKH_ROLE_MTP;
   for (int p = 0; p < opt.pp; ++p)
     for (int ep = 0; ep < opt.ep; ++ep)
     for (int t = 0; t < opt.tp; ++t) {
@@ -271,8 +273,8 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
         } else if (x.annot.role == CKH_ROLE_EMBEDDING) {
           sp = 0;
           sv = 0;
-        } else if (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT) {
-          sp = opt.pp - 1;
+        } else if (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT || x.annot.role == CKH_ROLE_MTP) {
+          sp = opt.pp - 1;  // MTP layers run after the decoder, beside the output layer (Megatron-Core)
           sv = opt.vpp - 1;
         } else {
           fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': its annotation gives no pipeline stage (role " +
@@ -284,6 +286,12 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
           local = parse_expert_name(local)->with(epl.local_of(x.expert));
         }
         rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, x.split, t, x.expert >= 0)});
+      }
+      // MTP layers embed the shifted tokens on the last stage: Megatron-Core keeps a copy of the
+      // embedding there (GPTModel with mtp_process and not pre_process).
+      if (has_mtp && opt.pp > 1 && p == opt.pp - 1 && embedding) {
+        const std::string emb = emb_in->name;
+        rf->chunks.back().second.push_back({emb, shard(emb, *embedding, emb_in->info, Split::Vocab, t)});
       }
       // Tied embeddings: the last stage keeps its own copy as output_layer (Megatron-Core).
       if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding) {

@@ -392,11 +392,13 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
     const Global g = locate(e, dir, files, cat);
     // Names: stacked layers ("decoder.layers.<param>", leading layer axis) or per-layer keys.
     std::vector<std::pair<std::vector<int64_t>, std::string>> outs;  // leading indices, per-tensor name
-    if (e.fqn.rfind(stack, 0) == 0) {
-      std::string rest = e.fqn.substr(stack.size());
+    // MTP layers ("mtp.layers.<k>.…") are keyed per layer, their experts with an expert axis too.
+    const bool mtp = e.fqn.rfind("mtp.layers.", 0) == 0;
+    if (e.fqn.rfind(stack, 0) == 0 || mtp) {
+      std::string rest = mtp ? std::string() : e.fqn.substr(stack.size());
       const std::string first = rest.substr(0, rest.find('.'));
       std::vector<std::pair<std::vector<int64_t>, std::string>> layers;
-      if (is_digits(first)) {
+      if (mtp || is_digits(first)) {
         layers.push_back({{}, e.fqn});
       } else {
         if (e.size.empty()) fail(CKH_E_FORMAT, (dir / ".metadata").string() + ": stacked tensor '" + e.fqn + "' has no layer axis");

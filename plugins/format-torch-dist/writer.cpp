@@ -227,8 +227,10 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   const std::string spec = meta.value("megatron_spec", std::string("te"));
   if (spec != "te" && spec != "local" && spec != "legacy")
     fail(CKH_E_INVALID_ARG, "--megatron-spec must be te, local or legacy (got '" + spec + "')");
+  // Its MLA layers have no such map: their norms keep their module names (Megatron-Core 0.16.1).
+  const bool mla = meta["args"].value("multi_latent_attention", false);
   auto dist_key = [&](const std::string &rest) {
-    if (spec != "local") return rest;
+    if (spec != "local" || mla) return rest;
     const std::string in = "input_layernorm.", pre = "pre_mlp_layernorm.";
     if (rest.rfind(in, 0) == 0) return "self_attention.linear_qkv.layer_norm_" + rest.substr(in.size());
     if (rest.rfind(pre, 0) == 0) return "mlp.linear_fc1.layer_norm_" + rest.substr(pre.size());
@@ -240,6 +242,10 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   std::vector<std::string> param_order;
   std::map<std::string, std::map<int64_t, std::map<int64_t, In>>> expert_tensors;  // param -> layer -> expert
   std::vector<std::string> expert_order;
+  // MTP layers' experts: dist name ("mtp.layers.<k>.transformer_layer.mlp.experts.experts.linear_fc1.weight")
+  // -> expert -> tensor; one [E, ...] item each.
+  std::map<std::string, std::map<int64_t, In>> mtp_experts;
+  std::vector<std::string> mtp_expert_order;
   int64_t vocab = -1;
   for (uint64_t i = 0; i < b.input_count(); ++i) {
     In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
@@ -257,6 +263,20 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
                                std::to_string(vocab));
       vocab = x.info.shape[0];
+    }
+    if (an.role == CKH_ROLE_MTP && ckh::megatron::is_expert(an)) {
+      const auto en = parse_expert_name(x.name);
+      if (!en || en->expert != an.expert)
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as expert " + std::to_string(an.expert) +
+                               " but its name does not carry that expert number");
+      const std::string param = en->grouped ? en->prefix.substr(en->prefix.rfind("experts.") + 8) : en->rest;
+      const std::string module = en->grouped ? en->prefix.substr(0, en->prefix.rfind("experts.") + 8) : en->prefix.substr(0, en->prefix.size() - 14);
+      const std::string key = module + "experts." + param;
+      if (!mtp_experts.count(key)) mtp_expert_order.push_back(key);
+      if (mtp_experts[key].count(an.expert)) fail(CKH_E_FORMAT, "tensor '" + x.name + "': expert " + std::to_string(an.expert) + " given twice");
+      mtp_experts[key][an.expert] = x;
+      names.push_back(x.name);
+      continue;
     }
     const auto ln = parse_layer_name(x.name);
     if (an.role == CKH_ROLE_LAYER && (!ln || ln->prefix != "decoder.layers." || ln->layer != an.layer))
@@ -295,12 +315,12 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   const int64_t padded = vocab > 0 ? padded_vocab(vocab, divisible_by, static_cast<int>(tp)) : -1;
 
   const int64_t num_experts = args.contains("num_experts") && args["num_experts"].is_number_integer() ? args["num_experts"].get<int64_t>() : 0;
-  if (!expert_tensors.empty() && num_experts <= 0) fail(CKH_E_FORMAT, "expert tensors but no args.num_experts from the model plugin");
+  if ((!expert_tensors.empty() || !mtp_experts.empty()) && num_experts <= 0) fail(CKH_E_FORMAT, "expert tensors but no args.num_experts from the model plugin");
   // torch_dist stores global tensors whatever the parallel layout; --ep / --etp are checked against the
   // model and recorded in args (the layout training resumes with).
   const int64_t ep = ckh::plugins::int_option(w.options, "ep", 1, 1);
   const int64_t etp = ckh::plugins::int_option(w.options, "etp", tp, 1);
-  if (expert_tensors.empty() && (ep > 1 || w.options.contains("etp")))
+  if (expert_tensors.empty() && mtp_experts.empty() && (ep > 1 || w.options.contains("etp")))
     fail(CKH_E_INVALID_ARG, std::string(ep > 1 ? "--ep" : "--etp") + " applies to MoE models; this model has no expert tensors");
   if (!expert_tensors.empty()) {
     try {
@@ -311,6 +331,15 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
     const int64_t moe_ffn = args.value("moe_ffn_hidden_size", int64_t{0});
     if (moe_ffn > 0 && moe_ffn % etp != 0)
       fail(CKH_E_INVALID_ARG, "--etp " + std::to_string(etp) + " does not divide the experts' ffn size " + std::to_string(moe_ffn));
+  }
+  for (const auto &[key, by_expert] : mtp_experts) {
+    std::vector<int64_t> ids;
+    for (const auto &kv : by_expert) ids.push_back(kv.first);
+    try {
+      check_expert_cover(key, ids, num_experts);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_FORMAT, e.what());
+    }
   }
   for (const auto &[rest, by_layer] : expert_tensors)
     for (const auto &[l, by_expert] : by_layer) {
@@ -422,9 +451,32 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       for (const auto &[l, by_expert] : by_layer)
         add_item("decoder.layers." + std::to_string(l) + "." + rest, {{l, by_expert}}, false);
   }
+  for (const auto &key : mtp_expert_order) {
+    const auto &by_expert = mtp_experts[key];
+    const In &f = by_expert.begin()->second;
+    Item it;
+    it.fqn = key;
+    it.dtype = f.info.dtype;
+    it.size.push_back(num_experts);
+    it.size.insert(it.size.end(), f.info.shape, f.info.shape + f.info.ndim);
+    for (const auto &[e, x] : by_expert) {
+      if (x.info.dtype != f.info.dtype || x.info.ndim != f.info.ndim ||
+          !std::equal(x.info.shape, x.info.shape + x.info.ndim, f.info.shape))
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "': experts of one layer differ in shape or dtype");
+      Chunk c;
+      c.offsets.assign(it.size.size(), 0);
+      c.offsets[0] = e;
+      c.sizes = it.size;
+      c.sizes[0] = 1;
+      c.e = x.e;
+      c.bytes = bytes_of(x.info);
+      it.chunks.push_back(std::move(c));
+    }
+    items.push_back(std::move(it));
+  }
   for (const auto &x : direct) {
     if (x.name.rfind("embedding.", 0) == 0) continue;
-    if (x.name.rfind("decoder.", 0) != 0 && x.name.rfind("output_layer", 0) != 0)
+    if (x.name.rfind("decoder.", 0) != 0 && x.name.rfind("output_layer", 0) != 0 && x.name.rfind("mtp.layers.", 0) != 0)
       fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': the torch-dist writer does not know this Megatron-Core tensor");
     ckh_expr e = x.e;
     if (x.split == Split::Vocab && padded > x.info.shape[0])
@@ -434,7 +486,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
 
   const int64_t recorded_iteration = iteration < 0 ? 0 : iteration;  // release checkpoints record 0
   record_parallel_args(args, {tp, pp, vpp, pp_layers, num_layers, divisible_by, padded, recorded_iteration, ep,
-                              expert_tensors.empty() ? 0 : etp});
+                              expert_tensors.empty() && mtp_experts.empty() ? 0 : etp});
   args["ckpt_format"] = "torch_dist";
   args["use_dist_ckpt"] = true;
 
@@ -471,6 +523,11 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
                                             : "decoder.layers." + std::to_string(l) + "." + module + "._extra_state/shard_" + e + "_" + E;
         objects.emplace_back(key, none_list.bytes());
       }
+  }
+  for (const auto &key : mtp_expert_order) {
+    const std::string module = key.substr(0, key.rfind('.'));
+    for (const auto &kv : mtp_experts[key])
+      objects.emplace_back(module + "._extra_state/shard_" + std::to_string(kv.first) + "_" + std::to_string(num_experts), none_list.bytes());
   }
   for (const std::string &m : extra_state_modules(dense_names, spec != "local")) {
     std::string key = m + "._extra_state/shard_0_1";

@@ -1,6 +1,8 @@
 // llama_config.cpp — see llama_config.hpp.
 #include "llama_config.hpp"
 
+#include "config_fields.hpp"
+
 #include <limits>
 #include <stdexcept>
 
@@ -12,44 +14,14 @@ using nlohmann::json;
 
 const char *const kArchs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                               "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"};
-// Every size of a config stays in int32 range, so products of two sizes cannot overflow int64.
-constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
-
-[[noreturn]] void bad(const std::string &msg) { throw std::invalid_argument("config.json: " + msg); }
-
-bool present(const json &c, const char *key) { return c.contains(key) && !c[key].is_null(); }
-
-int64_t need_int(const json &c, const char *key) {
-  if (!present(c, key)) bad(std::string("'") + key + "' is missing");
-  const json &v = c[key];
-  if (!v.is_number_integer()) bad(std::string("'") + key + "' must be an integer, got " + v.dump());
-  if (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(kMaxDim))
-    bad(std::string("'") + key + "' is too large: " + v.dump());
-  const int64_t n = v.get<int64_t>();
-  if (n <= 0) bad(std::string("'") + key + "' must be positive, got " + std::to_string(n));
-  if (n > kMaxDim) bad(std::string("'") + key + "' is too large: " + std::to_string(n));
-  return n;
-}
-
-int64_t opt_int(const json &c, const char *key, int64_t def) { return present(c, key) ? need_int(c, key) : def; }
-
-bool opt_bool(const json &c, const char *key, bool def) {
-  if (!present(c, key)) return def;
-  if (!c[key].is_boolean()) bad(std::string("'") + key + "' must be true or false, got " + c[key].dump());
-  return c[key].get<bool>();
-}
-
-double opt_num(const json &c, const char *key, double def) {
-  if (!present(c, key)) return def;
-  if (!c[key].is_number()) bad(std::string("'") + key + "' must be a number, got " + c[key].dump());
-  return c[key].get<double>();
-}
-
-std::string opt_str(const json &c, const char *key, const std::string &def) {
-  if (!present(c, key)) return def;
-  if (!c[key].is_string()) bad(std::string("'") + key + "' must be a string, got " + c[key].dump());
-  return c[key].get<std::string>();
-}
+using ckh::plugins::config::bad;
+using ckh::plugins::config::kMaxDim;
+using ckh::plugins::config::need_int;
+using ckh::plugins::config::opt_bool;
+using ckh::plugins::config::opt_int;
+using ckh::plugins::config::opt_num;
+using ckh::plugins::config::opt_str;
+using ckh::plugins::config::present;
 
 // transformers >= 5 writes "rope_parameters": {"rope_theta", "rope_type", "factor", ...}; older
 // releases a top-level "rope_theta" and an optional "rope_scaling" object of the same fields.

@@ -396,6 +396,7 @@ json config_from_args(const json &a) {
 int32_t score_mcore(const json &meta) {
   if (!meta.is_object() || !meta.contains("args") || !meta["args"].is_object()) return 0;
   const json &a = meta["args"];
+  if (a.value("multi_latent_attention", false)) return 0;  // MLA: the DeepSeek plugin's
   // MoE: Mixtral / Qwen3-MoE only (no shared experts, no MLA); a checkpoint of another MoE family is
   // never claimed, so its experts are not dropped.
   const bool moe = a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0;

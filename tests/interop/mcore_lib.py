@@ -52,6 +52,18 @@ Each one was checked to be needed (removing it makes the run fail with "Torch no
   14. transformer/moe/experts.py, GroupedMLP.__init__ (the legacy grouped experts, save_grouped task
      only) asserts that the grouped_gemm CUDA package is installed; only its forward calls it, and that
      task runs no forward. Patched: the assertion is a no-op while that task builds its model.
+  Multi-latent attention (DeepSeek) and DeepSeek-V3's router add:
+  15. transformer/moe/router.py, TopKRouter.__init__ with moe_router_enable_expert_bias registers the
+     expert_bias / local_tokens_per_expert buffers on `torch.cuda.current_device()`. Patched like 1.
+  16. MLA builds its own RotaryEmbedding without use_cpu_initialization: RotaryEmbedding.__init__
+     allocates inv_freq on `torch.cuda.current_device()`. Patched like 1.
+  17. Without Transformer Engine, Megatron's TE wrapper module fakes the `te` package, so
+     multi_latent_attention.py believes TE is present (HAVE_TE, TELinear a mock, and isinstance() on it
+     fails). Patched: that module's HAVE_TE is False and its TELinear / TEColumnParallelLinear /
+     set_save_original_input are None, what it means when TE is absent.
+  18. The local DotProductAttention of 0.16.1 rejects the k_channels / v_channels arguments MLA always
+     passes (TypeError): the layer specs of MLA models use a subclass that takes them and sizes its
+     output view by v_channels (`_mla_core_attention`); its forward is the local one, unchanged.
   Avoided without a patch:
   7. transformer/utils.py, get_default_causal_mask (used when attention_mask is None) builds the mask
      with device="cuda": the forward always passes an explicit boolean mask [1, 1, s, s], True = masked.
@@ -394,6 +406,13 @@ def apply_cpu_patches():
     for fn in ("_gather_along_first_dim", "_reduce_scatter_along_first_dim"):
         _wrap_cpu_device(mappings, fn)
 
+    # 15-17. MLA and the expert-bias router.
+    _wrap_cpu_device(router.TopKRouter, "__init__")
+    _wrap_cpu_device(rotary_pos_embedding.RotaryEmbedding, "__init__")
+    from megatron.core.transformer import multi_latent_attention as mla
+    mla.HAVE_TE = False
+    mla.TELinear = mla.TEColumnParallelLinear = mla.set_save_original_input = None
+
     # 6. torch.cuda.synchronize() after the (pinned, non-blocking) device-to-host copy of the tensors
     #    to save; every tensor is already on the CPU, there is nothing to wait for.
     preload = filesystem_async.FileSystemWriterAsync.__dict__["preload_tensors"].__func__
@@ -409,16 +428,44 @@ def apply_cpu_patches():
         filesystem_async.FileSystemWriterAsync.preload_tensors = staticmethod(preload_on_cpu)
 
 
+def _mla_core_attention():
+    """Item 18: the local DotProductAttention with MLA's k_channels / v_channels arguments."""
+    from megatron.core.transformer.dot_product_attention import DotProductAttention
+
+    class MLADotProductAttention(DotProductAttention):
+        def __init__(self, *a, k_channels=None, v_channels=None, **kw):
+            super().__init__(*a, **kw)
+            if v_channels is not None:
+                self.hidden_size_per_partition = v_channels * self.num_attention_heads_per_partition
+                self.hidden_size_per_attention_head = v_channels
+    return MLADotProductAttention
+
+
+def _mla_config(args):
+    """MLATransformerConfig fields of a multi-latent-attention model from Megatron-LM args."""
+    if not getattr(args, "multi_latent_attention", False):
+        return {}
+    return dict(multi_latent_attention=True, q_lora_rank=getattr(args, "q_lora_rank", None),
+                kv_lora_rank=args.kv_lora_rank, qk_head_dim=args.qk_head_dim,
+                qk_pos_emb_head_dim=args.qk_pos_emb_head_dim, v_head_dim=args.v_head_dim,
+                rope_type=getattr(args, "rope_type", "rope"), rotary_base=int(getattr(args, "rotary_base", 10000)),
+                rotary_percent=1.0, rotary_scaling_factor=getattr(args, "rotary_scaling_factor", 1.0),
+                mscale=getattr(args, "mscale", 1.0), mscale_all_dim=getattr(args, "mscale_all_dim", 0.0),
+                mtp_num_layers=getattr(args, "mtp_num_layers", None),
+                mtp_loss_scaling_factor=0.1)
+
+
 def build_model(args, init=False, legacy_grouped=False):
     """GPTModel (local spec) for this rank's TP/PP coordinates from Megatron args; float32 params."""
     import torch.nn.functional as F
     from megatron.core import parallel_state as ps
     from megatron.core.models.gpt import GPTModel
     from megatron.core.models.gpt.gpt_layer_specs import get_gpt_layer_local_spec
-    from megatron.core.transformer.transformer_config import TransformerConfig
+    from megatron.core.transformer.transformer_config import MLATransformerConfig, TransformerConfig
 
     gqa = getattr(args, "group_query_attention", False)
-    cfg = TransformerConfig(
+    mla = _mla_config(args)
+    cfg = (MLATransformerConfig if mla else TransformerConfig)(
         num_layers=args.num_layers, hidden_size=args.hidden_size, ffn_hidden_size=args.ffn_hidden_size,
         num_attention_heads=args.num_attention_heads,
         num_query_groups=args.num_query_groups if gqa else None,
@@ -438,8 +485,17 @@ def build_model(args, init=False, legacy_grouped=False):
         # uneven pipeline stages (Megatron-LM --decoder-first/last-pipeline-num-layers)
         num_layers_in_first_pipeline_stage=getattr(args, "decoder_first_pipeline_num_layers", None),
         num_layers_in_last_pipeline_stage=getattr(args, "decoder_last_pipeline_num_layers", None),
-        **moe_config(args))
-    if cfg.num_moe_experts and isinstance(cfg.moe_layer_freq, list):
+        **moe_config(args), **mla)
+    mtp_spec = None
+    if mla:
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec, get_gpt_mtp_block_spec
+        spec = get_gpt_decoder_block_spec(cfg, use_transformer_engine=False, normalization=args.normalization)
+        core = _mla_core_attention()
+        for ls in spec.layer_specs:
+            ls.submodules.self_attention.submodules.core_attention = core
+        if cfg.mtp_num_layers:
+            mtp_spec = get_gpt_mtp_block_spec(cfg, spec, use_transformer_engine=False)
+    elif cfg.num_moe_experts and isinstance(cfg.moe_layer_freq, list):
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
         spec = get_gpt_decoder_block_spec(cfg, use_transformer_engine=False, normalization=args.normalization)
     else:
@@ -455,7 +511,8 @@ def build_model(args, init=False, legacy_grouped=False):
         rotary_percent=getattr(args, "rotary_percent", 1.0), rotary_base=int(getattr(args, "rotary_base", 10000)),
         rope_scaling=getattr(args, "use_rope_scaling", False),
         rope_scaling_factor=getattr(args, "rope_scaling_factor", 8.0),
-        seq_len_interpolation_factor=getattr(args, "seq_len_interpolation_factor", None))
+        seq_len_interpolation_factor=getattr(args, "seq_len_interpolation_factor", None),
+        mtp_block_spec=mtp_spec)
     return model
 
 
@@ -475,6 +532,11 @@ def moe_config(args):
                 moe_router_load_balancing_type="none", moe_aux_loss_coeff=0.0,
                 moe_shared_expert_intermediate_size=getattr(args, "moe_shared_expert_intermediate_size", None),
                 moe_shared_expert_gate=getattr(args, "moe_shared_expert_gate", False),
+                moe_router_enable_expert_bias=getattr(args, "moe_router_enable_expert_bias", False),
+                moe_router_topk_scaling_factor=getattr(args, "moe_router_topk_scaling_factor", None),
+                moe_router_num_groups=getattr(args, "moe_router_num_groups", None),
+                moe_router_group_topk=getattr(args, "moe_router_group_topk", None),
+                moe_router_dtype=getattr(args, "moe_router_dtype", None),
                 expert_model_parallel_size=ps.get_expert_model_parallel_world_size(),
                 expert_tensor_parallel_size=ps.get_expert_tensor_parallel_world_size())
 
@@ -499,7 +561,15 @@ def forward_logits(model, ids):
             hidden = torch.empty(s, 1, model.config.hidden_size, dtype=torch.float32)
             dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
             model.set_input_tensor(hidden)
-        out = model(tokens, pos, causal_mask(s))
+        # MTP layers (loaded and checked value for value by the tasks) are left out of the forward:
+        # Megatron-Core 0.16.1 runs them only with labels and then returns the loss, not the logits.
+        # The main head's logits are what transformers computes (it has no MTP layers).
+        saved = (getattr(model, "mtp_process", False), model.config.mtp_num_layers)
+        model.mtp_process, model.config.mtp_num_layers = False, None
+        try:
+            out = model(tokens, pos, causal_mask(s))
+        finally:
+            model.mtp_process, model.config.mtp_num_layers = saved
         if not ps.is_pipeline_last_stage():
             dist.send(out.contiguous(), dst=ps.get_pipeline_model_parallel_next_rank())
             return None
@@ -538,7 +608,11 @@ def _task_load_dist(task, res):
         # Megatron-LM loads {"model": model.sharded_state_dict(), ...} (plus "rng_state" unless
         # --no-load-rng); the common.pt entries (args, checkpoint_version, iteration) come back next
         # to "model".
-        sd = {"model": m.sharded_state_dict()}
+        # Megatron-LM passes sharding metadata; GPTModel needs its dp_cp_group when an MTP stage keeps a
+        # copy of the embedding (PP > 1), so it is given as training does.
+        from megatron.core import parallel_state as ps
+        meta = {"dp_cp_group": ps.get_data_parallel_group(with_context_parallel=True)}
+        sd = {"model": m.sharded_state_dict(metadata=meta)}
         if task.get("request_rng"):
             sd["rng_state"] = _rng_state_object(None)
         return sd
@@ -549,6 +623,7 @@ def _task_load_dist(task, res):
         loaded = dist_checkpointing.load(request(model), ckpt_dir, strict=strict)
     except Exception as e:  # noqa: BLE001 - recorded; the test fails on it
         res["strict_error"] = "%s: %s" % (type(e).__name__, e)
+        print("[mcore] strict load failed: %s" % res["strict_error"][:2000], flush=True)
         # Diagnostics only (the test has already failed on strict_error): the exact mismatch and the
         # logits of what did load, so a report can say what else is right or wrong.
         loaded, missing, unexpected = dist_checkpointing.load(request(build_model(args)), ckpt_dir,

@@ -165,6 +165,8 @@ typedef struct ckh_piece {
 #define CKH_ROLE_OUTPUT 4        // LM head (vocab rows)
 #define CKH_ROLE_POSITION 5      // learned position embedding
 #define CKH_ROLE_ENCODER 6       // vision/audio tower, projector: outside the decoder stack
+#define CKH_ROLE_MTP 7           // multi-token-prediction layer `layer` (0, 1, ...) after the decoder: it
+                                 // sits with the LM head (last pipeline stage) and is not a decoder layer
 
 #define CKH_PARALLEL_UNSTATED 0  // the writer applies its own naming rules
 #define CKH_PARALLEL_REPLICATED 1

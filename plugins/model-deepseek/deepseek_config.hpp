@@ -1,0 +1,75 @@
+// deepseek_config.hpp — the DeepSeek family with Multi-Latent Attention (DeepSeek-V2, V2-Lite, V3,
+// V3.1; HF model_type deepseek_v2 / deepseek_v3) as described by an HF config.json, and the canonical HF
+// tensors it implies. Names checked against transformers 5.24 save_pretrained and, for the MTP layers
+// (which transformers does not model), the layout of the released DeepSeek-V3 checkpoints:
+// model.layers.<num_hidden_layers + k>.{embed_tokens,enorm,hnorm,eh_proj,shared_head.norm,shared_head.head}
+// beside a full decoder layer. Plain C++ (unit-tested directly).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/ckh_types.h>
+
+namespace ckh::deepseek {
+
+struct Config {
+  std::string model_type;  // deepseek_v2 | deepseek_v3
+  int64_t hidden = 0, layers = 0, heads = 0, vocab = 0, ffn = 0;
+  // MLA: q_lora 0 = no query compression (V2-Lite: q_proj).
+  int64_t q_lora = 0, kv_lora = 0, nope = 0, rope = 0, v = 0;
+  // MoE: routed experts, per-expert ffn, shared experts (their ffn is moe_ffn * shared), dense layers first.
+  int64_t experts = 0, moe_ffn = 0, shared = 0, topk = 0, first_dense = 0, moe_freq = 1;
+  int64_t n_group = 1, topk_group = 1;
+  std::string scoring = "softmax";     // V3: sigmoid (+ e_score_correction_bias); V2: softmax
+  std::string topk_method = "greedy";  // V2: greedy | group_limited_greedy; V3: noaux_tc
+  bool norm_topk = false;              // V3 renormalises the top-k weights; V2 never does
+  double routed_scaling = 1.0;
+  bool expert_bias = false;            // V3: mlp.gate.e_score_correction_bias
+  int64_t mtp = 0;                     // num_nextn_predict_layers (V3); present in a checkpoint or not
+  bool tied = false;
+  ckh_dtype dtype = CKH_DT_BF16;
+  double rms_eps = 1e-6, rope_theta = 10000.0;
+  // RoPE: "default" or "yarn" (factor, original_max_position_embeddings, beta_fast, beta_slow, mscale,
+  // mscale_all_dim); others are refused.
+  std::string rope_type = "default";
+  double rope_factor = 1.0, beta_fast = 32.0, beta_slow = 1.0, mscale = 1.0, mscale_all_dim = 0.0;
+  int64_t rope_original_max_pos = 4096;
+  int64_t max_pos = 4096;
+  bool is_moe(int64_t layer) const { return experts > 0 && layer >= first_dense && layer % moe_freq == 0; }
+  int64_t q_head() const { return nope + rope; }
+};
+
+const std::vector<std::string> &model_types();
+
+// Parses and validates; throws std::invalid_argument with a one-line reason naming the field.
+Config parse_config(const nlohmann::json &cfg);
+
+// 90 by model_type, 80 by architectures, else 0. Never throws.
+int score(const nlohmann::json &cfg) noexcept;
+
+struct Canonical {
+  std::string name;
+  std::vector<int64_t> shape;
+  int32_t role = CKH_ROLE_OTHER;
+  int32_t layer = -1;
+  int32_t init = CKH_INIT_NORMAL;
+  int32_t kind = CKH_KIND_UNSTATED;
+  int32_t expert = -1;
+  ckh_dtype dtype = CKH_DT_F32;  // the tensor's own dtype (routers stay float32, see canonical_tensors)
+};
+
+int32_t kind_of(const std::string &hf_name);
+
+// Every HF tensor transformers' DeepseekV2/V3ForCausalLM has, in its order; with `with_mtp`, also the
+// c.mtp MTP layers of the released checkpoints (model.layers.<layers + k>.*).
+std::vector<Canonical> canonical_tensors(const Config &c, bool with_mtp = false);
+
+// The HF tensors of a decoder layer (or MTP layer) index `l` with the MoE/dense choice `moe`.
+void layer_tensors(const Config &c, int64_t l, bool moe, std::vector<Canonical> &out);
+
+std::string shape_str(const std::vector<int64_t> &s);
+
+}  // namespace ckh::deepseek

@@ -1,0 +1,209 @@
+// plugin.cpp — the DeepSeek (MLA) model plugin: canonical tensor list, the HF completeness check (mapper
+// "deepseek", hf -> hf, MTP layers of the released checkpoints included when present) and HF <->
+// Megatron-Core (mappers "deepseek.hf-to-mcore" / "deepseek.mcore-to-hf", mcore_mapper.cpp).
+#include <algorithm>
+#include <map>
+#include <set>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "option_decls.hpp"
+#include "deepseek_config.hpp"
+#include "mcore_mapper.hpp"
+
+using nlohmann::json;
+using ckh::sdk::fail;
+
+namespace {
+
+json config_of(const char *metadata_json) {
+  json m = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+  if (m.is_discarded() || !m.is_object() || !m.contains("config")) return json();
+  return m["config"];
+}
+
+ckh::deepseek::Config parse_or_fail(const json &cfg) {
+  try {
+    return ckh::deepseek::parse_config(cfg);
+  } catch (const std::invalid_argument &e) {
+    fail(CKH_E_FORMAT, e.what());
+  }
+}
+
+// model.layers.<digits>.self_attn.rotary_emb.inv_freq
+bool is_rotary_inv_freq(const std::string &n) {
+  static const std::string pre = "model.layers.", suf = ".self_attn.rotary_emb.inv_freq";
+  if (n.size() <= pre.size() + suf.size() || n.compare(0, pre.size(), pre) != 0 ||
+      n.compare(n.size() - suf.size(), suf.size(), suf) != 0)
+    return false;
+  const std::string mid = n.substr(pre.size(), n.size() - pre.size() - suf.size());
+  return std::all_of(mid.begin(), mid.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+}
+
+// The tensor whose quantization scale this input is (reader annotation {"quant":{"role":"scale","of":X}}),
+// or "".
+std::string scale_of(const ckh_tensor_annot_t &a) {
+  if (!a.extra_json) return {};
+  const json j = json::parse(a.extra_json, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !j.contains("quant") || !j["quant"].is_object()) return {};
+  const json &q = j["quant"];
+  if (q.value("role", std::string()) != "scale" || !q.contains("of") || !q["of"].is_string()) return {};
+  return q["of"].get<std::string>();
+}
+
+int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
+  try {
+    return ckh::deepseek::score(config_of(metadata_json));
+  } catch (...) {
+    return 0;
+  }
+}
+
+// hf -> hf: every tensor the config implies must be present with its shape and is passed through
+// unchanged (the checkpoint's dtype is kept); known leftovers are ignored; anything else stays unused
+// so the host reports it as an unexpected tensor.
+ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    using ckh::deepseek::shape_str;
+    ckh::sdk::Builder b(raw);
+    const json cfg = config_of(metadata_json);
+    const ckh::deepseek::Config c = parse_or_fail(cfg);
+    // MTP layers travel when the checkpoint has them (the released ones do, transformers' do not).
+    const bool mtp = c.mtp > 0 && b.has("model.layers." + std::to_string(c.layers) + ".eh_proj.weight");
+    const auto tensors = ckh::deepseek::canonical_tensors(c, mtp);
+    std::vector<std::string> missing;
+    for (const auto &t : tensors) {
+      const int64_t i = b.find(t.name);
+      if (i < 0) {
+        missing.push_back(t.name);
+        continue;
+      }
+      const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
+      const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
+      if (have != t.shape)
+        fail(CKH_E_FORMAT, "tensor '" + t.name + "': config.json implies shape " + shape_str(t.shape) +
+                               ", checkpoint has " + shape_str(have));
+      ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
+      a.init = t.init;
+      a.expert = t.expert;
+      a.kind = t.kind;
+      a.parallel = CKH_PARALLEL_UNSTATED;
+      b.emit(t.name, b.input(t.name), &a);
+    }
+    if (!missing.empty()) {
+      constexpr size_t kShow = 5;
+      std::string list;
+      for (size_t k = 0; k < missing.size() && k < kShow; ++k) list += (k ? ", " : "") + missing[k];
+      if (missing.size() > kShow) list += " (and " + std::to_string(missing.size() - kShow) + " more)";
+      fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
+                             (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
+    }
+    std::map<std::string, ckh::deepseek::Canonical> by_name;
+    for (const auto &t : tensors) by_name.emplace(t.name, t);
+    for (uint64_t i = 0; i < b.input_count(); ++i) {
+      const ckh_tensor_info_t info = b.input_info(i);
+      const std::string n = info.name ? info.name : "";
+      // The scales of quantized weights (the reader pairs them) travel with their weight, unchanged.
+      const std::string of = scale_of(b.input_annot(i));
+      if (!of.empty() && by_name.count(of)) {
+        const auto &w = by_name.at(of);
+        ckh_tensor_annot_t a = ckh::sdk::annot(w.role, w.layer);
+        a.kind = w.kind;
+        a.parallel = CKH_PARALLEL_UNSTATED;
+        b.emit(n, b.input(n), &a);
+        continue;
+      }
+      if (is_rotary_inv_freq(n)) b.ignore(n, "rotary inv_freq buffer (recomputed from rope_theta)");
+    }
+  });
+}
+
+ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *ctx, ckh_tensor_sink_fn sink) {
+  return ckh::sdk::guard([&] {
+    const json cfg = json::parse(config_json ? config_json : "", nullptr, false);
+    const ckh::deepseek::Config c = parse_or_fail(cfg);
+    for (const auto &t : ckh::deepseek::canonical_tensors(c)) {
+      ckh_tensor_info_t info{};
+      info.struct_size = sizeof info;
+      info.name = t.name.c_str();
+      info.dtype = t.dtype;
+      info.ndim = static_cast<uint32_t>(t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
+      ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
+      a.init = t.init;
+      a.expert = t.expert;
+      a.kind = t.kind;
+      const ckh_status s = sink(ctx, &info, &a);
+      if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+    }
+  });
+}
+
+ckh_status map_to_mcore(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json,
+                        ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json opts = json::parse(options_json ? options_json : "{}", nullptr, false);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::deepseek::map_hf_to_mcore(opts.is_discarded() ? json::object() : opts, meta, b);
+  });
+}
+
+int32_t probe_mcore(const ckh_mapper_class_t *, const char *metadata_json) {
+  try {
+    return ckh::deepseek::score_mcore(json::parse(metadata_json ? metadata_json : "{}", nullptr, false));
+  } catch (...) {
+    return 0;
+  }
+}
+
+ckh_status map_from_mcore(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json,
+                          ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json opts = json::parse(options_json ? options_json : "{}", nullptr, false);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::deepseek::map_mcore_to_hf(opts.is_discarded() ? json::object() : opts, meta, b);
+  });
+}
+
+// Phase two of a Megatron reader's open: DeepSeek's MLPs are gated (SwiGLU), so a tensor-parallel
+// linear_fc1 holds [gate_r; up_r] per rank, whatever the checkpoint's args say.
+ckh_status hints_mcore(const ckh_mapper_class_t *, const char *, const char *, void *ctx, ckh_text_sink_fn sink) {
+  return sink(ctx, R"({"gated_mlp": true})");
+}
+
+const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
+const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
+const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
+const ckh_component_t kHfComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek",
+    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention, shared and routed experts, MTP layers): HF tensor list and completeness check",
+    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})", &kHf};
+const ckh_component_t kToMcoreComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.hf-to-mcore",
+    "DeepSeek HF -> Megatron-Core (TE or local spec): MLA projections, dense first layers, experts, router expert bias, MTP, args",
+    R"({"family":"deepseek","from":"hf","to":"megatron","model_types":["deepseek_v2","deepseek_v3"],)"
+    R"("options":[)" CKH_OPT_MEGATRON_SPEC "," CKH_OPT_MOE_GROUPED_GEMM "]}",
+    &kToMcore};
+const ckh_component_t kFromMcoreComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.mcore-to-hf",
+    "DeepSeek Megatron-Core -> HF: MLA, experts, MTP layers in the released layout, config from args",
+    R"({"family":"deepseek","from":"megatron","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})",
+    &kFromMcore};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp};
+
+ckh_status init(const ckh_host_t *host) {
+  ckh::sdk::set_host(host);
+  return CKH_OK;
+}
+
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.model.deepseek", "0.1.0",
+                              "ckhost", "DeepSeek model family (MLA)", init, nullptr, kComponents, nullptr};
+
+}  // namespace
+
+extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }

@@ -1,0 +1,243 @@
+"""DeepSeek (multi-latent attention) HF <-> Megatron-Core, checked by transformers 5.24 and Megatron-Core 0.16.1.
+
+Sources are transformers save_pretrained checkpoints of small configs that keep the real key sets:
+  - DeepSeek-V3-style: MLA with q compression (q_a_proj / q_a_layernorm / q_b_proj, kv_a_proj_with_mqa,
+    kv_a_layernorm, kv_b_proj), a dense first layer (first_k_dense_replace 1), 8 routed experts with a
+    shared expert, the sigmoid router with e_score_correction_bias and group-limited top-2 (2 groups,
+    1 chosen), routed_scaling_factor 2.5, and one MTP layer. transformers does not model MTP layers (it
+    ignores them at load), so the MTP tensors are added to the saved checkpoint in the released
+    DeepSeek-V3 layout (model.layers.<num_hidden_layers>.{embed_tokens, enorm, hnorm, eh_proj,
+    shared_head.norm, shared_head.head} beside a whole MoE decoder layer);
+  - DeepSeek-V2-Lite-style: no q compression (q_proj), softmax greedy routing without renormalisation.
+ckhost writes them as legacy rank files (TP2 x PP2 x EP2 x ETP1, local spec) and torch_dist; Megatron-Core
+builds the model from the written args (MLATransformerConfig, the MTP block for the V3 model), loads the
+files with load_state_dict(strict=True) per rank or dist_checkpointing.load(strict=RAISE_ALL), and its
+forward gives transformers' logits. Converted back to HF every tensor is bit-identical, MTP included.
+Negative twins: two experts swapped inside one EP rank's file change Megatron's logits; a routing that
+Megatron-Core cannot reproduce is refused before anything is written.
+
+Run: tests/interop/run_interop.sh tests/interop/test_deepseek.py --ckhost=build/bin/ckhost
+"""
+import json
+import os
+import shutil
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+
+import interop_lib as L  # noqa: E402
+import mcore_lib as M  # noqa: E402
+
+TOL = M.LOGITS_ATOL
+LOCAL = ("--megatron-spec", "local")
+
+CONFIGS = {
+    "v3": ("DeepseekV3Config", dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+                                    num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, n_shared_experts=1,
+                                    num_experts_per_tok=2, n_group=2, topk_group=1, first_k_dense_replace=1,
+                                    q_lora_rank=48, kv_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16,
+                                    v_head_dim=16, vocab_size=250, max_position_embeddings=128, rope_scaling=None,
+                                    routed_scaling_factor=2.5, num_nextn_predict_layers=1)),
+    "v2lite": ("DeepseekV2Config", dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=2,
+                                        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=4, n_shared_experts=2,
+                                        num_experts_per_tok=2, first_k_dense_replace=1, q_lora_rank=None,
+                                        kv_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16,
+                                        vocab_size=250, max_position_embeddings=128, topk_method="greedy",
+                                        routed_scaling_factor=1.0)),
+}
+
+
+def make(fam, out, seed=0, mtp=True):
+    transformers = L._quiet_transformers()
+    cls, kw = CONFIGS[fam]
+    cfg = getattr(transformers, cls)(**kw)
+    torch.manual_seed(seed)
+    m = transformers.AutoModelForCausalLM.from_config(cfg)
+    L.randomize_(m, seed)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for n, b in m.named_buffers():
+            if n.endswith("e_score_correction_bias"):  # a buffer: randomize_ leaves it at 0
+                b.copy_(0.1 * torch.randn(b.shape, generator=g))
+    m.save_pretrained(out)
+    if fam == "v3" and mtp:
+        add_mtp_layer(out, cfg, seed + 2)
+    return out
+
+
+def add_mtp_layer(d, cfg, seed):
+    """The released checkpoints' MTP layer k = 0 as model.layers.<num_hidden_layers>.*: a whole MoE decoder
+    layer (the names of transformers' last layer) plus enorm, hnorm, eh_proj, shared_head.norm, and copies
+    of the embedding and the LM head; written as a second shard listed in the index."""
+    src = L.safe_open_all(d)
+    last, n = cfg.num_hidden_layers - 1, cfg.num_hidden_layers
+    g = torch.Generator().manual_seed(seed)
+    t = {}
+    for k, v in src.items():
+        pre = "model.layers.%d." % last
+        if k.startswith(pre):
+            r = torch.randn(v.shape, generator=g, dtype=torch.float32)
+            t["model.layers.%d.%s" % (n, k[len(pre):])] = (1.0 + 0.1 * r if k.endswith("norm.weight") else 0.05 * r).to(v.dtype)
+    h = cfg.hidden_size
+    p = "model.layers.%d." % n
+    t[p + "embed_tokens.weight"] = src["model.embed_tokens.weight"].clone()
+    t[p + "shared_head.head.weight"] = src["lm_head.weight"].clone()
+    for name, shape in (("enorm.weight", [h]), ("hnorm.weight", [h]), ("shared_head.norm.weight", [h])):
+        t[p + name] = 1.0 + 0.1 * torch.randn(shape, generator=g)
+    t[p + "eh_proj.weight"] = 0.05 * torch.randn([h, 2 * h], generator=g)
+    first = os.path.join(d, "model.safetensors")
+    os.rename(first, os.path.join(d, "model-00001-of-00002.safetensors"))
+    save_file(t, os.path.join(d, "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    wm = {k: "model-00001-of-00002.safetensors" for k in src}
+    wm.update({k: "model-00002-of-00002.safetensors" for k in t})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as fh:
+        json.dump({"metadata": {}, "weight_map": wm}, fh)
+
+
+def logits(d):
+    transformers = L._quiet_transformers()
+    m = transformers.AutoModelForCausalLM.from_pretrained(d, local_files_only=True, dtype=torch.float32,
+                                                          attn_implementation="eager", experts_implementation="eager")
+    m.eval()
+    with torch.no_grad():
+        return m(torch.tensor([L.IDS])).logits[0]
+
+
+class DeepSeek(L.InteropCase):
+    def source(self, fam):
+        d = self.path("hf-" + fam)
+        if not os.path.isdir(d):
+            make(fam, d)
+        return d
+
+    def assert_match(self, what, rr, ref):
+        errs = M.errors(rr)
+        self.assertFalse(errs, "%s: the Megatron-Core task raised:\n%s" % (what, "\n".join(errs)))
+        r0 = rr[0]
+        self.assertIsNone(r0.get("strict_error"), "%s: %s (checkpoint only: %s; model only: %s)" % (
+            what, r0.get("strict_error"), r0.get("ckpt_only_keys"), r0.get("model_only_keys")))
+        for r in rr:
+            self.assertIsNone(r.get("load_error"), "%s: %s" % (what, r.get("load_error")))
+            for k in ("model_only_keys", "file_only_keys", "shape_mismatch", "value_mismatch"):
+                extra = [x for x in r.get(k, []) if not (k == "model_only_keys" and x in r.get("defaulted_by_megatron", []))]
+                self.assertEqual(extra, [], "%s: %s %s" % (what, r.get("file"), k))
+        meg = M.first_logits(rr)
+        self.assertIsNotNone(meg, what)
+        diff, same = M.compare_logits(meg, ref)
+        L.report("%s: max |logit diff| %.3g (tol %g)" % (what, diff, TOL))
+        self.assertLessEqual(diff, TOL, what)
+        self.assertTrue(same, what + ": argmax differs")
+
+    def assert_back_bit_exact(self, src, ckpt, name):
+        back = L.convert(ckpt, self.path(name + "-back"), "--to", "hf")
+        a, b = L.safe_open_all(src), L.safe_open_all(back)
+        self.assertEqual(sorted(a), sorted(b), name)
+        for k in a:
+            self.assertTrue(torch.equal(a[k], b[k]), "%s: %s differs after the round trip" % (name, k))
+        return back
+
+    def test_v3_megatron(self):
+        src = self.source("v3")
+        ref = logits(src)
+        lg = L.convert(src, self.path("v3-lg"), "--to", "megatron", "--tp", "2", "--pp", "2", "--pp-layers", "2,1",
+                       "--ep", "2", "--etp", "1", *LOCAL)
+        td = L.convert(src, self.path("v3-td"), "--to", "torch-dist", "--tp", "2", "--ep", "2", "--etp", "1", *LOCAL)
+        # The MTP layer and a copy of the embedding sit on the last stage; experts numbered per EP rank.
+        f = torch.load(os.path.join(lg, "release", "mp_rank_01_001_001", "model_optim_rng.pt"), weights_only=False)
+        m = f["model"]
+        hf = L.safe_open_all(src)
+        self.assertIn("embedding.word_embeddings.weight", m)
+        self.assertTrue(torch.equal(m["mtp.layers.0.transformer_layer.mlp.experts.local_experts.0.linear_fc2.weight"],
+                                    hf["model.layers.3.mlp.experts.4.down_proj.weight"]))
+        self.assertTrue(torch.equal(m["mtp.layers.0.eh_proj.weight"], hf["model.layers.3.eh_proj.weight"][32:]))
+        # Local spec: the down projections are split by rows over TP.
+        self.assertTrue(torch.equal(m["decoder.layers.0.self_attention.linear_kv_down_proj.weight"],
+                                    hf["model.layers.2.self_attn.kv_a_proj_with_mqa.weight"][20:]))
+        self.assertEqual(f["args"].mtp_num_layers, 1)
+        self.assertTrue(f["args"].moe_router_enable_expert_bias)
+        # Negative twin: in every rank file, local experts 0 <-> 1 of each decoder MoE layer swapped (global
+        # experts 0/1 and 4/5 of layers 1 and 2), the router left as it is.
+        sw = self.path("v3-lg-swapped")
+        shutil.copytree(lg, sw)
+        for dirpath, _, files in os.walk(os.path.join(sw, "release")):
+            if "model_optim_rng.pt" not in files:
+                continue
+            p = os.path.join(dirpath, "model_optim_rng.pt")
+            sd = torch.load(p, weights_only=False)
+            mm = sd["model"]
+            for a in [k for k in mm if k.startswith("decoder.layers.") and ".local_experts.0." in k]:
+                b = a.replace("local_experts.0.", "local_experts.1.")
+                mm[a], mm[b] = mm[b], mm[a]
+            torch.save(sd, p)
+        rr = M.run_job(self.path("job-v3"), world=4, tp=2, pp=2, ep=2, etp=1, timeout=240, tasks=[
+            dict(id="lg", op="load_legacy", ckpt=lg, ids=L.IDS),
+            dict(id="td", op="load_dist", ckpt=td, ids=L.IDS, args_override=dict(
+                pipeline_model_parallel_size=2, decoder_first_pipeline_num_layers=2, decoder_last_pipeline_num_layers=1)),
+            dict(id="sw", op="load_legacy", ckpt=sw, ids=L.IDS)])
+        self.assert_match("DeepSeek-V3-style legacy TP2 PP2(2+1) EP2 ETP1 with MTP", rr["lg"], ref)
+        self.assert_match("DeepSeek-V3-style torch_dist (TP2 EP2) loaded at TP2 PP2 EP2 ETP1 with MTP", rr["td"], ref)
+        self.assertFalse(M.errors(rr["sw"]))
+        diff, _ = M.compare_logits(M.first_logits(rr["sw"]), ref)
+        L.report("DeepSeek-V3-style legacy with experts 0/1 and 4/5 of each MoE layer swapped: max |logit diff| %.3g" % diff)
+        self.assertGreater(diff, 100 * TOL, "two swapped experts did not change Megatron's logits")
+        back = self.assert_back_bit_exact(src, lg, "v3-lg")
+        self.assert_back_bit_exact(src, td, "v3-td")
+        self.assertTrue(torch.equal(logits(back), ref))
+        # Direct resplit Megatron -> Megatron, then back: still bit-exact.
+        rs = L.convert(lg, self.path("v3-rs"), "--to", "megatron", "--tp", "1", "--ep", "4")
+        self.assert_back_bit_exact(src, rs, "v3-rs")
+
+    def test_v2lite_megatron(self):
+        src = self.source("v2lite")
+        ref = logits(src)
+        lg = L.convert(src, self.path("v2-lg"), "--to", "megatron", "--tp", "2", "--ep", "2", "--etp", "1", *LOCAL)
+        td = L.convert(src, self.path("v2-td"), "--to", "torch-dist", *LOCAL)
+        rr = M.run_job(self.path("job-v2"), world=2, tp=2, pp=1, ep=2, etp=1, tasks=[
+            dict(id="lg", op="load_legacy", ckpt=lg, ids=L.IDS),
+            dict(id="td", op="load_dist", ckpt=td, ids=L.IDS)])
+        self.assert_match("DeepSeek-V2-Lite-style legacy TP2 EP2 ETP1", rr["lg"], ref)
+        self.assert_match("DeepSeek-V2-Lite-style torch_dist at TP2 EP2 ETP1", rr["td"], ref)
+        back = self.assert_back_bit_exact(src, lg, "v2-lg")
+        self.assertTrue(torch.equal(logits(back), ref))
+
+    def test_refusals(self):
+        src = self.source("v3")
+        # Routing Megatron-Core scores differently (top-4 of 4 groups, 1 chosen: Megatron sums the top 4).
+        bad = self.path("v3-badgroups")
+        shutil.copytree(src, bad)
+        with open(os.path.join(bad, "config.json")) as fh:
+            cfg = json.load(fh)
+        cfg.update(n_group=4, topk_group=1, num_experts_per_tok=4)
+        with open(os.path.join(bad, "config.json"), "w") as fh:
+            json.dump(cfg, fh)
+        p = L.run("convert", bad, self.path("out-badgroups"), "--to", "megatron", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("route differently", p.stderr)
+        self.assertFalse(os.path.exists(self.path("out-badgroups")))
+        # An MTP layer with a tensor missing is refused by name.
+        part = self.path("v3-mtp-partial")
+        shutil.copytree(src, part)
+        from safetensors.torch import load_file
+        f2 = os.path.join(part, "model-00002-of-00002.safetensors")
+        t = load_file(f2)
+        del t["model.layers.3.hnorm.weight"]
+        save_file(t, f2, metadata={"format": "pt"})
+        with open(os.path.join(part, "model.safetensors.index.json")) as fh:
+            idx = json.load(fh)
+        del idx["weight_map"]["model.layers.3.hnorm.weight"]
+        with open(os.path.join(part, "model.safetensors.index.json"), "w") as fh:
+            json.dump(idx, fh)
+        p = L.run("convert", part, self.path("out-partial"), "--to", "megatron", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("model.layers.3.hnorm.weight", p.stderr)
+        # Legacy Megatron names have no MLA.
+        p = L.run("convert", src, self.path("out-legacy"), "--to", "megatron", "--megatron-spec", "legacy", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("multi-latent attention", p.stderr)
+
+
+if __name__ == "__main__":
+    L.main()
