@@ -52,7 +52,10 @@ int score(const json &cfg) noexcept {
     if (cfg.contains("model_type") && cfg["model_type"].is_string()) {
       const std::string mt = cfg["model_type"].get<std::string>();
       for (const auto &t : model_types())
-        if (mt == t) return 90;
+        if (mt == t) {
+          (void)parse_config(cfg);  // a partial config (no layer list) is not claimed: the checkpoint stays model-less
+          return 90;
+        }
       return 0;
     }
     if (cfg.contains("architectures") && cfg["architectures"].is_array())
