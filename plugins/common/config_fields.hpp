@@ -9,6 +9,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <ckhost/ckh_types.h>
+
 namespace ckh::plugins::config {
 
 constexpr int64_t kMaxDim = std::numeric_limits<int32_t>::max();
@@ -58,6 +60,18 @@ inline std::string opt_str(const nlohmann::json &c, const char *key, const std::
   if (!present(c, key)) return def;
   if (!c[key].is_string()) bad(std::string("'") + key + "' must be a string, got " + c[key].dump());
   return c[key].get<std::string>();
+}
+
+// The model's dtype: "torch_dtype" (or "dtype", transformers >= 4.56), "torch."-prefixed or not;
+// bfloat16 when absent. Only bfloat16, float16 and float32 are model dtypes.
+inline ckh_dtype model_dtype(const nlohmann::json &c) {
+  const char *key = present(c, "torch_dtype") ? "torch_dtype" : "dtype";
+  std::string dt = opt_str(c, key, "bfloat16");
+  if (dt.rfind("torch.", 0) == 0) dt = dt.substr(6);
+  if (dt == "bfloat16") return CKH_DT_BF16;
+  if (dt == "float16") return CKH_DT_F16;
+  if (dt == "float32") return CKH_DT_F32;
+  bad(std::string(key) + " '" + dt + "' is not bfloat16, float16 or float32");
 }
 
 }  // namespace ckh::plugins::config

@@ -247,6 +247,13 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   std::map<std::string, std::map<int64_t, In>> mtp_experts;
   std::vector<std::string> mtp_expert_order;
   int64_t vocab = -1;
+  // An expert parameter's dist name (relative to its layer prefix): SequentialMLP and TEGroupedMLP alike
+  // "mlp.experts.experts.linear_fc1.weight" (Megatron-Core 0.16 experts.py).
+  auto expert_key = [](const ckh::megatron::ExpertName &en) {
+    const std::string param = en.grouped ? en.prefix.substr(en.prefix.rfind("experts.") + 8) : en.rest;
+    const std::string module = en.grouped ? en.prefix.substr(0, en.prefix.rfind("experts.") + 8) : en.prefix.substr(0, en.prefix.size() - 14);
+    return module + "experts." + param;  // module ends with "experts."
+  };
   for (uint64_t i = 0; i < b.input_count(); ++i) {
     In x{b.input_info(i).name, b.input_info(i), b.input_at(i)};
     check_dtype(x.name, x.info.dtype);
@@ -269,9 +276,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       if (!en || en->expert != an.expert)
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as expert " + std::to_string(an.expert) +
                                " but its name does not carry that expert number");
-      const std::string param = en->grouped ? en->prefix.substr(en->prefix.rfind("experts.") + 8) : en->rest;
-      const std::string module = en->grouped ? en->prefix.substr(0, en->prefix.rfind("experts.") + 8) : en->prefix.substr(0, en->prefix.size() - 14);
-      const std::string key = module + "experts." + param;
+      const std::string key = expert_key(*en);
       if (!mtp_experts.count(key)) mtp_expert_order.push_back(key);
       if (mtp_experts[key].count(an.expert)) fail(CKH_E_FORMAT, "tensor '" + x.name + "': expert " + std::to_string(an.expert) + " given twice");
       mtp_experts[key][an.expert] = x;
@@ -287,15 +292,12 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
         fail(CKH_E_FORMAT, "tensor '" + x.name + "': layer " + std::to_string(ln->layer) + " but args.num_layers is " +
                                std::to_string(num_layers));
       if (ckh::megatron::is_expert(an)) {
-        // Experts: one key per parameter with an expert axis (global expert index), SequentialMLP and
-        // TEGroupedMLP alike: "mlp.experts.experts.linear_fc1.weight" (Megatron-Core 0.16 experts.py).
+        // Experts: one key per parameter with an expert axis (global expert index).
         const auto en = parse_expert_name(ln->rest);
         if (!en || en->expert != an.expert)
           fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as expert " + std::to_string(an.expert) +
                                  " but its name does not carry that expert number");
-        std::string param = en->grouped ? en->prefix.substr(en->prefix.rfind("experts.") + 8) : en->rest;
-        std::string module = en->grouped ? en->prefix.substr(0, en->prefix.rfind("experts.") + 8) : en->prefix.substr(0, en->prefix.size() - 14);
-        const std::string rest = module + "experts." + param;  // module ends with "experts."
+        const std::string rest = expert_key(*en);
         if (!expert_tensors.count(rest)) expert_order.push_back(rest);
         auto &slot = expert_tensors[rest][ln->layer];
         if (slot.count(an.expert)) fail(CKH_E_FORMAT, "tensor '" + x.name + "': expert " + std::to_string(an.expert) + " given twice");
@@ -413,67 +415,44 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       for (const auto &[l, x] : by_layer) whole("decoder.layers." + std::to_string(l) + "." + rest, x.e);
     }
   }
-  // Experts: [L, E, ...] with a chunk per (layer, expert) when stacked, else [E, ...] per layer.
-  for (const auto &rest : expert_order) {
-    const auto &by_layer = expert_tensors[rest];
-    const In &f = by_layer.begin()->second.begin()->second;
-    std::vector<int64_t> shape(f.info.shape, f.info.shape + f.info.ndim);
-    auto add_item = [&](const std::string &fqn, const std::map<int64_t, std::map<int64_t, In>> &layers, bool stacked) {
-      Item it;
-      it.fqn = fqn;
-      it.dtype = f.info.dtype;
-      if (stacked) it.size.push_back(num_layers);
-      it.size.push_back(num_experts);
-      it.size.insert(it.size.end(), shape.begin(), shape.end());
-      for (const auto &[l, by_expert] : layers)
-        for (const auto &[e, x] : by_expert) {
-          Chunk c;
-          c.offsets.assign(it.size.size(), 0);
-          c.sizes = it.size;
-          size_t a = 0;
-          if (stacked) {
-            c.offsets[a] = l;
-            c.sizes[a++] = 1;
-          }
-          c.offsets[a] = e;
-          c.sizes[a] = 1;
-          for (uint32_t d = 0; d < x.info.ndim; ++d)
-            if (x.info.shape[d] != shape[d] || x.info.dtype != f.info.dtype)
-              fail(CKH_E_FORMAT, "tensor '" + x.name + "': experts of one layer differ in shape or dtype");
-          c.e = x.e;
-          c.bytes = bytes_of(x.info);
-          it.chunks.push_back(std::move(c));
-        }
-      items.push_back(std::move(it));
-    };
-    if (homogeneous) add_item("decoder.layers." + rest, by_layer, true);
-    else
-      for (const auto &[l, by_expert] : by_layer)
-        add_item("decoder.layers." + std::to_string(l) + "." + rest, {{l, by_expert}}, false);
-  }
-  for (const auto &key : mtp_expert_order) {
-    const auto &by_expert = mtp_experts[key];
-    const In &f = by_expert.begin()->second;
+  // Experts: [L, E, ...] with a chunk per (layer, expert) when stacked, else [E, ...] per layer (MTP layers too).
+  auto add_experts = [&](const std::string &fqn, const std::map<int64_t, std::map<int64_t, In>> &layers, bool stacked) {
+    const In &f = layers.begin()->second.begin()->second;
     Item it;
-    it.fqn = key;
+    it.fqn = fqn;
     it.dtype = f.info.dtype;
+    if (stacked) it.size.push_back(num_layers);
     it.size.push_back(num_experts);
     it.size.insert(it.size.end(), f.info.shape, f.info.shape + f.info.ndim);
-    for (const auto &[e, x] : by_expert) {
-      if (x.info.dtype != f.info.dtype || x.info.ndim != f.info.ndim ||
-          !std::equal(x.info.shape, x.info.shape + x.info.ndim, f.info.shape))
-        fail(CKH_E_FORMAT, "tensor '" + x.name + "': experts of one layer differ in shape or dtype");
-      Chunk c;
-      c.offsets.assign(it.size.size(), 0);
-      c.offsets[0] = e;
-      c.sizes = it.size;
-      c.sizes[0] = 1;
-      c.e = x.e;
-      c.bytes = bytes_of(x.info);
-      it.chunks.push_back(std::move(c));
-    }
+    for (const auto &[l, by_expert] : layers)
+      for (const auto &[e, x] : by_expert) {
+        if (x.info.dtype != f.info.dtype || x.info.ndim != f.info.ndim ||
+            !std::equal(x.info.shape, x.info.shape + x.info.ndim, f.info.shape))
+          fail(CKH_E_FORMAT, "tensor '" + x.name + "': experts of one layer differ in shape or dtype");
+        Chunk c;
+        c.offsets.assign(it.size.size(), 0);
+        c.sizes = it.size;
+        size_t a = 0;
+        if (stacked) {
+          c.offsets[a] = l;
+          c.sizes[a++] = 1;
+        }
+        c.offsets[a] = e;
+        c.sizes[a] = 1;
+        c.e = x.e;
+        c.bytes = bytes_of(x.info);
+        it.chunks.push_back(std::move(c));
+      }
     items.push_back(std::move(it));
+  };
+  for (const auto &rest : expert_order) {
+    const auto &by_layer = expert_tensors[rest];
+    if (homogeneous) add_experts("decoder.layers." + rest, by_layer, true);
+    else
+      for (const auto &[l, by_expert] : by_layer)
+        add_experts("decoder.layers." + std::to_string(l) + "." + rest, {{l, by_expert}}, false);
   }
+  for (const auto &key : mtp_expert_order) add_experts(key, {{0, mtp_experts[key]}}, false);
   for (const auto &x : direct) {
     if (x.name.rfind("embedding.", 0) == 0) continue;
     if (x.name.rfind("decoder.", 0) != 0 && x.name.rfind("output_layer", 0) != 0 && x.name.rfind("mtp.layers.", 0) != 0)

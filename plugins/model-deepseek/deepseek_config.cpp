@@ -135,13 +135,7 @@ Config parse_config(const json &cfg) {
   c.mtp = v3 ? opt_count(cfg, "num_nextn_predict_layers", 0) : 0;
   c.tied = opt_bool(cfg, "tie_word_embeddings", false);
   c.max_pos = opt_int(cfg, "max_position_embeddings", 4096);
-  const char *dt_key = present(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
-  std::string dt = opt_str(cfg, dt_key, "bfloat16");
-  if (dt.rfind("torch.", 0) == 0) dt = dt.substr(6);
-  if (dt == "bfloat16") c.dtype = CKH_DT_BF16;
-  else if (dt == "float16") c.dtype = CKH_DT_F16;
-  else if (dt == "float32") c.dtype = CKH_DT_F32;
-  else bad(std::string(dt_key) + " '" + dt + "' is not bfloat16, float16 or float32");
+  c.dtype = ckh::plugins::config::model_dtype(cfg);
   c.rms_eps = opt_num(cfg, "rms_norm_eps", c.rms_eps);
   parse_rope(cfg, c);
   return c;

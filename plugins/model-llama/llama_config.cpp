@@ -140,14 +140,7 @@ LlamaConfig parse_config(const json &cfg) {
   if (c.experts > 0 && c.experts_per_tok > c.experts)
     bad("num_experts_per_tok " + std::to_string(c.experts_per_tok) + " exceeds the " + std::to_string(c.experts) + " experts");
 
-  // transformers >= 4.56 writes "dtype"; older versions "torch_dtype".
-  const char *dt_key = present(cfg, "torch_dtype") ? "torch_dtype" : "dtype";
-  std::string dt = opt_str(cfg, dt_key, "bfloat16");
-  if (dt.rfind("torch.", 0) == 0) dt = dt.substr(6);
-  if (dt == "bfloat16") c.dtype = CKH_DT_BF16;
-  else if (dt == "float16") c.dtype = CKH_DT_F16;
-  else if (dt == "float32") c.dtype = CKH_DT_F32;
-  else bad(std::string(dt_key) + " '" + dt + "' is not bfloat16, float16 or float32");
+  c.dtype = ckh::plugins::config::model_dtype(cfg);
 
   c.rms_eps = opt_num(cfg, "rms_norm_eps", c.rms_eps);
   parse_rope(cfg, c);
