@@ -7,6 +7,7 @@
 #include <set>
 
 #include "ckhost/host/error.hpp"
+#include "ckhost/host/pairs.hpp"
 #include "ckhost/host/services.hpp"
 
 namespace ckh::host {
@@ -73,6 +74,19 @@ bool quantizer_takes_pairs(const Graph &g, const Node &n, const std::vector<int3
   std::set<std::string> names;
   for (int32_t in : n.in)
     if (g.node(in).op == Op::Source) names.insert(g.sources[static_cast<size_t>(g.node(in).source)].name);
+  // Lifted pairs (pairs.hpp): codes cut like a tensor, with the scales of exactly that cut beside them.
+  std::set<int32_t> ins(n.in.begin(), n.in.end());
+  bool lifted = true;
+  for (int32_t in : n.in) {
+    if (q[static_cast<size_t>(in)] < 0) continue;
+    auto p = g.pairs.find(in);
+    if (p != g.pairs.end() && ins.count(p->second.scale)) continue;
+    bool is_scale = false;
+    for (int32_t other : n.in)
+      if (auto po = g.pairs.find(other); po != g.pairs.end() && po->second.scale == in) is_scale = true;
+    if (!is_scale) lifted = false;
+  }
+  if (lifted) return true;
   for (int32_t in : n.in) {
     if (q[static_cast<size_t>(in)] < 0) continue;
     const Node &c = g.node(in);
@@ -86,12 +100,20 @@ bool quantizer_takes_pairs(const Graph &g, const Node &n, const std::vector<int3
 
 }  // namespace
 
-std::vector<int32_t> quantized_inputs(const Graph &g) {
+std::vector<int32_t> quantized_inputs(const Graph &g, bool with_pairs) {
+  std::set<int32_t> paired;  // seeded pairs: checked by pairs.hpp instead
+  if (!with_pairs)
+    for (const auto &kv : g.pairs)
+      if (g.node(kv.first).op == Op::Source) {
+        paired.insert(kv.first);
+        paired.insert(kv.second.scale);
+      }
   std::vector<int32_t> q(g.nodes.size(), -1);
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const Node &n = g.nodes[i];
     if (n.op == Op::Source) {
-      if (g.sources[static_cast<size_t>(n.source)].quant != QuantRole::None) q[i] = n.source;
+      if (g.sources[static_cast<size_t>(n.source)].quant != QuantRole::None && !paired.count(static_cast<int32_t>(i)))
+        q[i] = n.source;
       continue;
     }
     if (n.op == Op::Quantize && quantizer_takes_pairs(g, n, q)) continue;  // dequantized (or requantized) as pairs
@@ -133,7 +155,7 @@ void check_unchanged(const Graph &g, const std::vector<int32_t> &q, int32_t e, c
 }  // namespace
 
 void check_quantized(const Graph &g) {
-  const std::vector<int32_t> q = quantized_inputs(g);
+  const std::vector<int32_t> q = quantized_inputs(g, false);
   for (const Region &r : g.layout.regions) check_unchanged(g, q, r.node, "the writer's layout");
   // A pair travels whole: codes written without their scales (or scales without their codes) are wrong
   // weights for every consumer.
@@ -312,6 +334,21 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
   auto j = nlohmann::json::parse(meta ? meta : "{}", nullptr, false);
   if (j.is_discarded() || !j.is_object()) fail("reader " + os.reader->id + ": metadata is not a JSON object", CKH_E_INTERNAL);
   s0.metadata = std::move(j);
+  {
+    // The block size of block-quantized pairs where the scale grid alone leaves it open (a tensor of one
+    // partial block): the HF quantization_config's weight_block_size, when the reader passes a config.
+    int64_t bm = 0, bn = 0;
+    const auto &md = s0.metadata;
+    if (md.contains("config") && md["config"].is_object() && md["config"].contains("quantization_config") &&
+        md["config"]["quantization_config"].is_object()) {
+      const auto &wb = md["config"]["quantization_config"].value("weight_block_size", nlohmann::json());
+      if (wb.is_array() && wb.size() == 2 && wb[0].is_number_integer() && wb[1].is_number_integer()) {
+        bm = wb[0].get<int64_t>();
+        bn = wb[1].get<int64_t>();
+      }
+    }
+    seed_pairs(g, s0, bm, bn);
+  }
   if (!s0.metadata.contains("format")) s0.metadata["format"] = os.reader->id;
   return os;
 }
@@ -383,13 +420,17 @@ const Component *find_mapper(const Registry &reg, const Graph &g, const std::str
 void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options) {
   Stage &in = g.stages.back();
   const std::string meta = in.metadata.dump();
+  // Block-quantized pairs: the mapper sees the codes only; their scales follow its cuts (pairs.hpp).
+  std::map<std::string, std::string> hidden;
+  Stage view = mapper_view(g, in, hidden);
   Stage &out = g.add_stage("mapper " + m.id);
-  BuilderImpl b(g, in, &out, "mapper " + m.id);
+  BuilderImpl b(g, view, &out, "mapper " + m.id);
   clear_last_error();
   ckh_status st = m.mapper()->map(m.mapper(), options.dump().c_str(), meta.c_str(), b.c());
   check_plugin(st, "mapper " + m.id);
+  add_lifted_scales(g, in, view, out, hidden, "mapper " + m.id);
   {
-    const std::vector<int32_t> q = quantized_inputs(g);
+    const std::vector<int32_t> q = quantized_inputs(g, false);
     for (const auto &t : out.tensors) check_unchanged(g, q, t.node, "mapper " + m.id + " (to '" + t.name + "')");
   }
   out.metadata = b.metadata_set ? b.metadata : in.metadata;
@@ -460,17 +501,26 @@ std::map<std::string, int32_t> dequantize_pairs(const Registry &reg, Graph &g, c
     if (want) params["to"] = dtype_name(want->at(t.name));
     const std::string ptext = params.dump();
     const Node &n = g.node(t.node);
-    if (n.op != Op::Source) refuse(src, "it was changed before the cast");
-    if (src.quant_pair.empty() || !in.index.count(src.quant_pair))
-      refuse(src, "its scales are not in the checkpoint, so it cannot be dequantized");
-    const StageTensor &st = in.tensors[in.index.at(src.quant_pair)];
-    if (g.node(st.node).op != Op::Source) refuse(src, "its scales were changed before the cast");
+    // The scales: the source's pair, or those a mapper's cut of the codes carries (pairs.hpp).
+    const StageTensor *stp = nullptr;
+    if (auto p = g.pairs.find(t.node); p != g.pairs.end()) {
+      for (const auto &o : in.tensors)
+        if (o.node == p->second.scale) stp = &o;
+      if (!stp) refuse(src, "its block scales are not beside it");
+    } else {
+      if (n.op != Op::Source) refuse(src, "it was changed before the cast");
+      if (src.quant_pair.empty() || !in.index.count(src.quant_pair))
+        refuse(src, "its scales are not in the checkpoint, so it cannot be dequantized");
+      stp = &in.tensors[in.index.at(src.quant_pair)];
+      if (g.node(stp->node).op != Op::Source) refuse(src, "its scales were changed before the cast");
+    }
+    const StageTensor &st = *stp;
     if (deq.empty()) refuse(src, "no installed quantizer dequantizes it (see ckhost --list-plugins)");
     std::string why;
     for (const Component *c : deq) {
       try {
         done[t.name] = g.quantize_n({t.node, st.node}, c->id, ptext, 0);
-        folded[src.quant_pair] = "folded into '" + t.name + "' by dequantization (" + c->id + ")";
+        folded[st.name] = "folded into '" + t.name + "' by dequantization (" + c->id + ")";
         why.clear();
         break;
       } catch (const Error &e) {
@@ -583,8 +633,33 @@ WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, cons
   const std::string meta = stage_metadata(g);
   clear_last_error();
   st = wr->plan(wr, meta.c_str(), lb.c());
-  check_plugin(st, "writer " + to);
+  try {
+    check_plugin(st, "writer " + to);
+  } catch (const Error &e) {
+    // A writer cuts the block scales of FP8 codes like any tensor: say what its complaint means.
+    const std::string msg = e.what();
+    for (const auto &t : g.stages.back().tensors) {
+      if (msg.find("'" + t.name + "'") == std::string::npos) continue;
+      const auto j = nlohmann::json::parse(t.annot.extra_json.empty() ? "{}" : t.annot.extra_json, nullptr, false);
+      if (j.is_discarded() || !j.contains("quant") || !j["quant"].is_object() || j["quant"].value("role", "") != "scale" ||
+          !j["quant"].contains("of") || !j["quant"]["of"].is_string())
+        continue;
+      const std::string of = j["quant"]["of"].get<std::string>();
+      std::string blocks;
+      if (auto c = g.stages.back().index.find(of); c != g.stages.back().index.end())
+        if (auto p = g.pairs.find(g.stages.back().tensors[c->second].node); p != g.pairs.end()) {
+          const Node &cn = g.node(g.stages.back().tensors[c->second].node);
+          blocks = " " + g.node(p->second.scale).shape.str() + " for codes " + cn.shape.str() + ", blocks of " +
+                   std::to_string(p->second.block[cn.shape.ndim - 2]) + " x " + std::to_string(p->second.block[cn.shape.ndim - 1]);
+        }
+      throw Error(msg + " (these are the block scales" + blocks + " of '" + of +
+                      "': this layout cuts the codes inside a block; choose one that cuts on block boundaries, or dequantize with --dtype bf16)",
+                  e.code);
+    }
+    throw;
+  }
   validate_layout(g);
+  check_layout_pairs(g);
   check_quantized(g);
   check_consumption(g);
   check_sources(g);

@@ -303,7 +303,7 @@ ExpertParallel make_expert_parallel(int64_t experts, int ep) {
 }
 
 std::string ExpertName::with(int64_t e) const {
-  return grouped ? prefix + std::to_string(e) : prefix + std::to_string(e) + "." + rest;
+  return grouped ? prefix + std::to_string(e) + rest : prefix + std::to_string(e) + "." + rest;
 }
 
 std::optional<ExpertName> parse_expert_name(const std::string &name) {
@@ -329,10 +329,12 @@ std::optional<ExpertName> parse_expert_name(const std::string &name) {
     at = name.find(key);
     if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) continue;
     size_t i = at + key.size(), j = 0;
-    if (!digits(i, j) || j != name.size()) continue;
+    // The block scales of FP8 codes follow the codes' name: "weight<e>_scale_inv".
+    if (!digits(i, j) || (j != name.size() && name.compare(j, std::string::npos, "_scale_inv") != 0)) continue;
     ExpertName n;
     n.prefix = name.substr(0, i);
-    n.expert = std::stoll(name.substr(i));
+    n.expert = std::stoll(name.substr(i, j - i));
+    n.rest = name.substr(j);
     n.grouped = true;
     return n;
   }

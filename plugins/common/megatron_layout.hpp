@@ -100,7 +100,7 @@ ExpertParallel make_expert_parallel(int64_t experts, int ep);
 struct ExpertName {
   std::string prefix;   // up to and including "local_experts." or the parameter ("…linear_fc1.weight")
   int64_t expert = -1;
-  std::string rest;     // after "<e>." (SequentialMLP); empty for TEGroupedMLP
+  std::string rest;     // after "<e>." (SequentialMLP); for TEGroupedMLP what follows "<e>" ("" or "_scale_inv")
   bool grouped = false; // TEGroupedMLP naming
   std::string with(int64_t e) const;  // the same name for expert e
 };

@@ -505,7 +505,7 @@ class Machine {
     t->storage_key = st->items[2]->s;
     t->storage_numel = int_of(st->items[4], "storage size");
     const std::string cls = st->items[1]->s;
-    if (cls == "torch.UntypedStorage") {
+    if (cls == "torch.UntypedStorage" || cls == "torch.storage.UntypedStorage") {  // torch >= 2.1 writes the latter
       if (v3_dtype == CKH_DT_INVALID) bad("pickle: untyped storage without a dtype");
       t->dtype = v3_dtype;
       if (ckh_dtype_size(v3_dtype) == 0) bad("pickle: unsupported dtype");

@@ -150,22 +150,36 @@ const char *storage_class(ckh_dtype dt) {
   }
 }
 
+// Dtypes torch 1.13 lacks: torch >= 2.1 saves them as an UntypedStorage (counted in bytes) rebuilt by
+// _rebuild_tensor_v3 with the dtype as its last argument.
+const char *v3_dtype(ckh_dtype dt) {
+  switch (dt) {
+    case CKH_DT_F8_E4M3FN: return "float8_e4m3fn";
+    case CKH_DT_F8_E5M2: return "float8_e5m2";
+    default: return "";
+  }
+}
+
+bool picklable(ckh_dtype dt) { return *storage_class(dt) || *v3_dtype(dt); }
+
 void Pickler::tensor(const std::string &key, ckh_dtype dt, const std::vector<int64_t> &shape) {
   const char *cls = storage_class(dt);
-  if (!*cls) throw std::invalid_argument("torch 1.13 has no storage class for this dtype");
+  const char *v3 = v3_dtype(dt);
+  if (!*cls && !*v3) throw std::invalid_argument("torch 1.13 has no storage class for this dtype");
   int64_t numel = 1;
   for (int64_t d : shape) numel *= d;
   std::vector<int64_t> stride(shape.size(), 1);
   for (int i = static_cast<int>(shape.size()) - 2; i >= 0; --i)
     stride[static_cast<size_t>(i)] = stride[static_cast<size_t>(i) + 1] * shape[static_cast<size_t>(i) + 1];
-  global("torch._utils", "_rebuild_tensor_v2");
+  global("torch._utils", *v3 ? "_rebuild_tensor_v3" : "_rebuild_tensor_v2");
   mark();
   mark();
   str("storage");
-  global("torch", cls);
+  if (*v3) global("torch.storage", "UntypedStorage");
+  else global("torch", cls);
   str(key);
   str("cpu");
-  integer(numel);
+  integer(*v3 ? numel * static_cast<int64_t>(ckh_dtype_size(dt)) : numel);
   tuple(5);
   binpersid();
   integer(0);
@@ -182,7 +196,12 @@ void Pickler::tensor(const std::string &key, ckh_dtype dt, const std::vector<int
   ints(stride);
   boolean(false);
   empty_ordered_dict();
-  tuple(6);
+  if (*v3) {
+    global("torch", v3);
+    tuple(7);
+  } else {
+    tuple(6);
+  }
   reduce();
 }
 

@@ -62,6 +62,9 @@ class Pickler {
 
 // "FloatStorage", "BFloat16Storage", ... for the classic dtypes torch 1.13 can load; "" otherwise.
 const char *storage_class(ckh_dtype dt);
+// True when Pickler::tensor can write `dt`: a torch 1.13 storage class, or (FP8) torch >= 2.1's
+// UntypedStorage + _rebuild_tensor_v3 form.
+bool picklable(ckh_dtype dt);
 
 class ZipLayout {
  public:

@@ -363,8 +363,9 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
     }
   }
   const int64_t vocab = a0.value("vocab_size", json()).is_number_integer() ? a0["vocab_size"].get<int64_t>() : -1;
-  for (const auto &[name, shards] : global) {
-    const int TPn = expert_tensors.count(name) ? ETP : TP;  // the ranks this tensor is split over
+  // The TP rule of tensor n (over TPn ranks).
+  auto decide = [&](const std::string &name, int TPn) {
+    const auto &shards = global.at(name);
     Split s0_split = split_of(name, swiglu);
     // MLA down projections: replicated (TE spec, TELinear "duplicated") or split by rows (local spec,
     // ColumnParallelLinear); the shard's rows against the args' latent width tell which.
@@ -382,6 +383,17 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
                                " (replicated) or " + std::to_string(want / TPn) + " (split over " + std::to_string(TPn) + " ranks)");
       else s0_split = a0.value("transformer_impl", std::string()) == "local" ? Split::Column : Split::Replicated;
     }
+    return s0_split;
+  };
+  static const std::string kScaleSuffix = "_scale_inv";
+  for (const auto &[name, shards] : global) {
+    const int TPn = expert_tensors.count(name) ? ETP : TP;  // the ranks this tensor is split over
+    // Block scales of FP8 codes (X.weight_scale_inv beside X.weight) are cut like their codes, one
+    // scale row per block of code rows.
+    const bool is_scale = name.size() > kScaleSuffix.size() &&
+                          name.compare(name.size() - kScaleSuffix.size(), kScaleSuffix.size(), kScaleSuffix) == 0 &&
+                          global.count(name.substr(0, name.size() - kScaleSuffix.size()));
+    const Split s0_split = decide(is_scale ? name.substr(0, name.size() - kScaleSuffix.size()) : name, TPn);
     const bool undecided = !swiglu_known && TPn > 1 && s0_split == Split::Swiglu;
     for (const Split s : undecided ? std::vector<Split>{Split::Column, Split::Swiglu} : std::vector<Split>{s0_split}) {
       const Shard &s0 = shards.begin()->second;

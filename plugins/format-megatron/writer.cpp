@@ -315,8 +315,8 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     ckh::megatron::put_common_entries(pk, args, iteration);
     auto put_tensor = [&](const std::string &name, ckh_expr e) {
       const ckh_tensor_info_t info = b.info(e);
-      if (!*ckh::torchfmt::storage_class(info.dtype))
-        fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored for torch 1.13");
+      if (!ckh::torchfmt::picklable(info.dtype))
+        fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored in a torch checkpoint");
       pk.tensor(std::to_string(tensors.size()), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim));
       tensors.push_back({e, info});
     };

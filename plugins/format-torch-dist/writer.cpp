@@ -171,7 +171,7 @@ uint64_t bytes_of(const ckh_tensor_info_t &info) {
 }
 
 void check_dtype(const std::string &name, ckh_dtype dt) {
-  if (!*storage_class(dt) || !torch_dtype_short_name(dt))
+  if (!picklable(dt) || !torch_dtype_short_name(dt))
     fail(CKH_E_UNSUPPORTED, "tensor '" + name + "': this dtype cannot be stored in a DCP chunk readable by torch 1.13/2.x" +
                                 (ckh_dtype_size(dt) == 1 && ckh_dtype_is_float(dt) ? std::string(" (FP8: not supported yet)")
                                                                                    : std::string()));
@@ -250,7 +250,7 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
   // An expert parameter's dist name (relative to its layer prefix): SequentialMLP and TEGroupedMLP alike
   // "mlp.experts.experts.linear_fc1.weight" (Megatron-Core 0.16 experts.py).
   auto expert_key = [](const ckh::megatron::ExpertName &en) {
-    const std::string param = en.grouped ? en.prefix.substr(en.prefix.rfind("experts.") + 8) : en.rest;
+    const std::string param = en.grouped ? en.prefix.substr(en.prefix.rfind("experts.") + 8) + en.rest : en.rest;
     const std::string module = en.grouped ? en.prefix.substr(0, en.prefix.rfind("experts.") + 8) : en.prefix.substr(0, en.prefix.size() - 14);
     return module + "experts." + param;  // module ends with "experts."
   };

@@ -63,8 +63,9 @@ void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt);
 std::map<std::string, ckh_dtype> pairs_to_compare(const Graph &g, const Graph &other);
 void dequantize_stage(const Registry &reg, Graph &g, const std::map<std::string, ckh_dtype> &want);
 
-// For every node of g, the first quantized source (codes or scales) it depends on, or -1.
-std::vector<int32_t> quantized_inputs(const Graph &g);
+// For every node of g, the first quantized source (codes or scales) it depends on, or -1. Without
+// with_pairs, the seeded block-quantized pairs (pairs.hpp, checked there) do not count.
+std::vector<int32_t> quantized_inputs(const Graph &g, bool with_pairs = true);
 
 // Every output region that depends on quantized codes or scales must be an unchanged copy of one
 // such source tensor (a rename, a reshard); anything else (cast, slice, concat, reshape, ...) is

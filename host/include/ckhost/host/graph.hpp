@@ -84,6 +84,15 @@ struct Source {
 
 enum class Op { Source, Slice, Concat, Reshape, Permute, Pad, Cast, Scale, Quantize };
 
+// The scales of a block-quantized codes node (see pairs.hpp): the scale node holds one value per block,
+// block[d] elements of dim d of the codes (1 for dims that are not blocked), so that scale dim d is
+// ceil(codes dim d / block[d]). `suffix` names the scales after the codes ("_scale_inv").
+struct PairInfo {
+  int32_t scale = -1;
+  std::array<int64_t, CKH_MAX_DIMS> block{};
+  std::string suffix;
+};
+
 // One input or output of a prepared quantizer (ckh_quant_port_t), shapes in storage units.
 struct QuantPort {
   int64_t rows_per_block = 0;  // 0: whole in every call (inputs only)
@@ -184,6 +193,9 @@ class Graph {
   std::deque<Quant> quants;        // deque: stable addresses
   std::map<std::string, int32_t> quant_index;  // (id, params, inputs) -> index into quants
   std::deque<Stage> stages;  // deque: builders hold references across push_back
+  // Codes node -> its scales: seeded from the reader's pairs, extended by lift_pair (pairs.hpp).
+  std::unordered_map<int32_t, PairInfo> pairs;
+  std::unordered_map<int32_t, std::string> pair_failures;  // codes node -> why it cannot be lifted
   Layout layout;
 
   // Node constructors; each validates and throws ckh::host::Error with a precise message.
