@@ -353,6 +353,19 @@ void f32_to_i8_scaled(const float *s, int8_t *d, uint64_t n, float k) {
                f32_to_i8_lanes(loadf(s + i + 2 * N) * kk), f32_to_i8_lanes(loadf(s + i + 3 * N) * kk), d + i);
   for (; i < n; ++i) d[i] = ref::f32_to_i8(ref::ld(s + i) * k);
 }
+void e4m3_scaled_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, float k) {
+  const F kk(k);
+  uint64_t i = 0;
+#if CKH_KERNELS_F16C
+  for (; i + 2 * N <= n; i += 2 * N)
+    store_i16x2(f32_to_bf16_lanes(e4m3_load(s + i) * kk), f32_to_bf16_lanes(e4m3_load(s + i + N) * kk), d + i);
+#else
+  for (; i + 2 * N <= n; i += 2 * N)
+    store_i16x2(f32_to_bf16_lanes(e4m3_lanes_to_f32(load_u8(s + i)) * kk),
+                f32_to_bf16_lanes(e4m3_lanes_to_f32(load_u8(s + i + N)) * kk), d + i);
+#endif
+  for (; i < n; ++i) ref::st(d + i, ref::f32_to_bf16(ref::e4m3_to_f32(s[i]) * k));
+}
 void scale_f32(const float *s, float *d, uint64_t n, float k) {
   const F kk(k);
   uint64_t i = 0;
@@ -461,7 +474,7 @@ double sumsqdiff_f32(const float *a, const float *b, uint64_t n) {
   {                                                                                                      \
     sizeof(ckh_kernels_t), 0, name, bf16_to_f32, f16_to_f32, e4m3_to_f32, e5m2_to_f32, f32_to_bf16,      \
         f32_to_f16, f32_to_e4m3, f32_to_e5m2, f32_to_e4m3_scaled, f32_to_e5m2_scaled, f32_to_i8_scaled,  \
-        scale_f32, absmax_f32, sumsq_f32, maxabsdiff_f32, sumsqdiff_f32                                  \
+        scale_f32, absmax_f32, sumsq_f32, maxabsdiff_f32, sumsqdiff_f32, e4m3_scaled_to_bf16             \
   }
 
 }  // namespace

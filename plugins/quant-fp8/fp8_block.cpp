@@ -64,8 +64,19 @@ Block block_for(int64_t rows, int64_t cols, int64_t srows, int64_t scols, const 
 void dequantize_rows(const ckh_kernels_t *k, const uint8_t *codes, ckh_dtype cdt, const void *scales, ckh_dtype sdt,
                      int64_t scols, int64_t nrows, int64_t cols, const Block &b, void *out, ckh_dtype to) {
   std::vector<float> row(static_cast<size_t>(cols)), sc(static_cast<size_t>(scols));
+  // E4M3 to bf16, the released DeepSeek case: one fused pass per block (same bits as the three steps).
+  const bool fused = cdt == CKH_DT_F8_E4M3FN && to == CKH_DT_BF16 && CKH_HAS_FIELD(k, ckh_kernels_t, e4m3_scaled_to_bf16) &&
+                     k->e4m3_scaled_to_bf16;
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t *c = codes + r * cols;
+    if (fused) {
+      if (r % b.bm == 0)
+        scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
+      uint16_t *o = static_cast<uint16_t *>(out) + r * cols;
+      for (int64_t j0 = 0, s = 0; j0 < cols; j0 += b.bn, ++s)
+        k->e4m3_scaled_to_bf16(c + j0, o + j0, static_cast<uint64_t>(std::min(cols, j0 + b.bn) - j0), sc[static_cast<size_t>(s)]);
+      continue;
+    }
     if (cdt == CKH_DT_F8_E4M3FN) k->e4m3_to_f32(c, row.data(), static_cast<uint64_t>(cols));
     else k->e5m2_to_f32(c, row.data(), static_cast<uint64_t>(cols));
     if (r % b.bm == 0)  // a new row of blocks: its scales, widened once

@@ -288,6 +288,33 @@ TEST(Narrow, ScaledIsProductThenConvert) {
   }
 }
 
+// The fused block-FP8 dequantization equals widening, scaling and narrowing in turn: every one of the
+// 256 codes, at every length up to 70 (the SIMD bodies and their tails), with scales that round
+// (ties included: 0.37 and 1e-3 give products halfway between bf16 values), overflow and go subnormal.
+TEST(Narrow, E4m3ScaledToBf16IsTheThreeSteps) {
+  std::vector<uint8_t> codes(256 * 3);
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>((i * 97 + i / 256) & 0xFF);
+  const size_t n = codes.size();
+  std::vector<float> f(n);
+  std::vector<uint16_t> want(n), got(n);
+  for (float sc : {1.0f, 0.37f, 1e-3f, 3.0e38f, 1e-40f, -2.5f, 0.0f}) {
+    S()->e4m3_to_f32(codes.data(), f.data(), n);
+    S()->scale_f32(f.data(), f.data(), n, sc);
+    S()->f32_to_bf16(f.data(), want.data(), n);
+    for (auto *k : all_tables()) {
+      ASSERT_TRUE(CKH_HAS_FIELD(k, ckh_kernels_t, e4m3_scaled_to_bf16) && k->e4m3_scaled_to_bf16) << k->isa;
+      k->e4m3_scaled_to_bf16(codes.data(), got.data(), n, sc);
+      EXPECT_EQ(diff(got.data(), want.data(), n, 2), "") << k->isa << " scale " << sc;
+      for (size_t len = 0; len <= 70; ++len) {
+        std::fill(got.begin(), got.end(), 0xABCD);
+        k->e4m3_scaled_to_bf16(codes.data() + 3, got.data() + 1, len, sc);
+        EXPECT_EQ(diff(got.data() + 1, want.data() + 3, len, 2), "") << k->isa << " len " << len;
+        EXPECT_EQ(got[len + 1], 0xABCD) << k->isa << " wrote past " << len;
+      }
+    }
+  }
+}
+
 // Known values from the format definitions, on every table.
 TEST(Narrow, KnownValues) {
   const float inf = std::numeric_limits<float>::infinity(), nan = std::numeric_limits<float>::quiet_NaN();

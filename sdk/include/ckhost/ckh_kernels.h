@@ -58,6 +58,11 @@ typedef struct ckh_kernels {
   float (*maxabsdiff_f32)(const float *a, const float *b, uint64_t n);
   // sum((a-b)^2) accumulated in f64.
   double (*sumsqdiff_f32)(const float *a, const float *b, uint64_t n);
+
+  // Appended after SDK 1.1.0 (check struct_size, e.g. CKH_HAS_FIELD, before use).
+  // Block-FP8 dequantization in one pass: dst[i] = bf16_rne(f32(e4m3 src[i]) * scale), bit-identical to
+  // e4m3_to_f32, scale_f32 and f32_to_bf16 in turn.
+  void (*e4m3_scaled_to_bf16)(const uint8_t *src, uint16_t *dst, uint64_t n, float scale);
 } ckh_kernels_t;
 
 // ---- kernel providers (SDK 1.1) ---------------------------------------------------------------------

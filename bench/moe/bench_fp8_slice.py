@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""A DeepSeek-V3 slice at real width in block FP8, HF -> Megatron-Core torch_dist at EP8 (issue 11).
+
+The source is the released DeepSeek-V3 tensor list (bench_plan_deepseek.tensors) cut to two layers: layer
+0 dense (intermediate 18432), layer 1 MoE (256 routed experts x 2048 and a shared one), MLA attention,
+the embedding and the LM head (vocab 129280, bf16); every linear is F8_E4M3 with a float32
+weight_scale_inv per 128 x 128 block, as released; 15.6 GB with real bytes on disk (random codes, scales
+around 1e-3). Side by side, alternating runs, median, each from a synced disk:
+  - `cat` of the source files into one file (the baseline, no sync on either side);
+  - ckhost --to torch-dist --ep 8 --etp 1 (FP8 codes and scales copied, no requantization: output bytes
+    = source bytes), the ratio to cat;
+  - ckhost --to torch-dist --ep 8 --etp 1 --dtype bf16 (every pair dequantized by the fp8-block
+    quantizer, output 2x the codes), with the dequantization kernel's own speed from ckh-bench-kernels;
+peak RSS of every ckhost run (target <= 1 GiB).
+  bench/moe/bench_fp8_slice.py [--ckhost build/bin/ckhost] [--dir build/bench-data] [--runs 3]"""
+import argparse
+import json
+import os
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "bench", "moe"))
+from benchlib import clean_output, timed, timed_cat  # noqa: E402
+import bench_plan_deepseek as P  # noqa: E402
+
+SIZE = {"BF16": 2, "F32": 4, "F8_E4M3": 1}
+
+
+def slice_config():
+    c = dict(P.CFG)
+    c["num_hidden_layers"] = 2
+    c["first_k_dense_replace"] = 1
+    c["num_nextn_predict_layers"] = 0
+    return c
+
+
+def entries(c):
+    mtp = "model.layers.%d." % c["num_hidden_layers"]
+    for name, shape, dt in P.entries(c):
+        if not name.startswith(mtp):
+            yield name, shape, dt
+
+
+def fill(fh, n, dt, block):
+    """n bytes of plausible data: random codes and bf16 values, f32 scales near 1e-3."""
+    if dt == "F32":
+        vals = struct.pack("<f", 1e-3) * (n // 4)
+        fh.write(vals)
+        return
+    while n > 0:
+        k = min(n, len(block))
+        fh.write(block[:k])
+        n -= k
+
+
+def make(d, shard_bytes=4 << 30):
+    if os.path.exists(os.path.join(d, "model.safetensors.index.json")):
+        return
+    tmp = d + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    c = slice_config()
+    block = os.urandom(64 << 20)
+    shards, cur, size = [], [], 0
+    for name, shape, dt in entries(c):
+        n = SIZE[dt]
+        for s in shape:
+            n *= s
+        if cur and size + n > shard_bytes and not name.endswith("scale_inv"):
+            shards.append(cur)
+            cur, size = [], 0
+        cur.append((name, shape, dt, n))
+        size += n
+    shards.append(cur)
+    weight_map, total = {}, 0
+    for i, sh in enumerate(shards):
+        fn = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
+        hdr, off = {"__metadata__": {"format": "pt"}}, 0
+        for name, shape, dt, n in sh:
+            hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
+            off += n
+            weight_map[name] = fn
+        js = json.dumps(hdr, separators=(",", ":")).encode()
+        js += b" " * (-len(js) % 8)
+        with open(os.path.join(tmp, fn), "wb") as fh:
+            fh.write(struct.pack("<Q", len(js)) + js)
+            for name, shape, dt, n in sh:
+                fill(fh, n, dt, block)
+        total += off
+    with open(os.path.join(tmp, "model.safetensors.index.json"), "w") as fh:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh)
+    with open(os.path.join(tmp, "config.json"), "w") as fh:
+        json.dump(c, fh, indent=1)
+    os.rename(tmp, d)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ckhost", default=os.path.join(ROOT, "build", "bin", "ckhost"))
+    ap.add_argument("--dir", default=os.path.join(ROOT, "build", "bench-data"))
+    ap.add_argument("--runs", type=int, default=3)
+    a = ap.parse_args()
+    src = os.path.join(a.dir, "deepseek-v3-fp8-slice")
+    print("making", src, "(once) ...", flush=True)
+    make(src)
+    files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors"))
+    nbytes = sum(os.path.getsize(f) for f in files)
+    print("source: %d files, %.2f GB" % (len(files), nbytes / 1e9), flush=True)
+    out = os.path.join(a.dir, "fp8-slice-out")
+    layout = ["--to", "torch-dist", "--ep", "8", "--etp", "1", "--progress", "none", "-q"]
+    cat, copy, deq = [], [], []
+    for r in range(a.runs):
+        cat.append(timed_cat(files, out))
+        clean_output(out)
+        copy.append(timed([a.ckhost, "convert", src, out, *layout]))
+        if r == 0:
+            out_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(out) for f in fs)
+        clean_output(out)
+        deq.append(timed([a.ckhost, "convert", src, out, *layout, "--dtype", "bf16"]))
+        if r == 0:
+            deq_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(out) for f in fs)
+        clean_output(out)
+        print("run %d: cat %.2f s, FP8 copy %.2f s (%.0f MiB), dequant bf16 %.2f s (%.0f MiB)" % (
+            r + 1, cat[-1][0], copy[-1][0], copy[-1][1] / 2**20, deq[-1][0], deq[-1][1] / 2**20), flush=True)
+    med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
+    peak = lambda xs: max(x[1] for x in xs) / 2**20  # noqa: E731
+    print("\ncat %.2f GB: %.2f s (%.2f GB/s)" % (nbytes / 1e9, med(cat), nbytes / 1e9 / med(cat)))
+    print("ckhost FP8 no-requant -> torch_dist EP8: %.2f s, %.2fx cat (target <= 1.3x), peak RSS %.0f MiB (target <= 1024), "
+          "output %.2f GB" % (med(copy), med(copy) / med(cat), peak(copy), out_bytes / 1e9))
+    print("ckhost FP8 -> bf16 torch_dist EP8:      %.2f s, %.2fx cat, peak RSS %.0f MiB (target <= 1024), output %.2f GB" % (
+        med(deq), med(deq) / med(cat), peak(deq), deq_bytes / 1e9))
+    kb = os.path.join(os.path.dirname(a.ckhost), "ckh-bench-kernels")
+    if os.path.exists(kb):
+        lines = subprocess.run([kb], capture_output=True, text=True).stdout.splitlines()
+        for l in lines:
+            if "fp8" in l.lower() and ("block" in l.lower() or "memcpy" in l.lower()):
+                print("kernel: " + l.strip())
+
+
+if __name__ == "__main__":
+    main()
