@@ -62,6 +62,18 @@ int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
   }
 }
 
+// HF -> Megatron-Core also claims GLM-5 (transformers' glm_moe_dsa) so that it is refused by name
+// (map_hf_to_mcore) instead of passing as a model-less checkpoint.
+int32_t probe_to_mcore(const ckh_mapper_class_t *c, const char *metadata_json) {
+  try {
+    const json cfg = config_of(metadata_json);
+    if (cfg.is_object() && cfg.value("model_type", std::string()) == "glm_moe_dsa") return 90;
+  } catch (...) {
+    return 0;
+  }
+  return probe(c, metadata_json);
+}
+
 // hf -> hf: every tensor the config implies must be present with its shape and is passed through
 // unchanged (the checkpoint's dtype is kept); known leftovers are ignored; anything else stays unused
 // so the host reports it as an unexpected tensor.
@@ -178,21 +190,21 @@ ckh_status hints_mcore(const ckh_mapper_class_t *, const char *, const char *, v
 
 const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
-const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
+const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe_to_mcore, map_to_mcore, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek",
-    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention, shared and routed experts, MTP layers): HF tensor list and completeness check",
-    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})", &kHf};
+    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention) and GLM-4.5 (grouped-query attention), shared and routed experts, MTP layers: HF tensor list and completeness check",
+    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe"]})", &kHf};
 const ckh_component_t kToMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.hf-to-mcore",
     "DeepSeek HF -> Megatron-Core (TE or local spec): MLA projections, dense first layers, experts, router expert bias, MTP, args",
-    R"({"family":"deepseek","from":"hf","to":"megatron","model_types":["deepseek_v2","deepseek_v3"],)"
+    R"({"family":"deepseek","from":"hf","to":"megatron","model_types":["deepseek_v2","deepseek_v3","glm4_moe"],)"
     R"("options":[)" CKH_OPT_MEGATRON_SPEC "," CKH_OPT_MOE_GROUPED_GEMM "]}",
     &kToMcore};
 const ckh_component_t kFromMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.mcore-to-hf",
     "DeepSeek Megatron-Core -> HF: MLA, experts, MTP layers in the released layout, config from args",
-    R"({"family":"deepseek","from":"megatron","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})",
+    R"({"family":"deepseek","from":"megatron","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe"]})",
     &kFromMcore};
 const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp};
 
