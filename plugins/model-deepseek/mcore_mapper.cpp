@@ -423,7 +423,7 @@ json config_from_args(const json &a) {
       fail(CKH_E_UNSUPPORTED, "Megatron args.moe_layer_freq = " + freq.dump() + ": only 1 or a per-layer list is supported");
     }
     c["first_k_dense_replace"] = first;
-    c["moe_layer_freq"] = 1;
+    if (mla) c["moe_layer_freq"] = 1;  // not a GLM-4.5 field
     const int64_t groups = arg_int(a, "moe_router_num_groups", 1), gtop = arg_int(a, "moe_router_group_topk", 1);
     c["n_group"] = groups;
     c["topk_group"] = gtop;

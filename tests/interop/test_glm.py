@@ -29,10 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 
 import interop_lib as L  # noqa: E402
-import mcore_lib as M  # noqa: E402
 import test_deepseek as D  # noqa: E402  (the released MTP layout and the shared assertions)
 
-TOL = M.LOGITS_ATOL
 LOCAL = ("--megatron-spec", "local")
 
 GLM = dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -43,17 +41,8 @@ GLM = dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_h
 
 
 def make(out, seed=0):
-    transformers = L._quiet_transformers()
-    cfg = transformers.Glm4MoeConfig(**GLM)
-    torch.manual_seed(seed)
-    m = transformers.AutoModelForCausalLM.from_config(cfg)
-    L.randomize_(m, seed)
-    g = torch.Generator().manual_seed(seed + 1)
-    with torch.no_grad():
-        for n, b in m.named_buffers():
-            if n.endswith("e_score_correction_bias"):  # a buffer: randomize_ leaves it at 0
-                b.copy_(0.1 * torch.randn(b.shape, generator=g))
-    m.save_pretrained(out)
+    cfg = L._quiet_transformers().Glm4MoeConfig(**GLM)
+    D.save_random(cfg, out, seed)
     D.add_mtp_layer(out, cfg, seed + 2)
     return out
 
@@ -71,6 +60,7 @@ def set_config(src, dst, **kw):
 class Glm(L.InteropCase):
     assert_match = D.DeepSeek.assert_match
     assert_back_bit_exact = D.DeepSeek.assert_back_bit_exact
+    assert_megatron_pp2_ep2 = D.DeepSeek.assert_megatron_pp2_ep2
 
     def glm_source(self):
         d = self.path("hf-glm")
@@ -99,35 +89,18 @@ class Glm(L.InteropCase):
         self.assertTrue(torch.equal(qkv, torch.cat([q[:64], k[:32], v[:32]])))
         self.assertTrue(torch.equal(m["decoder.layers.0.self_attention.q_layernorm.weight"],
                                     hf["model.layers.0.self_attn.q_norm.weight"]))
-        # Negative twin: local experts 0 <-> 1 swapped in every decoder MoE layer of every rank file.
-        sw = self.path("glm-lg-swapped")
-        shutil.copytree(lg, sw)
-        for dirpath, _, files in os.walk(os.path.join(sw, "release")):
-            if "model_optim_rng.pt" not in files:
-                continue
-            p = os.path.join(dirpath, "model_optim_rng.pt")
-            sd = torch.load(p, weights_only=False)
-            mm = sd["model"]
-            for x in [k for k in mm if k.startswith("decoder.layers.") and ".local_experts.0." in k]:
-                y = x.replace("local_experts.0.", "local_experts.1.")
-                mm[x], mm[y] = mm[y], mm[x]
-            torch.save(sd, p)
-        rr = M.run_job(self.path("job-glm"), world=4, tp=2, pp=2, ep=2, etp=1, timeout=240, tasks=[
-            dict(id="lg", op="load_legacy", ckpt=lg, ids=L.IDS),
-            dict(id="td", op="load_dist", ckpt=td, ids=L.IDS, args_override=dict(
-                pipeline_model_parallel_size=2, decoder_first_pipeline_num_layers=2, decoder_last_pipeline_num_layers=1)),
-            dict(id="sw", op="load_legacy", ckpt=sw, ids=L.IDS)])
-        self.assert_match("GLM-4.5-style legacy TP2 PP2(2+1) EP2 ETP1 with MTP", rr["lg"], ref)
-        self.assert_match("GLM-4.5-style torch_dist (TP2 EP2) loaded at TP2 PP2 EP2 ETP1 with MTP", rr["td"], ref)
-        self.assertFalse(M.errors(rr["sw"]))
-        diff, _ = M.compare_logits(M.first_logits(rr["sw"]), ref)
-        L.report("GLM-4.5-style legacy with experts 0/1 and 4/5 of each MoE layer swapped: max |logit diff| %.3g" % diff)
-        self.assertGreater(diff, 100 * TOL, "two swapped experts did not change Megatron's logits")
+        self.assert_megatron_pp2_ep2("GLM-4.5-style", "glm", lg, td, ref)
         back = self.assert_back_bit_exact(src, lg, "glm-lg")
         self.assert_back_bit_exact(src, td, "glm-td")
         self.assertTrue(torch.equal(D.logits(back), ref))
+        # Megatron -> HF from the args alone (the kept HF side files removed): the same tensors and logits.
+        bare = self.path("glm-lg-bare")
+        shutil.copytree(lg, bare)
+        shutil.rmtree(os.path.join(bare, "hf"))
+        back = self.assert_back_bit_exact(src, bare, "glm-bare")
         with open(os.path.join(back, "config.json")) as fh:
             self.assertEqual(json.load(fh)["model_type"], "glm4_moe")
+        self.assertTrue(torch.equal(D.logits(back), ref))
 
     def test_glm_refusals(self):
         src = self.glm_source()
