@@ -62,6 +62,17 @@ int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
   }
 }
 
+// The MTP layer's copies of the embedding and the LM head (model.layers.<n>.embed_tokens /
+// shared_head.head): in the GLM-4.5 release, absent from GLM-4.6's (a vLLM report of GLM-4.6 missing
+// model.layers.92.shared_head.head.weight), so optional for glm4_moe. Megatron-Core shares the model's own.
+bool mtp_copy_optional(const ckh::deepseek::Config &c, const ckh::deepseek::Canonical &t) {
+  if (c.model_type != "glm4_moe" || t.role != CKH_ROLE_MTP) return false;
+  auto ends = [&](const std::string &suf) {
+    return t.name.size() > suf.size() && t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  return ends(".embed_tokens.weight") || ends(".shared_head.head.weight");
+}
+
 // HF -> Megatron-Core also claims GLM-5 (transformers' glm_moe_dsa) so that it is refused by name
 // (map_hf_to_mcore) instead of passing as a model-less checkpoint.
 int32_t probe_to_mcore(const ckh_mapper_class_t *c, const char *metadata_json) {
@@ -90,7 +101,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
     for (const auto &t : tensors) {
       const int64_t i = b.find(t.name);
       if (i < 0) {
-        missing.push_back(t.name);
+        if (!mtp_copy_optional(c, t)) missing.push_back(t.name);
         continue;
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));

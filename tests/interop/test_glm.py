@@ -27,6 +27,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
 
 import interop_lib as L  # noqa: E402
 import test_deepseek as D  # noqa: E402  (the released MTP layout and the shared assertions)
@@ -101,6 +102,27 @@ class Glm(L.InteropCase):
         with open(os.path.join(back, "config.json")) as fh:
             self.assertEqual(json.load(fh)["model_type"], "glm4_moe")
         self.assertTrue(torch.equal(D.logits(back), ref))
+
+    def test_glm46_mtp_layer_without_copies(self):
+        """GLM-4.6's release has no MTP copies of the embedding and the LM head (vLLM reports its
+        model.layers.92.shared_head.head.weight missing): the check and the conversion accept that."""
+        src = self.path("hf-glm46")
+        shutil.copytree(self.glm_source(), src)
+        f = os.path.join(src, "model-00002-of-00002.safetensors")
+        t = load_file(f)
+        idx_path = os.path.join(src, "model.safetensors.index.json")
+        with open(idx_path) as fh:
+            idx = json.load(fh)
+        for k in ("model.layers.3.embed_tokens.weight", "model.layers.3.shared_head.head.weight"):
+            del t[k], idx["weight_map"][k]
+        save_file(t, f, metadata={"format": "pt"})
+        with open(idx_path, "w") as fh:
+            json.dump(idx, fh)
+        out = L.convert(src, self.path("glm46-hf"), "--to", "hf")
+        self.assertEqual(sorted(L.safe_open_all(out)), sorted(L.safe_open_all(src)))
+        lg = L.convert(src, self.path("glm46-lg"), "--to", "megatron", "--tp", "2", *LOCAL)
+        f0 = torch.load(os.path.join(lg, "release", "mp_rank_00", "model_optim_rng.pt"), weights_only=False)
+        self.assertIn("mtp.layers.0.eh_proj.weight", f0["model"])
 
     def test_glm_refusals(self):
         src = self.glm_source()
