@@ -107,9 +107,7 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec,
   a["rotary_percent"] = c.mla ? 1.0 : c.partial_rotary;
   a["rotary_interleaved"] = false;
   a["use_rope_scaling"] = false;
-  if (!c.mla) {
-    // GPTModel's RotaryEmbedding (default RoPE over kv_channels * rotary_percent dims).
-  } else if (c.rope_type == "yarn") {
+  if (c.rope_type == "yarn") {  // MLA only: GLM-4.5 takes default RoPE (parse_config)
     // MLATransformerConfig's YaRN fields (Megatron-LM --rope-type yarn --rotary-scaling-factor ...).
     a["rope_type"] = "yarn";
     a["rotary_scaling_factor"] = c.rope_factor;
