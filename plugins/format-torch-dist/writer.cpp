@@ -310,6 +310,10 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
       if (!layer_tensors.count(rest)) param_order.push_back(rest);
       layer_tensors[rest][ln->layer] = x;
     } else {
+      // An MTP layer's TransformerLayer saves its norms under the same keys map.
+      static const std::string tl = ".transformer_layer.";
+      const size_t at = x.name.rfind("mtp.layers.", 0) == 0 ? x.name.find(tl) : std::string::npos;
+      if (at != std::string::npos) x.name = x.name.substr(0, at + tl.size()) + dist_key(x.name.substr(at + tl.size()));
       direct.push_back(x);
     }
     names.push_back(x.name);

@@ -12,7 +12,7 @@ namespace {
 using nlohmann::json;
 using namespace ckh::plugins::config;
 
-const char *const kArchs[] = {"DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM"};
+const char *const kArchs[] = {"DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"};
 
 void parse_rope(const json &cfg, Config &c) {
   // transformers >= 5: "rope_parameters"; the released configs: "rope_theta" + "rope_scaling".
@@ -39,10 +39,14 @@ void parse_rope(const json &cfg, Config &c) {
   if (!(c.rope_factor > 0)) bad("yarn factor must be positive");
 }
 
+void parse_gqa(const json &cfg, int64_t kvh, Config &c);
+void parse_mla(const json &cfg, Config &c);
+void parse_moe(const json &cfg, bool v3, bool glm, Config &c);
+
 }  // namespace
 
 const std::vector<std::string> &model_types() {
-  static const std::vector<std::string> t = {"deepseek_v2", "deepseek_v3"};
+  static const std::vector<std::string> t = {"deepseek_v2", "deepseek_v3", "glm4_moe"};
   return t;
 }
 
@@ -78,18 +82,73 @@ Config parse_config(const json &cfg) {
       for (const auto &a : cfg["architectures"])
         if (a == "DeepseekV2ForCausalLM") c.model_type = "deepseek_v2";
   }
-  if (c.model_type != "deepseek_v2" && c.model_type != "deepseek_v3")
-    bad("model_type '" + c.model_type + "' is not deepseek_v2 or deepseek_v3");
-  const bool v3 = c.model_type == "deepseek_v3";
+  if (c.model_type != "deepseek_v2" && c.model_type != "deepseek_v3" && c.model_type != "glm4_moe")
+    bad("model_type '" + c.model_type + "' is not deepseek_v2, deepseek_v3 or glm4_moe");
+  const bool glm = c.model_type == "glm4_moe";
+  // The V3 router (sigmoid, e_score_correction_bias, group top-2) is GLM-4.5's too.
+  const bool v3 = c.model_type == "deepseek_v3" || glm;
   c.hidden = need_int(cfg, "hidden_size");
   c.layers = need_int(cfg, "num_hidden_layers");
   c.heads = need_int(cfg, "num_attention_heads");
   const int64_t kvh = opt_int(cfg, "num_key_value_heads", c.heads);
-  if (kvh != c.heads)
-    bad("num_key_value_heads " + std::to_string(kvh) + " differs from num_attention_heads " + std::to_string(c.heads) +
-        ": MLA has one latent per token, not key/value head groups");
   c.vocab = need_int(cfg, "vocab_size");
   c.ffn = need_int(cfg, "intermediate_size");
+  if (glm) {
+    parse_gqa(cfg, kvh, c);
+  } else {
+    if (kvh != c.heads)
+      bad("num_key_value_heads " + std::to_string(kvh) + " differs from num_attention_heads " + std::to_string(c.heads) +
+          ": MLA has one latent per token, not key/value head groups");
+    parse_mla(cfg, c);
+  }
+  if (opt_bool(cfg, "mlp_bias", false)) bad("mlp_bias true is not supported");
+  const std::string act = opt_str(cfg, "hidden_act", "silu");
+  if (act != "silu") bad("hidden_act '" + act + "' is not supported (silu is)");
+  parse_moe(cfg, v3, glm, c);
+  c.mtp = v3 ? opt_count(cfg, "num_nextn_predict_layers", glm ? 1 : 0) : 0;  // Glm4MoeConfig: num_mtp_layers 1
+  c.tied = opt_bool(cfg, "tie_word_embeddings", false);
+  c.max_pos = opt_int(cfg, "max_position_embeddings", 4096);
+  c.dtype = ckh::plugins::config::model_dtype(cfg);
+  c.rms_eps = opt_num(cfg, "rms_norm_eps", c.rms_eps);
+  parse_rope(cfg, c);
+  if (glm) {
+    if (c.rope_type != "default") bad("GLM-4.5 rope type '" + c.rope_type + "' is not supported (default is)");
+    // transformers Glm4MoeRotaryEmbedding: rotary dim int(head_dim * partial_rotary_factor), rotate_half
+    // over the first dims of each head; partial_rotary_factor in rope_parameters (transformers 5) or at
+    // the top level (the released configs), 0.5 when absent (Glm4MoeConfig's default).
+    const json &rp = present(cfg, "rope_parameters") ? cfg["rope_parameters"] : cfg;
+    c.partial_rotary = present(rp, "partial_rotary_factor") ? opt_num(rp, "partial_rotary_factor", 0.5)
+                                                            : opt_num(cfg, "partial_rotary_factor", 0.5);
+    if (!(c.partial_rotary > 0 && c.partial_rotary <= 1)) bad("partial_rotary_factor must be in (0, 1]");
+    const int64_t rot = static_cast<int64_t>(static_cast<double>(c.head_dim) * c.partial_rotary);
+    if (rot % 2 != 0 || rot == 0)
+      bad("head_dim " + std::to_string(c.head_dim) + " * partial_rotary_factor gives rotary dim " + std::to_string(rot) +
+          ", which must be even and positive");
+  }
+  return c;
+}
+
+namespace {
+
+void parse_gqa(const json &cfg, int64_t kvh, Config &c) {
+  c.mla = false;
+  c.kv_heads = kvh;
+  if (c.heads % c.kv_heads != 0)
+    bad("num_attention_heads " + std::to_string(c.heads) + " is not a multiple of num_key_value_heads " + std::to_string(c.kv_heads));
+  if (present(cfg, "head_dim")) {
+    c.head_dim = need_int(cfg, "head_dim");
+  } else {
+    if (c.hidden % c.heads != 0)
+      bad("hidden_size " + std::to_string(c.hidden) + " is not a multiple of num_attention_heads " + std::to_string(c.heads) +
+          " (and head_dim is not given)");
+    c.head_dim = c.hidden / c.heads;
+  }
+  if (c.heads * c.head_dim > kMaxDim) bad("num_attention_heads * head_dim is too large");
+  c.qkv_bias = opt_bool(cfg, "attention_bias", false);  // Glm4MoeAttention: q/k/v only, o_proj has none
+  c.qk_norm = opt_bool(cfg, "use_qk_norm", false);
+}
+
+void parse_mla(const json &cfg, Config &c) {
   c.q_lora = opt_count(cfg, "q_lora_rank", 0);
   c.kv_lora = need_int(cfg, "kv_lora_rank");
   c.nope = need_int(cfg, "qk_nope_head_dim");
@@ -98,24 +157,28 @@ Config parse_config(const json &cfg) {
   if (c.rope % 2 != 0) bad("qk_rope_head_dim " + std::to_string(c.rope) + " is odd");
   if (c.heads * (c.nope + c.rope + c.v) > kMaxDim) bad("num_attention_heads * head dims is too large");
   if (opt_bool(cfg, "attention_bias", false)) bad("attention_bias true (biased q_a_proj) is not supported");
-  if (opt_bool(cfg, "mlp_bias", false)) bad("mlp_bias true is not supported");
-  const std::string act = opt_str(cfg, "hidden_act", "silu");
-  if (act != "silu") bad("hidden_act '" + act + "' is not supported (silu is)");
+}
+
+void parse_moe(const json &cfg, bool v3, bool glm, Config &c) {
   // Experts: "n_routed_experts" in the released configs; transformers 5 writes it back so, V2 also
   // answers to "num_experts".
   const char *ek = present(cfg, "n_routed_experts") ? "n_routed_experts" : present(cfg, "num_local_experts") ? "num_local_experts" : "num_experts";
   c.experts = opt_count(cfg, ek, 0);
   if (c.experts > 0) {
     c.moe_ffn = need_int(cfg, "moe_intermediate_size");
-    c.shared = opt_count(cfg, "n_shared_experts", 0);
+    c.shared = opt_count(cfg, "n_shared_experts", glm ? 1 : 0);
+    // Glm4MoeMoE always builds its shared expert (moe_intermediate_size * n_shared_experts rows).
+    if (glm && c.shared == 0) bad("n_shared_experts 0: GLM-4.5's MoE layers always have a shared expert");
     c.topk = need_int(cfg, "num_experts_per_tok");
-    c.first_dense = opt_count(cfg, "first_k_dense_replace", 0);
+    c.first_dense = opt_count(cfg, "first_k_dense_replace", glm ? 1 : 0);
     c.moe_freq = opt_int(cfg, "moe_layer_freq", 1);
     c.n_group = opt_int(cfg, "n_group", 1);
     c.topk_group = opt_int(cfg, "topk_group", 1);
     c.routed_scaling = opt_num(cfg, "routed_scaling_factor", 1.0);
-    c.topk_method = opt_str(cfg, "topk_method", v3 ? "noaux_tc" : "greedy");
-    c.scoring = opt_str(cfg, "scoring_func", v3 ? "sigmoid" : "softmax");
+    // GLM-4.5 has neither field: its Glm4MoeTopkRouter is DeepSeek-V3's noaux_tc sigmoid router.
+    c.topk_method = glm ? "noaux_tc" : opt_str(cfg, "topk_method", v3 ? "noaux_tc" : "greedy");
+    c.scoring = glm ? "sigmoid" : opt_str(cfg, "scoring_func", v3 ? "sigmoid" : "softmax");
+    if (glm && present(cfg, "moe_layer_freq")) bad("'moe_layer_freq' is not a GLM-4.5 field (MoE from first_k_dense_replace on)");
     if (c.topk > c.experts) bad("num_experts_per_tok " + std::to_string(c.topk) + " exceeds the " + std::to_string(c.experts) + " experts");
     if (c.experts % c.n_group != 0) bad("n_group " + std::to_string(c.n_group) + " does not divide the " + std::to_string(c.experts) + " experts");
     if (c.topk_group > c.n_group) bad("topk_group " + std::to_string(c.topk_group) + " exceeds n_group " + std::to_string(c.n_group));
@@ -132,14 +195,9 @@ Config parse_config(const json &cfg) {
       c.norm_topk = false;  // transformers' DeepseekV2TopkRouter never renormalises
     }
   }
-  c.mtp = v3 ? opt_count(cfg, "num_nextn_predict_layers", 0) : 0;
-  c.tied = opt_bool(cfg, "tie_word_embeddings", false);
-  c.max_pos = opt_int(cfg, "max_position_embeddings", 4096);
-  c.dtype = ckh::plugins::config::model_dtype(cfg);
-  c.rms_eps = opt_num(cfg, "rms_norm_eps", c.rms_eps);
-  parse_rope(cfg, c);
-  return c;
 }
+
+}  // namespace
 
 void layer_tensors(const Config &c, int64_t l, bool moe, std::vector<Canonical> &v) {
   const std::string p = "model.layers." + std::to_string(l) + ".";
@@ -149,17 +207,32 @@ void layer_tensors(const Config &c, int64_t l, bool moe, std::vector<Canonical> 
   };
   const int64_t h = c.hidden, H = c.heads;
   add("input_layernorm.weight", {h}, CKH_INIT_ONES);
-  if (c.q_lora > 0) {
+  if (!c.mla) {
+    const int64_t q = H * c.head_dim, kv = c.kv_heads * c.head_dim;
+    add("self_attn.q_proj.weight", {q, h}, CKH_INIT_NORMAL);
+    if (c.qkv_bias) add("self_attn.q_proj.bias", {q}, CKH_INIT_ZEROS);
+    add("self_attn.k_proj.weight", {kv, h}, CKH_INIT_NORMAL);
+    if (c.qkv_bias) add("self_attn.k_proj.bias", {kv}, CKH_INIT_ZEROS);
+    add("self_attn.v_proj.weight", {kv, h}, CKH_INIT_NORMAL);
+    if (c.qkv_bias) add("self_attn.v_proj.bias", {kv}, CKH_INIT_ZEROS);
+    add("self_attn.o_proj.weight", {h, q}, CKH_INIT_NORMAL);
+    if (c.qk_norm) {
+      add("self_attn.q_norm.weight", {c.head_dim}, CKH_INIT_ONES);
+      add("self_attn.k_norm.weight", {c.head_dim}, CKH_INIT_ONES);
+    }
+  } else if (c.q_lora > 0) {
     add("self_attn.q_a_proj.weight", {c.q_lora, h}, CKH_INIT_NORMAL);
     add("self_attn.q_a_layernorm.weight", {c.q_lora}, CKH_INIT_ONES);
     add("self_attn.q_b_proj.weight", {H * c.q_head(), c.q_lora}, CKH_INIT_NORMAL);
   } else {
     add("self_attn.q_proj.weight", {H * c.q_head(), h}, CKH_INIT_NORMAL);
   }
-  add("self_attn.kv_a_proj_with_mqa.weight", {c.kv_lora + c.rope, h}, CKH_INIT_NORMAL);
-  add("self_attn.kv_a_layernorm.weight", {c.kv_lora}, CKH_INIT_ONES);
-  add("self_attn.kv_b_proj.weight", {H * (c.nope + c.v), c.kv_lora}, CKH_INIT_NORMAL);
-  add("self_attn.o_proj.weight", {h, H * c.v}, CKH_INIT_NORMAL);
+  if (c.mla) {
+    add("self_attn.kv_a_proj_with_mqa.weight", {c.kv_lora + c.rope, h}, CKH_INIT_NORMAL);
+    add("self_attn.kv_a_layernorm.weight", {c.kv_lora}, CKH_INIT_ONES);
+    add("self_attn.kv_b_proj.weight", {H * (c.nope + c.v), c.kv_lora}, CKH_INIT_NORMAL);
+    add("self_attn.o_proj.weight", {h, H * c.v}, CKH_INIT_NORMAL);
+  }
   add("post_attention_layernorm.weight", {h}, CKH_INIT_ONES);
   if (!moe) {
     add("mlp.gate_proj.weight", {c.ffn, h}, CKH_INIT_NORMAL);
@@ -222,7 +295,8 @@ int32_t kind_of(const std::string &n) {
   if (n == "lm_head.weight" || has(".shared_head.head.")) return CKH_KIND_OUTPUT;
   if (has("norm.")) return CKH_KIND_NORM;
   if (has(".self_attn.q_a_proj.") || has(".self_attn.q_b_proj.") || has(".self_attn.q_proj.")) return CKH_KIND_ATTN_Q;
-  if (has(".self_attn.kv_a_proj_with_mqa.") || has(".self_attn.kv_b_proj.")) return CKH_KIND_ATTN_K;
+  if (has(".self_attn.kv_a_proj_with_mqa.") || has(".self_attn.kv_b_proj.") || has(".self_attn.k_proj.")) return CKH_KIND_ATTN_K;
+  if (has(".self_attn.v_proj.")) return CKH_KIND_ATTN_V;
   if (has(".self_attn.o_proj.")) return CKH_KIND_ATTN_OUT;
   if (has(".mlp.gate.")) return CKH_KIND_ROUTER;
   if (has(".gate_proj.")) return CKH_KIND_FFN_GATE;

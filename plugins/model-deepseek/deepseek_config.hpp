@@ -1,6 +1,8 @@
-// deepseek_config.hpp — the DeepSeek family with Multi-Latent Attention (DeepSeek-V2, V2-Lite, V3,
-// V3.1; HF model_type deepseek_v2 / deepseek_v3) as described by an HF config.json, and the canonical HF
-// tensors it implies. Names checked against transformers 5.24 save_pretrained and, for the MTP layers
+// deepseek_config.hpp — the DeepSeek-style MoE family (routed + shared experts, dense first layers, MTP
+// layers): DeepSeek-V2, V2-Lite, V3, V3.1 with Multi-Latent Attention (HF model_type deepseek_v2 /
+// deepseek_v3), and GLM-4.5 / 4.6 (glm4_moe: the DeepSeek-V3 router, shared experts and MTP layout
+// beside grouped-query attention with q/k/v biases, optional per-head q/k norms and partial rotary) as
+// described by an HF config.json, and the canonical HF tensors it implies. Names checked against transformers 5.24 save_pretrained and, for the MTP layers
 // (which transformers does not model), the layout of the released DeepSeek-V3 checkpoints:
 // model.layers.<num_hidden_layers + k>.{embed_tokens,enorm,hnorm,eh_proj,shared_head.norm,shared_head.head}
 // beside a full decoder layer. Plain C++ (unit-tested directly).
@@ -16,7 +18,12 @@
 namespace ckh::deepseek {
 
 struct Config {
-  std::string model_type;  // deepseek_v2 | deepseek_v3
+  std::string model_type;  // deepseek_v2 | deepseek_v3 | glm4_moe
+  // Attention: multi-latent (DeepSeek) or grouped-query (GLM-4.5: q_proj/k_proj/v_proj, o_proj).
+  bool mla = true;
+  int64_t kv_heads = 0, head_dim = 0;  // GQA only
+  bool qkv_bias = false, qk_norm = false;  // GQA: attention_bias (q/k/v, not o_proj), use_qk_norm ([head_dim])
+  double partial_rotary = 1.0;         // GQA: rope_parameters.partial_rotary_factor (GLM default 0.5)
   int64_t hidden = 0, layers = 0, heads = 0, vocab = 0, ffn = 0;
   // MLA: q_lora 0 = no query compression (V2-Lite: q_proj).
   int64_t q_lora = 0, kv_lora = 0, nope = 0, rope = 0, v = 0;

@@ -15,6 +15,12 @@
 // fused into linear_fc1 (TE) or pre_mlp_layernorm (local). MoE layers: pre_mlp_layernorm in both specs,
 // gate -> mlp.router.weight, e_score_correction_bias -> mlp.router.expert_bias, experts by global index
 // (SequentialMLP or TEGroupedMLP names), shared_experts -> mlp.shared_experts.linear_fc1/fc2.
+// GLM-4.5 (glm4_moe) has grouped-query attention instead of MLA: q/k/v (+ biases) -> self_attention.linear_qkv
+// in Megatron-Core's per-group order (gqa_qkv.hpp), o_proj -> linear_proj, q_norm / k_norm ->
+// self_attention.q_layernorm / k_layernorm (per head, as Megatron-Core's qk_layernorm), input_layernorm
+// fused into linear_qkv (TE) or input_layernorm (local); partial rotary -> rotary_percent with
+// rotary_interleaved false (both sides rotate the first rotary dims of each head by halves). The MoE
+// layers, the router and the MTP layers are DeepSeek-V3's.
 // MTP layer k (HF model.layers.<num_hidden_layers + k>): enorm, hnorm, eh_proj (column-parallel),
 // shared_head.norm -> final_layernorm, the decoder layer -> mtp.layers.k.transformer_layer.*; its
 // embed_tokens / shared_head.head copies are Megatron-Core's shared embedding and output layer.
@@ -23,6 +29,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "gqa_qkv.hpp"
 #include "option_decls.hpp"
 
 using nlohmann::json;
@@ -32,10 +39,11 @@ namespace ckh::deepseek {
 
 namespace {
 
-std::string spec_of(const json &opts) {
+std::string spec_of(const json &opts, const Config &c) {
   const std::string s = opts.value("megatron_spec", std::string("te"));
   if (s == "legacy")
-    fail(CKH_E_UNSUPPORTED, "--megatron-spec legacy: legacy Megatron models have no multi-latent attention; use te or local");
+    fail(CKH_E_UNSUPPORTED, std::string("--megatron-spec legacy: legacy Megatron models have no ") +
+                                (c.mla ? "multi-latent attention" : "MoE layers (model_type " + c.model_type + ")") + "; use te or local");
   if (s != "te" && s != "local") fail(CKH_E_INVALID_ARG, "--megatron-spec must be te or local, not '" + s + "'");
   return s;
 }
@@ -46,7 +54,7 @@ std::string spec_of(const json &opts) {
 // or when grouping chooses nothing (one group, or every group).
 void check_routing(const Config &c) {
   if (c.experts == 0 || c.n_group <= 1 || c.topk_group >= c.n_group) return;
-  const bool v3 = c.model_type == "deepseek_v3";
+  const bool v3 = c.model_type != "deepseek_v2";  // DeepSeek-V3 and GLM-4.5 score a group by its top 2
   if (c.topk_method == "greedy") return;
   const int64_t hf_top = v3 ? 2 : 1;
   if (c.topk % c.topk_group != 0 || c.topk / c.topk_group != hf_top)
@@ -67,16 +75,24 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec,
   a["hidden_size"] = c.hidden;
   a["ffn_hidden_size"] = c.ffn;
   a["num_attention_heads"] = c.heads;
-  a["group_query_attention"] = false;
-  a["num_query_groups"] = c.heads;
-  a["kv_channels"] = c.q_head();
-  a["multi_latent_attention"] = true;
-  a["q_lora_rank"] = c.q_lora > 0 ? json(c.q_lora) : json(nullptr);
-  a["kv_lora_rank"] = c.kv_lora;
-  a["qk_head_dim"] = c.nope;
-  a["qk_pos_emb_head_dim"] = c.rope;
-  a["v_head_dim"] = c.v;
-  a["qk_layernorm"] = true;  // the q/kv latent norms (Megatron-Core's MLA specs build them only then)
+  if (c.mla) {
+    a["group_query_attention"] = false;
+    a["num_query_groups"] = c.heads;
+    a["kv_channels"] = c.q_head();
+    a["multi_latent_attention"] = true;
+    a["q_lora_rank"] = c.q_lora > 0 ? json(c.q_lora) : json(nullptr);
+    a["kv_lora_rank"] = c.kv_lora;
+    a["qk_head_dim"] = c.nope;
+    a["qk_pos_emb_head_dim"] = c.rope;
+    a["v_head_dim"] = c.v;
+    a["qk_layernorm"] = true;  // the q/kv latent norms (Megatron-Core's MLA specs build them only then)
+  } else {
+    a["group_query_attention"] = c.kv_heads != c.heads;
+    a["num_query_groups"] = c.kv_heads;
+    a["kv_channels"] = c.head_dim;
+    a["multi_latent_attention"] = false;
+    a["qk_layernorm"] = c.qk_norm;
+  }
   a["max_position_embeddings"] = c.max_pos;
   a["seq_length"] = c.max_pos;
   a["swiglu"] = true;
@@ -84,14 +100,14 @@ json args_from_config(const Config &c, const json &cfg, const std::string &spec,
   a["norm_epsilon"] = c.rms_eps;
   a["add_bias_linear"] = false;
   a["disable_bias_linear"] = true;
-  a["add_qkv_bias"] = false;
+  a["add_qkv_bias"] = c.qkv_bias;
   a["untie_embeddings_and_output_weights"] = !c.tied;
   a["position_embedding_type"] = "rope";
   a["rotary_base"] = c.rope_theta;
-  a["rotary_percent"] = 1.0;
+  a["rotary_percent"] = c.mla ? 1.0 : c.partial_rotary;
   a["rotary_interleaved"] = false;
   a["use_rope_scaling"] = false;
-  if (c.rope_type == "yarn") {
+  if (c.rope_type == "yarn") {  // MLA only: GLM-4.5 takes default RoPE (parse_config)
     // MLATransformerConfig's YaRN fields (Megatron-LM --rope-type yarn --rotary-scaling-factor ...).
     a["rope_type"] = "yarn";
     a["rotary_scaling_factor"] = c.rope_factor;
@@ -172,6 +188,9 @@ Config parse_or_fail(const json &cfg) {
 // "mtp.layers.k.transformer_layer.").
 struct LayerNames {
   bool te;
+  bool mla = true;
+  // MLA keeps input_layernorm a module of its own in both specs; GQA's TE spec fuses it into linear_qkv.
+  std::string input_norm() const { return te && !mla ? "self_attention.linear_qkv.layer_norm_weight" : "input_layernorm.weight"; }
   std::string q_norm() const { return te ? "self_attention.linear_q_up_proj.layer_norm_weight" : "self_attention.q_layernorm.weight"; }
   std::string kv_norm() const { return te ? "self_attention.linear_kv_up_proj.layer_norm_weight" : "self_attention.kv_layernorm.weight"; }
   std::string dense_norm() const { return te ? "mlp.linear_fc1.layer_norm_weight" : "pre_mlp_layernorm.weight"; }
@@ -187,12 +206,21 @@ int64_t count_mtp_hf(const Config &c, const ckh::sdk::Builder &b) {
 
 void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) {
   const json cfg = meta.value("config", json());
+  // GLM-5 (transformers 5.24 glm_moe_dsa, GlmMoeDsaIndexer): its DeepSeek sparse attention indexer puts the
+  // rope dims first with interleaved RoPE and skips the indexer in indexer_types "shared" layers;
+  // Megatron-Core 0.16.1's experimental DSAIndexer (experimental_attention_variant/dsa.py) puts them last
+  // and has an indexer in every layer.
+  if (cfg.is_object() && cfg.value("model_type", std::string()) == "glm_moe_dsa")
+    fail(CKH_E_UNSUPPORTED, "config.json: model_type glm_moe_dsa (GLM-5): its DeepSeek sparse attention indexer "
+                            "(self_attn.indexer.*: rope dims first, interleaved, no indexer in indexer_types 'shared' layers) "
+                            "has no Megatron-Core 0.16.1 equivalent (DSAIndexer: rope dims last, an indexer in every layer)");
   json opts = opts0;
   if (!opts.contains("megatron_spec") && meta.value("megatron_source_spec", std::string()) == "local")
     opts["megatron_spec"] = "local";
   const Config c = parse_or_fail(cfg);
-  const std::string spec = spec_of(opts);
-  const LayerNames nm{spec == "te"};
+  const std::string spec = spec_of(opts, c);
+  const LayerNames nm{spec == "te", c.mla};
+  const ckh::plugins::gqa::Dims dims{c.heads, c.kv_heads, c.head_dim, c.hidden};
   const bool grouped = opts.value("moe_grouped_gemm", false);
   if (grouped && c.experts == 0)
     fail(CKH_E_INVALID_ARG, "--moe-grouped-gemm applies to MoE models, this " + c.model_type + " model has no experts");
@@ -206,18 +234,33 @@ void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) 
       b.emit(m + name, e, &a);
     };
     auto in = [&](const std::string &n) { return b.input(p + n); };
-    emit("input_layernorm.weight", in("input_layernorm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
-    if (c.q_lora > 0) {
+    emit(nm.input_norm(), in("input_layernorm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
+    if (!c.mla) {
+      auto fused = [&](const char *suffix) {
+        const std::string s = suffix;
+        return ckh::plugins::gqa::fuse(b, in("self_attn.q_proj." + s), in("self_attn.k_proj." + s), in("self_attn.v_proj." + s), dims,
+                                       s == "weight");
+      };
+      emit("self_attention.linear_qkv.weight", fused("weight"), CKH_PARALLEL_COLUMN, CKH_KIND_ATTN_QKV);
+      if (c.qkv_bias) emit("self_attention.linear_qkv.bias", fused("bias"), CKH_PARALLEL_COLUMN, CKH_KIND_ATTN_QKV);
+      emit("self_attention.linear_proj.weight", in("self_attn.o_proj.weight"), CKH_PARALLEL_ROW, CKH_KIND_ATTN_OUT);
+      if (c.qk_norm) {
+        emit("self_attention.q_layernorm.weight", in("self_attn.q_norm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
+        emit("self_attention.k_layernorm.weight", in("self_attn.k_norm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
+      }
+    } else if (c.q_lora > 0) {
       emit("self_attention.linear_q_down_proj.weight", in("self_attn.q_a_proj.weight"), down, CKH_KIND_ATTN_Q);
       emit(nm.q_norm(), in("self_attn.q_a_layernorm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
       emit("self_attention.linear_q_up_proj.weight", in("self_attn.q_b_proj.weight"), CKH_PARALLEL_COLUMN, CKH_KIND_ATTN_Q);
     } else {
       emit("self_attention.linear_q_proj.weight", in("self_attn.q_proj.weight"), CKH_PARALLEL_COLUMN, CKH_KIND_ATTN_Q);
     }
-    emit("self_attention.linear_kv_down_proj.weight", in("self_attn.kv_a_proj_with_mqa.weight"), down, CKH_KIND_ATTN_K);
-    emit(nm.kv_norm(), in("self_attn.kv_a_layernorm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
-    emit("self_attention.linear_kv_up_proj.weight", in("self_attn.kv_b_proj.weight"), CKH_PARALLEL_COLUMN, CKH_KIND_ATTN_K);
-    emit("self_attention.linear_proj.weight", in("self_attn.o_proj.weight"), CKH_PARALLEL_ROW, CKH_KIND_ATTN_OUT);
+    if (c.mla) {
+      emit("self_attention.linear_kv_down_proj.weight", in("self_attn.kv_a_proj_with_mqa.weight"), down, CKH_KIND_ATTN_K);
+      emit(nm.kv_norm(), in("self_attn.kv_a_layernorm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
+      emit("self_attention.linear_kv_up_proj.weight", in("self_attn.kv_b_proj.weight"), CKH_PARALLEL_COLUMN, CKH_KIND_ATTN_K);
+      emit("self_attention.linear_proj.weight", in("self_attn.o_proj.weight"), CKH_PARALLEL_ROW, CKH_KIND_ATTN_OUT);
+    }
     if (!moe) {
       emit(nm.dense_norm(), in("post_attention_layernorm.weight"), CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
       emit("mlp.linear_fc1.weight", b.concat({in("mlp.gate_proj.weight"), in("mlp.up_proj.weight")}, 0), CKH_PARALLEL_SWIGLU,
@@ -310,18 +353,36 @@ json config_from_args(const json &a) {
   json c;
   const bool sigmoid = a.value("moe_router_score_function", std::string("softmax")) == "sigmoid";
   const int64_t E = arg_int(a, "num_experts", 0);
-  c["model_type"] = E > 0 && !sigmoid ? "deepseek_v2" : "deepseek_v3";
-  c["architectures"] = {E > 0 && !sigmoid ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM"};
+  const bool mla = a.value("multi_latent_attention", false);
+  if (mla) {
+    c["model_type"] = E > 0 && !sigmoid ? "deepseek_v2" : "deepseek_v3";
+    c["architectures"] = {E > 0 && !sigmoid ? "DeepseekV2ForCausalLM" : "DeepseekV3ForCausalLM"};
+    c["num_attention_heads"] = num("num_attention_heads");
+    c["num_key_value_heads"] = num("num_attention_heads");
+    c["q_lora_rank"] = arg_int(a, "q_lora_rank") > 0 ? json(arg_int(a, "q_lora_rank")) : json(nullptr);
+    c["kv_lora_rank"] = num("kv_lora_rank");
+    c["qk_nope_head_dim"] = num("qk_head_dim");
+    c["qk_rope_head_dim"] = num("qk_pos_emb_head_dim");
+    c["v_head_dim"] = num("v_head_dim");
+    c["attention_bias"] = false;
+  } else {
+    // Grouped-query attention with the DeepSeek-V3 router and shared experts: GLM-4.5 (score_mcore claims
+    // no other such args).
+    if (E == 0 || !sigmoid || !a.value("moe_router_enable_expert_bias", false) || arg_int(a, "moe_shared_expert_intermediate_size", 0) <= 0)
+      fail(CKH_E_UNSUPPORTED, "Megatron args without multi_latent_attention are read as GLM-4.5 (sigmoid router with expert "
+                              "bias, shared experts); these args differ (give --hf-config with the model's config.json)");
+    c["model_type"] = "glm4_moe";
+    c["architectures"] = {"Glm4MoeForCausalLM"};
+    const int64_t heads = num("num_attention_heads");
+    c["num_attention_heads"] = heads;
+    c["num_key_value_heads"] = a.value("group_query_attention", false) ? num("num_query_groups") : heads;
+    c["head_dim"] = arg_int(a, "kv_channels") > 0 ? arg_int(a, "kv_channels") : num("hidden_size") / heads;
+    c["attention_bias"] = a.value("add_qkv_bias", false);
+    c["use_qk_norm"] = a.value("qk_layernorm", false);
+  }
   c["hidden_size"] = num("hidden_size");
   c["intermediate_size"] = num("ffn_hidden_size");
   c["num_hidden_layers"] = num("num_layers");
-  c["num_attention_heads"] = num("num_attention_heads");
-  c["num_key_value_heads"] = num("num_attention_heads");
-  c["q_lora_rank"] = arg_int(a, "q_lora_rank") > 0 ? json(arg_int(a, "q_lora_rank")) : json(nullptr);
-  c["kv_lora_rank"] = num("kv_lora_rank");
-  c["qk_nope_head_dim"] = num("qk_head_dim");
-  c["qk_rope_head_dim"] = num("qk_pos_emb_head_dim");
-  c["v_head_dim"] = num("v_head_dim");
   c["vocab_size"] = num("vocab_size");
   c["max_position_embeddings"] = a.value("max_position_embeddings", int64_t{4096});
   c["rms_norm_eps"] = a.value("norm_epsilon", 1e-6);
@@ -332,6 +393,11 @@ json config_from_args(const json &a) {
             {"original_max_position_embeddings", a.value("original_max_position_embeddings", int64_t{4096})},
             {"beta_fast", a.value("beta_fast", 32.0)}, {"beta_slow", a.value("beta_slow", 1.0)},
             {"mscale", a.value("mscale", 1.0)}, {"mscale_all_dim", a.value("mscale_all_dim", 0.0)}};
+  if (!mla) {
+    if (a.value("rope_type", std::string("rope")) != "rope" || a.value("use_rope_scaling", false))
+      fail(CKH_E_UNSUPPORTED, "Megatron args: GLM-4.5 has plain RoPE, these args scale it");
+    rope["partial_rotary_factor"] = a.value("rotary_percent", 1.0);
+  }
   c["rope_parameters"] = rope;
   if (E > 0) {
     const int64_t moe_ffn = arg_int(a, "moe_ffn_hidden_size", num("ffn_hidden_size"));
@@ -355,14 +421,16 @@ json config_from_args(const json &a) {
       fail(CKH_E_UNSUPPORTED, "Megatron args.moe_layer_freq = " + freq.dump() + ": only 1 or a per-layer list is supported");
     }
     c["first_k_dense_replace"] = first;
-    c["moe_layer_freq"] = 1;
+    if (mla) c["moe_layer_freq"] = 1;  // not a GLM-4.5 field
     const int64_t groups = arg_int(a, "moe_router_num_groups", 1), gtop = arg_int(a, "moe_router_group_topk", 1);
     c["n_group"] = groups;
     c["topk_group"] = gtop;
     c["routed_scaling_factor"] = a.contains("moe_router_topk_scaling_factor") && a["moe_router_topk_scaling_factor"].is_number()
                                      ? a["moe_router_topk_scaling_factor"].get<double>()
                                      : 1.0;
-    if (sigmoid) {
+    if (!mla) {
+      c["norm_topk_prob"] = true;  // Megatron-Core renormalises sigmoid top-k scores
+    } else if (sigmoid) {
       c["topk_method"] = "noaux_tc";
       c["scoring_func"] = "sigmoid";
       c["norm_topk_prob"] = true;
@@ -375,7 +443,6 @@ json config_from_args(const json &a) {
     }
   }
   c["num_nextn_predict_layers"] = arg_int(a, "mtp_num_layers", 0);
-  c["attention_bias"] = false;
   c["hidden_act"] = "silu";
   c["torch_dtype"] = a.value("bf16", false) ? "bfloat16" : a.value("fp16", false) ? "float16" : "float32";
   return c;
@@ -386,7 +453,16 @@ json config_from_args(const json &a) {
 int32_t score_mcore(const json &meta) {
   if (!meta.is_object() || !meta.contains("args") || !meta["args"].is_object()) return 0;
   const json &a = meta["args"];
-  if (!a.value("multi_latent_attention", false)) return 0;
+  if (!a.value("multi_latent_attention", false)) {
+    // GQA: GLM-4.5 only, recognised by its kept config or by its DeepSeek-V3 router with shared experts.
+    const bool glm_router = arg_int(a, "num_experts", 0) > 0 && a.value("moe_router_enable_expert_bias", false) &&
+                            a.value("moe_router_score_function", std::string()) == "sigmoid" &&
+                            arg_int(a, "moe_shared_expert_intermediate_size", 0) > 0 && !a.value("moe_shared_expert_gate", false);
+    if (!glm_router) return 0;
+    if (meta.contains("config") && meta["config"].is_object())
+      return meta["config"].value("model_type", std::string()) == "glm4_moe" ? score(meta["config"]) : 0;
+    return 85;
+  }
   if (meta.contains("config") && meta["config"].is_object()) return score(meta["config"]);
   return 85;
 }
@@ -397,13 +473,24 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   const bool have_cfg = meta.contains("config") && meta["config"].is_object();
   const json cfg = have_cfg ? meta["config"] : config_from_args(args);
   const Config c = parse_or_fail(cfg);
-  for (auto [k, v] : {std::pair<const char *, int64_t>{"num_layers", c.layers}, {"hidden_size", c.hidden},
-                      {"num_attention_heads", c.heads}, {"ffn_hidden_size", c.ffn}, {"num_experts", c.experts},
-                      {"kv_lora_rank", c.kv_lora}, {"qk_pos_emb_head_dim", c.rope}, {"v_head_dim", c.v}})
+  std::vector<std::pair<const char *, int64_t>> checks = {{"num_layers", c.layers}, {"hidden_size", c.hidden},
+                                                          {"num_attention_heads", c.heads}, {"ffn_hidden_size", c.ffn},
+                                                          {"num_experts", c.experts}};
+  if (c.mla) {
+    checks.insert(checks.end(), {{"kv_lora_rank", c.kv_lora}, {"qk_pos_emb_head_dim", c.rope}, {"v_head_dim", c.v}});
+  } else {
+    checks.insert(checks.end(), {{"num_query_groups", c.kv_heads}, {"kv_channels", c.head_dim}});
+    if (args.contains("multi_latent_attention") && args["multi_latent_attention"] == true)
+      fail(CKH_E_FORMAT, "Megatron args.multi_latent_attention is true but config.json is model_type " + c.model_type +
+                             " (grouped-query attention)");
+  }
+  for (auto [k, v] : checks)
     if (args.contains(k) && args[k].is_number_integer() && args[k].get<int64_t>() != v)
       fail(CKH_E_FORMAT, std::string("Megatron args.") + k + " = " + args[k].dump() + " but config.json implies " + std::to_string(v));
-  const bool te = b.has("decoder.layers.0.self_attention.linear_kv_up_proj.layer_norm_weight");
-  const LayerNames nm{te};
+  const bool te = c.mla ? b.has("decoder.layers.0.self_attention.linear_kv_up_proj.layer_norm_weight")
+                        : b.has("decoder.layers.0.self_attention.linear_qkv.layer_norm_weight");
+  const LayerNames nm{te, c.mla};
+  const ckh::plugins::gqa::Dims dims{c.heads, c.kv_heads, c.head_dim, c.hidden};
   const std::string impl = args.value("transformer_impl", std::string());
   const std::string source_spec = impl == "local" ? "local" : impl == "transformer_engine" ? "te" : te ? "te" : "local";
 
@@ -417,18 +504,36 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     // TE-spec dense layers fuse the MLP norm into linear_fc1; an MoE layer keeps pre_mlp_layernorm.
     // torch_dist files of either spec may name them either way, so the name that exists is taken.
     auto either = [&](const std::string &a1, const std::string &a2) { return b.has(m + a1) ? in(a1) : in(a2); };
-    emit("input_layernorm.weight", in("input_layernorm.weight"));
-    if (c.q_lora > 0) {
+    emit("input_layernorm.weight", c.mla ? in("input_layernorm.weight")
+                                         : either(nm.input_norm(), LayerNames{!te, false}.input_norm()));
+    if (!c.mla) {
+      auto unfuse = [&](const char *suffix) {
+        const std::string s = suffix;
+        const auto parts = ckh::plugins::gqa::split(b, in("self_attention.linear_qkv." + s), dims, s == "weight");
+        emit("self_attn.q_proj." + s, parts.q);
+        emit("self_attn.k_proj." + s, parts.k);
+        emit("self_attn.v_proj." + s, parts.v);
+      };
+      unfuse("weight");
+      if (c.qkv_bias) unfuse("bias");
+      emit("self_attn.o_proj.weight", in("self_attention.linear_proj.weight"));
+      if (c.qk_norm) {
+        emit("self_attn.q_norm.weight", in("self_attention.q_layernorm.weight"));
+        emit("self_attn.k_norm.weight", in("self_attention.k_layernorm.weight"));
+      }
+    } else if (c.q_lora > 0) {
       emit("self_attn.q_a_proj.weight", in("self_attention.linear_q_down_proj.weight"));
       emit("self_attn.q_a_layernorm.weight", either(nm.q_norm(), LayerNames{!te}.q_norm()));
       emit("self_attn.q_b_proj.weight", in("self_attention.linear_q_up_proj.weight"));
     } else {
       emit("self_attn.q_proj.weight", in("self_attention.linear_q_proj.weight"));
     }
-    emit("self_attn.kv_a_proj_with_mqa.weight", in("self_attention.linear_kv_down_proj.weight"));
-    emit("self_attn.kv_a_layernorm.weight", either(nm.kv_norm(), LayerNames{!te}.kv_norm()));
-    emit("self_attn.kv_b_proj.weight", in("self_attention.linear_kv_up_proj.weight"));
-    emit("self_attn.o_proj.weight", in("self_attention.linear_proj.weight"));
+    if (c.mla) {
+      emit("self_attn.kv_a_proj_with_mqa.weight", in("self_attention.linear_kv_down_proj.weight"));
+      emit("self_attn.kv_a_layernorm.weight", either(nm.kv_norm(), LayerNames{!te}.kv_norm()));
+      emit("self_attn.kv_b_proj.weight", in("self_attention.linear_kv_up_proj.weight"));
+      emit("self_attn.o_proj.weight", in("self_attention.linear_proj.weight"));
+    }
     if (!moe) {
       emit("post_attention_layernorm.weight", either("mlp.linear_fc1.layer_norm_weight", "pre_mlp_layernorm.weight"));
       const ckh_expr fc1 = in("mlp.linear_fc1.weight");

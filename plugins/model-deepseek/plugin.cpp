@@ -62,6 +62,29 @@ int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
   }
 }
 
+// The MTP layer's copies of the embedding and the LM head (model.layers.<n>.embed_tokens /
+// shared_head.head): in the GLM-4.5 release, absent from GLM-4.6's (a vLLM report of GLM-4.6 missing
+// model.layers.92.shared_head.head.weight), so optional for glm4_moe. Megatron-Core shares the model's own.
+bool mtp_copy_optional(const ckh::deepseek::Config &c, const ckh::deepseek::Canonical &t) {
+  if (c.model_type != "glm4_moe" || t.role != CKH_ROLE_MTP) return false;
+  auto ends = [&](const std::string &suf) {
+    return t.name.size() > suf.size() && t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
+  };
+  return ends(".embed_tokens.weight") || ends(".shared_head.head.weight");
+}
+
+// HF -> Megatron-Core also claims GLM-5 (transformers' glm_moe_dsa) so that it is refused by name
+// (map_hf_to_mcore) instead of passing as a model-less checkpoint.
+int32_t probe_to_mcore(const ckh_mapper_class_t *c, const char *metadata_json) {
+  try {
+    const json cfg = config_of(metadata_json);
+    if (cfg.is_object() && cfg.value("model_type", std::string()) == "glm_moe_dsa") return 90;
+  } catch (...) {
+    return 0;
+  }
+  return probe(c, metadata_json);
+}
+
 // hf -> hf: every tensor the config implies must be present with its shape and is passed through
 // unchanged (the checkpoint's dtype is kept); known leftovers are ignored; anything else stays unused
 // so the host reports it as an unexpected tensor.
@@ -78,7 +101,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
     for (const auto &t : tensors) {
       const int64_t i = b.find(t.name);
       if (i < 0) {
-        missing.push_back(t.name);
+        if (!mtp_copy_optional(c, t)) missing.push_back(t.name);
         continue;
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
@@ -178,21 +201,21 @@ ckh_status hints_mcore(const ckh_mapper_class_t *, const char *, const char *, v
 
 const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
-const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
+const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe_to_mcore, map_to_mcore, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek",
-    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention, shared and routed experts, MTP layers): HF tensor list and completeness check",
-    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})", &kHf};
+    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention) and GLM-4.5 (grouped-query attention), shared and routed experts, MTP layers: HF tensor list and completeness check",
+    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe"]})", &kHf};
 const ckh_component_t kToMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.hf-to-mcore",
     "DeepSeek HF -> Megatron-Core (TE or local spec): MLA projections, dense first layers, experts, router expert bias, MTP, args",
-    R"({"family":"deepseek","from":"hf","to":"megatron","model_types":["deepseek_v2","deepseek_v3"],)"
+    R"({"family":"deepseek","from":"hf","to":"megatron","model_types":["deepseek_v2","deepseek_v3","glm4_moe"],)"
     R"("options":[)" CKH_OPT_MEGATRON_SPEC "," CKH_OPT_MOE_GROUPED_GEMM "]}",
     &kToMcore};
 const ckh_component_t kFromMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.mcore-to-hf",
     "DeepSeek Megatron-Core -> HF: MLA, experts, MTP layers in the released layout, config from args",
-    R"({"family":"deepseek","from":"megatron","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})",
+    R"({"family":"deepseek","from":"megatron","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe"]})",
     &kFromMcore};
 const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp};
 

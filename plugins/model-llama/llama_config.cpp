@@ -13,7 +13,8 @@ namespace {
 using nlohmann::json;
 
 const char *const kArchs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                              "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM"};
+                              "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM",
+                              "MiniMaxM2ForCausalLM"};
 using ckh::plugins::config::bad;
 using ckh::plugins::config::kMaxDim;
 using ckh::plugins::config::need_int;
@@ -55,7 +56,8 @@ void parse_rope(const json &cfg, LlamaConfig &c) {
 }  // namespace
 
 const std::vector<std::string> &model_types() {
-  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen2_moe", "qwen3_moe"};
+  static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen2_moe", "qwen3_moe",
+                                                "minimax_m2"};
   return t;
 }
 
@@ -115,6 +117,20 @@ LlamaConfig parse_config(const json &cfg) {
     c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
     c.moe_ffn = c.ffn;
     c.moe_layer.assign(static_cast<size_t>(c.layers), true);
+  } else if (c.model_type == "minimax_m2") {
+    // transformers MiniMaxM2SparseMoeBlock: every layer, experts as wide as intermediate_size, sigmoid
+    // scores + e_score_correction_bias for the choice, the chosen sigmoid scores renormalised.
+    c.experts = need_int(cfg, present(cfg, "num_local_experts") ? "num_local_experts" : "num_experts");
+    c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
+    c.moe_ffn = c.ffn;
+    c.moe_layer.assign(static_cast<size_t>(c.layers), true);
+    c.expert_bias = true;
+    c.qk_norm = true;
+    c.qk_norm_all_heads = true;
+    const json &rp = present(cfg, "rope_parameters") ? cfg["rope_parameters"] : cfg;
+    if (present(rp, "partial_rotary_factor")) c.partial_rotary = opt_num(rp, "partial_rotary_factor", 1.0);
+    else if (present(cfg, "rotary_dim")) c.partial_rotary = static_cast<double>(need_int(cfg, "rotary_dim")) / static_cast<double>(c.head_dim);
+    if (!(c.partial_rotary > 0 && c.partial_rotary <= 1)) bad("partial_rotary_factor must be in (0, 1]");
   } else if (c.model_type == "qwen3_moe" || c.model_type == "qwen2_moe") {
     // transformers' Qwen3MoeDecoderLayer: MoE where layer not in mlp_only_layers and (layer + 1) % step == 0.
     // Hub configs say "num_experts"; transformers 5 writes it back as "num_local_experts".
@@ -177,15 +193,16 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
     w("self_attn.o_proj.weight", {c.hidden, q});
     if (c.o_bias) bias("self_attn.o_proj.bias", c.hidden);
     if (c.qk_norm) {
-      norm("self_attn.q_norm.weight", c.head_dim);
-      norm("self_attn.k_norm.weight", c.head_dim);
+      norm("self_attn.q_norm.weight", c.qk_norm_all_heads ? q : c.head_dim);
+      norm("self_attn.k_norm.weight", c.qk_norm_all_heads ? kv : c.head_dim);
     }
     norm("post_attention_layernorm.weight", c.hidden);
     if (c.is_moe(l)) {
       // HF names as save_pretrained writes them (transformers 5 fuses experts in memory only).
-      const bool mix = c.model_type == "mixtral";
+      const bool mix = c.w123();
       const std::string moe = mix ? "block_sparse_moe." : "mlp.";
       w(moe + "gate.weight", {c.experts, c.hidden});
+      if (c.expert_bias) bias(moe + "e_score_correction_bias", c.experts);
       for (int64_t e = 0; e < c.experts; ++e) {
         const std::string x = p + moe + "experts." + std::to_string(e) + ".";
         const int32_t E = static_cast<int32_t>(e);
@@ -222,7 +239,8 @@ int32_t kind_of(const std::string &n) {
   if (has(".self_attn.k_proj.")) return CKH_KIND_ATTN_K;
   if (has(".self_attn.v_proj.")) return CKH_KIND_ATTN_V;
   if (has(".self_attn.o_proj.")) return CKH_KIND_ATTN_OUT;
-  if (has(".block_sparse_moe.gate.") || has(".mlp.gate.") || has(".mlp.shared_expert_gate.")) return CKH_KIND_ROUTER;
+  if (has(".block_sparse_moe.gate.") || has(".mlp.gate.") || has(".mlp.shared_expert_gate.") || has(".e_score_correction_bias"))
+    return CKH_KIND_ROUTER;
   if (has(".mlp.gate_proj.") || has(".shared_expert.gate_proj.") || (has(".experts.") && (has(".gate_proj.") || has(".w1."))))
     return CKH_KIND_FFN_GATE;
   if (has(".mlp.up_proj.") || has(".shared_expert.up_proj.") || (has(".experts.") && (has(".up_proj.") || has(".w3."))))

@@ -1,5 +1,6 @@
 // llama_config.hpp — the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, MiniCPM, and the
-// MoE members Mixtral, Qwen2-MoE and Qwen3-MoE, whose HF names are checked against transformers 5.24) as
+// MoE members Mixtral, Qwen2-MoE, Qwen3-MoE and MiniMax-M2, whose HF names are checked against
+// transformers 5.24) as
 // described by an HF config.json, and the canonical (HF) tensors it implies. Shared by every mapper
 // of the plugin (hf -> hf check, HF <-> Megatron); plain C++, no host needed (unit-tested directly).
 #pragma once
@@ -36,6 +37,13 @@ struct LlamaConfig {
   std::vector<bool> moe_layer;  // per layer, when experts > 0
   int64_t shared_ffn = 0;       // Qwen2-MoE shared expert (sigmoid-gated by shared_expert_gate); 0 = none
   bool norm_topk = true;        // renormalise the top-k routing weights (Mixtral always; Qwen3-MoE norm_topk_prob)
+  // MiniMax-M2: sigmoid router with block_sparse_moe.e_score_correction_bias, and q_norm / k_norm over all
+  // heads at once ([heads * head_dim] / [kv_heads * head_dim], transformers MiniMaxM2Attention).
+  bool expert_bias = false;
+  bool qk_norm_all_heads = false;
+  double partial_rotary = 1.0;  // rope_parameters.partial_rotary_factor (MiniMax-M2: rotary_dim / head_dim)
+  // Expert names w1 (gate) / w2 (down) / w3 (up) under block_sparse_moe (Mixtral, MiniMax-M2).
+  bool w123() const { return model_type == "mixtral" || model_type == "minimax_m2"; }
   bool is_moe(int64_t layer) const { return experts > 0 && moe_layer[static_cast<size_t>(layer)]; }
 };
 using Config = LlamaConfig;

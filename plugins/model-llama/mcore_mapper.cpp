@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gqa_qkv.hpp"
+
 using nlohmann::json;
 using ckh::sdk::fail;
 
@@ -153,6 +155,12 @@ void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) 
   } catch (const std::invalid_argument &e) {
     fail(CKH_E_FORMAT, e.what());
   }
+  if (c.qk_norm_all_heads)
+    fail(CKH_E_UNSUPPORTED, "config.json: model_type " + c.model_type + ": self_attn.q_norm / k_norm have " +
+                                std::to_string(c.heads * c.head_dim) + " / " + std::to_string(c.kv_heads * c.head_dim) +
+                                " weights and normalise across all heads at once; Megatron-Core 0.16.1's qk_layernorm "
+                                "normalises each head of head_dim " + std::to_string(c.head_dim) +
+                                " on its own, so the converted model would compute differently");
   const std::string spec = spec_of(opts);
   const Names nm = names_for(spec);
   if (spec == "legacy" && c.experts > 0)
@@ -163,7 +171,7 @@ void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) 
     fail(CKH_E_INVALID_ARG, "--moe-grouped-gemm applies to MoE models, model_type " + c.model_type + " has no experts");
   if (spec == "legacy" && c.qk_norm)
     fail(CKH_E_UNSUPPORTED, "legacy Megatron models have no q/k layernorm (" + c.model_type + "): use --megatron-spec te or local");
-  const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
+  const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden;
   // --minicpm-fold: scale_emb into the embedding, 1/(hidden/dim_model_base) into an untied output
   // layer, scale_depth/sqrt(layers) into linear_proj and linear_fc2, for stock Megatron-Core.
   const bool fold = c.model_type == "minicpm" && opts.value("minicpm_fold", false);
@@ -195,17 +203,10 @@ void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) 
     b.emit(name, e, &a);
   };
   // [q; k; v] -> per group [q_g (P heads); k_g; v_g], for weights ([rows, h]) and biases ([rows]).
+  const ckh::plugins::gqa::Dims dims{H, G, d, h};
   auto qkv = [&](const std::string &p, const std::string &suffix) {
-    const bool w = suffix == "weight";
-    auto grp = [&](const std::string &n, int64_t rows_per_group) {
-      std::vector<int64_t> shape = {G, rows_per_group};
-      if (w) shape.push_back(h);
-      return b.reshape(b.input(p + "self_attn." + n + "." + suffix), shape);
-    };
-    ckh_expr cat = b.concat({grp("q_proj", P * d), grp("k_proj", d), grp("v_proj", d)}, 1);
-    std::vector<int64_t> out = {G * (P + 2) * d};
-    if (w) out.push_back(h);
-    return b.reshape(cat, out);
+    auto in = [&](const char *n) { return b.input(p + "self_attn." + n + "." + suffix); };
+    return ckh::plugins::gqa::fuse(b, in("q_proj"), in("k_proj"), in("v_proj"), dims, suffix == "weight");
   };
 
   emit(nm.embed, scaled(b.input("model.embed_tokens.weight"), c.scale_emb), CKH_ROLE_EMBEDDING, -1, CKH_PARALLEL_VOCAB);
@@ -225,7 +226,7 @@ void map_hf_to_mcore(const json &opts0, const json &meta, ckh::sdk::Builder &b) 
       emit(m + nm.k_norm, b.input(p + "self_attn.k_norm.weight"), CKH_ROLE_LAYER, L, CKH_PARALLEL_REPLICATED);
     }
     if (c.is_moe(l)) {
-      const bool mix = c.model_type == "mixtral";
+      const bool mix = c.w123();
       const std::string moe = p + (mix ? "block_sparse_moe." : "mlp.");
       emit(m + "pre_mlp_layernorm.weight", b.input(p + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L,
            CKH_PARALLEL_REPLICATED, CKH_KIND_NORM);
@@ -400,6 +401,9 @@ int32_t score_mcore(const json &meta) {
   // MoE: Mixtral / Qwen3-MoE only (no shared experts, no MLA); a checkpoint of another MoE family is
   // never claimed, so its experts are not dropped.
   const bool moe = a.contains("num_experts") && a["num_experts"].is_number_integer() && a["num_experts"].get<int64_t>() > 0;
+  // Sigmoid routers with an expert bias (GLM-4.5: the DeepSeek plugin's) are none of this plugin's MoE models.
+  if (moe && (a.value("moe_router_enable_expert_bias", false) || a.value("moe_router_score_function", std::string("softmax")) != "softmax"))
+    return 0;
   const bool shared = a.contains("moe_shared_expert_intermediate_size") && !a["moe_shared_expert_intermediate_size"].is_null();
   // Shared experts only as Qwen2-MoE has them: gated, with q/k/v biases and no q/k norm.
   if (moe && (a.value("multi_latent_attention", false) ||
@@ -451,7 +455,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
   // carry the TE names of their norms), else the names.
   const std::string impl = args.value("transformer_impl", std::string());
   const std::string source_spec = by_names == "legacy" ? "legacy" : impl == "local" ? "local" : impl == "transformer_engine" ? "te" : by_names;
-  const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden, P = H / G;
+  const int64_t H = c.heads, G = c.kv_heads, d = c.head_dim, h = c.hidden;
   // A MiniCPM checkpoint folded for stock Megatron (--minicpm-fold) is unfolded; exact up to rounding.
   const bool folded = args.contains("minicpm_folded") && args["minicpm_folded"].is_object();
   double emb_f = 1.0, depth_f = 1.0, head_f = 1.0;
@@ -468,19 +472,12 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
     a.kind = kind_of(name);
     b.emit(name, e, &a);
   };
+  const ckh::plugins::gqa::Dims dims{H, G, d, h};
   auto unqkv = [&](const std::string &m, const std::string &suffix, const std::string &p) {
-    const bool w = suffix == "weight";
-    std::vector<int64_t> grouped = {G, (P + 2) * d};
-    if (w) grouped.push_back(h);
-    const ckh_expr x = b.reshape(b.input(m + nm.qkv + "." + suffix), grouped);
-    auto part = [&](int64_t start, int64_t rows, int64_t heads) {
-      std::vector<int64_t> shape = {heads * d};
-      if (w) shape.push_back(h);
-      return b.reshape(b.slice(x, 1, start, rows), shape);
-    };
-    emit(p + "self_attn.q_proj." + suffix, part(0, P * d, H), CKH_ROLE_LAYER, -1);
-    emit(p + "self_attn.k_proj." + suffix, part(P * d, d, G), CKH_ROLE_LAYER, -1);
-    emit(p + "self_attn.v_proj." + suffix, part((P + 1) * d, d, G), CKH_ROLE_LAYER, -1);
+    const auto parts = ckh::plugins::gqa::split(b, b.input(m + nm.qkv + "." + suffix), dims, suffix == "weight");
+    emit(p + "self_attn.q_proj." + suffix, parts.q, CKH_ROLE_LAYER, -1);
+    emit(p + "self_attn.k_proj." + suffix, parts.k, CKH_ROLE_LAYER, -1);
+    emit(p + "self_attn.v_proj." + suffix, parts.v, CKH_ROLE_LAYER, -1);
   };
   auto vocab_rows = [&](const std::string &name) {
     const ckh_expr e = b.input(name);
@@ -504,7 +501,7 @@ void map_mcore_to_hf(const json &opts, const json &meta, ckh::sdk::Builder &b) {
       emit(p + "self_attn.k_norm.weight", b.input(m + nm.k_norm), CKH_ROLE_LAYER, L);
     }
     if (c.is_moe(l)) {
-      const bool mix = c.model_type == "mixtral";
+      const bool mix = c.w123();
       const std::string moe = p + (mix ? "block_sparse_moe." : "mlp.");
       // torch_dist files of the local spec keep an MoE layer's pre_mlp_layernorm under the fused name.
       const std::string pre = b.has(m + "pre_mlp_layernorm.weight") ? m + "pre_mlp_layernorm.weight" : m + "mlp.linear_fc1.layer_norm_weight";

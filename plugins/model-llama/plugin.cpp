@@ -183,12 +183,12 @@ const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, ca
 const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama",
-    "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM, Mixtral, Qwen2-MoE, Qwen3-MoE): HF tensor list and completeness check",
-    R"({"family":"llama","from":"hf","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe"]})", &kHf};
+    "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM, Mixtral, Qwen2-MoE, Qwen3-MoE, MiniMax-M2): HF tensor list and completeness check",
+    R"({"family":"llama","from":"hf","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe","minimax_m2"]})", &kHf};
 const ckh_component_t kToMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-mcore",
     "Llama family HF -> Megatron-Core (TE or local spec): GQA-interleaved linear_qkv, fused fc1, MoE experts and router, args",
-    R"({"family":"llama","from":"hf","to":"megatron","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe"],)"
+    R"({"family":"llama","from":"hf","to":"megatron","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe","minimax_m2"],)"
     R"("options":[)" CKH_OPT_MEGATRON_SPEC "," CKH_OPT_MOE_GROUPED_GEMM R"(,{"name":"minicpm-fold","type":"bool","group":"megatron",)"
     R"J("help":"MiniCPM: fold scale_emb/scale_depth/dim_model_base into the weights (stock Megatron)"}]})J",
     &kToMcore};

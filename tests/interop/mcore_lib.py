@@ -465,6 +465,9 @@ def build_model(args, init=False, legacy_grouped=False):
 
     gqa = getattr(args, "group_query_attention", False)
     mla = _mla_config(args)
+    # MTP layers of a grouped-query-attention model (GLM-4.5); MLA models set them in _mla_config.
+    mtp_gqa = {} if mla or not getattr(args, "mtp_num_layers", None) else dict(
+        mtp_num_layers=args.mtp_num_layers, mtp_loss_scaling_factor=0.1)
     cfg = (MLATransformerConfig if mla else TransformerConfig)(
         num_layers=args.num_layers, hidden_size=args.hidden_size, ffn_hidden_size=args.ffn_hidden_size,
         num_attention_heads=args.num_attention_heads,
@@ -485,7 +488,7 @@ def build_model(args, init=False, legacy_grouped=False):
         # uneven pipeline stages (Megatron-LM --decoder-first/last-pipeline-num-layers)
         num_layers_in_first_pipeline_stage=getattr(args, "decoder_first_pipeline_num_layers", None),
         num_layers_in_last_pipeline_stage=getattr(args, "decoder_last_pipeline_num_layers", None),
-        **moe_config(args), **mla)
+        **moe_config(args), **mla, **mtp_gqa)
     mtp_spec = None
     if mla:
         from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec, get_gpt_mtp_block_spec
@@ -495,9 +498,11 @@ def build_model(args, init=False, legacy_grouped=False):
             ls.submodules.self_attention.submodules.core_attention = core
         if cfg.mtp_num_layers:
             mtp_spec = get_gpt_mtp_block_spec(cfg, spec, use_transformer_engine=False)
-    elif cfg.num_moe_experts and isinstance(cfg.moe_layer_freq, list):
-        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec
+    elif cfg.num_moe_experts and (isinstance(cfg.moe_layer_freq, list) or mtp_gqa):
+        from megatron.core.models.gpt.gpt_layer_specs import get_gpt_decoder_block_spec, get_gpt_mtp_block_spec
         spec = get_gpt_decoder_block_spec(cfg, use_transformer_engine=False, normalization=args.normalization)
+        if mtp_gqa:
+            mtp_spec = get_gpt_mtp_block_spec(cfg, spec, use_transformer_engine=False)
     else:
         spec = get_gpt_layer_local_spec(num_experts=cfg.num_moe_experts, moe_grouped_gemm=legacy_grouped,
                                         moe_use_legacy_grouped_gemm=legacy_grouped,

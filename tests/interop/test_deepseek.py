@@ -50,10 +50,10 @@ CONFIGS = {
 }
 
 
-def make(fam, out, seed=0, mtp=True):
+def save_random(cfg, out, seed):
+    """transformers' model of `cfg` with random weights and a random e_score_correction_bias, saved to `out`
+    (also used by test_glm.py and test_minimax.py)."""
     transformers = L._quiet_transformers()
-    cls, kw = CONFIGS[fam]
-    cfg = getattr(transformers, cls)(**kw)
     torch.manual_seed(seed)
     m = transformers.AutoModelForCausalLM.from_config(cfg)
     L.randomize_(m, seed)
@@ -63,6 +63,30 @@ def make(fam, out, seed=0, mtp=True):
             if n.endswith("e_score_correction_bias"):  # a buffer: randomize_ leaves it at 0
                 b.copy_(0.1 * torch.randn(b.shape, generator=g))
     m.save_pretrained(out)
+
+
+def swapped_experts_copy(lg, sw):
+    """A copy of the legacy rank files `lg` at `sw` with local experts 0 <-> 1 of every decoder MoE layer
+    swapped in every rank file, the router left as it is."""
+    shutil.copytree(lg, sw)
+    for dirpath, _, files in os.walk(os.path.join(sw, "release")):
+        if "model_optim_rng.pt" not in files:
+            continue
+        p = os.path.join(dirpath, "model_optim_rng.pt")
+        sd = torch.load(p, weights_only=False)
+        mm = sd["model"]
+        for a in [k for k in mm if k.startswith("decoder.layers.") and ".local_experts.0." in k]:
+            b = a.replace("local_experts.0.", "local_experts.1.")
+            mm[a], mm[b] = mm[b], mm[a]
+        torch.save(sd, p)
+    return sw
+
+
+def make(fam, out, seed=0, mtp=True):
+    transformers = L._quiet_transformers()
+    cls, kw = CONFIGS[fam]
+    cfg = getattr(transformers, cls)(**kw)
+    save_random(cfg, out, seed)
     if fam == "v3" and mtp:
         add_mtp_layer(out, cfg, seed + 2)
     return out
@@ -139,6 +163,23 @@ class DeepSeek(L.InteropCase):
             self.assertTrue(torch.equal(a[k], b[k]), "%s: %s differs after the round trip" % (name, k))
         return back
 
+    def assert_megatron_pp2_ep2(self, label, name, lg, td, ref):
+        """Megatron-Core at TP2 PP2(2+1) EP2 ETP1 loads the legacy files `lg` and the torch_dist `td`
+        (written at TP2 EP2) and gives `ref`; its negative twin: in every rank file local experts 0 <-> 1
+        of each decoder MoE layer swapped (global experts 0/1 and 4/5 of 8), which must move the logits."""
+        sw = swapped_experts_copy(lg, self.path(name + "-lg-swapped"))
+        rr = M.run_job(self.path("job-" + name), world=4, tp=2, pp=2, ep=2, etp=1, timeout=240, tasks=[
+            dict(id="lg", op="load_legacy", ckpt=lg, ids=L.IDS),
+            dict(id="td", op="load_dist", ckpt=td, ids=L.IDS, args_override=dict(
+                pipeline_model_parallel_size=2, decoder_first_pipeline_num_layers=2, decoder_last_pipeline_num_layers=1)),
+            dict(id="sw", op="load_legacy", ckpt=sw, ids=L.IDS)])
+        self.assert_match(label + " legacy TP2 PP2(2+1) EP2 ETP1 with MTP", rr["lg"], ref)
+        self.assert_match(label + " torch_dist (TP2 EP2) loaded at TP2 PP2 EP2 ETP1 with MTP", rr["td"], ref)
+        self.assertFalse(M.errors(rr["sw"]))
+        diff, _ = M.compare_logits(M.first_logits(rr["sw"]), ref)
+        L.report(label + " legacy with experts 0/1 and 4/5 of each MoE layer swapped: max |logit diff| %.3g" % diff)
+        self.assertGreater(diff, 100 * TOL, "two swapped experts did not change Megatron's logits")
+
     def test_v3_megatron(self):
         src = self.source("v3")
         ref = logits(src)
@@ -158,31 +199,7 @@ class DeepSeek(L.InteropCase):
                                     hf["model.layers.2.self_attn.kv_a_proj_with_mqa.weight"][20:]))
         self.assertEqual(f["args"].mtp_num_layers, 1)
         self.assertTrue(f["args"].moe_router_enable_expert_bias)
-        # Negative twin: in every rank file, local experts 0 <-> 1 of each decoder MoE layer swapped (global
-        # experts 0/1 and 4/5 of layers 1 and 2), the router left as it is.
-        sw = self.path("v3-lg-swapped")
-        shutil.copytree(lg, sw)
-        for dirpath, _, files in os.walk(os.path.join(sw, "release")):
-            if "model_optim_rng.pt" not in files:
-                continue
-            p = os.path.join(dirpath, "model_optim_rng.pt")
-            sd = torch.load(p, weights_only=False)
-            mm = sd["model"]
-            for a in [k for k in mm if k.startswith("decoder.layers.") and ".local_experts.0." in k]:
-                b = a.replace("local_experts.0.", "local_experts.1.")
-                mm[a], mm[b] = mm[b], mm[a]
-            torch.save(sd, p)
-        rr = M.run_job(self.path("job-v3"), world=4, tp=2, pp=2, ep=2, etp=1, timeout=240, tasks=[
-            dict(id="lg", op="load_legacy", ckpt=lg, ids=L.IDS),
-            dict(id="td", op="load_dist", ckpt=td, ids=L.IDS, args_override=dict(
-                pipeline_model_parallel_size=2, decoder_first_pipeline_num_layers=2, decoder_last_pipeline_num_layers=1)),
-            dict(id="sw", op="load_legacy", ckpt=sw, ids=L.IDS)])
-        self.assert_match("DeepSeek-V3-style legacy TP2 PP2(2+1) EP2 ETP1 with MTP", rr["lg"], ref)
-        self.assert_match("DeepSeek-V3-style torch_dist (TP2 EP2) loaded at TP2 PP2 EP2 ETP1 with MTP", rr["td"], ref)
-        self.assertFalse(M.errors(rr["sw"]))
-        diff, _ = M.compare_logits(M.first_logits(rr["sw"]), ref)
-        L.report("DeepSeek-V3-style legacy with experts 0/1 and 4/5 of each MoE layer swapped: max |logit diff| %.3g" % diff)
-        self.assertGreater(diff, 100 * TOL, "two swapped experts did not change Megatron's logits")
+        self.assert_megatron_pp2_ep2("DeepSeek-V3-style", "v3", lg, td, ref)
         back = self.assert_back_bit_exact(src, lg, "v3-lg")
         self.assert_back_bit_exact(src, td, "v3-td")
         self.assertTrue(torch.equal(logits(back), ref))

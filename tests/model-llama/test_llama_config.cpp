@@ -307,7 +307,7 @@ TEST(LlamaConfig, Score) {
   EXPECT_EQ(score(json{{"architectures", {1, nullptr}}}), 0);
   EXPECT_EQ(score(json()), 0);
   EXPECT_EQ(score(json::array()), 0);
-  EXPECT_EQ(model_types().size(), 8u);
+  EXPECT_EQ(model_types().size(), 9u);
   EXPECT_EQ(score(json{{"model_type", "mixtral"}}), 90);
   EXPECT_EQ(score(json{{"architectures", {"Qwen3MoeForCausalLM"}}}), 80);
   EXPECT_EQ(score(json{{"architectures", {"Qwen2MoeForCausalLM"}}}), 80);
@@ -475,4 +475,34 @@ TEST(LlamaConfigRope, UnknownRopeTypeRefused) {
   }
   c["rope_scaling"] = nullptr;
   EXPECT_EQ(parse_config(c).rope_type, "default");
+}
+
+// MiniMax-M2 (transformers 5.24 MiniMaxM2ForCausalLM save_pretrained names): every layer MoE with
+// block_sparse_moe.{gate, e_score_correction_bias, experts.<e>.w1/w2/w3}, experts as wide as
+// intermediate_size, q_norm / k_norm over all heads ([heads * head_dim] / [kv_heads * head_dim]).
+TEST(LlamaConfig, MiniMaxM2NamesAndShapes) {
+  json m = {{"model_type", "minimax_m2"}, {"hidden_size", 64}, {"num_hidden_layers", 2}, {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}, {"head_dim", 16}, {"intermediate_size", 32}, {"vocab_size", 100},
+            {"num_local_experts", 4}, {"num_experts_per_tok", 2}, {"rotary_dim", 8}};
+  const auto c = parse_config(m);
+  EXPECT_TRUE(c.expert_bias);
+  EXPECT_TRUE(c.qk_norm_all_heads);
+  EXPECT_DOUBLE_EQ(c.partial_rotary, 0.5);
+  std::map<std::string, std::vector<int64_t>> shapes;
+  for (const auto &t : canonical_tensors(c)) shapes[t.name] = t.shape;
+  const std::string p = "model.layers.1.";
+  EXPECT_EQ(shapes.at(p + "self_attn.q_norm.weight"), (std::vector<int64_t>{64}));
+  EXPECT_EQ(shapes.at(p + "self_attn.k_norm.weight"), (std::vector<int64_t>{32}));
+  EXPECT_EQ(shapes.at(p + "block_sparse_moe.gate.weight"), (std::vector<int64_t>{4, 64}));
+  EXPECT_EQ(shapes.at(p + "block_sparse_moe.e_score_correction_bias"), (std::vector<int64_t>{4}));
+  EXPECT_EQ(shapes.at(p + "block_sparse_moe.experts.3.w1.weight"), (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(shapes.at(p + "block_sparse_moe.experts.3.w2.weight"), (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(shapes.at(p + "block_sparse_moe.experts.3.w3.weight"), (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(shapes.count(p + "mlp.gate_proj.weight"), 0u);
+  EXPECT_EQ(kind_of(p + "block_sparse_moe.e_score_correction_bias"), CKH_KIND_ROUTER);
+  // transformers 5 writes partial_rotary_factor into rope_parameters.
+  m.erase("rotary_dim");
+  m["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e6}, {"partial_rotary_factor", 0.25}};
+  EXPECT_DOUBLE_EQ(parse_config(m).partial_rotary, 0.25);
+  EXPECT_EQ(score(m), 90);
 }
