@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstring>
 #include <set>
+#include <unordered_map>
 
 #include "ckhost/host/error.hpp"
 #include "ckhost/host/pairs.hpp"
@@ -421,14 +422,16 @@ void apply_mapper(Graph &g, const Component &m, const nlohmann::json &options) {
   Stage &in = g.stages.back();
   const std::string meta = in.metadata.dump();
   // Block-quantized pairs: the mapper sees the codes only; their scales follow its cuts (pairs.hpp).
+  // Without pairs (no FP8 source) the mapper sees the stage itself.
   std::map<std::string, std::string> hidden;
-  Stage view = mapper_view(g, in, hidden);
+  Stage view;
+  if (!g.pairs.empty()) view = mapper_view(g, in, hidden);
   Stage &out = g.add_stage("mapper " + m.id);
-  BuilderImpl b(g, view, &out, "mapper " + m.id);
+  BuilderImpl b(g, g.pairs.empty() ? in : view, &out, "mapper " + m.id);
   clear_last_error();
   ckh_status st = m.mapper()->map(m.mapper(), options.dump().c_str(), meta.c_str(), b.c());
   check_plugin(st, "mapper " + m.id);
-  add_lifted_scales(g, in, view, out, hidden, "mapper " + m.id);
+  if (!g.pairs.empty()) add_lifted_scales(g, in, view, out, hidden, "mapper " + m.id);
   {
     const std::vector<int32_t> q = quantized_inputs(g, false);
     for (const auto &t : out.tensors) check_unchanged(g, q, t.node, "mapper " + m.id + " (to '" + t.name + "')");
@@ -491,6 +494,10 @@ std::map<std::string, int32_t> dequantize_pairs(const Registry &reg, Graph &g, c
              "copy or reshard them as they are)",
          CKH_E_UNSUPPORTED);
   };
+  // The stage's tensors by node, to find the scales a lifted pair carries (pairs.hpp).
+  std::unordered_map<int32_t, const StageTensor *> by_node;
+  if (!g.pairs.empty())
+    for (const auto &o : in.tensors) by_node.emplace(o.node, &o);
   // Codes first, so that their scales are known to be folded before the stragglers are checked.
   for (const auto &t : in.tensors) {
     const int32_t si = q[static_cast<size_t>(t.node)];
@@ -504,9 +511,9 @@ std::map<std::string, int32_t> dequantize_pairs(const Registry &reg, Graph &g, c
     // The scales: the source's pair, or those a mapper's cut of the codes carries (pairs.hpp).
     const StageTensor *stp = nullptr;
     if (auto p = g.pairs.find(t.node); p != g.pairs.end()) {
-      for (const auto &o : in.tensors)
-        if (o.node == p->second.scale) stp = &o;
-      if (!stp) refuse(src, "its block scales are not beside it");
+      auto o = by_node.find(p->second.scale);
+      if (o == by_node.end()) refuse(src, "its block scales are not beside it");
+      stp = o->second;
     } else {
       if (n.op != Op::Source) refuse(src, "it was changed before the cast");
       if (src.quant_pair.empty() || !in.index.count(src.quant_pair))

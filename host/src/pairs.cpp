@@ -329,6 +329,7 @@ bool same_expr(const Graph &g, int32_t a, int32_t b) {
 }
 
 void check_layout_pairs(Graph &g) {
+  if (g.pairs.empty()) return;
   const std::vector<uint8_t> taint = pair_taint(g);
   std::vector<size_t> codes, scales;
   for (size_t i = 0; i < g.layout.regions.size(); ++i) {

@@ -302,6 +302,12 @@ ExpertParallel make_expert_parallel(int64_t experts, int ep) {
   return r;
 }
 
+std::string codes_of_scale(const std::string &name) {
+  const size_t k = sizeof kScaleSuffix - 1;
+  return name.size() > k && name.compare(name.size() - k, k, kScaleSuffix) == 0 ? name.substr(0, name.size() - k)
+                                                                                 : std::string();
+}
+
 std::string ExpertName::with(int64_t e) const {
   return grouped ? prefix + std::to_string(e) + rest : prefix + std::to_string(e) + "." + rest;
 }
@@ -330,7 +336,7 @@ std::optional<ExpertName> parse_expert_name(const std::string &name) {
     if (at == std::string::npos || (at > 0 && name[at - 1] != '.')) continue;
     size_t i = at + key.size(), j = 0;
     // The block scales of FP8 codes follow the codes' name: "weight<e>_scale_inv".
-    if (!digits(i, j) || (j != name.size() && name.compare(j, std::string::npos, "_scale_inv") != 0)) continue;
+    if (!digits(i, j) || (j != name.size() && name.compare(j, std::string::npos, kScaleSuffix) != 0)) continue;
     ExpertName n;
     n.prefix = name.substr(0, i);
     n.expert = std::stoll(name.substr(i, j - i));

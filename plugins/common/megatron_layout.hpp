@@ -97,6 +97,12 @@ ExpertParallel make_expert_parallel(int64_t experts, int ep);
 
 // The expert index in a Megatron-Core expert parameter name: SequentialMLP
 // "<p>experts.local_experts.<e>.<rest>" or TEGroupedMLP "<p>experts.linear_fc{1,2}.{weight,bias}<e>".
+// FP8 block scales sit beside their codes under the codes' key plus this suffix ("…weight_scale_inv",
+// grouped experts "…weight<e>_scale_inv"): the name the host gives lifted scales.
+inline constexpr char kScaleSuffix[] = "_scale_inv";
+// The codes' name when `name` ends with kScaleSuffix, else "".
+std::string codes_of_scale(const std::string &name);
+
 struct ExpertName {
   std::string prefix;   // up to and including "local_experts." or the parameter ("…linear_fc1.weight")
   int64_t expert = -1;

@@ -385,15 +385,12 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
     }
     return s0_split;
   };
-  static const std::string kScaleSuffix = "_scale_inv";
   for (const auto &[name, shards] : global) {
     const int TPn = expert_tensors.count(name) ? ETP : TP;  // the ranks this tensor is split over
     // Block scales of FP8 codes (X.weight_scale_inv beside X.weight) are cut like their codes, one
     // scale row per block of code rows.
-    const bool is_scale = name.size() > kScaleSuffix.size() &&
-                          name.compare(name.size() - kScaleSuffix.size(), kScaleSuffix.size(), kScaleSuffix) == 0 &&
-                          global.count(name.substr(0, name.size() - kScaleSuffix.size()));
-    const Split s0_split = decide(is_scale ? name.substr(0, name.size() - kScaleSuffix.size()) : name, TPn);
+    const std::string codes = codes_of_scale(name);
+    const Split s0_split = decide(!codes.empty() && global.count(codes) ? codes : name, TPn);
     const bool undecided = !swiglu_known && TPn > 1 && s0_split == Split::Swiglu;
     for (const Split s : undecided ? std::vector<Split>{Split::Column, Split::Swiglu} : std::vector<Split>{s0_split}) {
       const Shard &s0 = shards.begin()->second;

@@ -411,12 +411,9 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
       const std::string ex = ".mlp.experts.";
       for (auto &[idx, name] : layers) {
         const size_t at = name.find(ex);
-        auto ends = [&](const char *t) {
-          const size_t k = std::strlen(t);
-          return name.size() >= k && name.compare(name.size() - k, k, t) == 0;
-        };
+        auto is_weight = [](const std::string &n) { return n.size() >= 7 && n.compare(n.size() - 7, 7, ".weight") == 0; };
         // Weights and the block scales of FP8 weights are matrices, biases vectors.
-        const size_t param_dims = ends(".weight") || ends(".weight_scale_inv") ? 2 : 1;
+        const size_t param_dims = is_weight(name) || is_weight(ckh::megatron::codes_of_scale(name)) ? 2 : 1;
         const size_t have = e.size.size() - idx.size();
         std::string after = at == std::string::npos ? "" : name.substr(at + ex.size());
         // Megatron-Core 0.16 keys: "mlp.experts.experts.linear_fc1.weight" (SequentialMLP and TEGroupedMLP

@@ -69,9 +69,9 @@ void dequantize_rows(const ckh_kernels_t *k, const uint8_t *codes, ckh_dtype cdt
                      k->e4m3_scaled_to_bf16;
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t *c = codes + r * cols;
+    if (r % b.bm == 0)  // a new row of blocks: its scales, widened once
+      scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
     if (fused) {
-      if (r % b.bm == 0)
-        scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
       uint16_t *o = static_cast<uint16_t *>(out) + r * cols;
       for (int64_t j0 = 0, s = 0; j0 < cols; j0 += b.bn, ++s)
         k->e4m3_scaled_to_bf16(c + j0, o + j0, static_cast<uint64_t>(std::min(cols, j0 + b.bn) - j0), sc[static_cast<size_t>(s)]);
@@ -79,8 +79,6 @@ void dequantize_rows(const ckh_kernels_t *k, const uint8_t *codes, ckh_dtype cdt
     }
     if (cdt == CKH_DT_F8_E4M3FN) k->e4m3_to_f32(c, row.data(), static_cast<uint64_t>(cols));
     else k->e5m2_to_f32(c, row.data(), static_cast<uint64_t>(cols));
-    if (r % b.bm == 0)  // a new row of blocks: its scales, widened once
-      scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
     for (int64_t j0 = 0, s = 0; j0 < cols; j0 += b.bn, ++s) {
       const int64_t j1 = std::min(cols, j0 + b.bn);  // one f32 product per element, with the SIMD kernel
       k->scale_f32(row.data() + j0, row.data() + j0, static_cast<uint64_t>(j1 - j0), sc[static_cast<size_t>(s)]);
