@@ -1,6 +1,8 @@
 """Shared helpers of the benchmark scripts."""
+import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 import time
@@ -50,3 +52,53 @@ def ensure_source(ckhost, data_dir, config=TINYLLAMA):
         subprocess.run([ckhost, "synth", "--model", "llama", "--config", config, src, "--force",
                         "--progress", "none", "--max-shard-size", "10GB"], check=True)
     return src
+
+
+DTYPE_BYTES = {"BF16": 2, "F16": 2, "F32": 4, "F8_E4M3": 1}
+
+
+def write_safetensors_checkpoint(d, entries, config, fill=None, shard_bytes=4 << 30):
+    """Writes an HF checkpoint of `entries` ((name, shape, safetensors dtype) in order) into d, sharded at
+    about `shard_bytes` (a tensor's `..._scale_inv` stays in its codes' shard), with index and config.json.
+    fill(fh, nbytes, dtype) writes each tensor's data; without it the data is a hole (sparse file, real
+    headers). Built in d + ".tmp" and renamed, so a half-made checkpoint is never taken for done; returns
+    at once when d already has an index."""
+    if os.path.exists(os.path.join(d, "model.safetensors.index.json")):
+        return
+    tmp = d + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    shards, cur, size = [], [], 0
+    for name, shape, dt in entries:
+        n = DTYPE_BYTES[dt]
+        for s in shape:
+            n *= s
+        if cur and size + n > shard_bytes and not name.endswith("scale_inv"):
+            shards.append(cur)
+            cur, size = [], 0
+        cur.append((name, shape, dt, n))
+        size += n
+    shards.append(cur)
+    weight_map, total = {}, 0
+    for i, sh in enumerate(shards):
+        fn = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
+        hdr, off = {"__metadata__": {"format": "pt"}}, 0
+        for name, shape, dt, n in sh:
+            hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
+            off += n
+            weight_map[name] = fn
+        js = json.dumps(hdr, separators=(",", ":")).encode()
+        js += b" " * (-len(js) % 8)
+        with open(os.path.join(tmp, fn), "wb") as fh:
+            fh.write(struct.pack("<Q", len(js)) + js)
+            if fill is None:
+                fh.truncate(8 + len(js) + off)  # the data: a hole
+            else:
+                for _, _, dt, n in sh:
+                    fill(fh, n, dt)
+        total += off
+    with open(os.path.join(tmp, "model.safetensors.index.json"), "w") as fh:
+        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh)
+    with open(os.path.join(tmp, "config.json"), "w") as fh:
+        json.dump(config, fh, indent=1)
+    os.rename(tmp, d)

@@ -14,9 +14,7 @@ around 1e-3). Side by side, alternating runs, median, each from a synced disk:
 peak RSS of every ckhost run (target <= 1 GiB).
   bench/moe/bench_fp8_slice.py [--ckhost build/bin/ckhost] [--dir build/bench-data] [--runs 3]"""
 import argparse
-import json
 import os
-import shutil
 import statistics
 import struct
 import subprocess
@@ -25,11 +23,8 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "moe"))
-from benchlib import clean_output, timed, timed_cat  # noqa: E402
+from benchlib import clean_output, timed, timed_cat, write_safetensors_checkpoint  # noqa: E402
 import bench_plan_deepseek as P  # noqa: E402
-
-SIZE = {"BF16": 2, "F32": 4, "F8_E4M3": 1}
-
 
 def slice_config():
     c = dict(P.CFG)
@@ -58,45 +53,10 @@ def fill(fh, n, dt, block):
         n -= k
 
 
-def make(d, shard_bytes=4 << 30):
-    if os.path.exists(os.path.join(d, "model.safetensors.index.json")):
-        return
-    tmp = d + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    c = slice_config()
+def make(d):
     block = os.urandom(64 << 20)
-    shards, cur, size = [], [], 0
-    for name, shape, dt in entries(c):
-        n = SIZE[dt]
-        for s in shape:
-            n *= s
-        if cur and size + n > shard_bytes and not name.endswith("scale_inv"):
-            shards.append(cur)
-            cur, size = [], 0
-        cur.append((name, shape, dt, n))
-        size += n
-    shards.append(cur)
-    weight_map, total = {}, 0
-    for i, sh in enumerate(shards):
-        fn = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
-        hdr, off = {"__metadata__": {"format": "pt"}}, 0
-        for name, shape, dt, n in sh:
-            hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
-            off += n
-            weight_map[name] = fn
-        js = json.dumps(hdr, separators=(",", ":")).encode()
-        js += b" " * (-len(js) % 8)
-        with open(os.path.join(tmp, fn), "wb") as fh:
-            fh.write(struct.pack("<Q", len(js)) + js)
-            for name, shape, dt, n in sh:
-                fill(fh, n, dt, block)
-        total += off
-    with open(os.path.join(tmp, "model.safetensors.index.json"), "w") as fh:
-        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh)
-    with open(os.path.join(tmp, "config.json"), "w") as fh:
-        json.dump(c, fh, indent=1)
-    os.rename(tmp, d)
+    write_safetensors_checkpoint(d, entries(slice_config()), slice_config(), lambda fh, n, dt: fill(fh, n, dt, block))
+
 
 
 def main():

@@ -12,12 +12,11 @@ timed (wall, peak RSS), with bytes per output file and the total printed.
 import argparse
 import json
 import os
-import struct
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import timed  # noqa: E402
+from benchlib import timed, write_safetensors_checkpoint  # noqa: E402
 
 with open(os.path.join(ROOT, "plugins", "model-deepseek", "configs", "deepseek-v3.json")) as _fh:
     CFG = json.load(_fh)
@@ -82,40 +81,9 @@ def entries(c):
         yield name[: -len("weight")] + "weight_scale_inv", [-(-shape[0] // 128), -(-shape[1] // 128)], "F32"
 
 
-def make(d, shard_bytes=4 << 30):
-    if os.path.exists(os.path.join(d, "model.safetensors.index.json")):
-        return
-    os.makedirs(d, exist_ok=True)
-    size_of = {"BF16": 2, "F32": 4, "F8_E4M3": 1}
-    shards, cur, size = [], [], 0
-    for name, shape, dt in entries(CFG):
-        n = size_of[dt]
-        for s in shape:
-            n *= s
-        if cur and size + n > shard_bytes and not name.endswith("scale_inv"):
-            shards.append(cur)
-            cur, size = [], 0
-        cur.append((name, shape, dt, n))
-        size += n
-    shards.append(cur)
-    weight_map, total = {}, 0
-    for i, sh in enumerate(shards):
-        fn = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
-        hdr, off = {"__metadata__": {"format": "pt"}}, 0
-        for name, shape, dt, n in sh:
-            hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + n]}
-            off += n
-            weight_map[name] = fn
-        js = json.dumps(hdr, separators=(",", ":")).encode()
-        js += b" " * (-len(js) % 8)
-        with open(os.path.join(d, fn), "wb") as fh:
-            fh.write(struct.pack("<Q", len(js)) + js)
-            fh.truncate(8 + len(js) + off)  # the data: a hole
-        total += off
-    with open(os.path.join(d, "model.safetensors.index.json"), "w") as fh:
-        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh)
-    with open(os.path.join(d, "config.json"), "w") as fh:
-        json.dump(CFG, fh, indent=1)
+def make(d):
+    write_safetensors_checkpoint(d, entries(CFG), CFG)
+
 
 
 def main():

@@ -11,13 +11,12 @@ shard layout as on the hub (about 4 GB per file, layers in order). DeepSeek-V3 6
 import argparse
 import json
 import os
-import struct
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import timed  # noqa: E402
+from benchlib import timed, write_safetensors_checkpoint  # noqa: E402
 
 CFG = dict(architectures=["Qwen3MoeForCausalLM"], model_type="qwen3_moe", hidden_size=4096, intermediate_size=12288,
            moe_intermediate_size=1536, num_hidden_layers=94, num_attention_heads=64, num_key_value_heads=4, head_dim=128,
@@ -50,39 +49,9 @@ def tensors(c):
     yield "lm_head.weight", [c["vocab_size"], h]
 
 
-def make(d, shard_bytes=4 << 30):
-    if os.path.exists(os.path.join(d, "model.safetensors.index.json")):
-        return
-    os.makedirs(d, exist_ok=True)
-    shards, cur, size = [], [], 0
-    for name, shape in tensors(CFG):
-        n = 2
-        for s in shape:
-            n *= s
-        if cur and size + n > shard_bytes:
-            shards.append(cur)
-            cur, size = [], 0
-        cur.append((name, shape, n))
-        size += n
-    shards.append(cur)
-    weight_map, total = {}, 0
-    for i, sh in enumerate(shards):
-        fn = "model-%05d-of-%05d.safetensors" % (i + 1, len(shards))
-        hdr, off = {"__metadata__": {"format": "pt"}}, 0
-        for name, shape, n in sh:
-            hdr[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [off, off + n]}
-            off += n
-            weight_map[name] = fn
-        js = json.dumps(hdr, separators=(",", ":")).encode()
-        js += b" " * (-len(js) % 8)
-        with open(os.path.join(d, fn), "wb") as fh:
-            fh.write(struct.pack("<Q", len(js)) + js)
-            fh.truncate(8 + len(js) + off)  # the data: a hole
-        total += off
-    with open(os.path.join(d, "model.safetensors.index.json"), "w") as fh:
-        json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, fh)
-    with open(os.path.join(d, "config.json"), "w") as fh:
-        json.dump(CFG, fh, indent=1)
+def make(d):
+    write_safetensors_checkpoint(d, ((name, shape, "BF16") for name, shape in tensors(CFG)), CFG)
+
 
 
 def main():
