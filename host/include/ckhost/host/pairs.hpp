@@ -27,8 +27,8 @@ void seed_pairs(Graph &g, const Stage &s, int64_t hint_bm, int64_t hint_bn);
 // with `why` set to the first cut that falls inside a block.
 const PairInfo *lift_pair(Graph &g, int32_t e, std::string *why);
 
-// True when node `e` depends on seeded codes (so must be lifted), per the taint vector of pair_taint.
-// pair_taint: for every node, 1 when it depends on seeded codes, 2 on seeded scales, 0 otherwise.
+// For every node: 1 when it depends on seeded codes (so must be lifted), 2 on seeded scales, 0 otherwise
+// (a quantizer's outputs are its own).
 std::vector<uint8_t> pair_taint(const Graph &g);
 
 // Stage `in` as a mapper sees it: the scales of seeded pairs left out (hidden[scale name] = codes name).
