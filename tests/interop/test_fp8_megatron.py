@@ -12,7 +12,8 @@ are, and each scale grid follows its codes block by block; nothing is requantize
   - torch.load(weights_only=True) reads each rank file, codes as torch.float8_e4m3fn;
   - dequantized (--dtype bf16) from the Megatron files, the weights equal the HF FP8 checkpoint's own
     dequantization bit for bit, and Megatron-Core 0.16.1's forward over them gives transformers' logits;
-  - negative twins: scales swapped between two experts of one EP rank file come back different; a
+  - negative twins: scales swapped between two experts of one EP rank file come back different and move
+    Megatron-Core's logits far beyond the tolerance; a
     layout that cuts codes inside a block (local-spec MLA down projection at TP2) is refused with one
     line naming the tensor and the block, and nothing is written.
 Megatron-Core itself does not load FP8 weights from a checkpoint (dist_checkpointing dequantizes into
@@ -43,6 +44,17 @@ def load_rank_file(f):
     """torch.load with weights_only=True; Megatron's args are an argparse.Namespace."""
     with torch.serialization.safe_globals([argparse.Namespace]):
         return torch.load(f, map_location="cpu", weights_only=True)
+
+
+def swap_expert_scales(meg):
+    """Swaps the linear_fc1 block scales of local experts 0 and 1 in one EP rank's file (last stage, EP rank 1)."""
+    f = os.path.join(M.iteration_dir(meg), "mp_rank_00_001_001", "model_optim_rng.pt")
+    ck = load_rank_file(f)
+    sd = ck["model"]
+    a = [k for k in sd if k.endswith("local_experts.0.linear_fc1.weight_scale_inv")][0]
+    b = a.replace("local_experts.0.", "local_experts.1.")
+    sd[a], sd[b] = sd[b], sd[a]
+    torch.save(ck, f)
 
 
 def quantize_block(w):
@@ -146,22 +158,27 @@ class Fp8Megatron(L.InteropCase):
         # Megatron-Core's forward over the dequantized Megatron checkpoint gives transformers' logits.
         bf = L.convert(meg, self.path("meg-bf16"), "--to", "megatron", "--megatron-spec", "local", "--tp", "2", "--pp", "2",
                        "--pp-layers", "2,1", "--ep", "2", "--etp", "1", "--dtype", "bf16")
+        # Negative twin: the scales of experts 0 and 1 swapped in one EP rank's FP8 file.
+        sw = self.path("meg-swapped")
+        shutil.copytree(meg, sw)
+        swap_expert_scales(sw)
+        sw_bf = L.convert(sw, self.path("meg-swapped-bf16"), "--to", "megatron", "--megatron-spec", "local", "--tp", "2",
+                          "--pp", "2", "--pp-layers", "2,1", "--ep", "2", "--etp", "1", "--dtype", "bf16")
         want = D.logits(ref)
         rr = M.run_job(self.path("job"), world=4, tp=2, pp=2, ep=2, etp=1, timeout=240,
-                       tasks=[dict(id="lg", op="load_legacy", ckpt=bf, ids=L.IDS)])
+                       tasks=[dict(id="lg", op="load_legacy", ckpt=bf, ids=L.IDS),
+                              dict(id="sw", op="load_legacy", ckpt=sw_bf, ids=L.IDS)])
         D.DeepSeek.assert_match(self, "FP8 -> Megatron FP8 (EP4) -> Megatron bf16 (EP2, local), Megatron-Core forward",
                                 rr["lg"], want)
+        self.assertFalse(M.errors(rr["sw"]))
+        diff, _ = M.compare_logits(M.first_logits(rr["sw"]), want)
+        L.report("the same with two experts' scales swapped in one FP8 rank file: max |logit diff| %.3g" % diff)
+        self.assertGreater(diff, 100 * M.LOGITS_ATOL, "swapped block scales did not change Megatron's logits")
 
     def test_swapped_scales_and_misaligned_cut(self):
         src = self.source()
         meg = L.convert(src, self.path("meg"), "--to", "megatron", *LAYOUT)
-        f = os.path.join(M.iteration_dir(meg), "mp_rank_00_001_001", "model_optim_rng.pt")
-        ck = load_rank_file(f)
-        sd = ck["model"]
-        a = [k for k in sd if k.endswith("local_experts.0.linear_fc1.weight_scale_inv")][0]
-        b = a.replace("local_experts.0.", "local_experts.1.")
-        sd[a], sd[b] = sd[b], sd[a]
-        torch.save(ck, f)
+        swap_expert_scales(meg)
         back = L.convert(meg, self.path("swapped-back"), "--to", "hf")
         p = L.run("verify", src, back, check=False)
         self.assertEqual(p.returncode, 1, p.stdout)
