@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <regex>
 #include <set>
 #include <unordered_map>
 
@@ -616,6 +617,179 @@ void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt) {
         out.metadata["config_modified"] = true;
       }
   }
+}
+
+namespace {
+
+// transformers' rule for modules_to_not_convert (quantizers_utils.should_convert_module): `pat` names
+// module `m` when it matches, as a regex, a prefix of `m` that ends at a module boundary, or when `m`
+// ends with it. A pattern that is not a valid regex is matched literally.
+bool module_matches(const std::string &m, const std::string &pat) {
+  if (pat.empty()) return false;
+  if (m.size() >= pat.size() && m.compare(m.size() - pat.size(), pat.size(), pat) == 0) return true;
+  std::regex re;
+  try {
+    re = std::regex(pat, std::regex::ECMAScript);
+  } catch (const std::regex_error &) {
+    return m.compare(0, pat.size(), pat) == 0 && (m.size() == pat.size() || m[pat.size()] == '.' || pat.back() == '.');
+  }
+  for (size_t len = 1; len <= m.size(); ++len)
+    if ((len == m.size() || m[len] == '.' || m[len - 1] == '.') && std::regex_match(m.begin(), m.begin() + static_cast<std::ptrdiff_t>(len), re))
+      return true;
+  return false;
+}
+
+std::string module_of(const std::string &tensor) {
+  const size_t dot = tensor.rfind('.');
+  return dot == std::string::npos ? tensor : tensor.substr(0, dot);
+}
+
+bool is_linear_kind(int32_t k) {
+  switch (k) {
+    case CKH_KIND_ATTN_Q: case CKH_KIND_ATTN_K: case CKH_KIND_ATTN_V: case CKH_KIND_ATTN_QKV: case CKH_KIND_ATTN_OUT:
+    case CKH_KIND_FFN_GATE: case CKH_KIND_FFN_UP: case CKH_KIND_FFN_GATE_UP: case CKH_KIND_FFN_DOWN: return true;
+    default: return false;
+  }
+}
+
+// Replaces every string "$unquantized" in `j` with `kept`.
+void fill_unquantized(nlohmann::json &j, const nlohmann::json &kept) {
+  if (j.is_string() && j.get<std::string>() == "$unquantized") j = kept;
+  else if (j.is_object() || j.is_array())
+    for (auto &v : j) fill_unquantized(v, kept);
+}
+
+}  // namespace
+
+std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id, const nlohmann::json &options,
+                           const std::vector<std::string> &skip_in) {
+  const Component *c = reg.find(CKH_COMPONENT_QUANTIZER, id);
+  if (!c) fail("--quantize: no quantizer '" + id + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
+  {
+    auto it = c->capabilities.find("quantize");
+    if (it == c->capabilities.end() || !it->is_boolean() || !it->get<bool>())
+      fail("--quantize: quantizer '" + id + "' does not quantize checkpoints (its capabilities do not say \"quantize\")",
+           CKH_E_UNSUPPORTED);
+  }
+  nlohmann::json params = {{"mode", "quantize"}};
+  for (const OptionDecl &d : c->options)
+    if (options.contains(d.key)) params[d.key] = options[d.key];
+  std::vector<std::string> skip = skip_in;
+  {
+    const auto &md = g.stages.back().metadata;
+    if (md.contains("config") && md["config"].is_object()) {
+      params["config"] = md["config"];
+      // A quantized source's own exclusions stay excluded.
+      const auto &qc = md["config"].value("quantization_config", nlohmann::json::object());
+      if (qc.is_object() && qc.contains("modules_to_not_convert") && qc["modules_to_not_convert"].is_array())
+        for (const auto &m : qc["modules_to_not_convert"])
+          if (m.is_string()) skip.push_back(m.get<std::string>());
+    }
+  }
+  const std::string ptext = params.dump();
+  // Pairs of the source are dequantized first, exactly (to f32), and requantized from their values.
+  std::map<std::string, ckh_dtype> want;
+  {
+    const Stage &in = g.stages.back();
+    const std::vector<int32_t> q = quantized_inputs(g);
+    for (const auto &t : in.tensors) {
+      const int32_t si = q[static_cast<size_t>(t.node)];
+      if (si >= 0 && g.sources[static_cast<size_t>(si)].quant == QuantRole::Codes) want[t.name] = CKH_DT_F32;
+    }
+  }
+  std::map<std::string, std::string> folded;
+  const std::map<std::string, int32_t> deq = want.empty() ? std::map<std::string, int32_t>() : dequantize_pairs(reg, g, CKH_DT_F32, folded, &want);
+  Stage &in = g.stages.back();
+  const std::vector<int32_t> q = quantized_inputs(g);
+  Stage &out = g.add_stage("quantize " + id);
+  nlohmann::json kept = nlohmann::json::array(), config_add;
+  size_t n_quant = 0;
+  bool any_kind = false;
+  for (const auto &t : in.tensors) {
+    if (folded.count(t.name)) {
+      in.ignored[t.name] = folded[t.name];
+      continue;
+    }
+    auto dq = deq.find(t.name);
+    int32_t n = dq != deq.end() ? dq->second : t.node;
+    if (dq == deq.end() && q[static_cast<size_t>(n)] >= 0)
+      fail("--quantize: tensor '" + t.name + "' is quantized and no quantizer dequantizes it, so it cannot be requantized",
+           CKH_E_UNSUPPORTED);
+    any_kind = any_kind || t.annot.kind != CKH_KIND_UNSTATED;
+    const Shape ls = g.logical(n);
+    const std::string mod = module_of(t.name);
+    const bool weight2d = ls.ndim >= 2 && t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0;
+    const bool linear = is_linear_kind(t.annot.kind) && (t.annot.role == CKH_ROLE_LAYER || t.annot.role == CKH_ROLE_MTP) &&
+                        (ls.ndim == 2 || ls.ndim == 3) && ckh_dtype_is_float(g.node(n).dtype) && weight2d;
+    bool skipped = false;
+    if (linear)
+      for (const auto &p : skip) skipped = skipped || module_matches(mod, p);
+    if (!linear || skipped) {
+      // Left in high precision. A dequantized pair not requantized (skipped) goes back to bf16.
+      if (dq != deq.end()) n = g.cast(n, CKH_DT_BF16);
+      if (weight2d && t.annot.kind != CKH_KIND_EMBEDDING && t.annot.kind != CKH_KIND_NORM) kept.push_back(mod);
+      out.add(StageTensor{t.name, n, t.annot});
+      continue;
+    }
+    const int32_t codes = g.quantize_n({n}, id, ptext, 0);
+    const int32_t scales = g.quantize_n({n}, id, ptext, 1);
+    const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
+    const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);
+    const Shape &cs = g.node(codes).shape;
+    if (qu.out.size() != 2 || info.is_discarded() || !info.is_object() || !info.contains("scale_block") ||
+        !info["scale_block"].is_array() || info["scale_block"].size() != cs.ndim)
+      fail("--quantize: quantizer '" + id + "' gave no (codes, scales) pair for '" + t.name +
+               "' (it must describe two outputs and their \"scale_block\" in info_json)",
+           CKH_E_UNSUPPORTED);
+    PairInfo p;
+    p.scale = scales;
+    p.block.fill(1);
+    const Shape &ss = g.node(scales).shape;
+    for (uint32_t d = 0; d < cs.ndim; ++d) {
+      const auto &b = info["scale_block"][d];
+      if (!b.is_number_integer() || b.get<int64_t>() < 1 || ss.ndim != cs.ndim ||
+          ss.d[d] != (cs.d[d] + b.get<int64_t>() - 1) / b.get<int64_t>())
+        fail("--quantize: quantizer '" + id + "': scale_block " + info["scale_block"].dump() + " does not fit codes " +
+                 cs.str() + " with scales " + ss.str() + " of '" + t.name + "'",
+             CKH_E_INTERNAL);
+      p.block[d] = b.get<int64_t>();
+    }
+    p.suffix = qu.out[1].name;
+    if (p.suffix.empty()) fail("--quantize: quantizer '" + id + "' gave its scales no suffix", CKH_E_INTERNAL);
+    if (in.index.count(t.name + p.suffix) && !folded.count(t.name + p.suffix))
+      fail("--quantize: '" + t.name + p.suffix + "' would hold the scales of '" + t.name + "' but is taken", CKH_E_UNSUPPORTED);
+    g.pairs[codes] = p;
+    if (info.contains("config") && info["config"].is_object()) {
+      if (config_add.is_null()) config_add = info["config"];
+      else if (config_add != info["config"])
+        fail("--quantize: quantizer '" + id + "' describes '" + t.name + "' differently from the tensors before it (" +
+                 info["config"].dump() + " vs " + config_add.dump() + ")",
+             CKH_E_UNSUPPORTED);
+    }
+    StageTensor ct{t.name, codes, t.annot}, st{t.name + p.suffix, scales, t.annot};
+    ct.annot.extra_json = with_quant(t.annot.extra_json, {{"role", "codes"}, {"scales", {st.name}}});
+    st.annot.extra_json = with_quant(t.annot.extra_json, {{"role", "scale"}, {"of", t.name}});
+    out.add(std::move(ct));
+    out.add(std::move(st));
+    ++n_quant;
+  }
+  if (!any_kind)
+    fail("--quantize: no model plugin annotated this checkpoint's tensors, so which are linear weights is unknown "
+         "(quantization needs a supported model family; see ckhost --list-plugins)",
+         CKH_E_UNSUPPORTED);
+  if (!n_quant) fail("--quantize: no linear weight to quantize (all skipped or none found)", CKH_E_UNSUPPORTED);
+  out.metadata = in.metadata;
+  if (out.metadata.contains("config") && out.metadata["config"].is_object()) {
+    auto &cfg = out.metadata["config"];
+    cfg.erase("quantization_config");
+    if (config_add.is_object()) {
+      fill_unquantized(config_add, kept);
+      for (auto it = config_add.begin(); it != config_add.end(); ++it) cfg[it.key()] = it.value();
+    }
+    out.metadata["config_modified"] = true;
+  }
+  return std::to_string(n_quant) + " weights quantized by " + id + ", " + std::to_string(kept.size()) +
+         " 2-D weights left in high precision";
 }
 
 WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,

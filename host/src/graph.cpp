@@ -389,6 +389,7 @@ int32_t Graph::quantize_n(const std::vector<int32_t> &inputs, const std::string 
                std::to_string(desc.n_blocks) + " blocks)");
         q.n_blocks = desc.n_blocks;
         q.extra_bytes_per_block = desc.work_bytes_per_block;
+        if (CKH_HAS_FIELD(&desc, ckh_quant_desc_t, info_json) && desc.info_json) q.info = desc.info_json;
         auto port = [&](int32_t dir, uint32_t k) {
           ckh_quant_port_t p{};
           p.struct_size = sizeof p;

@@ -148,6 +148,9 @@ po::options_description convert_options() {
   o.add_options()("to", po::value<std::string>(), "output format (hf, ...; see --list-plugins)")(
       "from", po::value<std::string>(), "input format (default: detected)")(
       "dtype", po::value<std::string>(), "cast floating-point tensors: bf16 | f16 | f32")(
+      "quantize", po::value<std::string>(), "quantize the linear weights with this quantizer, e.g. fp8-block (see --list-plugins)")(
+      "quantize-skip", po::value<std::vector<std::string>>()->composing(),
+      "module pattern left in high precision by --quantize (transformers' modules_to_not_convert rules; repeatable)")(
       "threads", po::value<unsigned>(), "worker threads (default: all cores)")(
       "max-memory", po::value<std::string>(), "bound on conversion buffers (default 1GiB)")(
       "force", po::bool_switch(), "replace a non-empty destination")(
@@ -198,11 +201,11 @@ const OptionDecl *find_decl(const std::vector<OptionDecl> &decls, const std::str
 
 json effective_config(const po::variables_map &vm, const std::vector<OptionDecl> &decls) {
   json c = json::object();
-  for (const char *k : {"src", "dst", "to", "from", "dtype", "max-memory", "progress"})
+  for (const char *k : {"src", "dst", "to", "from", "dtype", "quantize", "max-memory", "progress"})
     if (vm.count(k)) c[k] = vm[k].as<std::string>();
   if (vm.count("threads")) c["threads"] = vm["threads"].as<unsigned>();
   for (const char *k : {"force", "dry-run", "copy-file-range"}) c[k] = vm.count(k) ? vm[k].as<bool>() : false;
-  for (const char *k : {"map", "option"})
+  for (const char *k : {"map", "option", "quantize-skip"})
     c[k] = vm.count(k) ? json(vm[k].as<std::vector<std::string>>()) : json::array();
   for (const auto &d : decls) {
     if (d.type == "bool") {
@@ -299,6 +302,10 @@ std::vector<std::string> raw_plugin_dirs(const std::vector<std::string> &args) {
 // For commands whose options the plugins declare: the registry is loaded before the full parse.
 void load_registry_for(Registry &reg, const std::vector<std::string> &args) { load_plugins(reg, raw_plugin_dirs(args)); }
 
+std::vector<std::string> skip_patterns(const po::variables_map &vm) {
+  return vm.count("quantize-skip") ? vm["quantize-skip"].as<std::vector<std::string>>() : std::vector<std::string>();
+}
+
 ckh_dtype parse_dtype_opt(const po::variables_map &vm) {
   if (!vm.count("dtype")) return CKH_DT_INVALID;
   const std::string s = vm["dtype"].as<std::string>();
@@ -385,6 +392,7 @@ int cmd_convert(const std::vector<std::string> &args) {
       note += ", " + id;
     }
   if (dt != CKH_DT_INVALID) cast_stage(reg, o.g, dt);
+  if (vm.count("quantize")) note += ", " + quantize_stage(reg, o.g, vm["quantize"].as<std::string>(), popts, skip_patterns(vm));
   return run_plan(reg, o.g, vm, to, dst, popts, what, note);
 }
 
@@ -398,6 +406,8 @@ int cmd_synth(const std::vector<std::string> &args) {
                                                                                   "random seed")(
       "to", po::value<std::string>()->default_value("hf"), "output format")(
       "dtype", po::value<std::string>(), "dtype of floating tensors (default: config torch_dtype)")(
+      "quantize", po::value<std::string>(), "quantize the linear weights with this quantizer, e.g. fp8-block")(
+      "quantize-skip", po::value<std::vector<std::string>>()->composing(), "module pattern --quantize leaves alone (repeatable)")(
       "threads", po::value<unsigned>(), "worker threads")("max-memory", po::value<std::string>(), "bound on buffers")(
       "force", po::bool_switch(), "replace a non-empty destination")("dry-run", po::bool_switch(), "print the plan only")(
       "option", po::value<std::vector<std::string>>()->composing(), "plugin option KEY=VALUE")(
@@ -427,8 +437,10 @@ int cmd_synth(const std::vector<std::string> &args) {
   const ckh_dtype dt = parse_dtype_opt(vm);
   if (dt != CKH_DT_INVALID) cast_stage(reg, g, dt);
   const json popts = plugin_options(vm, decls);
+  std::string note;
+  if (vm.count("quantize")) note = quantize_stage(reg, g, vm["quantize"].as<std::string>(), popts, skip_patterns(vm));
   return run_plan(reg, g, vm, vm["to"].as<std::string>(), out, popts,
-                  "synth " + vm["model"].as<std::string>() + " (" + stage_summary(g.stages[0], g) + ")", "");
+                  "synth " + vm["model"].as<std::string>() + " (" + stage_summary(g.stages[0], g) + ")", note);
 }
 
 int cmd_inspect(const std::vector<std::string> &args) {

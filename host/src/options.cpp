@@ -38,7 +38,7 @@ bool host_reserved_option(const std::string &name) {
                                           "dry-run", "config", "print-config", "map", "option", "progress", "help",
                                           "plugin-dir", "verbose", "quiet", "json", "atol", "from-a", "from-b",
                                           "model", "seed", "src", "dst", "out", "path", "a", "b", "version",
-                                          "list-plugins"};
+                                          "list-plugins", "quantize", "quantize-skip"};
   return r.count(name) > 0;
 }
 

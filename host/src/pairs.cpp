@@ -196,7 +196,7 @@ std::vector<uint8_t> pair_taint(const Graph &g) {
   std::vector<uint8_t> t(g.nodes.size(), 0);
   std::set<int32_t> scales;
   for (const auto &kv : g.pairs)
-    if (g.node(kv.first).op == Op::Source) {
+    if (g.node(kv.first).op == Op::Source || g.node(kv.first).op == Op::Quantize) {  // roots: read or quantized here
       t[static_cast<size_t>(kv.first)] = 1;
       scales.insert(kv.second.scale);
     }
@@ -231,16 +231,12 @@ Stage mapper_view(const Graph &g, const Stage &in, std::map<std::string, std::st
   return v;
 }
 
-namespace {
-
 std::string with_quant(const std::string &extra, const nlohmann::json &q) {
   nlohmann::json j = extra.empty() ? nlohmann::json::object() : nlohmann::json::parse(extra, nullptr, false);
   if (j.is_discarded() || !j.is_object()) j = nlohmann::json::object();
   j["quant"] = q;
   return j.dump();
 }
-
-}  // namespace
 
 void add_lifted_scales(Graph &g, Stage &in, const Stage &view, Stage &out, const std::map<std::string, std::string> &hidden,
                        const std::string &who) {

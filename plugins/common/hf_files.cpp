@@ -66,11 +66,21 @@ void add_hf_side(json &meta, const json &options, const fs::path &default_dir) {
 }
 
 void copy_side_files_to(ckh_layout_builder_t *lb, const json &meta, const std::string &dir) {
-  if (!meta.contains("side_files") || !meta["side_files"].is_array()) return;
-  for (const auto &sf : meta["side_files"]) {
-    const std::string name = sf.value("name", ""), path = sf.value("path", "");
-    if (name.empty() || path.empty() || is_weight_file(name)) continue;
-    check(lb->copy_file(lb, path.c_str(), (dir + "/" + name).c_str()));
+  const bool have_config = meta.contains("config") && meta["config"].is_object();
+  const bool regen = have_config && meta.contains("config_modified") && meta["config_modified"].is_boolean() &&
+                     meta["config_modified"].get<bool>();
+  if (meta.contains("side_files") && meta["side_files"].is_array())
+    for (const auto &sf : meta["side_files"]) {
+      const std::string name = sf.value("name", ""), path = sf.value("path", "");
+      if (name.empty() || path.empty() || is_weight_file(name)) continue;
+      if (regen && name == "config.json") continue;  // stale: written from the metadata below
+      check(lb->copy_file(lb, path.c_str(), (dir + "/" + name).c_str()));
+    }
+  // A changed config (a cast, dequantization or quantization) goes out as it now is, so that the way
+  // back does not read a config that no longer describes the weights.
+  if (regen) {
+    const std::string c = meta["config"].dump(2) + "\n";
+    check(lb->add_small_file(lb, (dir + "/config.json").c_str(), c.data(), c.size()));
   }
 }
 

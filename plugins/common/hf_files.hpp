@@ -26,7 +26,9 @@ nlohmann::json list_side_files(const std::filesystem::path &dir);
 void add_hf_side(nlohmann::json &meta, const nlohmann::json &options, const std::filesystem::path &default_dir);
 
 // Writer side of formats that keep HF files beside the weights: copies every metadata "side_files" entry
-// except weights, verbatim, to `<dir>/<name>` (e.g. "hf/tokenizer.json"). Throws ckh::sdk::Error.
+// except weights, verbatim, to `<dir>/<name>` (e.g. "hf/tokenizer.json"); when metadata
+// "config_modified" is set, `<dir>/config.json` is written from metadata "config" instead of copied.
+// Throws ckh::sdk::Error.
 void copy_side_files_to(ckh_layout_builder_t *lb, const nlohmann::json &meta, const std::string &dir);
 
 // Writer side: copies every metadata "side_files" entry except weights and names in `written` (files

@@ -111,7 +111,11 @@ void quantize_rows(const ckh_kernels_t *k, const float *src, int64_t nrows, int6
       if (nan) throw std::invalid_argument("NaN or Inf in the block at row " + std::to_string(r0) + ", column " + std::to_string(c0));
       amax = std::max(amax, p.amax_epsilon);
       float s = amax > 0.0f ? amax / fmax : 1.0f;
-      if (p.pow2_scales) s = std::exp2(std::ceil(std::log2(s)));
+      if (p.pow2_scales) {  // the power of two at or above s, exactly (frexp: s = m * 2^e, m in [0.5, 1))
+        int e = 0;
+        const float m = std::frexp(s, &e);
+        s = std::ldexp(1.0f, m == 0.5f ? e - 1 : e);
+      }
       scales[bi * scn + bj] = s;
       for (int64_t r = r0; r < r1; ++r) {
         const float *x = src + r * cols + c0;

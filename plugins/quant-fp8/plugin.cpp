@@ -1,12 +1,15 @@
 // plugin.cpp — the "fp8-block" quantizer (SDK 1.1): block FP8 codes + scales, both ways.
 //
 //   {"mode": "dequantize", "to": "BF16"}  inputs (codes, scales) -> one output, the weight
-//   {"mode": "quantize"}                  input weight -> codes ("") and scales ("_scale_inv")
+//   {"mode": "quantize"}                  input weight -> codes ("") and scales ("_scale_inv"); the HF
+//                                         quantization_config it makes goes out in desc.info_json
 // Optional params: "block": [bm, bn] (default: the config's quantization_config.weight_block_size, else
 // derived from the scale grid when dequantizing, else [128, 128]); "codes": "F8_E4M3" | "F8_E5M2";
 // "amax_epsilon": float; "pow2_scales": bool; "config": the model config (the host passes it).
 // Shapes: [N, K] with scales [ceil(N/bm), ceil(K/bn)] (blocks of bm rows), or stacked experts
 // [E, N, K] with scales [E, ceil(N/bm), ceil(K/bn)] (one expert per block).
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -30,6 +33,7 @@ struct State {
   bool stacked = false;                 // [E, N, K]
   ckh::fp8::Block b;
   ckh::fp8::QuantParams qp;
+  std::string meta;  // quantize: the config entries (ckh_quant_desc_t.info_json)
   int64_t rows() const { return cshape[cshape.size() - 2]; }
   int64_t cols() const { return cshape.back(); }
   int64_t srows() const { return sshape[sshape.size() - 2]; }
@@ -69,6 +73,16 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
     ckh::fp8::Block given;
     bool have_block = false;
     json blk = p.value("block", json());
+    if (blk.is_string()) {  // --fp8-block BMxBN
+      const std::string t = blk.get<std::string>();
+      const size_t x = t.find_first_of("xX");
+      char *e1 = nullptr, *e2 = nullptr;
+      const long long bm = x == std::string::npos ? 0 : std::strtoll(t.c_str(), &e1, 10);
+      const long long bn = x == std::string::npos ? 0 : std::strtoll(t.c_str() + x + 1, &e2, 10);
+      if (x == std::string::npos || e1 != t.c_str() + x || !e2 || *e2 || bm < 1 || bn < 1 || bm > (1 << 20) || bn > (1 << 20))
+        fail(CKH_E_INVALID_ARG, "fp8-block: block must be ROWSxCOLS, e.g. 128x128, got '" + t + "'");
+      blk = json::array({bm, bn});
+    }
     if (blk.is_null() && p.contains("config") && p["config"].is_object()) {
       const json &qc = p["config"].value("quantization_config", json::object());
       if (qc.is_object()) blk = qc.value("weight_block_size", json());
@@ -117,7 +131,27 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
         fail(CKH_E_INVALID_ARG, "fp8-block: codes must be F8_E4M3 or F8_E5M2");
       st->qp.amax_epsilon = p.value("amax_epsilon", 0.0f);
       st->qp.pow2_scales = p.value("pow2_scales", false);
-      if (!(st->qp.amax_epsilon >= 0.0f)) fail(CKH_E_INVALID_ARG, "fp8-block: amax_epsilon must be >= 0");
+      if (!(st->qp.amax_epsilon >= 0.0f) || !std::isfinite(st->qp.amax_epsilon))
+        fail(CKH_E_INVALID_ARG, "fp8-block: amax_epsilon must be a finite number >= 0");
+      if (in[0]->dtype != CKH_DT_F32 && in[0]->dtype != CKH_DT_BF16 && in[0]->dtype != CKH_DT_F16)
+        fail(CKH_E_UNSUPPORTED, name + ": block FP8 quantizes F32, BF16 or F16 weights, not dtype " + std::to_string(in[0]->dtype));
+      // What an HF config says about these weights (transformers' "fp8" finegrained scheme, DeepSeek-V3's).
+      // The scale block per dim of the codes, and what an HF config says about these weights
+      // (transformers' "fp8" finegrained scheme, DeepSeek-V3's).
+      json sb = json::array();
+      if (st->stacked) sb.push_back(1);
+      sb.push_back(st->b.bm);
+      sb.push_back(st->b.bn);
+      st->meta = json{{"scale_block", sb},
+                      {"config",
+                       {{"quantization_config",
+                         {{"quant_method", "fp8"},
+                          {"fmt", st->qp.codes == CKH_DT_F8_E4M3FN ? "e4m3" : "e5m2"},
+                          {"activation_scheme", "dynamic"},
+                          {"weight_block_size", {st->b.bm, st->b.bn}},
+                          {"modules_to_not_convert", "$unquantized"}}}}}}
+                     .dump();
+      if (CKH_HAS_FIELD(desc, ckh_quant_desc_t, info_json)) desc->info_json = st->meta.c_str();
       st->sshape = st->cshape;
       st->sshape[st->sshape.size() - 2] = cdiv(st->rows(), st->b.bm);
       st->sshape.back() = cdiv(st->cols(), st->b.bn);
@@ -195,7 +229,15 @@ const ckh_quantizer_class_t kQuant = {sizeof(ckh_quantizer_class_t), 0, nullptr,
                                       quantize_n};
 const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "fp8-block",
                                "block FP8 (float8 codes + one scale per bm x bn block): quantize and dequantize",
-                               R"({"dequantize": true, "codes": ["F8_E4M3", "F8_E5M2"], "block": [128, 128]})", &kQuant};
+                               R"J({"dequantize": true, "quantize": true, "codes": ["F8_E4M3", "F8_E5M2"], "block": [128, 128], "options": [)J"
+                               R"J({"name": "fp8-block", "type": "string", "key": "block", "group": "quantization", )J"
+                               R"J("help": "block FP8 (--quantize fp8-block): rows x cols per scale, e.g. 128x128 (default: the source's weight_block_size, else 128x128)"}, )J"
+                               R"J({"name": "fp8-amax-epsilon", "type": "float", "key": "amax_epsilon", "group": "quantization", )J"
+                               R"J("help": "block FP8: floor on each block's amax before scale = amax / 448 (default 0: an all-zero block gets scale 1)"}, )J"
+                               R"J({"name": "fp8-pow2-scales", "type": "bool", "key": "pow2_scales", "group": "quantization", )J"
+                               R"J("help": "block FP8: round each scale up to a power of two"}, )J"
+                               R"J({"name": "fp8-codes", "type": "string", "key": "codes", "choices": ["F8_E4M3", "F8_E5M2"], "group": "quantization", )J"
+                               R"J("help": "block FP8: code dtype (default F8_E4M3, max 448; F8_E5M2, max 57344)"}]})J", &kQuant};
 const ckh_component_t *const kComps[] = {&kComp};
 
 ckh_status init(const ckh_host_t *host) {

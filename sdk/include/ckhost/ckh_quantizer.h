@@ -14,6 +14,10 @@
 // Capabilities JSON keys the host reads: "dequantize": true when prepare_n accepts
 // {"mode": "dequantize", "to": "<DTYPE>", "config": {..}} for a (codes, scales) pair, so that
 // `--dtype` on a quantized checkpoint dequantizes through this quantizer.
+// "quantize": true when prepare_n accepts {"mode": "quantize", "config": {..}, ...} for one weight and
+// gives (codes, scales) with the scales' suffix as output 1's name, so that `--quantize ID` quantizes
+// the linear weights of a checkpoint through it (the host adds the plugin options to the params: the
+// keys of the options the quantizer declares).
 //
 // SDK 1.0 quantizers (prepare/quantize) still load: the host runs them as one f32 input whose rows
 // come in `row_block` blocks, with the outputs of their fixed ckh_quant_layout_t.
@@ -47,6 +51,17 @@ typedef struct ckh_quant_desc {
   uint32_t n_outputs;            // >= 1
   int64_t n_blocks;              // blocks the inputs make (>= 1; see "Blocks" above)
   uint64_t work_bytes_per_block; // optional: scratch the quantizer needs per block beyond its ports (0)
+  // ---- 1.1, later addition (write after CKH_HAS_FIELD(desc, ckh_quant_desc_t, info_json)) -----------
+  // Optional JSON object about the outputs, borrowed from the state until release(); NULL when none:
+  //   "scale_block": [b0, b1, ..]  output 1 holds one value per block of b0 x b1 x .. elements of output 0
+  //                                (one extent per dim of output 0): the host then carries the two as a
+  //                                (codes, scales) pair, the scales cut with their codes (host pairs);
+  //   "config": {..}               entries this quantization adds to the model's config when the host
+  //                                quantizes a checkpoint (`ckhost convert --quantize ID`), e.g.
+  //                                {"quantization_config": {..}} for an HF config. A string value
+  //                                "$unquantized" in it is replaced by the module names (tensor names
+  //                                less their last component) of the linear weights left unquantized.
+  const char *info_json;
 } ckh_quant_desc_t;
 
 #define CKH_QUANT_INPUT 0

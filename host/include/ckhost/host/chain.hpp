@@ -57,6 +57,18 @@ std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &op
 // with each quantizer's reason. Codes are never cast alone.
 void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt);
 
+// `--quantize ID`: adds a stage in which every linear weight (annotation kind q/k/v/qkv/out, gate/up/
+// down, of a decoder or MTP layer; [N, K] or stacked [E, N, K]; floating) becomes the (codes, scales)
+// pair of quantizer `id` (capability "quantize"; params: mode "quantize", the model config, and the
+// options the quantizer declares, taken from `options`), carried on as a pair (pairs.hpp). Modules that
+// match a pattern of `skip` or of the source's own quantization_config.modules_to_not_convert
+// (transformers' matching rules), and every other tensor, stay as they are. Quantized sources are
+// dequantized to f32 first and requantized. The quantizer's info_json "config" entries go into the
+// config (with "$unquantized" = the modules of the 2-D weights left in high precision). Refused with
+// one line when no model plugin annotated the tensors. Returns a one-line summary.
+std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id, const nlohmann::json &options,
+                           const std::vector<std::string> &skip);
+
 // For `verify`: the codes of `g` whose namesake in `other` is a plain floating tensor (codes name ->
 // that tensor's dtype), and a stage that dequantizes exactly those pairs (their scales leave the stage),
 // so that a quantized checkpoint compares with its dequantized conversion as one logical tensor.

@@ -113,6 +113,7 @@ struct Quant {
   std::vector<QuantPort> in, out;
   int64_t n_blocks = 0;
   uint64_t extra_bytes_per_block = 0;
+  std::string info;               // ckh_quant_desc_t.info_json ("" when none)
   // Bytes of the inputs' and outputs' rows per block (ports with rows_per_block 0 not included).
   uint64_t bytes_per_block() const;
 };

@@ -8,6 +8,7 @@
 // along whole blocks, any permute. The codes bytes and the scale values are copied as they are, so a
 // round trip is bit-exact. A cut inside a block cannot be lifted: the conversion is refused with the
 // tensor, the dim and the offset (requantization of such cuts is not implemented).
+// Pairs made by `--quantize` (a quantizer's two outputs, chain.hpp quantize_stage) are carried the same way.
 #pragma once
 #include <map>
 #include <string>
@@ -44,6 +45,9 @@ void add_lifted_scales(Graph &g, Stage &in, const Stage &view, Stage &out, const
 // must be a region too; every region over scales must be the scales of some codes region. Throws with
 // the first mismatch.
 void check_layout_pairs(Graph &g);
+
+// An annotation's extra JSON with its "quant" entry set to `q` (the reader annotation of pairs).
+std::string with_quant(const std::string &extra, const nlohmann::json &q);
 
 // Structural equality of two expressions (same ops, parameters and sources).
 bool same_expr(const Graph &g, int32_t a, int32_t b);
