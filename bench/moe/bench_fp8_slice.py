@@ -11,6 +11,8 @@ around 1e-3). Side by side, alternating runs, median, each from a synced disk:
     = source bytes), the ratio to cat;
   - ckhost --to torch-dist --ep 8 --etp 1 --dtype bf16 (every pair dequantized by the fp8-block
     quantizer, output 2x the codes), with the dequantization kernel's own speed from ckh-bench-kernels;
+  - ckhost --to torch-dist --ep 8 --etp 1 --quantize fp8-block --fp8-pow2-scales (every pair dequantized
+    exactly to f32 and quantized again, power-of-two scales: the requantization path);
 peak RSS of every ckhost run (target <= 1 GiB).
   bench/moe/bench_fp8_slice.py [--ckhost build/bin/ckhost] [--dir build/bench-data] [--runs 3]"""
 import argparse
@@ -41,21 +43,25 @@ def entries(c):
             yield name, shape, dt
 
 
-def fill(fh, n, dt, block):
-    """n bytes of plausible data: random codes and bf16 values, f32 scales near 1e-3."""
+def fill(fh, n, dt, block, codes):
+    """n bytes of plausible data: random codes (never the NaN code, so that they requantize) and bf16
+    values, f32 scales near 1e-3."""
     if dt == "F32":
         vals = struct.pack("<f", 1e-3) * (n // 4)
         fh.write(vals)
         return
+    b = codes if dt.startswith("F8") else block
     while n > 0:
-        k = min(n, len(block))
-        fh.write(block[:k])
+        k = min(n, len(b))
+        fh.write(b[:k])
         n -= k
 
 
 def make(d):
     block = os.urandom(64 << 20)
-    write_safetensors_checkpoint(d, entries(slice_config()), slice_config(), lambda fh, n, dt: fill(fh, n, dt, block))
+    codes = bytes(x & 0xFE for x in block[: 16 << 20])  # e4m3fn NaN is S.1111.111: the low bit cleared never is
+    write_safetensors_checkpoint(d, entries(slice_config()), slice_config(),
+                                 lambda fh, n, dt: fill(fh, n, dt, block, codes))
 
 
 
@@ -65,7 +71,7 @@ def main():
     ap.add_argument("--dir", default=os.path.join(ROOT, "build", "bench-data"))
     ap.add_argument("--runs", type=int, default=3)
     a = ap.parse_args()
-    src = os.path.join(a.dir, "deepseek-v3-fp8-slice")
+    src = os.path.join(a.dir, "deepseek-v3-fp8-slice-v2")
     print("making", src, "(once) ...", flush=True)
     make(src)
     files = sorted(os.path.join(src, f) for f in os.listdir(src) if f.endswith(".safetensors"))
@@ -73,7 +79,7 @@ def main():
     print("source: %d files, %.2f GB" % (len(files), nbytes / 1e9), flush=True)
     out = os.path.join(a.dir, "fp8-slice-out")
     layout = ["--to", "torch-dist", "--ep", "8", "--etp", "1", "--progress", "none", "-q"]
-    cat, copy, deq = [], [], []
+    cat, copy, deq, req = [], [], [], []
     for r in range(a.runs):
         cat.append(timed_cat(files, out))
         clean_output(out)
@@ -85,8 +91,11 @@ def main():
         if r == 0:
             deq_bytes = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(out) for f in fs)
         clean_output(out)
-        print("run %d: cat %.2f s, FP8 copy %.2f s (%.0f MiB), dequant bf16 %.2f s (%.0f MiB)" % (
-            r + 1, cat[-1][0], copy[-1][0], copy[-1][1] / 2**20, deq[-1][0], deq[-1][1] / 2**20), flush=True)
+        req.append(timed([a.ckhost, "convert", src, out, *layout, "--quantize", "fp8-block", "--fp8-pow2-scales"]))
+        clean_output(out)
+        print("run %d: cat %.2f s, FP8 copy %.2f s (%.0f MiB), dequant bf16 %.2f s (%.0f MiB), requant %.2f s (%.0f MiB)" % (
+            r + 1, cat[-1][0], copy[-1][0], copy[-1][1] / 2**20, deq[-1][0], deq[-1][1] / 2**20, req[-1][0],
+            req[-1][1] / 2**20), flush=True)
     med = lambda xs: statistics.median(x[0] for x in xs)  # noqa: E731
     peak = lambda xs: max(x[1] for x in xs) / 2**20  # noqa: E731
     print("\ncat %.2f GB: %.2f s (%.2f GB/s)" % (nbytes / 1e9, med(cat), nbytes / 1e9 / med(cat)))
@@ -94,6 +103,8 @@ def main():
           "output %.2f GB" % (med(copy), med(copy) / med(cat), peak(copy), out_bytes / 1e9))
     print("ckhost FP8 -> bf16 torch_dist EP8:      %.2f s, %.2fx cat, peak RSS %.0f MiB (target <= 1024), output %.2f GB" % (
         med(deq), med(deq) / med(cat), peak(deq), deq_bytes / 1e9))
+    print("ckhost FP8 -> requantized FP8 (pow2 scales) torch_dist EP8: %.2f s, %.2fx cat, peak RSS %.0f MiB (target <= 1024)" % (
+        med(req), med(req) / med(cat), peak(req)))
     kb = os.path.join(os.path.dirname(a.ckhost), "ckh-bench-kernels")
     if os.path.exists(kb):
         lines = subprocess.run([kb], capture_output=True, text=True).stdout.splitlines()

@@ -130,6 +130,15 @@ TEST(Fp8Block, QuantizeTiesSaturationAndPow2) {
   ckh::fp8::quantize_rows(k, y, 1, 8, blk, p, c, &s);
   EXPECT_EQ(s, 4.0f);  // 1000 / 448 = 2.23 -> 4
   EXPECT_EQ(e4m3(c[0]), 256.0);  // 250 -> 256 (RNE among 240, 256)
+  // Exactly: amax / 448 a power of two stays; one ulp above it goes up a whole binade (no log2 rounding).
+  const float two = 448.0f * 0x1p-10f, above = std::nextafter(two, 1.0f);
+  const float e[8] = {two, 0, 0, 0, 0, 0, 0, 0}, f[8] = {above, 0, 0, 0, 0, 0, 0, 0};
+  ckh::fp8::quantize_rows(k, e, 1, 8, blk, p, c, &s);
+  EXPECT_EQ(s, 0x1p-10f);
+  EXPECT_EQ(c[0], 0x7E);  // 448
+  ckh::fp8::quantize_rows(k, f, 1, 8, blk, p, c, &s);
+  EXPECT_EQ(s, 0x1p-9f);
+  EXPECT_EQ(c[0], 0x76);  // 224
   // The amax floor: a tiny block gets scale epsilon / 448.
   p.pow2_scales = false;
   p.amax_epsilon = 1e-4f;
