@@ -58,6 +58,10 @@ void mark_quantized(Source &src, const Annot &an) {
     src.quant = QuantRole::Codes;
     if (q.contains("scales") && q["scales"].is_array() && !q["scales"].empty() && q["scales"][0].is_string())
       src.quant_pair = q["scales"][0].get<std::string>();
+    // The block of the scales where the reader knows it (e.g. the HF config's weight_block_size).
+    if (q.contains("block") && q["block"].is_array() && q["block"].size() == 2 && q["block"][0].is_number_integer() &&
+        q["block"][1].is_number_integer() && q["block"][0].get<int64_t>() > 0 && q["block"][1].get<int64_t>() > 0)
+      src.quant_block = {q["block"][0].get<int64_t>(), q["block"][1].get<int64_t>()};
   } else if (role == "scale") {
     src.quant = QuantRole::Scale;
     if (q.contains("of") && q["of"].is_string()) src.quant_pair = q["of"].get<std::string>();
@@ -336,21 +340,7 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
   auto j = nlohmann::json::parse(meta ? meta : "{}", nullptr, false);
   if (j.is_discarded() || !j.is_object()) fail("reader " + os.reader->id + ": metadata is not a JSON object", CKH_E_INTERNAL);
   s0.metadata = std::move(j);
-  {
-    // The block size of block-quantized pairs where the scale grid alone leaves it open (a tensor of one
-    // partial block): the HF quantization_config's weight_block_size, when the reader passes a config.
-    int64_t bm = 0, bn = 0;
-    const auto &md = s0.metadata;
-    if (md.contains("config") && md["config"].is_object() && md["config"].contains("quantization_config") &&
-        md["config"]["quantization_config"].is_object()) {
-      const auto &wb = md["config"]["quantization_config"].value("weight_block_size", nlohmann::json());
-      if (wb.is_array() && wb.size() == 2 && wb[0].is_number_integer() && wb[1].is_number_integer()) {
-        bm = wb[0].get<int64_t>();
-        bn = wb[1].get<int64_t>();
-      }
-    }
-    seed_pairs(g, s0, bm, bn);
-  }
+  seed_pairs(g, s0);  // block hints: the readers' annotations
   if (!s0.metadata.contains("format")) s0.metadata["format"] = os.reader->id;
   return os;
 }

@@ -29,7 +29,7 @@ std::string dim_text(const Graph &g, int32_t e, uint32_t d) {
 
 }  // namespace
 
-void seed_pairs(Graph &g, const Stage &s, int64_t hint_bm, int64_t hint_bn) {
+void seed_pairs(Graph &g, const Stage &s) {
   for (const StageTensor &t : s.tensors) {
     const Node &n = g.node(t.node);
     if (n.op != Op::Source) continue;
@@ -49,8 +49,8 @@ void seed_pairs(Graph &g, const Stage &s, int64_t hint_bm, int64_t hint_bn) {
       ok = ok && sn.shape.d[d] == n.shape.d[d];
       p.block[d] = 1;
     }
-    p.block[nd - 2] = block_of(n.shape.d[nd - 2], sn.shape.d[nd - 2], hint_bm);
-    p.block[nd - 1] = block_of(n.shape.d[nd - 1], sn.shape.d[nd - 1], hint_bn);
+    p.block[nd - 2] = block_of(n.shape.d[nd - 2], sn.shape.d[nd - 2], src.quant_block[0]);
+    p.block[nd - 1] = block_of(n.shape.d[nd - 1], sn.shape.d[nd - 1], src.quant_block[1]);
     if (!ok || p.block[nd - 2] == 0 || p.block[nd - 1] == 0) continue;
     for (uint32_t d = nd; d < CKH_MAX_DIMS; ++d) p.block[d] = 1;
     p.suffix = src.quant_pair.compare(0, src.name.size(), src.name) == 0 ? src.quant_pair.substr(src.name.size())

@@ -38,7 +38,9 @@ void annotate_quantized(Catalog &cat) {
     names.push_back(t.name);
     dts.push_back(t.dtype);
   }
-  const auto a = quant_annotations(names, dts);
+  const auto meta = nlohmann::json::parse(cat.meta.empty() ? "{}" : cat.meta, nullptr, false);
+  const nlohmann::json config = meta.is_object() ? meta.value("config", nlohmann::json()) : nlohmann::json();
+  const auto a = quant_annotations(names, dts, config);
   for (size_t i = 0; i < a.size(); ++i) cat.tensors[i].annot_json = a[i];
 }
 

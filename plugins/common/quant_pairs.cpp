@@ -15,7 +15,15 @@ bool ends_with(const std::string &s, const std::string &t) {
 }
 }  // namespace
 
-std::vector<std::string> quant_annotations(const std::vector<std::string> &names, const std::vector<ckh_dtype> &dtypes) {
+std::vector<std::string> quant_annotations(const std::vector<std::string> &names, const std::vector<ckh_dtype> &dtypes,
+                                           const nlohmann::json &config) {
+  nlohmann::json block;
+  if (config.is_object() && config.contains("quantization_config") && config["quantization_config"].is_object()) {
+    const auto &wb = config["quantization_config"].value("weight_block_size", nlohmann::json());
+    if (wb.is_array() && wb.size() == 2 && wb[0].is_number_integer() && wb[1].is_number_integer() &&
+        wb[0].get<int64_t>() > 0 && wb[1].get<int64_t>() > 0)
+      block = wb;
+  }
   std::unordered_map<std::string, size_t> index;
   for (size_t i = 0; i < names.size(); ++i) index.emplace(names[i], i);
   std::map<size_t, std::vector<std::string>> scales_of;  // codes index -> scale names
@@ -38,6 +46,7 @@ std::vector<std::string> quant_annotations(const std::vector<std::string> &names
     nlohmann::json q;
     if (auto it = scales_of.find(i); it != scales_of.end()) {
       q = {{"role", "codes"}, {"scales", it->second}};
+      if (!block.is_null()) q["block"] = block;
     } else if (auto c = codes_of.find(i); c != codes_of.end()) {
       q = {{"role", "scale"}, {"of", c->second}};
     } else if (dtypes[i] == CKH_DT_F8_E8M0) {

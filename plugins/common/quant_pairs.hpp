@@ -13,13 +13,19 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include <ckhost/ckh_types.h>
 
 namespace ckh::plugins {
 
 // For tensors (names[i], dtypes[i]): the annotation extra_json of each tensor, "" for plain tensors:
-//   codes: {"quant":{"role":"codes","scales":["X_scale_inv"]}}
+//   codes: {"quant":{"role":"codes","scales":["X_scale_inv"],"block":[bm,bn]}}
 //   scale: {"quant":{"role":"scale","of":"X"}}
-std::vector<std::string> quant_annotations(const std::vector<std::string> &names, const std::vector<ckh_dtype> &dtypes);
+// "block" is the HF config's quantization_config.weight_block_size (`config`: the parsed config.json, or
+// null), given when it is two positive integers: the host needs it where a scale grid alone leaves the
+// block open (a tensor of one partial block).
+std::vector<std::string> quant_annotations(const std::vector<std::string> &names, const std::vector<ckh_dtype> &dtypes,
+                                           const nlohmann::json &config = nlohmann::json());
 
 }  // namespace ckh::plugins

@@ -252,15 +252,6 @@ void open_into(Reader &rd, const std::string &path0) {
         fail(CKH_E_FORMAT, (dir / shard).string() + ": tensor " + quote(name) + " listed in " + kIndexName +
                                " is not in this shard");
 
-  {
-    std::vector<std::string> names;
-    std::vector<ckh_dtype> dts;
-    for (const auto &t : rd.tensors) {
-      names.push_back(t.name);
-      dts.push_back(t.dtype);
-    }
-    rd.annots = ckh::plugins::quant_annotations(names, dts);
-  }
   json m = json::object();
   m["format"] = "hf";
   m["layout"] = "hf";
@@ -278,6 +269,15 @@ void open_into(Reader &rd, const std::string &path0) {
       if (!cfg.is_object()) fail(CKH_E_FORMAT, cp + ": not a JSON object");
       m["config"] = std::move(cfg);
     }
+  }
+  {
+    std::vector<std::string> names;
+    std::vector<ckh_dtype> dts;
+    for (const auto &t : rd.tensors) {
+      names.push_back(t.name);
+      dts.push_back(t.dtype);
+    }
+    rd.annots = ckh::plugins::quant_annotations(names, dts, m["config"]);
   }
   try {
     rd.meta = m.dump();

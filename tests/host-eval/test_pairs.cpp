@@ -33,8 +33,9 @@ struct Fixture {
       return n;
     };
     codes = add("w", CKH_DT_F8_E4M3FN, shp({rows, cols}), QuantRole::Codes, "w_scale_inv");
+    g.sources.back().quant_block = {hint, hint};  // what the reader annotated (0: nothing)
     scales = add("w_scale_inv", CKH_DT_F32, shp({(rows + b - 1) / b, (cols + b - 1) / b}), QuantRole::Scale, "w");
-    seed_pairs(g, s, hint, hint);
+    seed_pairs(g, s);
   }
 };
 

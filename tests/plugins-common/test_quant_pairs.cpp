@@ -43,3 +43,17 @@ TEST(QuantPairs, PlainCheckpointHasNoAnnotations) {
   const auto a = quant_annotations({"w", "w_scale_inv"}, {CKH_DT_BF16, CKH_DT_F32});
   EXPECT_EQ(a, std::vector<std::string>({"", ""}));
 }
+
+TEST(QuantPairs, ConfigBlockGoesIntoTheCodesAnnotation) {
+  const std::vector<std::string> n = {"w", "w_scale_inv"};
+  const std::vector<ckh_dtype> d = {CKH_DT_F8_E4M3FN, CKH_DT_F32};
+  const json cfg = {{"quantization_config", {{"quant_method", "fp8"}, {"weight_block_size", {128, 64}}}}};
+  EXPECT_EQ(q(quant_annotations(n, d, cfg)[0])["block"], json({128, 64}));
+  EXPECT_EQ(q(quant_annotations(n, d, cfg)[1]), json({{"role", "scale"}, {"of", "w"}}));
+  // No config, or a weight_block_size that is not two positive integers: no block.
+  EXPECT_FALSE(q(quant_annotations(n, d)[0]).contains("block"));
+  for (const json &bad : {json({128}), json({0, 128}), json({"128", 128}), json("128x128")}) {
+    const json c = {{"quantization_config", {{"weight_block_size", bad}}}};
+    EXPECT_FALSE(q(quant_annotations(n, d, c)[0]).contains("block")) << bad.dump();
+  }
+}

@@ -80,6 +80,7 @@ struct Source {
   Generator gen;
   QuantRole quant = QuantRole::None;
   std::string quant_pair;  // the scales of codes, or the codes of a scale ("" when unknown)
+  std::array<int64_t, 2> quant_block{};  // codes: the block of its scales, rows x cols, when the reader said ({0, 0} when not)
 };
 
 enum class Op { Source, Slice, Concat, Reshape, Permute, Pad, Cast, Scale, Quantize };

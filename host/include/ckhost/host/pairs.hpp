@@ -19,10 +19,10 @@
 namespace ckh::host {
 
 // Seeds g.pairs from stage `s` (a reader's catalog): every codes source whose paired scales (the
-// reader's annotation, or the dtype rule) are in `s` with a block grid that fits the codes' shape.
-// `block_hint` ([bm, bn], e.g. the config's weight_block_size; {0,0} when unknown) settles grids the
-// shapes leave ambiguous.
-void seed_pairs(Graph &g, const Stage &s, int64_t hint_bm, int64_t hint_bn);
+// reader's annotation, or the dtype rule) are in `s` with a block grid that fits the codes' shape. The
+// block the reader annotated (Source::quant_block, e.g. from the config's weight_block_size) settles
+// grids the shapes leave ambiguous.
+void seed_pairs(Graph &g, const Stage &s);
 
 // The scales of codes expression `e`, built over the seeded scales (memoised in g.pairs), or nullptr
 // with `why` set to the first cut that falls inside a block.
