@@ -158,6 +158,9 @@ class Fp8Megatron(L.InteropCase):
         # Megatron-Core's forward over the dequantized Megatron checkpoint gives transformers' logits.
         bf = L.convert(meg, self.path("meg-bf16"), "--to", "megatron", "--megatron-spec", "local", "--tp", "2", "--pp", "2",
                        "--pp-layers", "2,1", "--ep", "2", "--etp", "1", "--dtype", "bf16")
+        # The dequantized Megatron checkpoint's HF config no longer claims FP8 (nor does its way back).
+        with open(os.path.join(bf, "hf", "config.json")) as fh:
+            self.assertNotIn("quantization_config", json.load(fh))
         # Negative twin: the scales of experts 0 and 1 swapped in one EP rank's FP8 file.
         sw = self.path("meg-swapped")
         shutil.copytree(meg, sw)

@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 import interop_lib as L  # noqa: E402
 import test_deepseek as D  # noqa: E402
 import test_fp8_megatron as F  # noqa: E402
+import test_moe_hf as H  # noqa: E402
 
 B = F.B  # 16
 Q = ("--quantize", "fp8-block", "--fp8-block", "%dx%d" % (B, B))
@@ -151,6 +152,37 @@ class Fp8Quantize(L.InteropCase):
         self.assertGreater(len(lin), 20)
         for nm in lin:
             self.assertEqual(should_convert_module(nm, qc["modules_to_not_convert"]), nm + ".weight_scale_inv" in got, nm)
+
+    def test_moe_families_in_transformers(self):
+        """Mixtral (block_sparse_moe w1/w2/w3, an nn.Linear router) and Qwen2-MoE (shared expert and its
+        one-row gate): transformers loads the FP8 output with no missing keys, gives the logits of ckhost's
+        own dequantization exactly, and its matcher converts exactly the quantized Linear modules."""
+        tr = L._quiet_transformers()
+        from transformers.quantizers.quantizers_utils import should_convert_module
+        for fam in ("mixtral", "qwen2_moe"):
+            src = H.make(fam, self.path(fam))
+            out = L.convert(src, self.path(fam + "-fp8"), "--to", "hf", *Q)
+            got = L.safe_open_all(out)
+            qc = config(out)["quantization_config"]
+            m, info = tr.AutoModelForCausalLM.from_pretrained(
+                out, local_files_only=True, output_loading_info=True, attn_implementation="eager",
+                experts_implementation="eager", dtype=torch.float32,
+                quantization_config=tr.FineGrainedFP8Config(dequantize=True, weight_block_size=(B, B)))
+            self.assertFalse(info["missing_keys"], (fam, info["missing_keys"]))
+            self.assertFalse(info["unexpected_keys"], (fam, info["unexpected_keys"]))
+            m.eval()
+            with torch.no_grad():
+                fp8 = m(torch.tensor([L.IDS])).logits[0]
+            same = (fp8 - H.logits(L.convert(out, self.path(fam + "-deq"), "--to", "hf", "--dtype", "f32"))).abs().max().item()
+            self.assertEqual(same, 0.0, fam)
+            lin = [nm for nm, mod in m.named_modules() if isinstance(mod, torch.nn.Linear)]
+            for nm in lin:
+                self.assertEqual(should_convert_module(nm, qc["modules_to_not_convert"]), nm + ".weight_scale_inv" in got,
+                                 (fam, nm))
+            n = sum(1 for v in got.values() if v.dtype == torch.float8_e4m3fn)
+            L.report("%s --quantize fp8-block: %d codes tensors, %d modules kept (%s...); transformers' FP8 load = ckhost's "
+                     "dequantization, logits diff %g" % (fam, n, len(qc["modules_to_not_convert"]),
+                                                        ", ".join(qc["modules_to_not_convert"][:2]), same))
 
     def test_bound_pow2_epsilon_and_requant(self):
         src = self.source()
