@@ -13,11 +13,14 @@ namespace {
 
 int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// The block along one dim: codes extent n, scale extent ns. The hint wins when it fits; else the exact
-// quotient; 0 when the grid does not say (a lone partial block, or no block size fits).
+// The block along one dim: codes extent n, scale extent ns. The hint (the block the reader annotated)
+// when given, and only when it fits: a grid that does not follow it (e.g. scales of TP shards each on
+// their own grid, concatenated) is no uniform grid, and guessing another block would pair every scale
+// with the wrong codes; else the exact quotient; 0 when the grid does not say (a lone partial block, or
+// no block size fits).
 int64_t block_of(int64_t n, int64_t ns, int64_t hint) {
   if (ns < 1 || n < 1) return 0;
-  if (hint > 0 && cdiv(n, hint) == ns) return hint;
+  if (hint > 0) return cdiv(n, hint) == ns ? hint : 0;
   if (ns == n) return 1;
   if (n % ns == 0 && ns > 1) return n / ns;
   return 0;
@@ -51,6 +54,16 @@ void seed_pairs(Graph &g, const Stage &s) {
     }
     p.block[nd - 2] = block_of(n.shape.d[nd - 2], sn.shape.d[nd - 2], src.quant_block[0]);
     p.block[nd - 1] = block_of(n.shape.d[nd - 1], sn.shape.d[nd - 1], src.quant_block[1]);
+    // Block scales beside their codes that do not follow the block the checkpoint states: no reading of
+    // them is right (e.g. tensor-parallel shards quantized each on its own grid, then concatenated).
+    if (ok && src.quant_block[0] > 0 && (p.block[nd - 2] == 0 || p.block[nd - 1] == 0) &&
+        src.quant_pair == src.name + "_scale_inv")
+      fail("tensor '" + src.quant_pair + "': block scales " + sn.shape.str() + " do not fit codes '" + src.name + "' " +
+               n.shape.str() + " in blocks of " + std::to_string(src.quant_block[0]) + " x " + std::to_string(src.quant_block[1]) +
+               " (the config's weight_block_size): expected " + std::to_string(cdiv(n.shape.d[nd - 2], src.quant_block[0])) +
+               " x " + std::to_string(cdiv(n.shape.d[nd - 1], src.quant_block[1])) +
+               " scales (shards quantized each on its own grid are not supported)",
+           CKH_E_FORMAT);
     if (!ok || p.block[nd - 2] == 0 || p.block[nd - 1] == 0) continue;
     for (uint32_t d = nd; d < CKH_MAX_DIMS; ++d) p.block[d] = 1;
     p.suffix = src.quant_pair.compare(0, src.name.size(), src.name) == 0 ? src.quant_pair.substr(src.name.size())

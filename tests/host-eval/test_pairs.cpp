@@ -1,6 +1,7 @@
 // Block-quantized pairs (pairs.hpp): which cuts of codes lift to their scale grid, and to what.
 #include <gtest/gtest.h>
 
+#include "ckhost/host/error.hpp"
 #include "ckhost/host/pairs.hpp"
 
 namespace {
@@ -55,6 +56,23 @@ TEST(Pairs, AmbiguousGridNeedsTheHint) {
   Fixture hinted(100, 256, 128, 128);
   ASSERT_TRUE(hinted.g.pairs.count(hinted.codes));
   EXPECT_EQ(hinted.g.pairs.at(hinted.codes).block[0], 128);
+}
+
+TEST(Pairs, AGridAgainstTheAnnotatedBlockIsNoPair) {
+  // 48 rows with 4 scale rows: 12-row blocks by the shapes, but the reader said 16 (so 3 rows): e.g. two
+  // TP shards of 24 rows, each quantized on its own 16-row grid and concatenated: refused, no guess.
+  try {
+    Fixture f(48, 48, 12, 16);
+    FAIL() << "a grid against the annotated block was paired";
+  } catch (const Error &e) {
+    EXPECT_NE(std::string(e.what()).find("block scales [4, 4] do not fit codes 'w' [48, 48] in blocks of 16 x 16"),
+              std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("expected 3 x 3 scales"), std::string::npos) << e.what();
+  }
+  Fixture g(48, 48, 12);  // without the annotation the shapes say 12
+  ASSERT_TRUE(g.g.pairs.count(g.codes));
+  EXPECT_EQ(g.g.pairs.at(g.codes).block[0], 12);
 }
 
 TEST(Pairs, AlignedSliceAndConcatLift) {

@@ -198,6 +198,29 @@ class Fp8Megatron(L.InteropCase):
         self.assertIn("blocks of 16 x 16", err[0])
         self.assertFalse(os.path.exists(out))
         L.report("FP8 misaligned cut: " + err[0][:200])
+        # Rank files whose shards were each quantized on their own grid (what a cut inside a block gives
+        # when every TP rank quantizes its own rows): 48 rows per rank with 2 scale rows each (32-row blocks)
+        # under a config that says 16. No uniform grid reads them: refused by name, not paired by a guess.
+        own = self.path("own-grid")
+        L.convert(src, own, "--to", "megatron", "--tp", "2")
+        key = None
+        for rank in ("mp_rank_00", "mp_rank_01"):
+            f = os.path.join(M.iteration_dir(own), rank, "model_optim_rng.pt")
+            ck = load_rank_file(f)
+            sd = ck["model"]
+            key = [k for k in sd if k.endswith("linear_q_up_proj.weight_scale_inv")][0]
+            self.assertEqual(sd[key].shape[0], 3)
+            sd[key] = sd[key][:2].clone()
+            torch.save(ck, f)
+        out = self.path("own-grid-back")
+        p = L.run("convert", own, out, "--to", "hf", "--progress", "none", check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        err = [ln for ln in p.stderr.splitlines() if ln.startswith("ckhost: error:")]
+        self.assertEqual(len(err), 1, p.stderr)
+        self.assertIn("do not fit codes", err[0])
+        self.assertIn("expected 6 x", err[0])
+        self.assertFalse(os.path.exists(out))
+        L.report("FP8 shards on their own grids: " + err[0][:220])
 
 
 if __name__ == "__main__":
