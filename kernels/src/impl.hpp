@@ -18,6 +18,7 @@
 #pragma GCC diagnostic pop
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -353,10 +354,36 @@ void f32_to_i8_scaled(const float *s, int8_t *d, uint64_t n, float k) {
                f32_to_i8_lanes(loadf(s + i + 2 * N) * kk), f32_to_i8_lanes(loadf(s + i + 3 * N) * kk), d + i);
   for (; i < n; ++i) d[i] = ref::f32_to_i8(ref::ld(s + i) * k);
 }
+#if CKH_KERNELS_F16C
+// One fused lane step of e4m3_scaled_to_bf16: the f16-placed code r256 (= code * 2^-8, e4m3_load) times
+// k * 2^8 is the same f32 product as code * k (a power-of-two factor moved between exact operands); the
+// NaN code gives the NaN the unfused steps give (bits 0x7FF00000 and the sign), whose RNE below stays
+// that NaN, and an overflowing product is Inf, which RNE keeps: so the bf16 rounding needs no NaN select.
+inline I e4m3_scaled_bf16_lanes(const uint8_t *p, const F &k256) {
+#if defined(__AVX512F__)
+  const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+  const __m256i h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(b, 8), 1), _mm256_set1_epi16(-16385));
+  const F r256(_mm512_cvtph_ps(h));
+#else
+  const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p)));
+  const __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(b, 8), 1), _mm_set1_epi16(-16385));  // 0xBFFF
+  const F r256(_mm256_cvtph_ps(h));
+#endif
+  const I nan = (bits(r256) & I(static_cast<int32_t>(0x80000000u))) | I(0x7FF00000);
+  const I u = xsimd::select((bits(r256) & I(0x7FFFFFFF)) == I(0x3FF00000), nan, bits(r256 * k256));  // |r256| = 1.875
+  return (u + I(0x7FFF) + ((u >> 16) & I(1))) >> 16;
+}
+#endif
 void e4m3_scaled_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, float k) {
   const F kk(k);
   uint64_t i = 0;
 #if CKH_KERNELS_F16C
+  const float k256f = k * 256.0f;
+  if (std::isfinite(k256f)) {  // then k * 2^8 is exact, and so the factor moves
+    const F k256(k256f);
+    for (; i + 2 * N <= n; i += 2 * N)
+      store_i16x2(e4m3_scaled_bf16_lanes(s + i, k256), e4m3_scaled_bf16_lanes(s + i + N, k256), d + i);
+  }
   for (; i + 2 * N <= n; i += 2 * N)
     store_i16x2(f32_to_bf16_lanes(e4m3_load(s + i) * kk), f32_to_bf16_lanes(e4m3_load(s + i + N) * kk), d + i);
 #else
