@@ -687,6 +687,10 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
       if (si >= 0 && g.sources[static_cast<size_t>(si)].quant == QuantRole::Codes) want[t.name] = CKH_DT_F32;
     }
   }
+  if (!want.empty() && params.value("no_requant", false))
+    fail("--quantize " + id + ": tensor '" + want.begin()->first + "' is already quantized, and the options forbid requantizing it (" +
+             std::to_string(want.size()) + " such tensors; drop --quantize to copy them as they are)",
+         CKH_E_UNSUPPORTED);
   std::map<std::string, std::string> folded;
   const std::map<std::string, int32_t> deq = want.empty() ? std::map<std::string, int32_t>() : dequantize_pairs(reg, g, CKH_DT_F32, folded, &want);
   Stage &in = g.stages.back();

@@ -258,6 +258,15 @@ class Fp8Quantize(L.InteropCase):
 
         refused(self.path("r1"), "--to", "hf", "--quantize", "nosuch", needle="no quantizer 'nosuch'")
         refused(self.path("r2"), "--to", "hf", "--quantize", "fp8-block", "--fp8-block", "16x", needle="ROWSxCOLS")
+        p = L.run("convert", self.quantized(), self.path("r5"), "--to", "hf", "--quantize", "fp8-block", "--fp8-no-requant",
+                  "--progress", "none", check=False)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("forbid requantizing", p.stderr)
+        self.assertFalse(os.path.exists(self.path("r5")))
+        # The same flag on a plain copy or a Megatron layout changes nothing: pairs are copied as they are.
+        nr = L.convert(self.quantized(), self.path("nr"), "--to", "megatron", *LAYOUT, "--fp8-no-requant")
+        self.assert_bits(L.safe_open_all(self.quantized()), L.safe_open_all(L.convert(nr, self.path("nr-back"), "--to", "hf")),
+                         "--fp8-no-requant")
         refused(self.path("r3"), "--to", "megatron", "--tp", "2", "--megatron-spec", "local", *Q,
                 needle="inside a block")
         unk = self.path("unknown")
@@ -267,7 +276,8 @@ class Fp8Quantize(L.InteropCase):
         with open(os.path.join(unk, "config.json"), "w") as f:
             json.dump(cfg, f)
         refused(self.path("r4"), "@", unk, "--to", "hf", *Q, needle="which are linear weights is unknown")
-        L.report("--quantize refusals: unknown quantizer, bad block, a cut inside a block, no model plugin; no output")
+        L.report("--quantize refusals: unknown quantizer, bad block, requantizing under --fp8-no-requant, a cut inside a "
+                 "block, no model plugin; no output")
 
 
 if __name__ == "__main__":
