@@ -4,7 +4,8 @@ the first 3 dense, 256 routed experts of 2048 and a shared one, MLA with q_lora 
 layer 61 with its copies of the embedding and the LM head; FP8 E4M3 weights with a float32 weight_scale_inv
 per 128 x 128 block for every linear except the embedding, the LM head and the routers, as the released
 model.safetensors.index.json lists them; about 642 GiB as sparse files: real headers, the data is holes)
-planned by `ckhost convert --dry-run -q --dtype bf16` (FP8 dequantized on the way) into
+planned by `ckhost convert --dry-run -q`, with `--dtype bf16` (FP8 dequantized on the way) and without (FP8
+codes and scales kept, each cut lifted to the scale grid), into
   - Megatron legacy per-rank files TP8 x PP8 x EP32 (2,048 rank files) with uneven custom pipeline layers,
   - Megatron-Core torch_dist with args TP8 PP8 EP32,
 timed (wall, peak RSS), with bytes per output file and the total printed.
@@ -101,14 +102,16 @@ def main():
     pp = ["--pp", "8", "--pp-layers", "8,8,8,8,8,8,8,5"]
     for label, args in (("megatron TP8 PP8 (8x7,5) EP32 ETP1", ["--to", "megatron", "--tp", "8", *pp, "--ep", "32", "--etp", "1"]),
                         ("torch-dist TP8 PP8 (8x7,5) EP32 ETP1", ["--to", "torch-dist", "--tp", "8", *pp, "--ep", "32", "--etp", "1"])):
+      for what, extra in (("bf16", ["--dtype", "bf16"]), ("FP8 kept", [])):
         plan = os.path.join(a.dir, "plan.txt")
+        label_w = "%s, %s" % (label, what)
         with open(plan, "w") as fh:
-            wall, rss = timed([a.ckhost, "convert", src, os.path.join(a.dir, "plan-out"), *args, "--dtype", "bf16",
+            wall, rss = timed([a.ckhost, "convert", src, os.path.join(a.dir, "plan-out"), *args, *extra,
                                "--dry-run", "-q"], stdout=fh)
         with open(plan) as fh:
             lines = fh.read().splitlines()
         files = [l for l in lines if not l.startswith(("stage:", "total:"))]
-        print("\n%s: planned in %.2f s, peak RSS %.0f MiB (targets <= 10 s, <= 1024 MiB)" % (label, wall, rss / 2**20))
+        print("\n%s: planned in %.2f s, peak RSS %.0f MiB (targets <= 10 s, <= 1024 MiB)" % (label_w, wall, rss / 2**20))
         for l in files[:3] + ["..."] + files[-3:]:
             print("  " + l)
         print("  " + [l for l in lines if l.startswith("total:")][0])

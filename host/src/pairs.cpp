@@ -280,26 +280,43 @@ void add_lifted_scales(Graph &g, Stage &in, const Stage &view, Stage &out, const
 
 namespace {
 
-struct Hasher {
+// One id per structurally distinct expression: two nodes get the same id exactly when same_expr holds
+// (the same ops, dtypes, shapes, parameters and sources, input by input).
+struct Canon {
   const Graph &g;
-  std::vector<uint64_t> memo;
-  explicit Hasher(const Graph &gr) : g(gr), memo(gr.nodes.size(), 0) {}
-  static uint64_t mix(uint64_t h, uint64_t v) { return (h ^ (v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2))) * 0x100000001b3ULL; }
-  uint64_t operator()(int32_t e) {
-    if (static_cast<size_t>(e) >= memo.size()) memo.resize(g.nodes.size(), 0);
-    uint64_t &m = memo[static_cast<size_t>(e)];
-    if (m) return m;
+  std::vector<int32_t> memo;
+  std::unordered_map<std::string, int32_t> ids;
+  explicit Canon(const Graph &gr) : g(gr), memo(gr.nodes.size(), -1) {}
+  template <class T>
+  static void put(std::string &k, const T &v) {
+    k.append(reinterpret_cast<const char *>(&v), sizeof v);
+  }
+  int32_t operator()(int32_t e) {
+    if (static_cast<size_t>(e) >= memo.size()) memo.resize(g.nodes.size(), -1);
+    if (memo[static_cast<size_t>(e)] >= 0) return memo[static_cast<size_t>(e)];
     const Node &n = g.node(e);
-    uint64_t h = mix(1469598103934665603ULL, static_cast<uint64_t>(n.op));
-    h = mix(h, static_cast<uint64_t>(n.dtype));
-    for (uint32_t i = 0; i < n.shape.ndim; ++i) h = mix(h, static_cast<uint64_t>(n.shape.d[i]));
-    h = mix(h, static_cast<uint64_t>(n.source + 1));
-    h = mix(h, n.dim);
-    h = mix(h, static_cast<uint64_t>(n.start));
-    h = mix(h, static_cast<uint64_t>(n.length));
-    for (int32_t in : n.in) h = mix(h, (*this)(in));
-    memo[static_cast<size_t>(e)] = h ? h : 1;
-    return memo[static_cast<size_t>(e)];
+    std::string k;
+    put(k, static_cast<int32_t>(n.op));
+    put(k, static_cast<int32_t>(n.dtype));
+    put(k, n.shape.ndim);
+    for (uint32_t i = 0; i < n.shape.ndim; ++i) put(k, n.shape.d[i]);
+    switch (n.op) {
+      case Op::Source: put(k, n.source); break;
+      case Op::Slice: put(k, n.dim), put(k, n.start), put(k, n.length); break;
+      case Op::Concat: put(k, n.dim); break;
+      case Op::Reshape: case Op::Cast: break;
+      case Op::Permute:
+        for (uint32_t i = 0; i < n.shape.ndim; ++i) put(k, n.perm[i]);
+        break;
+      case Op::Pad: put(k, n.dim), put(k, n.start), put(k, n.length), put(k, n.mode); break;
+      case Op::Scale: put(k, n.factor); break;
+      case Op::Quantize: put(k, n.quant), put(k, n.output); break;
+    }
+    put(k, static_cast<uint32_t>(n.in.size()));
+    for (int32_t in : n.in) put(k, (*this)(in));
+    const int32_t id = ids.emplace(std::move(k), static_cast<int32_t>(ids.size())).first->second;
+    memo[static_cast<size_t>(e)] = id;
+    return id;
   }
 };
 
@@ -364,33 +381,35 @@ void check_layout_pairs(Graph &g) {
            CKH_E_UNSUPPORTED);
     want[k] = p->scale;
   }
-  Hasher h(g);
-  std::unordered_multimap<uint64_t, size_t> by_hash;
-  for (size_t r : scales) by_hash.emplace(h(g.layout.regions[r].node), r);
-  std::set<size_t> matched;
+  // Structurally equal expressions get one id (same_expr's equality, computed once per node), so that a
+  // weight replicated over hundreds of rank files is matched in constant time per region.
+  Canon canon(g);
+  std::unordered_map<int32_t, std::vector<size_t>> by_canon;
+  for (size_t r : scales) by_canon[canon(g.layout.regions[r].node)].push_back(r);
+  std::vector<char> matched(g.layout.regions.size(), 0);
   for (size_t k = 0; k < codes.size(); ++k) {
     // The scales of this cut, preferably not yet claimed and in the same file (a replicated weight is
     // written once per rank, its scales too).
     const int32_t file = g.layout.regions[codes[k]].file;
     int64_t best = -1;
     int rank = 0;
-    auto range = by_hash.equal_range(h(want[k]));
-    for (auto it = range.first; it != range.second; ++it) {
-      if (!same_expr(g, g.layout.regions[it->second].node, want[k])) continue;
-      const int r = (matched.count(it->second) ? 0 : 2) + (g.layout.regions[it->second].file == file ? 1 : 0) + 1;
-      if (r > rank) {
-        rank = r;
-        best = static_cast<int64_t>(it->second);
+    if (auto found = by_canon.find(canon(want[k])); found != by_canon.end())
+      for (size_t cand : found->second) {
+        const int r = (matched[cand] ? 0 : 2) + (g.layout.regions[cand].file == file ? 1 : 0) + 1;
+        if (r > rank) {
+          rank = r;
+          best = static_cast<int64_t>(cand);
+        }
+        if (rank == 4) break;  // unclaimed and in the same file: none better
       }
-    }
-    if (best >= 0) matched.insert(static_cast<size_t>(best));
+    if (best >= 0) matched[static_cast<size_t>(best)] = 1;
     if (best < 0)
       fail("the writer's layout holds block-quantized codes (" + g.describe(g.layout.regions[codes[k]].node, 3) + " in " +
                where(codes[k]) + ") without the block scales of exactly that cut (" + g.describe(want[k], 3) + ")",
            CKH_E_UNSUPPORTED);
   }
   for (size_t r : scales)
-    if (!matched.count(r))
+    if (!matched[r])
       fail("the writer's layout holds block scales (" + g.describe(g.layout.regions[r].node, 3) + " in " + where(r) +
                ") that are not the scales of any codes it writes (a cut that does not match its codes)",
            CKH_E_UNSUPPORTED);

@@ -236,6 +236,59 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
 
   bool has_mtp = false;
   for (const auto &x : ins) has_mtp = has_mtp || x.annot.role == CKH_ROLE_MTP;
+  // Each tensor's place, once: pipeline stage and virtual chunk, the name in its rank files, its EP rank.
+  struct Placed {
+    size_t in;
+    int sv;
+    int64_t ep;  // EP rank of an expert tensor, -1 for a dense one
+    std::string local;
+  };
+  std::vector<std::vector<Placed>> by_stage(static_cast<size_t>(opt.pp));  // in `ins` order
+  for (size_t i = 0; i < ins.size(); ++i) {
+    const In &x = ins[i];
+    int sp = 0, sv = 0;
+    std::string local = x.name;
+    // The pipeline place from the annotated role and layer; the name only gets its layer renumbered
+    // within the stage (Megatron names layers "<prefix>layers.<L>.").
+    const int st = CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) ? x.annot.stack : 0;
+    auto at_stage = [&](int vs) {
+      sv = vs / opt.pp;
+      sp = vs % opt.pp;
+    };
+    if (x.annot.role == CKH_ROLE_LAYER) {
+      const auto ln = st == 0 ? parse_layer_name(x.name) : find_layer_name(x.name, x.annot.layer);
+      if (!ln || ln->layer != x.annot.layer)
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as layer " + std::to_string(x.annot.layer) +
+                               " but its name does not carry that layer number");
+      int64_t li;
+      try {
+        pls.of(st).locate(ln->layer, sp, sv, li);
+      } catch (const std::exception &e) {
+        fail(CKH_E_FORMAT, "tensor '" + x.name + "': " + e.what());
+      }
+      local = ln->prefix + std::to_string(li) + "." + ln->rest;
+    } else if (st != 0 && (x.annot.role == CKH_ROLE_EMBEDDING || x.annot.role == CKH_ROLE_ENCODER ||
+                           x.annot.role == CKH_ROLE_POSITION)) {
+      at_stage(pls.first_stage(st));  // a tower's own embeddings and projector sit with its first layer
+    } else if (st != 0 && (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT)) {
+      at_stage(pls.last_stage(st));
+    } else if (x.annot.role == CKH_ROLE_EMBEDDING) {
+      sp = 0;
+      sv = 0;
+    } else if (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT || x.annot.role == CKH_ROLE_MTP) {
+      sp = opt.pp - 1;  // MTP layers run after the decoder, beside the output layer (Megatron-Core)
+      sv = opt.vpp - 1;
+    } else {
+      fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': its annotation gives no pipeline stage (role " +
+                                  std::to_string(x.annot.role) + "; embedding, layer, final norm or output expected)");
+    }
+    int64_t ep = -1;
+    if (x.expert >= 0) {
+      ep = epl.rank_of(x.expert);
+      local = parse_expert_name(local)->with(epl.local_of(x.expert));
+    }
+    by_stage[static_cast<size_t>(sp)].push_back({i, sv, ep, std::move(local)});
+  }
   for (int p = 0; p < opt.pp; ++p)
     for (int ep = 0; ep < opt.ep; ++ep)
     for (int t = 0; t < opt.tp; ++t) {
@@ -243,49 +296,10 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       rf->relpath = iter_dir + "/" + rank_dir(t, p, ep, opt.pp, opt.ep) + "/model_optim_rng.pt";
       for (int v = 0; v < opt.vpp; ++v)
         rf->chunks.push_back({opt.vpp == 1 ? std::string("model") : "model" + std::to_string(v), {}});
-      for (const auto &x : ins) {
-        int sp = 0, sv = 0;
-        std::string local = x.name;
-        // The pipeline place from the annotated role and layer; the name only gets its layer renumbered
-        // within the stage (Megatron names layers "<prefix>layers.<L>.").
-        const int st = CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) ? x.annot.stack : 0;
-        auto at_stage = [&](int vs) {
-          sv = vs / opt.pp;
-          sp = vs % opt.pp;
-        };
-        if (x.annot.role == CKH_ROLE_LAYER) {
-          const auto ln = st == 0 ? parse_layer_name(x.name) : find_layer_name(x.name, x.annot.layer);
-          if (!ln || ln->layer != x.annot.layer)
-            fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as layer " + std::to_string(x.annot.layer) +
-                                   " but its name does not carry that layer number");
-          int64_t li;
-          try {
-            pls.of(st).locate(ln->layer, sp, sv, li);
-          } catch (const std::exception &e) {
-            fail(CKH_E_FORMAT, "tensor '" + x.name + "': " + e.what());
-          }
-          local = ln->prefix + std::to_string(li) + "." + ln->rest;
-        } else if (st != 0 && (x.annot.role == CKH_ROLE_EMBEDDING || x.annot.role == CKH_ROLE_ENCODER ||
-                               x.annot.role == CKH_ROLE_POSITION)) {
-          at_stage(pls.first_stage(st));  // a tower's own embeddings and projector sit with its first layer
-        } else if (st != 0 && (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT)) {
-          at_stage(pls.last_stage(st));
-        } else if (x.annot.role == CKH_ROLE_EMBEDDING) {
-          sp = 0;
-          sv = 0;
-        } else if (x.annot.role == CKH_ROLE_FINAL_NORM || x.annot.role == CKH_ROLE_OUTPUT || x.annot.role == CKH_ROLE_MTP) {
-          sp = opt.pp - 1;  // MTP layers run after the decoder, beside the output layer (Megatron-Core)
-          sv = opt.vpp - 1;
-        } else {
-          fail(CKH_E_UNSUPPORTED, "tensor '" + x.name + "': its annotation gives no pipeline stage (role " +
-                                      std::to_string(x.annot.role) + "; embedding, layer, final norm or output expected)");
-        }
-        if (sp != p) continue;
-        if (x.expert >= 0) {
-          if (epl.rank_of(x.expert) != ep) continue;
-          local = parse_expert_name(local)->with(epl.local_of(x.expert));
-        }
-        rf->chunks[static_cast<size_t>(sv)].second.push_back({local, shard(x.name, x.e, x.info, x.split, t, x.expert >= 0)});
+      for (const Placed &pl : by_stage[static_cast<size_t>(p)]) {
+        if (pl.ep >= 0 && pl.ep != ep) continue;
+        const In &x = ins[pl.in];
+        rf->chunks[static_cast<size_t>(pl.sv)].second.push_back({pl.local, shard(x.name, x.e, x.info, x.split, t, x.expert >= 0)});
       }
       // MTP layers embed the shifted tokens on the last stage: Megatron-Core keeps a copy of the
       // embedding there (GPTModel with mtp_process and not pre_process).
