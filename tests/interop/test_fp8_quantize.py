@@ -247,9 +247,8 @@ class Fp8Quantize(L.InteropCase):
     def test_refusals(self):
         src = self.source()
 
-        def refused(out, *args, needle):
-            p = L.run("convert", src if not args or args[0] != "@" else args[1], out, "--progress", "none",
-                      *(args[2:] if args and args[0] == "@" else args), check=False)
+        def refused(out, *args, needle, source=src):
+            p = L.run("convert", source, out, "--progress", "none", *args, check=False)
             self.assertEqual(p.returncode, 1, p.stderr)
             errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ckhost: error:")]
             self.assertEqual(len(errs), 1, p.stderr)
@@ -275,7 +274,7 @@ class Fp8Quantize(L.InteropCase):
         cfg["model_type"] = "not_a_family"
         with open(os.path.join(unk, "config.json"), "w") as f:
             json.dump(cfg, f)
-        refused(self.path("r4"), "@", unk, "--to", "hf", *Q, needle="which are linear weights is unknown")
+        refused(self.path("r4"), "--to", "hf", *Q, needle="which are linear weights is unknown", source=unk)
         L.report("--quantize refusals: unknown quantizer, bad block, requantizing under --fp8-no-requant, a cut inside a "
                  "block, no model plugin; no output")
 
