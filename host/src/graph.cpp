@@ -169,9 +169,65 @@ uint64_t Graph::node_bytes(int32_t e) const {
   return static_cast<uint64_t>(n.shape.numel()) * storage_size(n.dtype);
 }
 
+namespace {
+
+uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h ^= h >> 31;
+  h *= 0xbf58476d1ce4e5b9ull;
+  return h;
+}
+
+// Every field takes part, whatever the op: the fields an op does not use keep their defaults.
+uint64_t node_hash(const Node &n) {
+  uint64_t h = mix(static_cast<uint64_t>(n.op), static_cast<uint64_t>(n.dtype));
+  h = mix(h, n.shape.ndim);
+  for (uint32_t i = 0; i < n.shape.ndim; ++i) h = mix(h, static_cast<uint64_t>(n.shape.d[i]));
+  for (int32_t x : n.in) h = mix(h, static_cast<uint32_t>(x));
+  h = mix(h, static_cast<uint32_t>(n.source));
+  h = mix(h, n.dim);
+  h = mix(h, static_cast<uint64_t>(n.start));
+  h = mix(h, static_cast<uint64_t>(n.length));
+  h = mix(h, static_cast<uint32_t>(n.mode));
+  for (uint32_t p : n.perm) h = mix(h, p);
+  uint64_t f;
+  std::memcpy(&f, &n.factor, sizeof f);
+  h = mix(h, f);
+  h = mix(h, static_cast<uint32_t>(n.quant));
+  return mix(h, n.output);
+}
+
+bool node_equal(const Node &a, const Node &b) {
+  return a.op == b.op && a.dtype == b.dtype && a.shape == b.shape && a.in == b.in && a.source == b.source &&
+         a.dim == b.dim && a.start == b.start && a.length == b.length && a.mode == b.mode && a.perm == b.perm &&
+         std::memcmp(&a.factor, &b.factor, sizeof a.factor) == 0 && a.quant == b.quant && a.output == b.output;
+}
+
+}  // namespace
+
 int32_t Graph::push(Node n) {
-  if (nodes.size() >= static_cast<size_t>(INT32_MAX)) fail("expression graph too large");
+  const uint64_t h = node_hash(n);
+  if ((interned_ + 1) * 2 > intern_.size()) {
+    std::vector<uint64_t> grown(std::max<size_t>(1024, intern_.size() * 2), 0);
+    const size_t mask = grown.size() - 1;
+    for (uint64_t slot : intern_) {
+      if (!slot) continue;
+      size_t i = node_hash(nodes[(slot & 0xffffffffu) - 1]) & mask;
+      while (grown[i]) i = (i + 1) & mask;
+      grown[i] = slot;
+    }
+    intern_.swap(grown);
+  }
+  const size_t mask = intern_.size() - 1;
+  const uint64_t tag = h >> 32 << 32;
+  size_t i = h & mask;
+  for (; intern_[i]; i = (i + 1) & mask)
+    if ((intern_[i] & ~0xffffffffull) == tag && node_equal(nodes[(intern_[i] & 0xffffffffu) - 1], n))
+      return static_cast<int32_t>((intern_[i] & 0xffffffffu) - 1);
+  if (nodes.size() >= static_cast<size_t>(INT32_MAX) - 1) fail("expression graph too large");
   nodes.push_back(std::move(n));
+  intern_[i] = tag | static_cast<uint64_t>(nodes.size());
+  ++interned_;
   return static_cast<int32_t>(nodes.size() - 1);
 }
 
@@ -337,7 +393,8 @@ int32_t Graph::quantize_n(const std::vector<int32_t> &inputs, const std::string 
                           uint32_t output) {
   if (inputs.empty()) fail("quantize: no inputs");
   if (!registry_) fail("quantize: no plugin registry");
-  std::string key = id + '\0' + params;
+  auto interned = param_texts.emplace(params, static_cast<uint32_t>(param_texts.size())).first;
+  std::string key = id + '\0' + std::to_string(interned->second);
   for (int32_t e : inputs) {
     node(e);
     key += '\0' + std::to_string(e);
@@ -353,7 +410,7 @@ int32_t Graph::quantize_n(const std::vector<int32_t> &inputs, const std::string 
     Quant &q = quants.back();
     q.cls = c->quantizer();
     q.id = id;
-    q.params = params;
+    q.params = &interned->first;
     q.v11 = CKH_HAS_FIELD(q.cls, ckh_quantizer_class_t, quantize_n) && q.cls->prepare_n && q.cls->port &&
             q.cls->quantize_n;
     // The infos the quantizer sees: element shapes, the inputs' own dtypes.
@@ -792,7 +849,7 @@ LayoutBuilderImpl::LayoutBuilderImpl(Graph &g, Stage &in, std::string who)
           if (offset > f.size || len > f.size - offset)
             fail("put_bytes: [" + std::to_string(offset) + ", +" + std::to_string(len) + ") outside '" + f.relpath +
                  "' of " + std::to_string(f.size) + " bytes");
-          f.blobs.emplace_back(offset, std::string(static_cast<const char *>(data), len));
+          f.blobs.add(offset, data, static_cast<size_t>(len));
           return CKH_OK;
         },
         CKH_E_INVALID_ARG);
@@ -830,7 +887,7 @@ LayoutBuilderImpl::LayoutBuilderImpl(Graph &g, Stage &in, std::string who)
           OutFile &of = g.layout.files[static_cast<size_t>(f)];
           of.small = true;
           of.size = len;
-          of.blobs.emplace_back(0, std::string(static_cast<const char *>(data), len));
+          of.blobs.add(0, data, static_cast<size_t>(len));
           return CKH_OK;
         },
         CKH_E_INVALID_ARG);
@@ -850,26 +907,41 @@ LayoutBuilderImpl::LayoutBuilderImpl(Graph &g, Stage &in, std::string who)
 }
 
 void validate_layout(const Graph &g) {
+  // File by file: header blobs (what -1) and tensor regions (what = region index), described only on an error.
   struct Span {
     uint64_t lo, hi;
-    std::string what;
+    int64_t what;
   };
-  std::vector<std::vector<Span>> spans(g.layout.files.size());
-  for (size_t i = 0; i < g.layout.files.size(); ++i) {
-    const OutFile &f = g.layout.files[i];
-    if (f.small || !f.copy_from.empty()) continue;
-    for (const auto &b : f.blobs)
-      if (!b.second.empty()) spans[i].push_back({b.first, b.first + b.second.size(), "header bytes"});
+  const size_t nf = g.layout.files.size();
+  std::vector<size_t> first(nf + 1, 0);  // regions grouped by file (a counting sort)
+  for (const Region &r : g.layout.regions) ++first[static_cast<size_t>(r.file) + 1];
+  for (size_t i = 0; i < nf; ++i) first[i + 1] += first[i];
+  std::vector<uint32_t> order(g.layout.regions.size());
+  {
+    std::vector<size_t> next(first.begin(), first.end() - 1);
+    for (size_t r = 0; r < g.layout.regions.size(); ++r)
+      order[next[static_cast<size_t>(g.layout.regions[r].file)]++] = static_cast<uint32_t>(r);
   }
-  for (const Region &r : g.layout.regions)
-    if (r.bytes) spans[static_cast<size_t>(r.file)].push_back({r.offset, r.offset + r.bytes, "tensor " + g.describe(r.node, 5)});
-  for (size_t i = 0; i < spans.size(); ++i) {
-    auto &v = spans[i];
+  auto what = [&](const Span &s) {
+    return s.what < 0 ? std::string("header bytes")
+                      : "tensor " + g.describe(g.layout.regions[static_cast<size_t>(s.what)].node, 5);
+  };
+  std::vector<Span> v;
+  for (size_t i = 0; i < nf; ++i) {
+    const OutFile &f = g.layout.files[i];
+    v.clear();
+    if (!f.small && f.copy_from.empty())
+      for (const auto &b : f.blobs)
+        if (!b.second.empty()) v.push_back({b.first, b.first + b.second.size(), -1});
+    for (size_t k = first[i]; k < first[i + 1]; ++k) {
+      const Region &reg = g.layout.regions[order[k]];
+      if (reg.bytes) v.push_back({reg.offset, reg.offset + reg.bytes, static_cast<int64_t>(order[k])});
+    }
     std::sort(v.begin(), v.end(), [](const Span &a, const Span &b) { return a.lo < b.lo; });
     for (size_t k = 1; k < v.size(); ++k)
       if (v[k].lo < v[k - 1].hi)
-        fail("writer layout error in '" + g.layout.files[i].relpath + "': " + v[k].what + " at byte " +
-                 std::to_string(v[k].lo) + " overlaps " + v[k - 1].what + " ending at byte " + std::to_string(v[k - 1].hi),
+        fail("writer layout error in '" + f.relpath + "': " + what(v[k]) + " at byte " + std::to_string(v[k].lo) +
+                 " overlaps " + what(v[k - 1]) + " ending at byte " + std::to_string(v[k - 1].hi),
              CKH_E_INTERNAL);
   }
 }

@@ -278,49 +278,6 @@ void add_lifted_scales(Graph &g, Stage &in, const Stage &view, Stage &out, const
   }
 }
 
-namespace {
-
-// One id per structurally distinct expression: two nodes get the same id exactly when same_expr holds
-// (the same ops, dtypes, shapes, parameters and sources, input by input).
-struct Canon {
-  const Graph &g;
-  std::vector<int32_t> memo;
-  std::unordered_map<std::string, int32_t> ids;
-  explicit Canon(const Graph &gr) : g(gr), memo(gr.nodes.size(), -1) {}
-  template <class T>
-  static void put(std::string &k, const T &v) {
-    k.append(reinterpret_cast<const char *>(&v), sizeof v);
-  }
-  int32_t operator()(int32_t e) {
-    if (static_cast<size_t>(e) >= memo.size()) memo.resize(g.nodes.size(), -1);
-    if (memo[static_cast<size_t>(e)] >= 0) return memo[static_cast<size_t>(e)];
-    const Node &n = g.node(e);
-    std::string k;
-    put(k, static_cast<int32_t>(n.op));
-    put(k, static_cast<int32_t>(n.dtype));
-    put(k, n.shape.ndim);
-    for (uint32_t i = 0; i < n.shape.ndim; ++i) put(k, n.shape.d[i]);
-    switch (n.op) {
-      case Op::Source: put(k, n.source); break;
-      case Op::Slice: put(k, n.dim), put(k, n.start), put(k, n.length); break;
-      case Op::Concat: put(k, n.dim); break;
-      case Op::Reshape: case Op::Cast: break;
-      case Op::Permute:
-        for (uint32_t i = 0; i < n.shape.ndim; ++i) put(k, n.perm[i]);
-        break;
-      case Op::Pad: put(k, n.dim), put(k, n.start), put(k, n.length), put(k, n.mode); break;
-      case Op::Scale: put(k, n.factor); break;
-      case Op::Quantize: put(k, n.quant), put(k, n.output); break;
-    }
-    put(k, static_cast<uint32_t>(n.in.size()));
-    for (int32_t in : n.in) put(k, (*this)(in));
-    const int32_t id = ids.emplace(std::move(k), static_cast<int32_t>(ids.size())).first->second;
-    memo[static_cast<size_t>(e)] = id;
-    return id;
-  }
-};
-
-}  // namespace
 
 bool same_expr(const Graph &g, int32_t a, int32_t b) {
   if (a == b) return true;
@@ -381,11 +338,10 @@ void check_layout_pairs(Graph &g) {
            CKH_E_UNSUPPORTED);
     want[k] = p->scale;
   }
-  // Structurally equal expressions get one id (same_expr's equality, computed once per node), so that a
-  // weight replicated over hundreds of rank files is matched in constant time per region.
-  Canon canon(g);
+  // The graph is hash-consed (Graph::push): structurally equal expressions are one node, so a weight
+  // replicated over hundreds of rank files is matched in constant time per region by its node.
   std::unordered_map<int32_t, std::vector<size_t>> by_canon;
-  for (size_t r : scales) by_canon[canon(g.layout.regions[r].node)].push_back(r);
+  for (size_t r : scales) by_canon[g.layout.regions[r].node].push_back(r);
   std::vector<char> matched(g.layout.regions.size(), 0);
   for (size_t k = 0; k < codes.size(); ++k) {
     // The scales of this cut, preferably not yet claimed and in the same file (a replicated weight is
@@ -393,7 +349,7 @@ void check_layout_pairs(Graph &g) {
     const int32_t file = g.layout.regions[codes[k]].file;
     int64_t best = -1;
     int rank = 0;
-    if (auto found = by_canon.find(canon(want[k])); found != by_canon.end())
+    if (auto found = by_canon.find(want[k]); found != by_canon.end())
       for (size_t cand : found->second) {
         const int r = (matched[cand] ? 0 : 2) + (g.layout.regions[cand].file == file ? 1 : 0) + 1;
         if (r > rank) {

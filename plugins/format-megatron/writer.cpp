@@ -406,6 +406,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       sizes.push_back(bytes);
     }
     rf->archive.plan(lb, rf->relpath, pk.bytes(), exprs, sizes);
+    decltype(rf->chunks)().swap(rf->chunks);  // laid out: only the archive is needed for finish()
   }
   const std::string tracker = opt.iteration < 0 ? std::string("release") : std::to_string(opt.iteration);
   if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", tracker.data(), tracker.size()) != CKH_OK)

@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -109,7 +110,8 @@ struct Quant {
   void *state = nullptr;
   bool v11 = false;               // prepare_n/port/quantize_n; else the 1.0 prepare/quantize pair
   ckh_quant_layout_t layout{};    // 1.0 only
-  std::string id, params;
+  std::string id;
+  const std::string *params = nullptr;  // interned in Graph::param_texts (quantizer params repeat a config)
   std::vector<int32_t> inputs;    // input nodes, already in the ports' dtypes
   std::vector<QuantPort> in, out;
   int64_t n_blocks = 0;
@@ -167,10 +169,56 @@ struct Region {
   uint32_t flags = 0;
   uint64_t bytes = 0;
 };
+// Literal byte runs of an output file (headers), kept in one buffer: a rank file of a large model has
+// hundreds of small zip headers, and a string each would cost more than the bytes.
+class Blobs {
+ public:
+  struct Ref {
+    uint64_t first;           // offset in the file
+    std::string_view second;  // the bytes
+  };
+  void add(uint64_t offset, const void *data, size_t len) {
+    at_.push_back({offset, bytes_.size()});
+    // Grown by an eighth, not doubled: the buffers of thousands of rank files are alive at once.
+    if (bytes_.size() + len > bytes_.capacity()) bytes_.reserve(bytes_.size() + len + bytes_.size() / 8 + 256);
+    if (len) bytes_.append(static_cast<const char *>(data), len);
+  }
+  void push_back(const std::pair<uint64_t, std::string> &b) { add(b.first, b.second.data(), b.second.size()); }
+  size_t size() const { return at_.size(); }
+  bool empty() const { return at_.empty(); }
+  Ref operator[](size_t i) const {
+    const size_t end = i + 1 < at_.size() ? at_[i + 1].pos : bytes_.size();
+    return {at_[i].offset, std::string_view(bytes_).substr(at_[i].pos, end - at_[i].pos)};
+  }
+  class iterator {
+   public:
+    iterator(const Blobs *b, size_t i) : b_(b), i_(i) {}
+    Ref operator*() const { return (*b_)[i_]; }
+    iterator &operator++() {
+      ++i_;
+      return *this;
+    }
+    bool operator!=(const iterator &o) const { return i_ != o.i_; }
+
+   private:
+    const Blobs *b_;
+    size_t i_;
+  };
+  iterator begin() const { return {this, 0}; }
+  iterator end() const { return {this, at_.size()}; }
+
+ private:
+  struct At {
+    uint64_t offset, pos;
+  };
+  std::vector<At> at_;
+  std::string bytes_;
+};
+
 struct OutFile {
   std::string relpath;
   uint64_t size = 0;
-  std::vector<std::pair<uint64_t, std::string>> blobs;  // literal bytes
+  Blobs blobs;  // literal bytes
   bool small = false;   // whole content in blobs[0]
   std::string copy_from;  // non-empty: copied verbatim from this path
 };
@@ -191,9 +239,13 @@ class Graph {
 
   std::vector<std::string> files;  // absolute paths of source files
   std::vector<Source> sources;
+  // Hash-consed: a node structurally equal to an existing one (same op, dtype, shape, parameters and
+  // operand ids) is that node, so equal expressions have equal handles and a weight a writer cuts the
+  // same way for hundreds of rank files is one node (push).
   std::vector<Node> nodes;
   std::deque<Quant> quants;        // deque: stable addresses
-  std::map<std::string, int32_t> quant_index;  // (id, params, inputs) -> index into quants
+  std::map<std::string, int32_t> quant_index;  // (id, params id, inputs) -> index into quants
+  std::unordered_map<std::string, uint32_t> param_texts;  // quantizer params -> id (node-based: stable keys)
   std::deque<Stage> stages;  // deque: builders hold references across push_back
   // Codes node -> its scales: seeded from the reader's pairs, extended by lift_pair (pairs.hpp).
   std::unordered_map<int32_t, PairInfo> pairs;
@@ -226,6 +278,9 @@ class Graph {
  private:
   int32_t push(Node n);
   const Registry *registry_;
+  // Open addressing over `nodes`: (hash >> 32) << 32 | (id + 1) per slot, 0 empty; at most half full.
+  std::vector<uint64_t> intern_;
+  size_t interned_ = 0;
 };
 
 // The C builder handed to mappers (mode Mapper) and writers (mode Writer). It reads the inputs from
