@@ -16,6 +16,8 @@ Megatron for ~4 s):
                    the exact key and shape differences are recorded; forward the prompt;
   - "save_dist":   build a randomly initialised model, forward the prompt and save it with
                    dist_checkpointing.save in Megatron-LM's training layout (iter_NNNNNNN + tracker file).
+A load task with "mtp": True (a model with MTP layers) runs the forward with the MTP block and saves the
+MTP depths' logits ("mtp_logits") next to the main head's ("logits"); see forward_logits.
 
 CUDA-only calls on the paths used here, and what is done about each. All of it is in this file, and
 `apply_cpu_patches()` installs the patches in the worker processes only (never in the test process).
@@ -227,6 +229,15 @@ def first_logits(rank_results):
     for r in rank_results:
         if r.get("logits") is not None:
             return r["logits"]
+    return None
+
+
+def first_mtp_logits(rank_results, depth=0):
+    """The MTP logits of `depth` (0 = the first MTP layer, predicting token i + 2 at position i) that a
+    last-stage rank of a task with "mtp": True saved."""
+    for r in rank_results:
+        if r.get("mtp_logits") is not None:
+            return r["mtp_logits"][depth]
     return None
 
 
@@ -551,9 +562,23 @@ def causal_mask(s):
     return torch.triu(torch.ones(s, s, dtype=torch.bool), diagonal=1)[None, None]
 
 
-def forward_logits(model, ids):
+def forward_logits(model, ids, mtp=False):
     """Megatron's forward of the prompt through every pipeline stage (activations passed with gloo
-    send/recv). Returns the [s, padded_vocab] logits on the last stage's ranks, None elsewhere."""
+    send/recv). Returns the [s, padded_vocab] logits on the last stage's ranks, None elsewhere.
+
+    mtp=False: the MTP layers (loaded and checked value for value by the tasks) are left out of the
+    forward; the main head's logits are what transformers computes (it has no MTP layers).
+    mtp=True (a model with MTP layers): the forward Megatron-LM trains with, MTP included, and the
+    return value is (main logits, [logits of MTP depth 1, depth 2, ...]) on the last stage's ranks,
+    (None, None) elsewhere. In 0.16.1, GPTModel._postprocess runs self.mtp (MultiTokenPredictionBlock)
+    on the final-normed decoder output, which returns [main; depth 1; ...] concatenated on the
+    sequence dimension, and then requires labels: it puts each MTP chunk through self.output_layer
+    (with the shared embedding weight when tied) for the MTP loss, then the main chunk, and returns the
+    loss, not the logits. So the prompt is passed as the labels too (the loss is discarded) and the
+    logits are the outputs of those output_layer calls, caught by a forward hook: the MTP depths in
+    order, then the main head, each gathered over TP (parallel_output=False). Depth k embeds the input
+    ids rolled left by k (roll_tensor fills the rolled-out last positions with token 0, so the MTP
+    logits there predict nothing real); its rotary positions are the main model's, 0 .. s - 1."""
     import torch.distributed as dist
     from megatron.core import parallel_state as ps
 
@@ -561,23 +586,39 @@ def forward_logits(model, ids):
     s = len(ids)
     tokens = torch.tensor([ids], dtype=torch.long)
     pos = torch.arange(s, dtype=torch.long)[None]
+    caught = []
+    hook = None
     with torch.no_grad():
         if not ps.is_pipeline_first_stage():
             hidden = torch.empty(s, 1, model.config.hidden_size, dtype=torch.float32)
             dist.recv(hidden, src=ps.get_pipeline_model_parallel_prev_rank())
             model.set_input_tensor(hidden)
-        # MTP layers (loaded and checked value for value by the tasks) are left out of the forward:
-        # Megatron-Core 0.16.1 runs them only with labels and then returns the loss, not the logits.
-        # The main head's logits are what transformers computes (it has no MTP layers).
-        saved = (getattr(model, "mtp_process", False), model.config.mtp_num_layers)
-        model.mtp_process, model.config.mtp_num_layers = False, None
-        try:
-            out = model(tokens, pos, causal_mask(s))
-        finally:
-            model.mtp_process, model.config.mtp_num_layers = saved
+        if mtp:
+            assert model.config.mtp_num_layers, "mtp=True for a model without MTP layers"
+            if ps.is_pipeline_last_stage():
+                assert model.mtp_process, "the last stage holds no MTP block"
+                hook = model.output_layer.register_forward_hook(
+                    lambda mod, inp, out: caught.append(out[0].detach().clone()))
+            try:
+                out = model(tokens, pos, causal_mask(s), labels=tokens)
+            finally:
+                if hook is not None:
+                    hook.remove()
+        else:
+            # Megatron-Core 0.16.1 runs MTP layers only with labels and then returns the loss.
+            saved = (getattr(model, "mtp_process", False), model.config.mtp_num_layers)
+            model.mtp_process, model.config.mtp_num_layers = False, None
+            try:
+                out = model(tokens, pos, causal_mask(s))
+            finally:
+                model.mtp_process, model.config.mtp_num_layers = saved
         if not ps.is_pipeline_last_stage():
             dist.send(out.contiguous(), dst=ps.get_pipeline_model_parallel_next_rank())
-            return None
+            return (None, None) if mtp else None
+    if mtp:
+        assert len(caught) == 1 + model.config.mtp_num_layers, len(caught)
+        # [s, b, V] each; b = 1
+        return caught[-1][:, 0].clone(), [c[:, 0].clone() for c in caught[:-1]]
     return out[0].clone()  # [b, s, V] -> [s, V]
 
 
@@ -645,6 +686,15 @@ def _task_load_dist(task, res):
         res["load_error"] = "%s: %s" % (type(e).__name__, e)
         ok = False
     if _all_ok(ok):
+        _forward_into(res, model, task)
+
+
+def _forward_into(res, model, task):
+    """res["logits"] (main head) and, for a task with "mtp": True, res["mtp_logits"] (one [s, V]
+    tensor per MTP depth) from one forward (forward_logits)."""
+    if task.get("mtp"):
+        res["logits"], res["mtp_logits"] = forward_logits(model, task["ids"], mtp=True)
+    else:
         res["logits"] = forward_logits(model, task["ids"])
 
 
@@ -687,7 +737,7 @@ def _task_load_legacy(task, res):
         res["value_mismatch"] = sorted(k for k, v in got.items() if isinstance(v, torch.Tensor)
                                        and not torch.equal(now[k], v.to(now[k].dtype)))
     if _all_ok(ok):
-        res["logits"] = forward_logits(model, task["ids"])
+        _forward_into(res, model, task)
 
 
 def _perturb_(model, seed):

@@ -13,9 +13,15 @@ released layout (model.layers.<num_hidden_layers>.{enorm, hnorm, eh_proj, shared
 shared_head.head} beside a whole MoE decoder layer), as for DeepSeek-V3.
 ckhost writes legacy rank files (TP2 x PP2 x EP2 x ETP1, local spec) and torch_dist; Megatron-Core builds
 the model from the written args (with the MTP block), loads them strictly, and its forward gives
-transformers' logits. Converted back to HF every tensor is bit-identical. Negative twins: two experts
-swapped in the rank files change Megatron's logits; routing Megatron-Core scores differently and GLM-5's
-sparse-attention indexer are refused before anything is written.
+transformers' logits (max |diff| 7.2e-7). GLM-4.5's MTP layer has DeepSeek-V3's tensors and is taken to have
+its forward (transformers' glm4_moe has no MTP forward either; Megatron-Core runs both with the same
+MultiTokenPredictionLayer), so the same forward runs Megatron-Core's MTP block and its MTP depth-1 logits
+equal test_deepseek.mtp_logits, the torch reference with transformers' own Glm4MoeDecoderLayer loaded from
+model.layers.3.* (max |diff| 6.0e-7, legacy and torch_dist). Converted back to HF every tensor is
+bit-identical. Negative twins: two experts swapped in the rank files change Megatron's logits (0.35); the
+MTP layer's eh_proj input halves swapped (2.0) or its enorm and hnorm swapped (0.21) change its MTP
+logits; routing Megatron-Core scores differently and GLM-5's sparse-attention indexer are refused before
+anything is written.
 
 Run: tests/interop/run_interop.sh tests/interop/test_glm.py --ckhost=build/bin/ckhost
 """
@@ -62,6 +68,7 @@ class Glm(L.InteropCase):
     assert_match = D.DeepSeek.assert_match
     assert_back_bit_exact = D.DeepSeek.assert_back_bit_exact
     assert_megatron_pp2_ep2 = D.DeepSeek.assert_megatron_pp2_ep2
+    assert_mtp_match = D.DeepSeek.assert_mtp_match
 
     def glm_source(self):
         d = self.path("hf-glm")
@@ -90,7 +97,7 @@ class Glm(L.InteropCase):
         self.assertTrue(torch.equal(qkv, torch.cat([q[:64], k[:32], v[:32]])))
         self.assertTrue(torch.equal(m["decoder.layers.0.self_attention.q_layernorm.weight"],
                                     hf["model.layers.0.self_attn.q_norm.weight"]))
-        self.assert_megatron_pp2_ep2("GLM-4.5-style", "glm", lg, td, ref)
+        self.assert_megatron_pp2_ep2("GLM-4.5-style", "glm", lg, td, ref, D.mtp_logits(src))
         back = self.assert_back_bit_exact(src, lg, "glm-lg")
         self.assert_back_bit_exact(src, td, "glm-td")
         self.assertTrue(torch.equal(D.logits(back), ref))
