@@ -26,7 +26,7 @@ const Member kMembers[] = {
     CKH_MEMBER(f32_to_e4m3),        CKH_MEMBER(f32_to_e5m2),        CKH_MEMBER(f32_to_e4m3_scaled),
     CKH_MEMBER(f32_to_e5m2_scaled), CKH_MEMBER(f32_to_i8_scaled),   CKH_MEMBER(scale_f32),
     CKH_MEMBER(absmax_f32),         CKH_MEMBER(sumsq_f32),          CKH_MEMBER(maxabsdiff_f32),
-    CKH_MEMBER(sumsqdiff_f32),      CKH_MEMBER(e4m3_scaled_to_bf16),
+    CKH_MEMBER(sumsqdiff_f32),      CKH_MEMBER(e4m3_scaled_to_bf16), CKH_MEMBER(e4m3_grouped_to_bf16),
 };
 #undef CKH_MEMBER
 

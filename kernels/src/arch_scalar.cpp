@@ -45,6 +45,10 @@ void f32_to_i8_scaled(const float *s, int8_t *d, uint64_t n, float k) {
 void e4m3_scaled_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, float k) {
   for (uint64_t i = 0; i < n; ++i) st(d + i, ref::f32_to_bf16(ref::e4m3_to_f32(s[i]) * k));
 }
+void e4m3_grouped_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, const float *k, uint64_t group) {
+  if (group == 0) return;
+  for (uint64_t i = 0; i < n; ++i) st(d + i, ref::f32_to_bf16(ref::e4m3_to_f32(s[i]) * k[i / group]));
+}
 void scale_f32(const float *s, float *d, uint64_t n, float k) {
   for (uint64_t i = 0; i < n; ++i) st(d + i, ld(s + i) * k);
 }
@@ -81,5 +85,5 @@ const ckh_kernels_t kTableScalar = {sizeof(ckh_kernels_t), 0, "scalar", bf16_to_
                                     e5m2_to_f32, f32_to_bf16, f32_to_f16, f32_to_e4m3, f32_to_e5m2,
                                     f32_to_e4m3_scaled, f32_to_e5m2_scaled, f32_to_i8_scaled, scale_f32,
                                     absmax_f32, sumsq_f32, maxabsdiff_f32, sumsqdiff_f32,
-                                    e4m3_scaled_to_bf16};
+                                    e4m3_scaled_to_bf16, e4m3_grouped_to_bf16};
 }  // namespace ckh::kernels::detail

@@ -22,7 +22,8 @@ struct Isa {
 const Isa kIsas[] = {{"scalar", &detail::kTableScalar},
                      {"sse2", &detail::kTableSse2},
                      {"avx2", &detail::kTableAvx2},
-                     {"avx512", &detail::kTableAvx512}};
+                     {"avx512", &detail::kTableAvx512},
+                     {"avx512bf16", &detail::kTableAvx512Bf16}};
 constexpr int kNumIsas = sizeof kIsas / sizeof kIsas[0];
 
 uint64_t xgetbv0() {
@@ -41,16 +42,22 @@ int detect() {
   // The OS must save the registers: XCR0 bits 1-2 (SSE, AVX) for ymm, also 5-7 (opmask, zmm) for zmm.
   const uint64_t xcr0 = osxsave ? xgetbv0() : 0;
   const bool os_ymm = (xcr0 & 0x6) == 0x6, os_zmm = (xcr0 & 0xE6) == 0xE6;
-  unsigned b7 = 0;
+  unsigned b7 = 0, a71 = 0;
   if (__get_cpuid_max(0, nullptr) >= 7) {
     __cpuid_count(7, 0, a, b, c, d);
     b7 = b;
+    const unsigned subleaves = a;
+    if (subleaves >= 1) {
+      __cpuid_count(7, 1, a, b, c, d);
+      a71 = a;
+    }
   }
   const bool avx2 = b7 & (1u << 5), avx512f = b7 & (1u << 16), avx512dq = b7 & (1u << 17),
              avx512bw = b7 & (1u << 30), avx512vl = b7 & (1u << 31);
   if (!(avx && avx2 && fma && f16c && os_ymm)) return 1;
   if (!(avx512f && avx512bw && avx512dq && avx512vl && os_zmm)) return 2;
-  return 3;
+  if (!(a71 & (1u << 5))) return 3;  // AVX512_BF16: CPUID.(EAX=7,ECX=1):EAX[5]
+  return 4;
 }
 
 int supported() {

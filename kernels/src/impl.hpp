@@ -355,22 +355,30 @@ void f32_to_i8_scaled(const float *s, int8_t *d, uint64_t n, float k) {
   for (; i < n; ++i) d[i] = ref::f32_to_i8(ref::ld(s + i) * k);
 }
 #if CKH_KERNELS_F16C
-// One fused lane step of e4m3_scaled_to_bf16: the f16-placed code r256 (= code * 2^-8, e4m3_load) times
-// k * 2^8 is the same f32 product as code * k (a power-of-two factor moved between exact operands); the
-// NaN code gives the NaN the unfused steps give (bits 0x7FF00000 and the sign), whose RNE below stays
-// that NaN, and an overflowing product is Inf, which RNE keeps: so the bf16 rounding needs no NaN select.
-inline I e4m3_scaled_bf16_lanes(const uint8_t *p, const F &k256) {
+// The f16 placement of N E4M3 codes widened to f32: code * 2^-8 exactly (e4m3_load's bits), except that
+// the NaN codes 0x7F/0xFF, which land on +-1.875 (f16 0x3F80), become the f16 NaN 0x7F80 and so widen to
+// 0x7FF00000 with their sign, the NaN the unfused steps give. Done on the 16-bit lanes, before widening.
+inline F e4m3_r256_lanes(const uint8_t *p) {
 #if defined(__AVX512F__)
   const __m256i b = _mm256_cvtepu8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
-  const __m256i h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(b, 8), 1), _mm256_set1_epi16(-16385));
-  const F r256(_mm512_cvtph_ps(h));
+  __m256i h = _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(b, 8), 1), _mm256_set1_epi16(-16385));  // 0xBFFF
+  const __m256i nan = _mm256_cmpeq_epi16(_mm256_and_si256(h, _mm256_set1_epi16(0x7FFF)), _mm256_set1_epi16(0x3F80));
+  h = _mm256_or_si256(h, _mm256_and_si256(nan, _mm256_set1_epi16(0x4000)));
+  return F(_mm512_cvtph_ps(h));
 #else
   const __m128i b = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p)));
-  const __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(b, 8), 1), _mm_set1_epi16(-16385));  // 0xBFFF
-  const F r256(_mm256_cvtph_ps(h));
+  __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_slli_epi16(b, 8), 1), _mm_set1_epi16(-16385));
+  const __m128i nan = _mm_cmpeq_epi16(_mm_and_si128(h, _mm_set1_epi16(0x7FFF)), _mm_set1_epi16(0x3F80));
+  h = _mm_or_si128(h, _mm_and_si128(nan, _mm_set1_epi16(0x4000)));
+  return F(_mm256_cvtph_ps(h));
 #endif
-  const I nan = (bits(r256) & I(static_cast<int32_t>(0x80000000u))) | I(0x7FF00000);
-  const I u = xsimd::select((bits(r256) & I(0x7FFFFFFF)) == I(0x3FF00000), nan, bits(r256 * k256));  // |r256| = 1.875
+}
+// One fused lane step of e4m3_scaled_to_bf16: r256 (= code * 2^-8) times k * 2^8 is the same f32 product
+// as code * k (a power-of-two factor moved between exact operands); a NaN keeps its payload through the
+// product (0x7FF00000 | sign), whose RNE below stays that NaN, and an overflowing product is Inf, which
+// RNE keeps: so the bf16 rounding needs no NaN select.
+inline I e4m3_scaled_bf16_lanes(const uint8_t *p, const F &k256) {
+  const I u = bits(e4m3_r256_lanes(p) * k256);
   return (u + I(0x7FFF) + ((u >> 16) & I(1))) >> 16;
 }
 #endif
@@ -381,6 +389,15 @@ void e4m3_scaled_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, float k) {
   const float k256f = k * 256.0f;
   if (std::isfinite(k256f)) {  // then k * 2^8 is exact, and so the factor moves
     const F k256(k256f);
+#if defined(__AVX512BF16__)
+    // The hardware RNE (vcvtne2ps2bf16) flushes subnormal inputs to zero and quiets NaNs, which our NaN
+    // already is: exact when no product is subnormal, i.e. |k| >= 2^-117 (the least code is 2^-9), or k = 0.
+    if (std::fabs(k) >= 0x1p-117f || k == 0.0f)
+      for (; i + 2 * N <= n; i += 2 * N) {
+        const __m512bh r = _mm512_cvtne2ps_pbh(e4m3_r256_lanes(s + i + N) * k256, e4m3_r256_lanes(s + i) * k256);
+        _mm512_storeu_si512(reinterpret_cast<void *>(d + i), reinterpret_cast<const __m512i &>(r));
+      }
+#endif
     for (; i + 2 * N <= n; i += 2 * N)
       store_i16x2(e4m3_scaled_bf16_lanes(s + i, k256), e4m3_scaled_bf16_lanes(s + i + N, k256), d + i);
   }
@@ -392,6 +409,10 @@ void e4m3_scaled_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, float k) {
                 f32_to_bf16_lanes(e4m3_lanes_to_f32(load_u8(s + i + N)) * kk), d + i);
 #endif
   for (; i < n; ++i) ref::st(d + i, ref::f32_to_bf16(ref::e4m3_to_f32(s[i]) * k));
+}
+void e4m3_grouped_to_bf16(const uint8_t *s, uint16_t *d, uint64_t n, const float *k, uint64_t group) {
+  if (group == 0) return;
+  for (uint64_t j = 0, g = 0; j < n; j += group, ++g) e4m3_scaled_to_bf16(s + j, d + j, std::min(group, n - j), k[g]);
 }
 void scale_f32(const float *s, float *d, uint64_t n, float k) {
   const F kk(k);
@@ -501,7 +522,8 @@ double sumsqdiff_f32(const float *a, const float *b, uint64_t n) {
   {                                                                                                      \
     sizeof(ckh_kernels_t), 0, name, bf16_to_f32, f16_to_f32, e4m3_to_f32, e5m2_to_f32, f32_to_bf16,      \
         f32_to_f16, f32_to_e4m3, f32_to_e5m2, f32_to_e4m3_scaled, f32_to_e5m2_scaled, f32_to_i8_scaled,  \
-        scale_f32, absmax_f32, sumsq_f32, maxabsdiff_f32, sumsqdiff_f32, e4m3_scaled_to_bf16             \
+        scale_f32, absmax_f32, sumsq_f32, maxabsdiff_f32, sumsqdiff_f32, e4m3_scaled_to_bf16,            \
+        e4m3_grouped_to_bf16                                                                         \
   }
 
 }  // namespace

@@ -8,4 +8,5 @@ extern const ckh_kernels_t kTableScalar;
 extern const ckh_kernels_t kTableSse2;
 extern const ckh_kernels_t kTableAvx2;
 extern const ckh_kernels_t kTableAvx512;
+extern const ckh_kernels_t kTableAvx512Bf16;
 }  // namespace ckh::kernels::detail

@@ -67,10 +67,16 @@ void dequantize_rows(const ckh_kernels_t *k, const uint8_t *codes, ckh_dtype cdt
   // E4M3 to bf16, the released DeepSeek case: one fused pass per block (same bits as the three steps).
   const bool fused = cdt == CKH_DT_F8_E4M3FN && to == CKH_DT_BF16 && CKH_HAS_FIELD(k, ckh_kernels_t, e4m3_scaled_to_bf16) &&
                      k->e4m3_scaled_to_bf16;
+  const bool grouped = fused && CKH_HAS_FIELD(k, ckh_kernels_t, e4m3_grouped_to_bf16) && k->e4m3_grouped_to_bf16;
   for (int64_t r = 0; r < nrows; ++r) {
     const uint8_t *c = codes + r * cols;
     if (r % b.bm == 0)  // a new row of blocks: its scales, widened once
       scale_row(k, static_cast<const char *>(scales) + (r / b.bm) * scols * ckh_dtype_size(sdt), sdt, scols, sc.data());
+    if (grouped) {  // the whole row in one call: one scale per block column
+      k->e4m3_grouped_to_bf16(c, static_cast<uint16_t *>(out) + r * cols, static_cast<uint64_t>(cols), sc.data(),
+                              static_cast<uint64_t>(b.bn));
+      continue;
+    }
     if (fused) {
       uint16_t *o = static_cast<uint16_t *>(out) + r * cols;
       for (int64_t j0 = 0, s = 0; j0 < cols; j0 += b.bn, ++s)

@@ -81,7 +81,8 @@ PIN(ckh_kernels_t, sumsq_f32, 120);
 PIN(ckh_kernels_t, maxabsdiff_f32, 128);
 PIN(ckh_kernels_t, sumsqdiff_f32, 136);
 PIN(ckh_kernels_t, e4m3_scaled_to_bf16, 144);
-SIZE(ckh_kernels_t, 152);
+PIN(ckh_kernels_t, e4m3_grouped_to_bf16, 152);
+SIZE(ckh_kernels_t, 160);
 
 /* ckh_mapper.h */
 PIN(ckh_mapper_class_t, struct_size, 0);

@@ -91,7 +91,7 @@ TEST(Dispatch, TablesAndSelection) {
   const auto isas = available_isas();
   ASSERT_FALSE(isas.empty());
   EXPECT_EQ(isas.front(), "scalar");
-  const char *order[] = {"scalar", "sse2", "avx2", "avx512"};
+  const char *order[] = {"scalar", "sse2", "avx2", "avx512", "avx512bf16"};
   for (size_t i = 0; i < isas.size(); ++i) EXPECT_EQ(isas[i], order[i]);  // a prefix of the order
   for (const auto &isa : isas) {
     const ckh_kernels_t *k = for_isa(isa);
@@ -310,6 +310,33 @@ TEST(Narrow, E4m3ScaledToBf16IsTheThreeSteps) {
         k->e4m3_scaled_to_bf16(codes.data() + 3, got.data() + 1, len, sc);
         EXPECT_EQ(diff(got.data() + 1, want.data() + 3, len, 2), "") << k->isa << " len " << len;
         EXPECT_EQ(got[len + 1], 0xABCD) << k->isa << " wrote past " << len;
+      }
+    }
+  }
+}
+
+// The row kernel equals e4m3_scaled_to_bf16 group by group: groups that are and are not multiples of the
+// SIMD width, rows that end inside a group, scales of every kind (rounding, overflow, subnormal, zero).
+TEST(Narrow, E4m3GroupedToBf16IsPerGroupScaling) {
+  std::vector<uint8_t> codes(256 * 5);
+  for (size_t i = 0; i < codes.size(); ++i) codes[i] = static_cast<uint8_t>((i * 31 + i / 256) & 0xFF);
+  const float kinds[] = {1.0f, 0.37f, 1e-3f, 3.0e38f, 1e36f, 1e-40f, -2.5f, 0.0f, 7.0f};
+  std::vector<uint16_t> want(codes.size()), got(codes.size());
+  for (uint64_t group : {1u, 7u, 16u, 100u, 128u, 256u}) {
+    for (uint64_t n : {uint64_t(0), uint64_t(1), group, 3 * group + 5, uint64_t(codes.size())}) {
+      if (n > codes.size()) continue;
+      std::vector<float> sc((n + group - 1) / group + 1);
+      for (size_t g = 0; g < sc.size(); ++g) sc[g] = kinds[(g * 5 + group) % 9];
+      for (uint64_t j = 0, g = 0; j < n; j += group, ++g)
+        S()->e4m3_scaled_to_bf16(codes.data() + j, want.data() + j, std::min<uint64_t>(group, n - j), sc[g]);
+      for (auto *k : all_tables()) {
+        ASSERT_TRUE(CKH_HAS_FIELD(k, ckh_kernels_t, e4m3_grouped_to_bf16) && k->e4m3_grouped_to_bf16) << k->isa;
+        std::fill(got.begin(), got.end(), 0xABCD);
+        k->e4m3_grouped_to_bf16(codes.data(), got.data(), n, sc.data(), group);
+        EXPECT_EQ(diff(got.data(), want.data(), n, 2), "") << k->isa << " group " << group << " n " << n;
+        if (n < got.size()) {
+          EXPECT_EQ(got[n], 0xABCD) << k->isa << " wrote past " << n;
+        }
       }
     }
   }

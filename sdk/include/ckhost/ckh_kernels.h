@@ -63,6 +63,10 @@ typedef struct ckh_kernels {
   // Block-FP8 dequantization in one pass: dst[i] = bf16_rne(f32(e4m3 src[i]) * scale), bit-identical to
   // e4m3_to_f32, scale_f32 and f32_to_bf16 in turn.
   void (*e4m3_scaled_to_bf16)(const uint8_t *src, uint16_t *dst, uint64_t n, float scale);
+  // Appended after e4m3_scaled_to_bf16 (check struct_size): a row of block-FP8 codes with one scale per
+  // `group` (> 0) elements, dst[i] = bf16_rne(f32(e4m3 src[i]) * scales[i / group]), bit-identical to
+  // e4m3_scaled_to_bf16 group by group, in one call per row instead of one per block.
+  void (*e4m3_grouped_to_bf16)(const uint8_t *src, uint16_t *dst, uint64_t n, const float *scales, uint64_t group);
 } ckh_kernels_t;
 
 // ---- kernel providers (SDK 1.1) ---------------------------------------------------------------------
