@@ -43,6 +43,18 @@ def convert(src, dst, *args):
     return dst
 
 
+def assert_refused(case, src, dst, *args, needle, cmd="convert"):
+    """`ckhost convert src dst args` must be refused as the project promises: exit 1, exactly one
+    'ckhost: error:' line, containing `needle`, and no output directory left behind. Returns stderr."""
+    p = run(cmd, src, dst, "--progress", "none", *args, check=False)
+    case.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+    errs = [ln for ln in p.stderr.splitlines() if ln.startswith("ckhost: error:")]
+    case.assertEqual(len(errs), 1, p.stderr)
+    case.assertIn(needle, errs[0])
+    case.assertFalse(os.path.exists(dst), "%s was left behind" % dst)
+    return p.stderr
+
+
 # ---- families: small configs that keep each family's real key set --------------------------------
 
 def _base(**kw):
