@@ -316,9 +316,34 @@ ckh_dtype parse_dtype_opt(const po::variables_map &vm) {
 }
 
 // Writes the planned graph (shared by convert and synth).
+// A declared option given to a conversion that runs none of its owners would be silently ignored
+// (--tp with --to hf, --fp8-pow2-scales without --quantize): refused, before anything is planned.
+void check_options_used(const Registry &reg, const Graph &g, const po::variables_map &vm, const std::string &to) {
+  const std::vector<OptionDecl> decls = declared_options(reg);
+  std::set<std::string> given;
+  for (const auto &d : decls)
+    if (vm.count(d.name) && !vm[d.name].defaulted() && (d.type != "bool" || vm[d.name].as<bool>())) given.insert(d.name);
+  if (given.empty()) return;
+  std::vector<std::string> used;
+  auto use = [&](const std::string &u) {
+    if (std::find(used.begin(), used.end(), u) == used.end()) used.push_back(u);
+  };
+  for (const Stage &s : g.stages)
+    if (s.producer.rfind("reader ", 0) == 0 || s.producer.rfind("mapper ", 0) == 0) use(s.producer);
+  // A quantizer's options are its quantization parameters: they reach it through --quantize only
+  // (dequantization takes none).
+  if (vm.count("quantize")) use("quantizer " + vm["quantize"].as<std::string>());
+  use("writer " + to);
+  const std::vector<std::string> bad = unused_options(decls, given, used);
+  if (!bad.empty())
+    throw UsageError(bad.front() + (bad.size() > 1 ? " (and " + std::to_string(bad.size() - 1) + " more such options)" : "") +
+                     ": drop it, or choose the output, mapper or --quantize that takes it");
+}
+
 int run_plan(const Registry &reg, Graph &g, const po::variables_map &vm, const std::string &to, const std::string &dst,
              const json &popts, const std::string &what, std::string note) {
-  WriterPtr writer = plan_writer(reg, g, to, popts, &note);
+  WriterPtr writer = plan_writer(reg, g, to, popts, &note);  // adds the writer's target mapper, if any
+  check_options_used(reg, g, vm, to);
   if (vm.count("dry-run") && vm["dry-run"].as<bool>()) {
     std::cout << describe_plan(g, !(vm.count("quiet") && vm["quiet"].as<bool>()));
     return 0;

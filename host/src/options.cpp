@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <map>
+#include <algorithm>
 #include <set>
 #include <stdexcept>
 
@@ -76,6 +77,10 @@ std::vector<OptionDecl> parse_option_decls(const nlohmann::json &caps) {
     d.help = str("help");
     d.group = str("group");
     if (o.contains("default")) d.def = o["default"];
+    if (o.contains("policy")) {
+      if (!o["policy"].is_boolean()) throw std::invalid_argument("option --" + d.name + ": \"policy\" must be true or false");
+      d.policy = o["policy"].get<bool>();
+    }
     if (o.contains("choices")) {
       if (!o["choices"].is_array()) throw std::invalid_argument("option --" + d.name + ": \"choices\" must be an array");
       for (const auto &c : o["choices"]) {
@@ -84,6 +89,23 @@ std::vector<OptionDecl> parse_option_decls(const nlohmann::json &caps) {
       }
     }
     out.push_back(std::move(d));
+  }
+  return out;
+}
+
+std::vector<std::string> unused_options(const std::vector<OptionDecl> &decls, const std::set<std::string> &given,
+                                        const std::vector<std::string> &used) {
+  std::vector<std::string> out;
+  std::string ran;
+  for (const auto &u : used) ran += (ran.empty() ? "" : ", ") + u;
+  for (const auto &d : decls) {
+    if (!given.count(d.name) || d.policy) continue;
+    bool runs = false;
+    for (const auto &o : d.owners) runs = runs || std::find(used.begin(), used.end(), o) != used.end();
+    if (runs) continue;
+    std::string own;
+    for (const auto &o : d.owners) own += (own.empty() ? "" : ", ") + o;
+    out.push_back("--" + d.name + " is an option of " + own + ", which this conversion (" + ran + ") does not run");
   }
   return out;
 }

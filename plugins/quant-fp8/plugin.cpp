@@ -236,7 +236,7 @@ const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER,
                                R"J("help": "block FP8: floor on each block's amax before scale = amax / 448 (default 0: an all-zero block gets scale 1)"}, )J"
                                R"J({"name": "fp8-pow2-scales", "type": "bool", "key": "pow2_scales", "group": "quantization", )J"
                                R"J("help": "block FP8: round each scale up to a power of two"}, )J"
-                               R"J({"name": "fp8-no-requant", "type": "bool", "key": "no_requant", "group": "quantization", )J"
+                               R"J({"name": "fp8-no-requant", "type": "bool", "key": "no_requant", "group": "quantization", "policy": true, )J"
                                R"J("help": "block FP8: refuse any requantization (--quantize over FP8 codes); codes and scales are always copied as they are, and a layout that cuts a block is refused (LoongForge's fp8_force_no_requant)"}, )J"
                                R"J({"name": "fp8-codes", "type": "string", "key": "codes", "choices": ["F8_E4M3", "F8_E5M2"], "group": "quantization", )J"
                                R"J("help": "block FP8: code dtype (default F8_E4M3, max 448; F8_E5M2, max 57344)"}]})J", &kQuant};

@@ -284,6 +284,28 @@ TEST(Options, ParseDeclarations) {
     EXPECT_THROW(parse_option_decls(nlohmann::json::parse(bad)), std::invalid_argument) << bad;
 }
 
+// Options whose owners a conversion does not run are named with their owners; policy options never.
+TEST(Options, UnusedOptionsAreNamed) {
+  const auto d = parse_option_decls(nlohmann::json::parse(R"({"options":[
+      {"name":"tp"}, {"name":"guard","type":"bool","policy":true}, {"name":"scale"}]})"));
+  ASSERT_EQ(d.size(), 3u);
+  EXPECT_FALSE(d[0].policy);
+  EXPECT_TRUE(d[1].policy);
+  std::vector<OptionDecl> decls = d;
+  decls[0].owners = {"writer megatron", "writer torch-dist"};
+  decls[1].owners = {"quantizer q"};
+  decls[2].owners = {"quantizer q"};
+  const std::vector<std::string> ran = {"reader hf", "mapper llama", "writer hf"};
+  const auto bad = unused_options(decls, {"tp", "guard", "scale"}, ran);
+  ASSERT_EQ(bad.size(), 2u);
+  EXPECT_EQ(bad[0], "--tp is an option of writer megatron, writer torch-dist, which this conversion (reader hf, mapper llama, "
+                    "writer hf) does not run");
+  EXPECT_NE(bad[1].find("--scale is an option of quantizer q"), std::string::npos);
+  EXPECT_TRUE(unused_options(decls, {"tp"}, {"reader hf", "writer torch-dist"}).empty());
+  EXPECT_TRUE(unused_options(decls, {}, ran).empty());
+  EXPECT_THROW(parse_option_decls(nlohmann::json::parse(R"({"options":[{"name":"x","policy":"yes"}]})")), std::invalid_argument);
+}
+
 TEST(Options, ValuesAreTypedAndChecked) {
   auto decl = [](const char *type, std::vector<std::string> choices = {}) {
     OptionDecl d;

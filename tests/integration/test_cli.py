@@ -97,6 +97,25 @@ class CliTests(L.CkhostTestCase):
         self.assertNotEqual(p.returncode, 0)
         self.assertFalse(os.path.exists(self.path("o")))
 
+    def test_options_of_components_not_run_are_refused(self):
+        # An option whose owners this conversion does not run would be silently ignored: refused (usage
+        # error, exit 2) by name, with its owners, before anything is written.
+        src = self.synth()
+        for args, needle in ((["--to", "hf", "--tp", "2"], "--tp is an option of writer megatron"),
+                             (["--to", "megatron", "--dist-files", "2"], "--dist-files is an option of writer torch-dist"),
+                             (["--to", "hf", "--megatron-spec", "local"], "--megatron-spec is an option of mapper"),
+                             (["--to", "hf", "--fp8-pow2-scales"], "--fp8-pow2-scales is an option of quantizer fp8-block")):
+            p = run("convert", src, self.path("o"), *args, check=False)
+            self.assertEqual(p.returncode, 2, args)
+            self.assertIn(needle, p.stderr)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertFalse(os.path.exists(self.path("o")))
+        # A policy option (a guarantee, here: never requantize) holds whether or not its quantizer runs.
+        run("convert", src, self.path("o"), "--to", "hf", "--fp8-no-requant", "--progress", "none")
+        # The same options where their owners run are taken.
+        run("convert", src, self.path("m"), "--to", "megatron", "--tp", "2", "--megatron-spec", "local", "--progress", "none")
+        self.assertNoLeftovers()
+
     def test_plugin_path_env_and_dir(self):
         # An empty extra directory changes nothing; a missing one is ignored.
         os.makedirs(self.path("plugins"))

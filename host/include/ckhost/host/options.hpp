@@ -14,6 +14,7 @@
 // type and key; a component whose declaration conflicts with an earlier one, or that takes a name the
 // host reserves, is refused at load with the reason (ckhost --list-plugins).
 #pragma once
+#include <set>
 #include <string>
 #include <vector>
 
@@ -28,7 +29,17 @@ struct OptionDecl {
   nlohmann::json def;                 // null when none
   std::vector<std::string> choices;   // empty = any value
   std::vector<std::string> owners;    // "writer megatron", ... (filled by declared_options)
+  // "policy": true: a guarantee that holds whether or not the component runs (fp8-no-requant), so the
+  // host accepts it in a conversion that runs none of its owners; any other option is refused there.
+  bool policy = false;
 };
+
+// The declared options given in `given` (option name -> set) whose owners all stay out of a conversion
+// that runs the components `used` ("reader hf", "writer megatron", "quantizer fp8-block", ...): each
+// with the reason, e.g. "--tp is an option of writer megatron, writer torch-dist, which this conversion
+// (reader hf, mapper llama, writer hf) does not run". Policy options are never listed.
+std::vector<std::string> unused_options(const std::vector<OptionDecl> &decls, const std::set<std::string> &given,
+                                        const std::vector<std::string> &used);
 
 // The options a capabilities object declares. Throws std::invalid_argument naming the bad entry.
 std::vector<OptionDecl> parse_option_decls(const nlohmann::json &capabilities);
