@@ -1,0 +1,120 @@
+// plugin.cpp — the Qwen2-VL / Qwen2.5-VL model plugin: the canonical tensor list (vision tower as stack 1,
+// text decoder as stack 0) and the HF completeness check (mapper "qwen-vl", hf -> hf).
+#include <map>
+#include <stdexcept>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "qwen_vl_config.hpp"
+
+using nlohmann::json;
+using ckh::sdk::fail;
+
+namespace {
+
+json config_of(const char *metadata_json) {
+  json m = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+  if (m.is_discarded() || !m.is_object() || !m.contains("config")) return json();
+  return m["config"];
+}
+
+ckh::qwen_vl::Config parse_or_fail(const json &cfg) {
+  try {
+    return ckh::qwen_vl::parse_config(cfg);
+  } catch (const std::invalid_argument &e) {
+    fail(CKH_E_FORMAT, e.what());
+  }
+}
+
+ckh_tensor_annot_t annot_of(const ckh::qwen_vl::Canonical &t) {
+  ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
+  a.init = t.init;
+  a.kind = t.kind;
+  a.stack = t.stack;
+  a.parallel = CKH_PARALLEL_UNSTATED;
+  return a;
+}
+
+int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
+  try {
+    return ckh::qwen_vl::score(config_of(metadata_json));
+  } catch (...) {
+    return 0;
+  }
+}
+
+// hf -> hf: every tensor the config implies must be there with its shape, and passes unchanged; a tied
+// lm_head copy is ignored; anything else stays unused, so the host names it as unexpected.
+ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const ckh::qwen_vl::Config c = parse_or_fail(config_of(metadata_json));
+    std::vector<std::string> missing;
+    for (const auto &t : ckh::qwen_vl::canonical_tensors(c)) {
+      const int64_t i = b.find(t.name);
+      if (i < 0) {
+        missing.push_back(t.name);
+        continue;
+      }
+      const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
+      const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
+      if (have != t.shape)
+        fail(CKH_E_FORMAT, "tensor '" + t.name + "': config.json implies shape " + ckh::qwen_vl::shape_str(t.shape) +
+                               ", checkpoint has " + ckh::qwen_vl::shape_str(have));
+      const ckh_tensor_annot_t a = annot_of(t);
+      b.emit(t.name, b.input(t.name), &a);
+    }
+    if (!missing.empty()) {
+      constexpr size_t kShow = 5;
+      std::string list;
+      for (size_t k = 0; k < missing.size() && k < kShow; ++k) list += (k ? ", " : "") + missing[k];
+      if (missing.size() > kShow) list += " (and " + std::to_string(missing.size() - kShow) + " more)";
+      fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
+                             (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
+    }
+    if (c.tied && b.find("lm_head.weight") >= 0) {
+      const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(b.find("lm_head.weight")));
+      if (std::vector<int64_t>(info.shape, info.shape + info.ndim) == std::vector<int64_t>{c.vocab, c.hidden})
+        b.ignore("lm_head.weight", "tie_word_embeddings: the output layer is model.embed_tokens.weight");
+    }
+  });
+}
+
+ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *ctx, ckh_tensor_sink_fn sink) {
+  return ckh::sdk::guard([&] {
+    const json cfg = json::parse(config_json ? config_json : "", nullptr, false);
+    const ckh::qwen_vl::Config c = parse_or_fail(cfg);
+    for (const auto &t : ckh::qwen_vl::canonical_tensors(c)) {
+      ckh_tensor_info_t info{};
+      info.struct_size = sizeof info;
+      info.name = t.name.c_str();
+      info.dtype = c.dtype;
+      info.ndim = static_cast<uint32_t>(t.shape.size());
+      for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
+      const ckh_tensor_annot_t a = annot_of(t);
+      const ckh_status s = sink(ctx, &info, &a);
+      if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+    }
+  });
+}
+
+const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
+const ckh_component_t kHfComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl",
+    "Qwen2-VL / Qwen2.5-VL (vision tower as stack 1, Qwen2 decoder): HF tensor list and completeness check",
+    R"({"family":"qwen-vl","from":"hf","to":"hf","model_types":["qwen2_vl","qwen2_5_vl"]})", &kHf};
+const ckh_component_t *const kComponents[] = {&kHfComp};
+
+ckh_status init(const ckh_host_t *host) {
+  ckh::sdk::set_host(host);
+  return CKH_OK;
+}
+
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.model.qwen-vl", "0.1.0",
+                              "ckhost", "Qwen2-VL / Qwen2.5-VL model family", init, nullptr, kComponents, nullptr};
+
+}  // namespace
+
+extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }
