@@ -54,11 +54,11 @@ ckh_status init(const ckh_host_t *host) {
 }
 
 const ckh_component_t *const *components() {
-  static const ckh_component_t *const c[] = {&kReaderComp, megatron_writer_component()};
+  static const ckh_component_t *const c[] = {&kReaderComp, megatron_writer_component(), mindspeed_mm_writer_component()};
   return c;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.format.megatron",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.format.megatron",
                               "0.1.0", "ckhost", "Megatron-LM checkpoint layouts", init, nullptr, components(), nullptr};
 
 }  // namespace

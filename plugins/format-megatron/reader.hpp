@@ -33,4 +33,5 @@ void apply_gating(Catalog &cat, Gating &g, const std::string &hints_json);
 }  // namespace ckh::megatron
 
 const ckh_component_t *megatron_writer_component();
+const ckh_component_t *mindspeed_mm_writer_component();
 const ckh_component_t *megatron_reader_component();

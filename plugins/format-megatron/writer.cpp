@@ -1,4 +1,6 @@
-// writer.cpp — the legacy Megatron per-rank checkpoint layout ("megatron"):
+// writer.cpp — the legacy Megatron per-rank checkpoint layout ("megatron"), and MindSpeed-MM's use of it
+// ("mindspeed-mm": the same rank directories, files {"model"[V]: ..., "checkpoint_version": 3.0} without args,
+// the vocabulary split exactly as MindSpeed-MM's split_by_tp does, the layers of every tower renumbered per stage):
 //
 //   <out>/latest_checkpointed_iteration.txt          "release" or the iteration
 //   <out>/release|iter_NNNNNNN/mp_rank_TT[_PPP]/model_optim_rng.pt
@@ -43,6 +45,7 @@ struct Options {
   int64_t divisible_by = 128;
   bool pad_repeat = false;
   int64_t iteration = -1;  // -1: release
+  bool mm = false;         // the mindspeed-mm flavour
 };
 
 Options parse_options(const json &o) {
@@ -90,8 +93,9 @@ struct RankFile {
 
 struct Writer {
   json options;
+  bool mm = false;
   std::vector<std::unique_ptr<RankFile>> files;
-  explicit Writer(const json &o) : options(o) { parse_options(options); }  // validate early
+  explicit Writer(const json &o, bool mindspeed_mm = false) : options(o), mm(mindspeed_mm) { parse_options(options); }  // validate early
   void plan(const json &meta, ckh_layout_builder_t *lb);
   void finish(const ckh_region_digest_t *digests, uint64_t n, ckh_patcher_t *p) const {
     for (const auto &rf : files) rf->archive.finish(digests, n, p);
@@ -100,7 +104,8 @@ struct Writer {
 
 void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::sdk::Builder b(lb->expr);
-  const Options opt = parse_options(w.options);
+  Options opt = parse_options(w.options);
+  opt.mm = w.mm;
   if (!meta.contains("args") || !meta["args"].is_object())
     fail(CKH_E_UNSUPPORTED, "the megatron writer needs Megatron args from a model plugin (no mapper produced them)");
   json args = meta["args"];
@@ -148,7 +153,10 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     }
     ins.push_back(x);
   }
-  const int64_t padded = vocab > 0 ? padded_vocab(vocab, opt.divisible_by, opt.tp) : -1;
+  if (opt.mm && vocab > 0 && vocab % opt.tp != 0)
+    fail(CKH_E_INVALID_ARG, "MindSpeed-MM splits the vocabulary exactly: " + std::to_string(vocab) +
+                                " rows do not divide by --tp " + std::to_string(opt.tp));
+  const int64_t padded = vocab > 0 ? (opt.mm ? vocab : padded_vocab(vocab, opt.divisible_by, opt.tp)) : -1;
   // Expert parallelism: whole experts per EP rank, numbered from 0 in each rank's files.
   const int64_t num_experts = args.contains("num_experts") && args["num_experts"].is_number_integer() ? args["num_experts"].get<int64_t>() : 0;
   bool any_expert = false;
@@ -191,6 +199,15 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     fail(CKH_E_INVALID_ARG, e.what());
   }
 
+  // A mapper may state the rows a split must keep together ({"split_unit": N} in the annotation's extra
+  // JSON, e.g. one head of a per-head fused qkv): every TP part must then be whole units.
+  std::map<std::string, int64_t> split_unit;
+  for (const auto &x : ins) {
+    if (!x.annot.extra_json) continue;
+    const json j = json::parse(x.annot.extra_json, nullptr, false);
+    if (j.is_object() && j.contains("split_unit") && j["split_unit"].is_number_integer() && j["split_unit"].get<int64_t>() > 0)
+      split_unit[x.name] = j["split_unit"].get<int64_t>();
+  }
   // The TP slice of tensor x for rank t.
   auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, Split s, int t,
                    bool expert = false) -> ckh_expr {
@@ -200,6 +217,10 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       if (n % T != 0)
         fail(CKH_E_INVALID_ARG, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) +
                                     " does not divide by " + (expert ? "--etp " : "--tp ") + std::to_string(T));
+      if (auto u = split_unit.find(name); u != split_unit.end() && (n / T) % u->second != 0)
+        fail(CKH_E_INVALID_ARG, "tensor '" + name + "': a " + (expert ? "--etp " : "--tp ") + std::to_string(T) + " part of " +
+                                    std::to_string(n / T) + " rows is not a whole number of " + std::to_string(u->second) +
+                                    "-row units (heads), which the model keeps together");
       return b.slice(x, dim, t * (n / T), n / T);
     };
     switch (s) {
@@ -256,7 +277,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       sp = vs % opt.pp;
     };
     if (x.annot.role == CKH_ROLE_LAYER) {
-      const auto ln = st == 0 ? parse_layer_name(x.name) : find_layer_name(x.name, x.annot.layer);
+      const auto ln = st == 0 && !opt.mm ? parse_layer_name(x.name) : find_layer_name(x.name, x.annot.layer);
       if (!ln || ln->layer != x.annot.layer)
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' is annotated as layer " + std::to_string(x.annot.layer) +
                                " but its name does not carry that layer number");
@@ -309,7 +330,13 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
       }
       // Tied embeddings: the last stage keeps its own copy as output_layer (Megatron-Core).
       if (!untied && opt.pp > 1 && p == opt.pp - 1 && embedding) {
-        const std::string head = legacy ? "word_embeddings_for_head.weight" : "output_layer.weight";
+        // Beside the embedding's module: output_layer.weight, text_decoder.output_layer.weight (MindSpeed-MM).
+        const std::string emb_suffix = "embedding.word_embeddings.weight";
+        const std::string &en = emb_in->name;
+        const std::string head = legacy ? "word_embeddings_for_head.weight"
+                                 : en.size() >= emb_suffix.size() && en.compare(en.size() - emb_suffix.size(), emb_suffix.size(), emb_suffix) == 0
+                                     ? en.substr(0, en.size() - emb_suffix.size()) + "output_layer.weight"
+                                     : std::string("output_layer.weight");
         rf->chunks.back().second.push_back({head, shard(head, *embedding, emb_in->info, Split::Vocab, t)});
       }
       w.files.push_back(std::move(rf));
@@ -326,7 +353,12 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     std::vector<std::pair<ckh_expr, ckh_tensor_info_t>> tensors;
     pk.empty_dict();
     pk.mark();
-    ckh::megatron::put_common_entries(pk, args, iteration);
+    if (opt.mm) {  // MindSpeed-MM's save_by_vpp: the model chunks and the checkpoint version only
+      pk.str("checkpoint_version");
+      pk.real(3.0);
+    } else {
+      ckh::megatron::put_common_entries(pk, args, iteration);
+    }
     auto put_tensor = [&](const std::string &name, ckh_expr e) {
       const ckh_tensor_info_t info = b.info(e);
       if (!ckh::torchfmt::picklable(info.dtype))
@@ -428,3 +460,18 @@ const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRIT
 }  // namespace
 
 const ckh_component_t *megatron_writer_component() { return &kWriterComp; }
+
+namespace {
+struct MmWriter : Writer {
+  explicit MmWriter(const json &o) : Writer(o, true) {}
+};
+const ckh_writer_class_t kMmWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<MmWriter>};
+const ckh_component_t kMmWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "mindspeed-mm",
+                                       "MindSpeed-MM checkpoints (mm-convert hf_to_mm layout: per-rank model_optim_rng.pt, "
+                                       "image_encoder.* / text_decoder.*, towers with their own pipeline layers)",
+                                       R"({"container":"torch-zip","layout":"mindspeed-mm","options":[)" CKH_OPT_TP "," CKH_OPT_PP
+                                       "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_STACK_PP_LAYERS "," CKH_OPT_ITERATION "]}",
+                                       &kMmWriter};
+}  // namespace
+
+const ckh_component_t *mindspeed_mm_writer_component() { return &kMmWriterComp; }

@@ -7,6 +7,7 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "mm_mapper.hpp"
 #include "qwen_vl_config.hpp"
 
 using nlohmann::json;
@@ -100,19 +101,33 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
   });
 }
 
+ckh_status map_to_mm(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::qwen_vl::map_hf_to_mm(meta.is_discarded() ? json::object() : meta, b);
+  });
+}
+
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
+const ckh_mapper_class_t kToMm = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mm, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl",
     "Qwen2-VL / Qwen2.5-VL (vision tower as stack 1, Qwen2 decoder): HF tensor list and completeness check",
     R"({"family":"qwen-vl","from":"hf","to":"hf","model_types":["qwen2_vl","qwen2_5_vl"]})", &kHf};
-const ckh_component_t *const kComponents[] = {&kHfComp};
+const ckh_component_t kToMmComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl.hf-to-mm",
+    "Qwen2-VL / Qwen2.5-VL HF -> MindSpeed-MM names: image_encoder.* (qkv regrouped per head, [gate; up]), "
+    "text_decoder.* (qkv fused per query group), with TP splits and per-tower pipeline places",
+    R"({"family":"qwen-vl","from":"hf","to":"mindspeed-mm","model_types":["qwen2_vl","qwen2_5_vl"]})", &kToMm};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMmComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.model.qwen-vl", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.model.qwen-vl", "0.1.0",
                               "ckhost", "Qwen2-VL / Qwen2.5-VL model family", init, nullptr, kComponents, nullptr};
 
 }  // namespace

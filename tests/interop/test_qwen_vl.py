@@ -69,6 +69,105 @@ def logits(fam, d):
         return m(input_ids=ids, pixel_values=pixels, image_grid_thw=grid, mm_token_type_ids=types).logits[0]
 
 
+# ---- an independent MindSpeed-MM reader (the rules of mm-convert's qwen2vl.py / hf_to_mm.py, written here
+# from the documented layout, not from ckhost): rank files -> per-tower global tensors -> HF names.
+
+def mm_rank_files(d, tp, pp):
+    """{(tp_rank, pp_rank): state dict} of a MindSpeed-MM release directory; checks the payload."""
+    with open(os.path.join(d, "latest_checkpointed_iteration.txt")) as fh:
+        assert fh.read().strip() == "release"
+    out = {}
+    for t in range(tp):
+        for p in range(pp):
+            name = "mp_rank_%02d" % t + ("_%03d" % p if pp > 1 else "")
+            ck = torch.load(os.path.join(d, "release", name, "model_optim_rng.pt"), weights_only=True)
+            assert sorted(ck) == ["checkpoint_version", "model"], sorted(ck)
+            assert ck["checkpoint_version"] == 3.0
+            out[(t, p)] = ck["model"]
+    return out
+
+
+def mm_to_hf(d, tp, llm_pp, vit_pp, v25=True, vit_heads=2, heads=4, kv_heads=2, head_dim=16):
+    """HF tensors from a MindSpeed-MM checkpoint written with these distributions (flat lists)."""
+    pp = len(llm_pp)
+    files = mm_rank_files(d, tp, pp)
+    towers = (("text_decoder.decoder.layers.", llm_pp), ("image_encoder.encoder.blocks.layers.", vit_pp))
+    merged = {}
+    for (t, p), sd in sorted(files.items()):
+        for k, v in sd.items():
+            for prefix, dist in towers:
+                if k.startswith(prefix):
+                    local, rest = k[len(prefix):].split(".", 1)
+                    k = prefix + str(sum(dist[:p]) + int(local)) + "." + rest
+            merged.setdefault(k, {}).setdefault(t, []).append(v)
+    for k, per_rank in merged.items():  # each tensor once per TP rank (the tied copy aside)
+        for t, vs in per_rank.items():
+            assert all(torch.equal(vs[0], x) for x in vs), k
+    def cat(k, dim):
+        return torch.cat([merged[k][t][0] for t in range(tp)], dim)
+    def glu(k):
+        parts = [merged[k][t][0] for t in range(tp)]
+        h = [x.shape[0] // 2 for x in parts]
+        return torch.cat([x[:n] for x, n in zip(parts, h)] + [x[n:] for x, n in zip(parts, h)], 0)
+    def rep(k):
+        vs = [merged[k][t][0] for t in range(tp)]
+        assert all(torch.equal(vs[0], x) for x in vs), k + " differs across TP ranks"
+        return vs[0]
+    hf = {}
+    W = None
+    for l in range(sum(vit_pp)):
+        m, h = "image_encoder.encoder.blocks.layers.%d." % l, "visual.blocks.%d." % l
+        for a, b in (("input_layernorm", "norm1"), ("pre_mlp_layernorm", "norm2")):
+            for s in ("weight",) if v25 else ("weight", "bias"):
+                hf[h + b + "." + s] = rep(m + a + "." + s)
+        qkv, qb = cat(m + "self_attention.linear_qkv.weight", 0), cat(m + "self_attention.linear_qkv.bias", 0)
+        W = qkv.shape[1]
+        hd = W // vit_heads  # per head [q_h; k_h; v_h] -> [Q; K; V]
+        hf[h + "attn.qkv.weight"] = qkv.reshape(vit_heads, 3, hd, W).transpose(0, 1).reshape(3 * W, W)
+        hf[h + "attn.qkv.bias"] = qb.reshape(vit_heads, 3, hd).transpose(0, 1).reshape(3 * W)
+        hf[h + "attn.proj.weight"] = cat(m + "self_attention.linear_proj.weight", 1)
+        hf[h + "attn.proj.bias"] = rep(m + "self_attention.linear_proj.bias")
+        if v25:
+            fw, fb = glu(m + "mlp.linear_fc1.weight"), glu(m + "mlp.linear_fc1.bias")
+            n = fw.shape[0] // 2
+            hf[h + "mlp.gate_proj.weight"], hf[h + "mlp.up_proj.weight"] = fw[:n], fw[n:]
+            hf[h + "mlp.gate_proj.bias"], hf[h + "mlp.up_proj.bias"] = fb[:n], fb[n:]
+            hf[h + "mlp.down_proj.weight"] = cat(m + "mlp.linear_fc2.weight", 1)
+            hf[h + "mlp.down_proj.bias"] = rep(m + "mlp.linear_fc2.bias")
+        else:
+            hf[h + "mlp.fc1.weight"], hf[h + "mlp.fc1.bias"] = cat(m + "mlp.linear_fc1.weight", 0), cat(m + "mlp.linear_fc1.bias", 0)
+            hf[h + "mlp.fc2.weight"], hf[h + "mlp.fc2.bias"] = cat(m + "mlp.linear_fc2.weight", 1), rep(m + "mlp.linear_fc2.bias")
+    hf["visual.patch_embed.proj.weight"] = rep("image_encoder.encoder.patch_embed.proj.weight")
+    hf["visual.merger.ln_q.weight"] = rep("image_encoder.projector.layernorm.weight")
+    if not v25:
+        hf["visual.merger.ln_q.bias"] = rep("image_encoder.projector.layernorm.bias")
+    hf["visual.merger.mlp.0.weight"] = cat("image_encoder.projector.encoder.linear_fc1.weight", 0)
+    hf["visual.merger.mlp.0.bias"] = cat("image_encoder.projector.encoder.linear_fc1.bias", 0)
+    hf["visual.merger.mlp.2.weight"] = cat("image_encoder.projector.encoder.linear_fc2.weight", 1)
+    hf["visual.merger.mlp.2.bias"] = rep("image_encoder.projector.encoder.linear_fc2.bias")
+    hf["model.embed_tokens.weight"] = cat("text_decoder.embedding.word_embeddings.weight", 0)
+    P = heads // kv_heads
+    for l in range(sum(llm_pp)):
+        m, h = "text_decoder.decoder.layers.%d." % l, "model.layers.%d." % l
+        hf[h + "input_layernorm.weight"] = rep(m + "input_layernorm.weight")
+        hf[h + "post_attention_layernorm.weight"] = rep(m + "pre_mlp_layernorm.weight")
+        for s in ("weight", "bias"):
+            x = cat(m + "self_attention.linear_qkv." + s, 0)
+            g = x.reshape(kv_heads, (P + 2) * head_dim, *x.shape[1:])  # per group [q_g; k_g; v_g]
+            tail = list(x.shape[1:])
+            hf[h + "self_attn.q_proj." + s] = g[:, :P * head_dim].reshape(heads * head_dim, *tail)
+            hf[h + "self_attn.k_proj." + s] = g[:, P * head_dim:(P + 1) * head_dim].reshape(kv_heads * head_dim, *tail)
+            hf[h + "self_attn.v_proj." + s] = g[:, (P + 1) * head_dim:].reshape(kv_heads * head_dim, *tail)
+        hf[h + "self_attn.o_proj.weight"] = cat(m + "self_attention.linear_proj.weight", 1)
+        fc1 = glu(m + "mlp.linear_fc1.weight")
+        n = fc1.shape[0] // 2
+        hf[h + "mlp.gate_proj.weight"], hf[h + "mlp.up_proj.weight"] = fc1[:n], fc1[n:]
+        hf[h + "mlp.down_proj.weight"] = cat(m + "mlp.linear_fc2.weight", 1)
+    hf["model.norm.weight"] = rep("text_decoder.decoder.final_layernorm.weight")
+    hf["lm_head.weight"] = cat("text_decoder.output_layer.weight", 0)
+    return hf, files
+
+
 class QwenVL(L.InteropCase):
     def source(self, fam):
         d = self.path("hf-" + fam)
@@ -133,6 +232,55 @@ class QwenVL(L.InteropCase):
 
     def test_qwen2_vl(self):
         self.round_trip("qwen2_vl")
+
+    def assert_mm(self, fam, tp, llm_pp, vit_pp, name):
+        src = self.source(fam)
+        args = ["--to", "mindspeed-mm", "--tp", str(tp)]
+        if len(llm_pp) > 1:
+            args += ["--pp", str(len(llm_pp)), "--pp-layers", ",".join(map(str, llm_pp)),
+                     "--stack-pp-layers", "1=" + ",".join(map(str, vit_pp))]
+        mm = L.convert(src, self.path(name), *args)
+        hf, files = mm_to_hf(mm, tp, llm_pp, vit_pp, v25=fam == "qwen2_5_vl")
+        ref = L.safe_open_all(src)
+        self.assertEqual(sorted(hf), sorted(ref), name)
+        for k in ref:
+            self.assertTrue(torch.equal(hf[k], ref[k]), "%s: %s differs" % (name, k))
+        return mm, files, ref
+
+    def test_mindspeed_mm(self):
+        # mm-convert's Qwen2.5-VL layouts in small: TP1 PP1, and TP2 with llm [1,1], vit [3,0] (the whole
+        # tower and projector on stage 0, the output layer on the last stage).
+        self.assert_mm("qwen2_5_vl", 1, [2], [3], "mm-tp1")
+        mm, files, ref = self.assert_mm("qwen2_5_vl", 2, [1, 1], [3, 0], "mm-tp2-pp2")
+        s0, s1 = files[(0, 0)], files[(0, 1)]
+        self.assertIn("image_encoder.encoder.patch_embed.proj.weight", s0)
+        self.assertIn("image_encoder.projector.encoder.linear_fc2.weight", s0)
+        self.assertIn("text_decoder.embedding.word_embeddings.weight", s0)
+        self.assertFalse([k for k in s1 if k.startswith("image_encoder.")])
+        self.assertIn("text_decoder.decoder.layers.0.mlp.linear_fc1.weight", s1)  # global layer 1, renumbered
+        self.assertIn("text_decoder.output_layer.weight", s1)
+        self.assertIn("text_decoder.decoder.final_layernorm.weight", s1)
+        self.assertEqual(list(s0["image_encoder.encoder.blocks.layers.0.self_attention.linear_qkv.weight"].shape), [48, 32])
+        self.assert_mm("qwen2_vl", 2, [1, 1], [2, 0], "mm2-tp2-pp2")
+        L.report("Qwen2.5-VL / Qwen2-VL HF -> MindSpeed-MM (TP1, TP2 x PP2 with llm [1,1] and vit [3,0] / [2,0]): "
+                 "every tower assembled by an independent reader equals HF bit for bit")
+        # Negative twin: two ViT heads swapped in one rank file's per-head qkv: the reader's tower differs.
+        sw = self.path("mm-swapped")
+        shutil.copytree(mm, sw)
+        f = os.path.join(sw, "release", "mp_rank_00_000", "model_optim_rng.pt")
+        ck = torch.load(f, weights_only=True)
+        k = "image_encoder.encoder.blocks.layers.1.self_attention.linear_qkv.weight"
+        w = ck["model"][k].clone()  # rank 0 holds head 0 of 2: its q/k/v rows; swap head 0 with rank 1's head 1
+        f1 = os.path.join(sw, "release", "mp_rank_01_000", "model_optim_rng.pt")
+        ck1 = torch.load(f1, weights_only=True)
+        ck["model"][k], ck1["model"][k] = ck1["model"][k].clone(), w
+        torch.save(ck, f)
+        torch.save(ck1, f1)
+        hf, _ = mm_to_hf(sw, 2, [1, 1], [3, 0])
+        self.assertFalse(torch.equal(hf["visual.blocks.1.attn.qkv.weight"], ref["visual.blocks.1.attn.qkv.weight"]))
+        # Refusals: a TP that cuts a ViT head, a vocabulary that does not divide.
+        L.assert_refused(self, self.source("qwen2_5_vl"), self.path("mm-tp4"), "--to", "mindspeed-mm", "--tp", "4",
+                         needle="does not divide")
 
 
 if __name__ == "__main__":
