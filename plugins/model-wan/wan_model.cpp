@@ -86,8 +86,8 @@ WanConfig parse_original_config(const json &cfg, const std::function<std::vector
   c.out_ch = opt_int(cfg, "out_dim", c.in_ch);
   c.eps = opt_num(cfg, "eps", 1e-6);
   const std::string mt = opt_str(cfg, "model_type", "t2v");
-  if (mt != "t2v" && mt != "i2v" && mt != "flf2v")
-    bad("model_type '" + mt + "' is not supported (t2v, i2v or flf2v; VACE has more modules)");
+  if (mt != "t2v" && mt != "i2v" && mt != "flf2v" && mt != "ti2v")
+    bad("model_type '" + mt + "' is not supported (t2v, i2v, flf2v or ti2v; VACE and S2V have more modules)");
   // What WanModel's config.json leaves out is in the tensors.
   const auto pe = shape_of("patch_embedding.weight");
   if (pe.size() == 5)
@@ -98,15 +98,17 @@ WanConfig parse_original_config(const json &cfg, const std::function<std::vector
   c.text_dim = te.size() == 2 ? te[1] : opt_int(cfg, "text_dim", 4096);
   if (!opt_bool(cfg, "qk_norm", true))
     bad("qk_norm false: a Wan model without q/k norms has no diffusers form (WanAttention always has them)");
-  c.cross_attn_norm = !shape_of("blocks.0.norm3.weight").empty();
-  if (mt != "t2v") {
-    const auto ie = shape_of("img_emb.proj.0.weight");
+  // The CLIP image embedder: Wan 2.1 I2V/FLF2V have one (Wan 2.2 I2V has none), so the tensors decide;
+  // without tensors (a config alone) the model_type does.
+  const auto ie = shape_of("img_emb.proj.0.weight");
+  const bool any_tensor = !pe.empty();
+  c.cross_attn_norm = any_tensor ? !shape_of("blocks.0.norm3.weight").empty() : opt_bool(cfg, "cross_attn_norm", true);
+  if (any_tensor ? !ie.empty() : (mt == "i2v" || mt == "flf2v")) {
     c.image_dim = ie.size() == 1 ? ie[0] : 1280;  // MLPProj(1280, dim) in the original code
     c.added_kv = c.dim;                            // k_img, v_img: Linear(dim, dim)
-    if (mt == "flf2v") {
-      const auto ep = shape_of("img_emb.emb_pos");
-      c.pos_embed_len = ep.size() == 3 ? ep[1] : 257 * 2;
-    }
+    const auto ep = shape_of("img_emb.emb_pos");
+    if (ep.size() == 3) c.pos_embed_len = ep[1];
+    else if (!any_tensor && mt == "flf2v") c.pos_embed_len = 257 * 2;
   }
   c.dtype = model_dtype(cfg);
   check(c);
