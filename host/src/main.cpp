@@ -497,8 +497,13 @@ int cmd_inspect(const std::vector<std::string> &args) {
   j["layout"] = s0.metadata.value("layout", std::string("hf"));
   const Component *fam = find_mapper(reg, o.g, j["layout"].get<std::string>(), "hf");
   j["model_family"] = fam ? json(fam->capabilities.value("family", fam->id)) : json(nullptr);
-  if (s0.metadata.contains("config") && s0.metadata["config"].is_object())
-    j["model_type"] = s0.metadata["config"].value("model_type", std::string());
+  if (s0.metadata.contains("config") && s0.metadata["config"].is_object()) {
+    // diffusers configs (ConfigMixin) name their class instead of a model_type.
+    const auto &cf = s0.metadata["config"];
+    j["model_type"] = !cf.contains("model_type") && cf.contains("_class_name") && cf["_class_name"].is_string()
+                          ? cf["_class_name"].get<std::string>()
+                          : cf.value("model_type", std::string());
+  }
   std::string check = "not checked (no model plugin)";
   if (fam) {
     try {

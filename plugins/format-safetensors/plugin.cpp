@@ -41,6 +41,8 @@ using ckh::st::quote;
 namespace {
 
 constexpr const char *kIndexName = "model.safetensors.index.json";
+// diffusers (ModelMixin) names its weights diffusion_pytorch_model*.safetensors, with its own index.
+constexpr const char *kDiffusersIndexName = "diffusion_pytorch_model.safetensors.index.json";
 constexpr uint64_t kMaxIndex = 100ull << 20;   // index files
 constexpr uint64_t kMaxConfig = 16ull << 20;   // config.json
 constexpr uint64_t kDefaultShard = 5000000000ull;  // HF's "5GB"
@@ -167,11 +169,16 @@ const Reader &R(const ckh_reader_t *r) { return *static_cast<const Reader *>(r->
 
 // Shard list of a model directory; fills `weight_map` (tensor -> shard) when there is an index.
 std::vector<std::string> list_shards(const fs::path &dir, std::map<std::string, std::string> &weight_map,
-                                     bool &have_index) {
+                                     bool &have_index, std::string &index_name) {
   std::error_code ec;
   std::vector<std::string> shards;
-  const fs::path idx = dir / kIndexName;
+  fs::path idx = dir / kIndexName;
   have_index = fs::exists(idx, ec);
+  if (!have_index && fs::exists(dir / kDiffusersIndexName, ec)) {
+    idx = dir / kDiffusersIndexName;
+    have_index = true;
+  }
+  index_name = idx.filename().string();
   if (have_index) {
     const std::string ip = idx.string();
     const json index = parse_json_file(ip, kMaxIndex, /*unique_keys=*/true);
@@ -193,6 +200,8 @@ std::vector<std::string> list_shards(const fs::path &dir, std::map<std::string, 
         fail(CKH_E_FORMAT, ip + " names shard " + quote(f) + ", but " + (dir / f).string() + " does not exist");
   } else if (fs::is_regular_file(dir / "model.safetensors", ec)) {
     shards.push_back("model.safetensors");
+  } else if (fs::is_regular_file(dir / "diffusion_pytorch_model.safetensors", ec)) {
+    shards.push_back("diffusion_pytorch_model.safetensors");
   } else {
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
       const std::string n = it->path().filename().string();
@@ -216,9 +225,10 @@ void open_into(Reader &rd, const std::string &path0) {
   std::vector<std::string> shards;
   std::map<std::string, std::string> weight_map;
   bool have_index = false;
+  std::string index_name = kIndexName;
   if (is_dir) {
     dir = path;
-    shards = list_shards(dir, weight_map, have_index);
+    shards = list_shards(dir, weight_map, have_index, index_name);
   } else if (fs::exists(path, ec)) {
     dir = path.parent_path();
     shards.push_back(path.filename().string());
@@ -240,8 +250,8 @@ void open_into(Reader &rd, const std::string &path0) {
       if (!fresh) fail(CKH_E_FORMAT, who + " also appears in " + it->second);
       if (have_index) {
         auto w = weight_map.find(e.name);
-        if (w == weight_map.end()) fail(CKH_E_FORMAT, who + " is not listed in " + kIndexName);
-        if (w->second != sn) fail(CKH_E_FORMAT, who + " is listed in " + kIndexName + " under " + quote(w->second));
+        if (w == weight_map.end()) fail(CKH_E_FORMAT, who + " is not listed in " + index_name);
+        if (w->second != sn) fail(CKH_E_FORMAT, who + " is listed in " + index_name + " under " + quote(w->second));
       }
       rd.tensors.push_back({std::move(e.name), e.dtype, std::move(e.shape), fi, h.data_start + e.begin});
     }
@@ -249,7 +259,7 @@ void open_into(Reader &rd, const std::string &path0) {
   if (have_index)
     for (const auto &[name, shard] : weight_map)
       if (!where.count(name))
-        fail(CKH_E_FORMAT, (dir / shard).string() + ": tensor " + quote(name) + " listed in " + kIndexName +
+        fail(CKH_E_FORMAT, (dir / shard).string() + ": tensor " + quote(name) + " listed in " + index_name +
                                " is not in this shard");
 
   json m = json::object();
@@ -292,7 +302,7 @@ int32_t probe(const ckh_reader_class_t *, const char *path) {
     std::error_code ec;
     const fs::path p(path);
     if (fs::is_directory(p, ec)) {
-      if (fs::exists(p / kIndexName, ec)) return 90;
+      if (fs::exists(p / kIndexName, ec) || fs::exists(p / kDiffusersIndexName, ec)) return 90;
       for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
         if (ends_with(it->path().filename().string(), ".safetensors")) return 90;
       return 0;
@@ -516,12 +526,19 @@ void Writer::plan(const json &meta, ckh_layout_builder_t *lb) const {
   }
 
   const size_t ns = shards.size();
+  // A diffusers model (its config.json has "_class_name" or "_diffusers_version", ConfigMixin's keys)
+  // is loaded by diffusers from diffusion_pytorch_model*.safetensors; transformers' from model*.
+  bool diffusers = false;
+  if (meta.contains("config") && meta["config"].is_object())
+    diffusers = meta["config"].contains("_class_name") || meta["config"].contains("_diffusers_version");
+  const char *stem = diffusers ? "diffusion_pytorch_model" : "model";
+  const std::string index_name = std::string(stem) + ".safetensors.index.json";
   std::set<std::string> written;
   json weight_map = json::object();
   for (size_t s = 0; s < ns; ++s) {
     char fname[64];
-    if (ns == 1) std::snprintf(fname, sizeof fname, "model.safetensors");
-    else std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", s + 1, ns);
+    if (ns == 1) std::snprintf(fname, sizeof fname, "%s.safetensors", stem);
+    else std::snprintf(fname, sizeof fname, "%s-%05zu-of-%05zu.safetensors", stem, s + 1, ns);
     written.insert(fname);
     auto &sh = shards[s];
     std::sort(sh.begin(), sh.end(), [](const OutTensor *a, const OutTensor *c) {
@@ -546,8 +563,8 @@ void Writer::plan(const json &meta, ckh_layout_builder_t *lb) const {
   if (ns > 1) {
     const json index = {{"metadata", {{"total_size", total}}}, {"weight_map", weight_map}};
     const std::string s = index.dump(2, ' ', /*ensure_ascii=*/true) + "\n";  // as json.dumps(indent=2, sort_keys=True)
-    check_host(lb->add_small_file(lb, kIndexName, s.data(), s.size()));
-    written.insert(kIndexName);
+    check_host(lb->add_small_file(lb, index_name.c_str(), s.data(), s.size()));
+    written.insert(index_name);
   }
   ckh::plugins::carry_side_files(lb, meta, written);
 }
