@@ -183,7 +183,18 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         skipped.push_back({{"name", k}, {"reason", k == "optimizer" || k == "opt_param_scheduler" ? "optimizer state"
                                                    : k == "rng_state" ? "RNG state" : "not model weights"}});
     }
-    if (!r.args.is_object()) fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
+    if (!r.args.is_object()) {
+      // MindSpeed-MM's hf_to_mm files hold no args: say so rather than guess its layout.
+      bool mm = false;
+      for (const auto &[k, v] : chunks)
+        if (v && v->kind == Kind::Dict)
+          for (const auto &e : v->entries)
+            mm = mm || (e.first->kind == Kind::Str && (e.first->s.rfind("image_encoder.", 0) == 0 || e.first->s.rfind("text_decoder.", 0) == 0));
+      if (mm)
+        fail(CKH_E_UNSUPPORTED, r.path + ": a MindSpeed-MM checkpoint (image_encoder.* / text_decoder.* without args): reading "
+                                         "MindSpeed-MM checkpoints (mm_to_hf, resplit) is not supported yet");
+      fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
+    }
     const int tp = r.args.value("tensor_model_parallel_size", 1), pp = r.args.value("pipeline_model_parallel_size", 1);
     const int ep = r.args.value("expert_model_parallel_size", 1);
     auto id = parse_rank_dir(rd, pp, ep);
