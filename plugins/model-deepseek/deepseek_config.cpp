@@ -305,10 +305,4 @@ int32_t kind_of(const std::string &n) {
   return CKH_KIND_OTHER;
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 }  // namespace ckh::deepseek

@@ -13,6 +13,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_check.hpp"
+
 #include <ckhost/ckh_types.h>
 
 namespace ckh::deepseek {
@@ -77,6 +79,6 @@ std::vector<Canonical> canonical_tensors(const Config &c, bool with_mtp = false)
 // The HF tensors of a decoder layer (or MTP layer) index `l` with the MoE/dense choice `moe`.
 void layer_tensors(const Config &c, int64_t l, bool moe, std::vector<Canonical> &out);
 
-std::string shape_str(const std::vector<int64_t> &s);
+using ckh::plugins::model::shape_str;  // "[2048, 5632]"
 
 }  // namespace ckh::deepseek

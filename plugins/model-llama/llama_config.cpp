@@ -260,10 +260,4 @@ int64_t parameter_count(const LlamaConfig &c) {
   return n;
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 }  // namespace ckh::llama

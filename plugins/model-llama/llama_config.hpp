@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_check.hpp"
+
 #include <ckhost/ckh_types.h>
 
 namespace ckh::llama {
@@ -78,7 +80,6 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c);
 // Number of elements of the whole model (sum over canonical_tensors).
 int64_t parameter_count(const LlamaConfig &c);
 
-// "[256, 2048]"
-std::string shape_str(const std::vector<int64_t> &s);
+using ckh::plugins::model::shape_str;  // "[2048, 5632]"
 
 }  // namespace ckh::llama

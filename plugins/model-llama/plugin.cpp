@@ -9,6 +9,8 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "model_check.hpp"
+
 #include "option_decls.hpp"
 #include "llama_config.hpp"
 #include "mcore_mapper.hpp"
@@ -18,11 +20,7 @@ using ckh::sdk::fail;
 
 namespace {
 
-json config_of(const char *metadata_json) {
-  json m = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
-  if (m.is_discarded() || !m.is_object() || !m.contains("config")) return json();
-  return m["config"];
-}
+using ckh::plugins::model::config_of;
 
 ckh::llama::LlamaConfig parse_or_fail(const json &cfg) {
   try {
@@ -66,7 +64,6 @@ int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
 // so the host reports it as an unexpected tensor.
 ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
   return ckh::sdk::guard([&] {
-    using ckh::llama::shape_str;
     ckh::sdk::Builder b(raw);
     const json cfg = config_of(metadata_json);
     const ckh::llama::LlamaConfig c = parse_or_fail(cfg);
@@ -79,9 +76,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
       const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
-      if (have != t.shape)
-        fail(CKH_E_FORMAT, "tensor '" + t.name + "': config.json implies shape " + shape_str(t.shape) +
-                               ", checkpoint has " + shape_str(have));
+      ckh::plugins::model::check_shape(t.name, have, t.shape);
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
       a.expert = t.expert;
@@ -89,14 +84,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
       a.parallel = CKH_PARALLEL_UNSTATED;
       b.emit(t.name, b.input(t.name), &a);
     }
-    if (!missing.empty()) {
-      constexpr size_t kShow = 5;
-      std::string list;
-      for (size_t k = 0; k < missing.size() && k < kShow; ++k) list += (k ? ", " : "") + missing[k];
-      if (missing.size() > kShow) list += " (and " + std::to_string(missing.size() - kShow) + " more)";
-      fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
-                             (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
-    }
+    ckh::plugins::model::check_missing(missing);
     const std::vector<int64_t> embed_shape = {c.vocab, c.hidden};
     std::map<std::string, ckh::llama::Canonical> by_name;
     for (const auto &t : ckh::llama::canonical_tensors(c)) by_name.emplace(t.name, t);

@@ -7,6 +7,8 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "model_check.hpp"
+
 #include "mm_mapper.hpp"
 #include "qwen_vl_config.hpp"
 
@@ -15,11 +17,7 @@ using ckh::sdk::fail;
 
 namespace {
 
-json config_of(const char *metadata_json) {
-  json m = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
-  if (m.is_discarded() || !m.is_object() || !m.contains("config")) return json();
-  return m["config"];
-}
+using ckh::plugins::model::config_of;
 
 ckh::qwen_vl::Config parse_or_fail(const json &cfg) {
   try {
@@ -61,20 +59,11 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
       const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
-      if (have != t.shape)
-        fail(CKH_E_FORMAT, "tensor '" + t.name + "': config.json implies shape " + ckh::qwen_vl::shape_str(t.shape) +
-                               ", checkpoint has " + ckh::qwen_vl::shape_str(have));
+      ckh::plugins::model::check_shape(t.name, have, t.shape);
       const ckh_tensor_annot_t a = annot_of(t);
       b.emit(t.name, b.input(t.name), &a);
     }
-    if (!missing.empty()) {
-      constexpr size_t kShow = 5;
-      std::string list;
-      for (size_t k = 0; k < missing.size() && k < kShow; ++k) list += (k ? ", " : "") + missing[k];
-      if (missing.size() > kShow) list += " (and " + std::to_string(missing.size() - kShow) + " more)";
-      fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
-                             (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
-    }
+    ckh::plugins::model::check_missing(missing);
     if (c.tied && b.find("lm_head.weight") >= 0) {
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(b.find("lm_head.weight")));
       if (std::vector<int64_t>(info.shape, info.shape + info.ndim) == std::vector<int64_t>{c.vocab, c.hidden})

@@ -80,12 +80,6 @@ Config parse_config(const json &cfg) {
   return c;
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 std::vector<Canonical> canonical_tensors(const Config &c) {
   std::vector<Canonical> out;
   auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t layer, int32_t stack, int32_t kind,

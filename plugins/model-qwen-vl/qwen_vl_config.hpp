@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_check.hpp"
+
 #include <ckhost/ckh_types.h>
 
 namespace ckh::qwen_vl {
@@ -38,6 +40,6 @@ struct Canonical {
 };
 std::vector<Canonical> canonical_tensors(const Config &c);
 
-std::string shape_str(const std::vector<int64_t> &s);
+using ckh::plugins::model::shape_str;  // "[2048, 5632]"
 
 }  // namespace ckh::qwen_vl

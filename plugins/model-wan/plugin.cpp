@@ -10,6 +10,8 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include "model_check.hpp"
+
 #include "wan_model.hpp"
 
 using nlohmann::json;
@@ -49,7 +51,6 @@ Naming target_naming(const json &opts) {
 
 ckh_status map_hf(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json, ckh_expr_builder_t *raw) {
   return ckh::sdk::guard([&] {
-    using ckh::wan::shape_str;
     ckh::sdk::Builder b(raw);
     const json opts = parse_obj(options_json);
     json meta = parse_obj(metadata_json);
@@ -85,23 +86,14 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *options_json, const ch
         continue;
       }
       const std::vector<int64_t> have = shape_of(src);
-      if (have != t.shape)
-        fail(CKH_E_FORMAT, "tensor '" + src + "': config.json implies shape " + shape_str(t.shape) +
-                               ", checkpoint has " + shape_str(have));
+      ckh::plugins::model::check_shape(src, have, t.shape);
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
       a.kind = t.kind;
       a.parallel = CKH_PARALLEL_UNSTATED;
       b.emit(t.name(out), b.input(src), &a);
     }
-    if (!missing.empty()) {
-      constexpr size_t kShow = 5;
-      std::string list;
-      for (size_t k = 0; k < missing.size() && k < kShow; ++k) list += (k ? ", " : "") + missing[k];
-      if (missing.size() > kShow) list += " (and " + std::to_string(missing.size() - kShow) + " more)";
-      fail(CKH_E_FORMAT, "checkpoint is missing " + std::to_string(missing.size()) +
-                             (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
-    }
+    ckh::plugins::model::check_missing(missing);
     // diffusers drops an unexpected norm_added_q on load (_keys_to_ignore_on_load_unexpected).
     for (uint64_t i = 0; i < b.input_count(); ++i) {
       const ckh_tensor_info_t info = b.input_info(i);

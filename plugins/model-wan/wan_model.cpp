@@ -20,12 +20,6 @@ int score(const json &cfg) noexcept {
   return 0;
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 namespace {
 
 void read_patch(const json &cfg, WanConfig &c) {

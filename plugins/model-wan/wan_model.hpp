@@ -15,6 +15,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "model_check.hpp"
+
 #include <ckhost/ckh.h>
 
 namespace ckh::wan {
@@ -65,6 +67,6 @@ struct Tensor {
 // Every tensor of the model, in diffusers' module order.
 std::vector<Tensor> tensors(const WanConfig &c);
 
-std::string shape_str(const std::vector<int64_t> &s);
+using ckh::plugins::model::shape_str;  // "[2048, 5632]"
 
 }  // namespace ckh::wan
