@@ -18,6 +18,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -134,6 +135,7 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   if (rank_dirs.empty()) fail(CKH_E_NOT_FOUND, iter.string() + ": no mp_rank_* directories");
 
   std::vector<RankData> ranks;
+  bool mindspeed_mm = false;  // MindSpeed-MM files: no args, towers (image_encoder.*, text_decoder.*) with their own layers
   json skipped = json::array();
   std::set<std::string> skipped_keys;
   for (const auto &rd : rank_dirs) {
@@ -190,10 +192,27 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
         if (v && v->kind == Kind::Dict)
           for (const auto &e : v->entries)
             mm = mm || (e.first->kind == Kind::Str && (e.first->s.rfind("image_encoder.", 0) == 0 || e.first->s.rfind("text_decoder.", 0) == 0));
-      if (mm)
-        fail(CKH_E_UNSUPPORTED, r.path + ": a MindSpeed-MM checkpoint (image_encoder.* / text_decoder.* without args): reading "
-                                         "MindSpeed-MM checkpoints (mm_to_hf, resplit) is not supported yet");
-      fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
+      if (!mm) fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
+      // The layout then comes from the directory names (mp_rank_TT[_PPP]; MindSpeed-MM adds _PPP only with
+      // PP > 1) and the files themselves (layers per stage and tower, counted below).
+      int tp_n = 0, pp_n = 0;
+      bool with_pp = false;
+      for (const auto &d : rank_dirs) {
+        std::vector<int> parts;
+        std::stringstream ss(d.substr(8));
+        for (std::string x; std::getline(ss, x, '_');) {
+          if (x.empty() || x.size() > 3 || x.find_first_not_of("0123456789") != std::string::npos)
+            fail(CKH_E_FORMAT, (iter / d).string() + ": not a MindSpeed-MM rank directory (mp_rank_TT or mp_rank_TT_PPP)");
+          parts.push_back(std::stoi(x));
+        }
+        if (parts.size() > 2)
+          fail(CKH_E_UNSUPPORTED, (iter / d).string() + ": MindSpeed-MM rank directories with an expert-parallel rank are not read yet");
+        with_pp = parts.size() == 2;
+        tp_n = std::max(tp_n, parts[0] + 1);
+        if (with_pp) pp_n = std::max(pp_n, parts[1] + 1);
+      }
+      mindspeed_mm = true;
+      r.args = {{"tensor_model_parallel_size", tp_n}, {"pipeline_model_parallel_size", with_pp ? pp_n : 1}};
     }
     const int tp = r.args.value("tensor_model_parallel_size", 1), pp = r.args.value("pipeline_model_parallel_size", 1);
     const int ep = r.args.value("expert_model_parallel_size", 1);
@@ -320,6 +339,41 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   stages.pp = PP;
   stages.vpp = static_cast<int>(V);
   stages.counts = counts;
+  // MindSpeed-MM: every tower ("<prefix>layers.<L>.", e.g. text_decoder.decoder.layers. and
+  // image_encoder.encoder.blocks.layers.) has its own distribution over the stages; each stage numbers its
+  // layers of a tower from 0. Counted per tower from the files of TP rank 0, stage order v * PP + p.
+  auto tower_layer = [](const std::string &n) -> std::optional<LayerName> {
+    for (size_t at = n.find("layers."); at != std::string::npos; at = n.find("layers.", at + 1)) {
+      if (at > 0 && n[at - 1] != '.') continue;
+      size_t i = at + 7, j = i;
+      while (j < n.size() && n[j] >= '0' && n[j] <= '9') ++j;
+      if (j == i || j >= n.size() || n[j] != '.' || j - i > 9) continue;
+      LayerName ln;
+      ln.prefix = n.substr(0, at + 7);
+      ln.layer = std::stoll(n.substr(i, j - i));
+      ln.rest = n.substr(j + 1);
+      return ln;
+    }
+    return std::nullopt;
+  };
+  std::map<std::string, std::vector<int64_t>> tower_counts;
+  if (mindspeed_mm)
+    for (const auto &r : ranks) {
+      if (r.tp != 0) continue;
+      for (size_t v = 0; v < V; ++v)
+        for (const auto &kv : r.chunks[v])
+          if (auto ln = tower_layer(kv.first)) {
+            auto &c = tower_counts.try_emplace(ln->prefix, V * static_cast<size_t>(PP), 0).first->second;
+            int64_t &n = c[v * static_cast<size_t>(PP) + static_cast<size_t>(r.pp)];
+            n = std::max<int64_t>(n, ln->layer + 1);
+          }
+    }
+  auto tower_first = [&](const std::string &prefix, int p, int v) {
+    const auto &c = tower_counts.at(prefix);
+    int64_t s = 0;
+    for (size_t k = 0; k < static_cast<size_t>(v) * static_cast<size_t>(PP) + static_cast<size_t>(p); ++k) s += c[k];
+    return s;
+  };
 
   // Global tensors.
   // Whether linear_fc1 is gated decides how its TP shards merge. Args say so; when they do not, the model
@@ -335,7 +389,12 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
     for (size_t v = 0; v < V; ++v)
       for (const auto &[local, sh] : r.chunks[v]) {
         std::string name = local;
-        if (auto ln = parse_layer_name(local)) name = ln->prefix + std::to_string(ln->layer + stages.first_layer(r.pp, static_cast<int>(v))) + "." + ln->rest;
+        if (mindspeed_mm) {
+          if (auto ln = tower_layer(local))
+            name = ln->prefix + std::to_string(ln->layer + tower_first(ln->prefix, r.pp, static_cast<int>(v))) + "." + ln->rest;
+        } else if (auto ln = parse_layer_name(local)) {
+          name = ln->prefix + std::to_string(ln->layer + stages.first_layer(r.pp, static_cast<int>(v))) + "." + ln->rest;
+        }
         // Experts: each EP rank numbers its own from 0 (global = ep * E_local + local). The files of TP
         // ranks >= ETP hold copies of the expert shards of TP rank % ETP; dense tensors of EP ranks > 0
         // are copies of EP rank 0's.
@@ -479,8 +538,8 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   if (gating) gating->undecided = !swiglu_known && !gating->gated.empty();
   // Metadata: args, and the HF config/side files kept with the checkpoint (or from --hf-config).
   json meta;
-  meta["format"] = "megatron";
-  meta["layout"] = "megatron";
+  meta["format"] = mindspeed_mm ? "mindspeed-mm" : "megatron";
+  meta["layout"] = mindspeed_mm ? "mindspeed-mm" : "megatron";
   meta["args"] = a0;
   meta["iteration"] = a0.value("iteration", json(0));
   meta["skipped"] = skipped;
@@ -500,8 +559,18 @@ void apply_gating(Catalog &cat, Gating &g, const std::string &hints_json) {
                           cat.tensors.at(g.gated.front().first).name +
                               ": cannot tell how its tensor-parallel shards merge: the args have no 'swiglu' and no "
                               "model plugin said whether the MLP is gated (give --hf-config with the model's config.json)");
+  // "ungated_prefixes": towers whose linear_fc1 is a plain column split even in a gated model (a VLM's
+  // projector, a ViT with fc1/fc2).
+  std::vector<std::string> ungated;
+  if (h.contains("ungated_prefixes") && h["ungated_prefixes"].is_array())
+    for (const auto &p : h["ungated_prefixes"])
+      if (p.is_string()) ungated.push_back(p.get<std::string>());
   if (h["gated_mlp"].get<bool>())
-    for (auto &[i, pieces] : g.gated) cat.tensors.at(i).pieces = std::move(pieces);
+    for (auto &[i, pieces] : g.gated) {
+      const std::string &n = cat.tensors.at(i).name;
+      if (std::none_of(ungated.begin(), ungated.end(), [&](const std::string &p) { return n.rfind(p, 0) == 0; }))
+        cat.tensors.at(i).pieces = std::move(pieces);
+    }
   g.gated.clear();
   g.undecided = false;
 }

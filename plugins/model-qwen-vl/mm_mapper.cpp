@@ -137,4 +137,98 @@ void map_hf_to_mm(const json &meta, ckh::sdk::Builder &b) {
   b.set_metadata(out.dump());
 }
 
+std::string mm_reader_hints(const json &meta) {
+  Config c;
+  try {
+    c = parse_config(meta.value("config", json::object()));
+  } catch (const std::invalid_argument &e) {
+    ckh::sdk::fail(CKH_E_FORMAT, std::string(e.what()) + " (a MindSpeed-MM checkpoint needs the model's HF config.json: its "
+                                                        "hf/ directory or --hf-config)");
+  }
+  json ungated = json::array({"image_encoder.projector."});
+  if (!c.v25) ungated.push_back("image_encoder.encoder.");  // Qwen2-VL's ViT MLP is fc1/fc2
+  return json{{"gated_mlp", true}, {"ungated_prefixes", ungated}}.dump();
+}
+
+void map_mm_to_hf(const json &meta, ckh::sdk::Builder &b) {
+  const json cfg = meta.value("config", json::object());
+  Config c;
+  try {
+    c = parse_config(cfg);
+  } catch (const std::invalid_argument &e) {
+    ckh::sdk::fail(CKH_E_FORMAT, std::string(e.what()) + " (a MindSpeed-MM checkpoint needs the model's HF config.json: its "
+                                                        "hf/ directory or --hf-config)");
+  }
+  auto in = [&](const std::string &n) {
+    if (b.find(n) < 0) ckh::sdk::fail(CKH_E_FORMAT, "MindSpeed-MM checkpoint: tensor '" + n + "' is missing");
+    return b.input(n);
+  };
+  auto out = [&](const std::string &n, ckh_expr e) { b.emit(n, e); };
+  auto half = [&](ckh_expr e, int64_t rows, bool second) { return b.slice(e, 0, second ? rows : 0, rows); };
+  const int64_t W = c.v_width, hd = W / c.v_heads;
+  out("visual.patch_embed.proj.weight", in("image_encoder.encoder.patch_embed.proj.weight"));
+  for (int64_t l = 0; l < c.v_depth; ++l) {
+    const std::string h = "visual.blocks." + std::to_string(l) + ".";
+    const std::string m = "image_encoder.encoder.blocks.layers." + std::to_string(l) + ".";
+    const std::vector<std::string> norm_parts = c.v25 ? std::vector<std::string>{"weight"} : std::vector<std::string>{"weight", "bias"};
+    for (const std::string &s : norm_parts) {
+      out(h + "norm1." + s, in(m + "input_layernorm." + s));
+      out(h + "norm2." + s, in(m + "pre_mlp_layernorm." + s));
+    }
+    // per head [q_h; k_h; v_h] -> [Q; K; V]
+    out(h + "attn.qkv.weight",
+        b.reshape(b.permute(b.reshape(in(m + "self_attention.linear_qkv.weight"), {c.v_heads, 3, hd, W}), {1, 0, 2, 3}), {3 * W, W}));
+    out(h + "attn.qkv.bias",
+        b.reshape(b.permute(b.reshape(in(m + "self_attention.linear_qkv.bias"), {c.v_heads, 3, hd}), {1, 0, 2}), {3 * W}));
+    out(h + "attn.proj.weight", in(m + "self_attention.linear_proj.weight"));
+    out(h + "attn.proj.bias", in(m + "self_attention.linear_proj.bias"));
+    if (c.v25) {
+      for (const char *s : {"weight", "bias"}) {
+        const ckh_expr fc1 = in(m + "mlp.linear_fc1." + s);
+        out(h + "mlp.gate_proj." + s, half(fc1, c.v_inter, false));
+        out(h + "mlp.up_proj." + s, half(fc1, c.v_inter, true));
+        out(h + "mlp.down_proj." + s, in(m + "mlp.linear_fc2." + s));
+      }
+    } else {
+      for (const char *s : {"weight", "bias"}) {
+        out(h + "mlp.fc1." + s, in(m + "mlp.linear_fc1." + s));
+        out(h + "mlp.fc2." + s, in(m + "mlp.linear_fc2." + s));
+      }
+    }
+  }
+  out("visual.merger.ln_q.weight", in("image_encoder.projector.layernorm.weight"));
+  if (!c.v25) out("visual.merger.ln_q.bias", in("image_encoder.projector.layernorm.bias"));
+  for (const char *s : {"weight", "bias"}) {
+    out(std::string("visual.merger.mlp.0.") + s, in(std::string("image_encoder.projector.encoder.linear_fc1.") + s));
+    out(std::string("visual.merger.mlp.2.") + s, in(std::string("image_encoder.projector.encoder.linear_fc2.") + s));
+  }
+  const ckh::plugins::gqa::Dims d{c.heads, c.kv_heads, c.head_dim, c.hidden};
+  out("model.embed_tokens.weight", in("text_decoder.embedding.word_embeddings.weight"));
+  for (int64_t l = 0; l < c.layers; ++l) {
+    const std::string h = "model.layers." + std::to_string(l) + ".";
+    const std::string m = "text_decoder.decoder.layers." + std::to_string(l) + ".";
+    out(h + "input_layernorm.weight", in(m + "input_layernorm.weight"));
+    for (const char *s : {"weight", "bias"}) {
+      const auto p = ckh::plugins::gqa::split(b, in(m + "self_attention.linear_qkv." + s), d, std::string(s) == "weight");
+      out(h + "self_attn.q_proj." + s, p.q);
+      out(h + "self_attn.k_proj." + s, p.k);
+      out(h + "self_attn.v_proj." + s, p.v);
+    }
+    out(h + "self_attn.o_proj.weight", in(m + "self_attention.linear_proj.weight"));
+    out(h + "post_attention_layernorm.weight", in(m + "pre_mlp_layernorm.weight"));
+    const ckh_expr fc1 = in(m + "mlp.linear_fc1.weight");
+    out(h + "mlp.gate_proj.weight", half(fc1, c.inter, false));
+    out(h + "mlp.up_proj.weight", half(fc1, c.inter, true));
+    out(h + "mlp.down_proj.weight", in(m + "mlp.linear_fc2.weight"));
+  }
+  out("model.norm.weight", in("text_decoder.decoder.final_layernorm.weight"));
+  if (!c.tied) out("lm_head.weight", in("text_decoder.output_layer.weight"));
+  else if (b.find("text_decoder.output_layer.weight") >= 0)
+    b.ignore("text_decoder.output_layer.weight", "tie_word_embeddings: the last stage's copy of the word embedding");
+  json o = meta;
+  o["layout"] = "hf";
+  o.erase("args");
+  b.set_metadata(o.dump());
+}
+
 }  // namespace ckh::qwen_vl

@@ -6,4 +6,8 @@
 
 namespace ckh::qwen_vl {
 void map_hf_to_mm(const nlohmann::json &meta, ckh::sdk::Builder &b);
+// The inverse: MindSpeed-MM's global tensors (a reader merged TP and renumbered each tower) -> HF names.
+void map_mm_to_hf(const nlohmann::json &meta, ckh::sdk::Builder &b);
+// How the reader merges the TP shards of linear_fc1: gated ([gate; up] halves) except the towers named.
+std::string mm_reader_hints(const nlohmann::json &meta);
 }  // namespace ckh::qwen_vl

@@ -98,7 +98,26 @@ ckh_status map_to_mm(const ckh_mapper_class_t *, const char *, const char *metad
   });
 }
 
+ckh_status map_from_mm(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::qwen_vl::map_mm_to_hf(meta.is_discarded() ? json::object() : meta, b);
+  });
+}
+
+// Phase two of the Megatron reader's open of a MindSpeed-MM checkpoint: how linear_fc1 shards merge.
+ckh_status hints_mm(const ckh_mapper_class_t *, const char *, const char *metadata_json, void *ctx, ckh_text_sink_fn sink) {
+  return ckh::sdk::guard([&] {
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    const std::string h = ckh::qwen_vl::mm_reader_hints(meta.is_discarded() ? json::object() : meta);
+    const ckh_status s = sink(ctx, h.c_str());
+    if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+  });
+}
+
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
+const ckh_mapper_class_t kFromMm = {sizeof(ckh_mapper_class_t), 0, probe, map_from_mm, nullptr, hints_mm};
 const ckh_mapper_class_t kToMm = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mm, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl",
@@ -109,14 +128,18 @@ const ckh_component_t kToMmComp = {
     "Qwen2-VL / Qwen2.5-VL HF -> MindSpeed-MM names: image_encoder.* (qkv regrouped per head, [gate; up]), "
     "text_decoder.* (qkv fused per query group), with TP splits and per-tower pipeline places",
     R"({"family":"qwen-vl","from":"hf","to":"mindspeed-mm","model_types":["qwen2_vl","qwen2_5_vl"]})", &kToMm};
-const ckh_component_t *const kComponents[] = {&kHfComp, &kToMmComp};
+const ckh_component_t kFromMmComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl.mm-to-hf",
+    "Qwen2-VL / Qwen2.5-VL MindSpeed-MM -> HF names (the inverse of qwen-vl.hf-to-mm; config from the checkpoint's hf/ or --hf-config)",
+    R"({"family":"qwen-vl","from":"mindspeed-mm","to":"hf","model_types":["qwen2_vl","qwen2_5_vl"]})", &kFromMm};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMmComp, &kFromMmComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.model.qwen-vl", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.model.qwen-vl", "0.1.0",
                               "ckhost", "Qwen2-VL / Qwen2.5-VL model family", init, nullptr, kComponents, nullptr};
 
 }  // namespace

@@ -245,6 +245,12 @@ class QwenVL(L.InteropCase):
         self.assertEqual(sorted(hf), sorted(ref), name)
         for k in ref:
             self.assertTrue(torch.equal(hf[k], ref[k]), "%s: %s differs" % (name, k))
+        # ckhost reads it back (mm_to_hf: towers renumbered from the files, config from its hf/): bit-exact.
+        back = L.convert(mm, self.path(name + "-back"), "--to", "hf")
+        b = L.safe_open_all(back)
+        self.assertEqual(sorted(b), sorted(ref), name)
+        for k in ref:
+            self.assertTrue(torch.equal(b[k], ref[k]), "%s back: %s differs" % (name, k))
         return mm, files, ref
 
     def test_mindspeed_mm(self):
@@ -278,8 +284,19 @@ class QwenVL(L.InteropCase):
         torch.save(ck1, f1)
         hf, _ = mm_to_hf(sw, 2, [1, 1], [3, 0])
         self.assertFalse(torch.equal(hf["visual.blocks.1.attn.qkv.weight"], ref["visual.blocks.1.attn.qkv.weight"]))
-        # Reading MindSpeed-MM back is not written yet: refused by name, not misread as Megatron.
-        L.assert_refused(self, mm, self.path("mm-back"), "--to", "hf", needle="a MindSpeed-MM checkpoint")
+        # transformers' forward of the model read back from MindSpeed-MM gives the source's image+text logits.
+        self.assertTrue(torch.equal(logits("qwen2_5_vl", self.path("mm-tp2-pp2-back")), logits("qwen2_5_vl", self.source("qwen2_5_vl"))))
+        # Resplit MindSpeed-MM -> MindSpeed-MM (TP2 x PP2 -> TP1, and -> TP2 x PP2 with vit [1,2]), no HF in between.
+        rs = L.convert(mm, self.path("mm-rs-tp1"), "--to", "mindspeed-mm", "--tp", "1")
+        hf1, _ = mm_to_hf(rs, 1, [2], [3])
+        rs2 = L.convert(rs, self.path("mm-rs-vit12"), "--to", "mindspeed-mm", "--tp", "2", "--pp", "2", "--pp-layers", "1,1",
+                        "--stack-pp-layers", "1=1,2")
+        hf2, f2 = mm_to_hf(rs2, 2, [1, 1], [1, 2])
+        self.assertIn("image_encoder.projector.layernorm.weight", f2[(0, 1)])  # the projector with the tower's last layers
+        self.assertIn("image_encoder.encoder.patch_embed.proj.weight", f2[(0, 0)])
+        for k in ref:
+            self.assertTrue(torch.equal(hf1[k], ref[k]) and torch.equal(hf2[k], ref[k]), "resplit: %s differs" % k)
+        L.report("MindSpeed-MM -> HF bit-exact at every layout, logits identical; MM -> MM resplits (TP1; TP2 x PP2 vit [1,2]) bit-exact")
         # Refusals: a TP that does not divide the query groups.
         L.assert_refused(self, self.source("qwen2_5_vl"), self.path("mm-tp4"), "--to", "mindspeed-mm", "--tp", "4",
                          needle="does not divide")
