@@ -7,7 +7,7 @@ CKH_JOBS="${CKH_JOBS:-$(nproc)}"
 
 # Debian bookworm packages the build and the tests need (nothing is downloaded by the build itself).
 CKH_PACKAGES=(build-essential cmake ninja-build pkg-config libboost-dev libboost-program-options-dev
-  libboost-filesystem-dev nlohmann-json3-dev libxsimd-dev libgtest-dev libgmock-dev zlib1g-dev libisal-dev
+  libboost-filesystem-dev nlohmann-json3-dev libxsimd-dev libgtest-dev libgmock-dev zlib1g-dev libisal-dev libyaml-cpp-dev
   python3-torch python3-numpy python3-venv)
 
 ckh_ensure_deps() {

@@ -2,6 +2,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+extern char **environ;
+
 #include <algorithm>
 #include <csignal>
 #include <cstdio>
@@ -46,6 +48,8 @@ const char *kMainHelp =
     "  inspect PATH                  detected format and model family, tensor table, totals\n"
     "  verify A B                    compare two checkpoints tensor by tensor\n"
     "  synth --model M --config C OUT  write a random checkpoint with the exact layout of a config\n"
+    "  NAME ARGS...                  a plugin's command (ckhost --list-plugins: kind 'command'), e.g.\n"
+    "                                mm-convert, MindSpeed-MM's command line run as ckhost conversions\n"
     "\n"
     "Run 'ckhost COMMAND --help' for the options of a command.\n";
 
@@ -607,6 +611,60 @@ std::string one_line(std::string s) {
   return s;
 }
 
+int run_command_line(const std::vector<std::string> &line) {
+  if (line.empty()) throw UsageError("a command gave an empty command line to run");
+  const std::vector<std::string> a(line.begin() + 1, line.end());
+  if (line[0] == "convert") return cmd_convert(a);
+  if (line[0] == "inspect") return cmd_inspect(a);
+  if (line[0] == "verify") return cmd_verify(a);
+  if (line[0] == "synth") return cmd_synth(a);
+  throw UsageError("a command asked to run '" + line[0] + "', which is not a ckhost command");
+}
+
+// `ckhost NAME ARGS`: a plugin's command component (ckh_command.h) translates ARGS into ckhost command
+// lines, which run here in order; the host knows no other tool's flags.
+int cmd_plugin_command(const std::string &name, const std::vector<std::string> &fwd, const std::vector<std::string> &args) {
+  Registry reg;
+  load_registry_for(reg, fwd);
+  const Component *c = reg.find(CKH_COMPONENT_COMMAND, name);
+  if (!c) {
+    std::string names;
+    for (const Component *k : reg.all(CKH_COMPONENT_COMMAND)) names += ", " + k->id;
+    throw UsageError("unknown command '" + name + "' (commands: convert, inspect, verify, synth" + names + ")");
+  }
+  std::vector<const char *> argv;
+  for (const auto &a : args) argv.push_back(a.c_str());
+  std::string answer;
+  auto sink = [](void *ctx, const char *text) -> ckh_status {
+    *static_cast<std::string *>(ctx) = text ? text : "";
+    return CKH_OK;
+  };
+  clear_last_error();
+  const ckh_status st = c->command()->translate(c->command(), static_cast<uint32_t>(argv.size()), argv.data(),
+                                                const_cast<const char *const *>(environ), &answer, sink);
+  const auto le = take_last_error();
+  if (st != CKH_OK) {
+    const std::string msg = name + ": " + (le.second.empty() ? "failed with status " + std::to_string(st) : le.second);
+    if (st == CKH_E_INVALID_ARG) throw UsageError(msg);
+    throw Error(msg, st);
+  }
+  const json j = json::parse(answer, nullptr, false);
+  if (j.is_discarded() || !j.is_object() || !(j.contains("print") || j.contains("run")))
+    throw Error(name + ": the command answered neither {\"print\": ...} nor {\"run\": [...]}", CKH_E_INTERNAL);
+  if (j.contains("print")) {
+    std::cout << j["print"].get<std::string>();
+    return 0;
+  }
+  for (const auto &line : j["run"]) {
+    std::vector<std::string> l;
+    for (const auto &x : line) l.push_back(x.is_string() ? x.get<std::string>() : x.dump());
+    if (!l.empty()) l.insert(l.begin() + 1, fwd.begin(), fwd.end());  // --plugin-dir and the like
+    const int rc = run_command_line(l);
+    if (rc != 0) return rc;
+  }
+  return 0;
+}
+
 extern "C" void on_sigint(int) {
   static volatile sig_atomic_t count = 0;
   if (++count > 1) std::_Exit(130);
@@ -655,7 +713,7 @@ int main(int argc, char **argv) {
     if (cmd == "inspect") return cmd_inspect(cargs);
     if (cmd == "verify") return cmd_verify(cargs);
     if (cmd == "synth") return cmd_synth(cargs);
-    throw UsageError("unknown command '" + cmd + "' (commands: convert, inspect, verify, synth)");
+    return cmd_plugin_command(cmd, fwd, std::vector<std::string>(rest.begin() + 1, rest.end()));
   } catch (const UsageError &e) {
     std::fprintf(stderr, "ckhost: usage error: %s\n", one_line(e.what()).c_str());
     return kExitUsage;

@@ -31,6 +31,7 @@ const char *component_kind_name(int32_t kind) {
     case CKH_COMPONENT_MAPPER: return "mapper";
     case CKH_COMPONENT_QUANTIZER: return "quantizer";
     case CKH_COMPONENT_KERNELS: return "kernels";
+    case CKH_COMPONENT_COMMAND: return "command";
     default: return "?";
   }
 }
@@ -51,6 +52,7 @@ uint32_t min_vtable_size(int32_t kind) {
     case CKH_COMPONENT_MAPPER: return offsetof(ckh_mapper_class_t, map) + sizeof(void *);  // canonical is optional
     case CKH_COMPONENT_QUANTIZER: return offsetof(ckh_quantizer_class_t, release) + sizeof(void *);
     case CKH_COMPONENT_KERNELS: return offsetof(ckh_kernel_provider_t, kernels) + sizeof(void *);
+    case CKH_COMPONENT_COMMAND: return offsetof(ckh_command_class_t, translate) + sizeof(void *);
     default: return 0;
   }
 }
@@ -79,6 +81,7 @@ const char *missing_member(int32_t kind, const void *vt) {
       auto *c = static_cast<const ckh_kernel_provider_t *>(vt);
       return !c->kernels || c->kernels->struct_size < offsetof(ckh_kernels_t, bf16_to_f32) ? "kernels" : nullptr;
     }
+    case CKH_COMPONENT_COMMAND: return static_cast<const ckh_command_class_t *>(vt)->translate ? nullptr : "translate";
     default: return "?";
   }
 }

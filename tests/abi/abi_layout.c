@@ -83,6 +83,10 @@ PIN(ckh_kernels_t, sumsqdiff_f32, 136);
 PIN(ckh_kernels_t, e4m3_scaled_to_bf16, 144);
 PIN(ckh_kernels_t, e4m3_grouped_to_bf16, 152);
 SIZE(ckh_kernels_t, 160);
+PIN(ckh_command_class_t, struct_size, 0);
+PIN(ckh_command_class_t, reserved0, 4);
+PIN(ckh_command_class_t, translate, 8);
+SIZE(ckh_command_class_t, 16);
 
 /* ckh_mapper.h */
 PIN(ckh_mapper_class_t, struct_size, 0);

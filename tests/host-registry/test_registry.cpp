@@ -116,7 +116,8 @@ TEST(Registry, ComponentKindNames) {
   EXPECT_STREQ(component_kind_name(CKH_COMPONENT_QUANTIZER), "quantizer");
   EXPECT_STREQ(component_kind_name(0), "?");
   EXPECT_STREQ(component_kind_name(CKH_COMPONENT_KERNELS), "kernels");
-  EXPECT_STREQ(component_kind_name(6), "?");
+  EXPECT_STREQ(component_kind_name(CKH_COMPONENT_COMMAND), "command");
+  EXPECT_STREQ(component_kind_name(7), "?");
 }
 
 TEST(Registry, NewerMinorWithAppendedFieldsIsAccepted) {

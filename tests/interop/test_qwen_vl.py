@@ -302,5 +302,85 @@ class QwenVL(L.InteropCase):
                          needle="does not divide")
 
 
+class MmConvert(L.InteropCase):
+    """`ckhost mm-convert` runs MindSpeed-MM's documented command lines: the same bytes as the direct
+    conversion, its config file and environment variables, and its FAQ's mistakes refused before anything
+    is written."""
+
+    def mm(self, *args, env=None, check=True):
+        import subprocess
+        e = {**os.environ, "CKHOST_PLUGIN_PATH": ""}
+        e.update(env or {})
+        p = subprocess.run([L.CKHOST, "mm-convert", "Qwen2_5_VLConverter", *map(str, args)], capture_output=True, text=True, env=e)
+        if check:
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        return p
+
+    def same_tree(self, a, b):
+        fa, fb = sorted(L.tree_files(a)), sorted(L.tree_files(b))
+        self.assertEqual(fa, fb)
+        for f in fa:
+            with open(os.path.join(a, f), "rb") as x, open(os.path.join(b, f), "rb") as y:
+                self.assertEqual(x.read(), y.read(), f)
+
+    def test_mm_convert(self):
+        src = self.path("hf")
+        make("qwen2_5_vl", src)
+        direct = L.convert(src, self.path("direct"), "--to", "mindspeed-mm", "--tp", "2", "--pp", "2", "--pp-layers", "1,1",
+                           "--stack-pp-layers", "1=3,0")
+        pc = "--cfg.parallel_config."
+        self.mm("hf_to_mm", "--cfg.mm_dir", self.path("mm"), "--cfg.hf_config.hf_dir", src, pc + "llm_pp_layers", "[[1,1]]",
+                pc + "vit_pp_layers", "[[3,0]]", pc + "tp_size", "2")
+        self.same_tree(direct, self.path("mm"))
+        # --print_config, then --config with that file: the same conversion.
+        y = self.mm("hf_to_mm", "--cfg.mm_dir", self.path("mm-yaml"), "--cfg.hf_config.hf_dir", src, pc + "llm_pp_layers", "[[1,1]]",
+                    pc + "vit_pp_layers", "[[3,0]]", pc + "tp_size", "2", "--print_config").stdout
+        self.assertTrue(y.startswith("cfg:"), y)
+        with open(self.path("cfg.yaml"), "w") as fh:
+            fh.write(y)
+        self.mm("hf_to_mm", "--config", self.path("cfg.yaml"))
+        self.same_tree(direct, self.path("mm-yaml"))
+        # JSONARGPARSE_DEFAULT_ENV: the fields from the environment.
+        pre = "MM_CONVERT_QWEN2_5_VLCONVERTER__HF_TO_MM__CFG__"
+        self.mm("hf_to_mm", env={"JSONARGPARSE_DEFAULT_ENV": "true", pre + "MM_DIR": self.path("mm-env"), pre + "HF_CONFIG__HF_DIR": src,
+                                 pre + "PARALLEL_CONFIG__LLM_PP_LAYERS": "[[1,1]]", pre + "PARALLEL_CONFIG__VIT_PP_LAYERS": "[[3,0]]",
+                                 pre + "PARALLEL_CONFIG__TP_SIZE": "2"})
+        self.same_tree(direct, self.path("mm-env"))
+        # mm_to_hf (flat lists) and resplit.
+        self.mm("mm_to_hf", "--cfg.mm_dir", self.path("mm"), "--cfg.save_hf_dir", self.path("back"), "--cfg.hf_config.hf_dir", src,
+                pc + "llm_pp_layers", "[1,1]", pc + "vit_pp_layers", "[3,0]", pc + "tp_size", "2")
+        a, b = L.safe_open_all(src), L.safe_open_all(self.path("back"))
+        self.assertEqual(sorted(a), sorted(b))
+        self.assertTrue(all(torch.equal(a[k], b[k]) for k in a))
+        spc, tpc = "--cfg.source_parallel_config.", "--cfg.target_parallel_config."
+        self.mm("resplit", "--cfg.source_dir", self.path("mm"), "--cfg.target_dir", self.path("rs"), spc + "llm_pp_layers", "[1,1]",
+                spc + "vit_pp_layers", "[3,0]", spc + "tp_size", "2", tpc + "llm_pp_layers", "[2]", tpc + "vit_pp_layers", "[3]",
+                tpc + "tp_size", "1")
+        hf, _ = mm_to_hf(self.path("rs"), 1, [2], [3])
+        self.assertTrue(all(torch.equal(hf[k], a[k]) for k in a))
+        # The FAQ's mistakes: one line each, nothing written.
+        for method, args, needle in (
+                ("hf_to_mm", [pc + "llm_pp_layers", "[[1,1]]", pc + "vit_pp_layers", "[[3,0,0]]"], "llm_pp_layers has 2 pipeline stages and vit_pp_layers 3"),
+                ("hf_to_mm", [pc + "llm_pp_layers", "[[1,2]]", pc + "vit_pp_layers", "[[3,0]]"], "adds up to 3 layers, the model has 2"),
+                ("hf_to_mm", [pc + "llm_pp_layers", "[1,1]", pc + "vit_pp_layers", "[3,0]"], "hf_to_mm takes nested lists"),
+                ("mm_to_hf", [pc + "llm_pp_layers", "[[1,1]]", pc + "vit_pp_layers", "[[3,0]]", "--cfg.mm_dir", self.path("mm"),
+                              "--cfg.save_hf_dir", self.path("bad")], "takes a flat list"),
+                ("mm_to_hf", [pc + "llm_pp_layers", "[1,1]", pc + "vit_pp_layers", "[3,0]", pc + "tp_size", "1", "--cfg.mm_dir", self.path("mm"),
+                              "--cfg.save_hf_dir", self.path("bad")], "tp_size 1 does not match the checkpoint being read")):
+            p = self.mm(method, "--cfg.mm_dir", self.path("bad"), "--cfg.hf_config.hf_dir", src, *args, check=False)
+            self.assertNotEqual(p.returncode, 0, needle)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertIn(needle, p.stderr)
+            self.assertFalse(os.path.exists(self.path("bad")), needle)
+        p = self.mm("hf_to_mm", check=False)
+        self.assertIn("is required", p.stderr)
+        import subprocess
+        p = subprocess.run([L.CKHOST, "mm-convert", "InternVLConverter", "hf_to_mm"], capture_output=True, text=True,
+                           env={**os.environ, "CKHOST_PLUGIN_PATH": ""})
+        self.assertIn("not supported by ckhost's mm-convert yet", p.stderr)
+        L.report("mm-convert hf_to_mm (flags, --config from --print_config, JSONARGPARSE_DEFAULT_ENV) = direct conversion byte for "
+                 "byte; mm_to_hf and resplit bit-exact; 5 FAQ mistakes refused in one line with nothing written")
+
+
 if __name__ == "__main__":
     L.main()

@@ -14,6 +14,7 @@
 #ifndef CKHOST_CKH_PLUGIN_H
 #define CKHOST_CKH_PLUGIN_H
 
+#include "ckh_command.h"
 #include "ckh_host.h"
 #include "ckh_mapper.h"
 #include "ckh_quantizer.h"
@@ -31,6 +32,7 @@ extern "C" {
 #define CKH_COMPONENT_MAPPER 3     // vtable: const ckh_mapper_class_t *
 #define CKH_COMPONENT_QUANTIZER 4  // vtable: const ckh_quantizer_class_t *
 #define CKH_COMPONENT_KERNELS 5    // vtable: const ckh_kernel_provider_t * (ckh_kernels.h), SDK 1.1
+#define CKH_COMPONENT_COMMAND 6    // vtable: const ckh_command_class_t * (ckh_command.h), SDK 1.2
 
 // One component. Owner: the plugin; static lifetime (valid until the library is unloaded).
 typedef struct ckh_component {

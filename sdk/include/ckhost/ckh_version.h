@@ -7,7 +7,7 @@
 #define CKHOST_CKH_VERSION_H
 
 #define CKH_ABI_MAJOR 1
-#define CKH_ABI_MINOR 1
-#define CKH_SDK_VERSION_STRING "1.1.0"
+#define CKH_ABI_MINOR 2
+#define CKH_SDK_VERSION_STRING "1.2.0"
 
 #endif  // CKHOST_CKH_VERSION_H

@@ -38,6 +38,7 @@ struct Component {
   const ckh_mapper_class_t *mapper() const { return static_cast<const ckh_mapper_class_t *>(vtable); }
   const ckh_quantizer_class_t *quantizer() const { return static_cast<const ckh_quantizer_class_t *>(vtable); }
   const ckh_kernel_provider_t *kernel_provider() const { return static_cast<const ckh_kernel_provider_t *>(vtable); }
+  const ckh_command_class_t *command() const { return static_cast<const ckh_command_class_t *>(vtable); }
 };
 
 struct LoadedPlugin {

@@ -1,0 +1,374 @@
+// mm_convert.cpp — MindSpeed-MM's `mm-convert` command line (checkpoint/convert_cli.py, jsonargparse) as a
+// ckhost command component: `ckhost mm-convert Qwen2_5_VLConverter hf_to_mm --cfg.mm_dir ... ` becomes the
+// equivalent `ckhost convert` line. It accepts what mm-convert documents: --cfg.* flags (values as JSON:
+// nested lists for hf_to_mm, flat ones for mm_to_hf and resplit), --config FILE.yaml (a top-level `cfg:`),
+// --print_config, and with JSONARGPARSE_DEFAULT_ENV=true the MM_CONVERT_<CLASS>__<METHOD>__CFG__<FIELD>
+// environment variables. The mistakes mm-convert's FAQ warns about are refused here, before anything runs:
+// llm and vit lists of different lengths, a nested list where a flat one is expected and the reverse, and a
+// tp_size that does not match the checkpoint being read. Layer sums are checked by the conversion itself
+// (the writer refuses a distribution that does not add up, by tower, before any byte is written).
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <yaml-cpp/yaml.h>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+using nlohmann::json;
+using ckh::sdk::fail;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter"};
+const char *const kKnown[] = {"InternVLConverter", "WanConverter", "Qwen3VLConverter", "Qwen3VLMegatronConverter",
+                              "DeepSeekVL2Converter", "GlmConverter", "Mistral3Converter", "Qwen2_5_OmniConverter",
+                              "Qwen35Converter", "ExpertMergeDcpConverter", "GenericDCPConverter"};
+const char *const kMethods[] = {"hf_to_mm", "mm_to_hf", "resplit"};
+
+[[noreturn]] void bad(const std::string &msg) { fail(CKH_E_INVALID_ARG, msg); }
+
+std::string upper(std::string s) {
+  for (char &c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+std::string lower(std::string s) {
+  for (char &c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// A flag value as jsonargparse reads it: JSON/YAML scalars and lists, anything else a string.
+json value_of(const std::string &v) {
+  json j = json::parse(v, nullptr, false);
+  if (!j.is_discarded()) return j;
+  if (v == "True" || v == "true") return true;
+  if (v == "False" || v == "false") return false;
+  if (v == "None" || v == "null") return nullptr;
+  return v;
+}
+
+void set_path(json &root, const std::string &dotted, const json &v) {
+  json *at = &root;
+  size_t start = 0;
+  while (true) {
+    const size_t dot = dotted.find('.', start);
+    const std::string key = dotted.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+    if (key.empty()) bad("--cfg." + dotted + ": empty field name");
+    if (dot == std::string::npos) {
+      (*at)[key] = v;
+      return;
+    }
+    if (!at->contains(key) || !(*at)[key].is_object()) (*at)[key] = json::object();
+    at = &(*at)[key];
+    start = dot + 1;
+  }
+}
+
+void merge(json &into, const json &from) {
+  for (auto it = from.begin(); it != from.end(); ++it) {
+    if (it.value().is_object() && into.contains(it.key()) && into[it.key()].is_object()) merge(into[it.key()], it.value());
+    else into[it.key()] = it.value();
+  }
+}
+
+json from_yaml(const YAML::Node &n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: {
+      json o = json::object();
+      for (const auto &kv : n) o[kv.first.as<std::string>()] = from_yaml(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Sequence: {
+      json a = json::array();
+      for (const auto &x : n) a.push_back(from_yaml(x));
+      return a;
+    }
+    case YAML::NodeType::Scalar: return value_of(n.Scalar());
+    default: return nullptr;
+  }
+}
+
+void to_yaml(YAML::Emitter &e, const json &j) {
+  if (j.is_object()) {
+    e << YAML::BeginMap;
+    for (auto it = j.begin(); it != j.end(); ++it) {
+      e << YAML::Key << it.key() << YAML::Value;
+      to_yaml(e, it.value());
+    }
+    e << YAML::EndMap;
+  } else if (j.is_array()) {
+    e << YAML::Flow << YAML::BeginSeq;
+    for (const auto &x : j) to_yaml(e, x);
+    e << YAML::EndSeq;
+  } else if (j.is_string()) {
+    e << j.get<std::string>();
+  } else if (j.is_null()) {
+    e << YAML::Null;
+  } else {
+    e << j.dump();
+  }
+}
+
+const json *find(const json &cfg, std::initializer_list<const char *> path) {
+  const json *at = &cfg;
+  for (const char *k : path) {
+    if (!at->is_object() || !at->contains(k)) return nullptr;
+    at = &(*at)[k];
+  }
+  return at;
+}
+
+std::string need_str(const json &cfg, std::initializer_list<const char *> path) {
+  const json *v = find(cfg, path);
+  std::string name = "cfg";
+  for (const char *k : path) name += std::string(".") + k;
+  if (!v || v->is_null()) bad("--" + name + " is required");
+  if (!v->is_string()) bad("--" + name + " must be a path, got " + v->dump());
+  return v->get<std::string>();
+}
+
+int64_t opt_int(const json &cfg, std::initializer_list<const char *> path, int64_t def) {
+  const json *v = find(cfg, path);
+  std::string name = "cfg";
+  for (const char *k : path) name += std::string(".") + k;
+  if (!v || v->is_null()) return def;
+  if (!v->is_number_integer() || v->get<int64_t>() < 1) bad("--" + name + " must be a positive integer, got " + v->dump());
+  return v->get<int64_t>();
+}
+
+bool is_int_list(const json &v) {
+  return v.is_array() && std::all_of(v.begin(), v.end(), [](const json &x) { return x.is_number_integer() && x.get<int64_t>() >= 0; });
+}
+
+// A flat list (mm_to_hf, resplit) or one of a nested list (hf_to_mm: one inner list per VPP chunk).
+std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *field, bool nested) {
+  const json *v = find(cfg, {section, field});
+  const std::string name = std::string("--cfg.") + section + "." + field;
+  if (!v || v->is_null()) bad(name + " is required");
+  const bool is_nested = v->is_array() && !v->empty() && std::all_of(v->begin(), v->end(), [](const json &x) { return x.is_array(); });
+  if (nested && !is_nested)
+    bad(name + " " + v->dump() + ": hf_to_mm takes nested lists, one per virtual pipeline chunk, e.g. [" + v->dump() + "]");
+  if (!nested && is_nested)
+    bad(name + " " + v->dump() + ": this method takes a flat list, e.g. " + (*v)[0].dump() + " (nested lists are for hf_to_mm)");
+  if (nested) {
+    if (v->size() != 1)
+      bad(name + " " + v->dump() + ": " + std::to_string(v->size()) +
+          " virtual pipeline chunks; ckhost's mm-convert writes one chunk per stage (VPP 1) so far");
+    if (!is_int_list((*v)[0]) || (*v)[0].empty()) bad(name + " " + v->dump() + " must hold non-negative layer counts");
+    return (*v)[0].get<std::vector<int64_t>>();
+  }
+  if (!is_int_list(*v) || v->empty()) bad(name + " " + v->dump() + " must be a list of non-negative layer counts");
+  return v->get<std::vector<int64_t>>();
+}
+
+std::string joined(const std::vector<int64_t> &v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
+  return s;
+}
+
+// The TP and PP sizes of a MindSpeed-MM checkpoint directory, from its rank directory names.
+std::pair<int64_t, int64_t> checkpoint_tp_pp(const std::string &dir) {
+  std::error_code ec;
+  fs::path iter = fs::path(dir) / "release";
+  std::ifstream tracker(fs::path(dir) / "latest_checkpointed_iteration.txt");
+  std::string t;
+  if (tracker && std::getline(tracker, t) && t != "release" && !t.empty() && t.find_first_not_of("0123456789") == std::string::npos) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "iter_%07lld", std::stoll(t));
+    iter = fs::path(dir) / buf;
+  }
+  int64_t tp = 0, pp = 0;
+  for (fs::directory_iterator it(iter, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string n = it->path().filename().string();
+    if (n.rfind("mp_rank_", 0) != 0) continue;
+    const std::string rest = n.substr(8);
+    const size_t us = rest.find('_');
+    try {
+      tp = std::max<int64_t>(tp, std::stoll(rest.substr(0, us)) + 1);
+      pp = std::max<int64_t>(pp, us == std::string::npos ? 1 : std::stoll(rest.substr(us + 1)) + 1);
+    } catch (...) {
+      bad(it->path().string() + ": not a MindSpeed-MM rank directory");
+    }
+  }
+  if (tp == 0) bad(dir + ": no mp_rank_* directories under " + iter.filename().string() + " (not a MindSpeed-MM checkpoint)");
+  return {tp, pp};
+}
+
+void check_read_sizes(const std::string &dir, const std::vector<int64_t> &llm, int64_t tp, const char *what) {
+  const auto [ctp, cpp] = checkpoint_tp_pp(dir);
+  if (ctp != tp)
+    bad(std::string("--cfg.") + what + ".tp_size " + std::to_string(tp) + " does not match the checkpoint being read: " + dir +
+        " has TP " + std::to_string(ctp) + " (mp_rank_00.." + std::to_string(ctp - 1) + ")");
+  if (cpp != static_cast<int64_t>(llm.size()))
+    bad(std::string("--cfg.") + what + ".llm_pp_layers has " + std::to_string(llm.size()) + " stages but " + dir + " has PP " +
+        std::to_string(cpp));
+}
+
+std::vector<std::string> layout_args(const std::vector<int64_t> &llm, const std::vector<int64_t> &vit, int64_t tp) {
+  std::vector<std::string> a = {"--tp", std::to_string(tp)};
+  if (llm.size() > 1) {
+    a.insert(a.end(), {"--pp", std::to_string(llm.size()), "--pp-layers", joined(llm), "--stack-pp-layers", "1=" + joined(vit)});
+  }
+  return a;
+}
+
+void same_stages(const std::vector<int64_t> &llm, const std::vector<int64_t> &vit, const char *section) {
+  if (llm.size() != vit.size())
+    bad(std::string("--cfg.") + section + ": llm_pp_layers has " + std::to_string(llm.size()) + " pipeline stages and vit_pp_layers " +
+        std::to_string(vit.size()) + "; give both towers one count per stage (e.g. llm [1,10,10,7] with vit [32,0,0,0])");
+}
+
+const char *kHelp =
+    "usage: ckhost mm-convert CONVERTER METHOD [--cfg.FIELD VALUE]... [--config FILE.yaml] [--print_config] [--force]\n"
+    "\n"
+    "MindSpeed-MM's mm-convert command line, run by ckhost (streaming, bounded memory, atomic output).\n"
+    "converters: Qwen2VLConverter, Qwen2_5_VLConverter\n"
+    "methods:\n"
+    "  hf_to_mm   --cfg.mm_dir --cfg.hf_config.hf_dir --cfg.parallel_config.{llm_pp_layers,vit_pp_layers} [[...]]\n"
+    "             [--cfg.parallel_config.tp_size N]\n"
+    "  mm_to_hf   --cfg.mm_dir --cfg.save_hf_dir --cfg.hf_config.hf_dir --cfg.parallel_config.{llm_pp_layers,vit_pp_layers}\n"
+    "             [...] [--cfg.parallel_config.tp_size N]\n"
+    "  resplit    --cfg.source_dir --cfg.target_dir --cfg.{source,target}_parallel_config.{llm_pp_layers,vit_pp_layers,\n"
+    "             tp_size}\n"
+    "With JSONARGPARSE_DEFAULT_ENV=true, MM_CONVERT_<CONVERTER>__<METHOD>__CFG__<FIELD> variables give defaults.\n";
+
+ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *const *argv, const char *const *env, void *ctx,
+                     ckh_text_sink_fn sink) {
+  return ckh::sdk::guard([&] {
+    std::vector<std::string> a(argv, argv + argc);
+    auto answer = [&](const json &j) {
+      const std::string s = j.dump();
+      if (sink(ctx, s.c_str()) != CKH_OK) fail(CKH_E_INTERNAL, "sink failed");
+    };
+    if (a.empty() || a[0] == "-h" || a[0] == "--help") return answer({{"print", kHelp}});
+    const std::string conv = a[0];
+    if (std::none_of(std::begin(kSupported), std::end(kSupported), [&](const char *s) { return conv == s; })) {
+      if (std::any_of(std::begin(kKnown), std::end(kKnown), [&](const char *s) { return conv == s; }))
+        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter)");
+      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter)");
+    }
+    if (a.size() < 2 || a[1] == "-h" || a[1] == "--help") return answer({{"print", kHelp}});
+    const std::string method = a[1];
+    if (std::none_of(std::begin(kMethods), std::end(kMethods), [&](const char *s) { return method == s; }))
+      bad(conv + " has no method '" + method + "' in ckhost's mm-convert (hf_to_mm, mm_to_hf, resplit)");
+    json cfg = json::object(), cli = json::object(), file = json::object();
+    bool print = false, force = false;
+    for (size_t i = 2; i < a.size(); ++i) {
+      std::string k = a[i], v;
+      const size_t eq = k.find('=');
+      const bool has_eq = k.rfind("--", 0) == 0 && eq != std::string::npos;
+      if (has_eq) {
+        v = k.substr(eq + 1);
+        k = k.substr(0, eq);
+      }
+      if (k == "--print_config") {
+        print = true;
+        continue;
+      }
+      if (k == "--force") {
+        force = true;
+        continue;
+      }
+      if (k == "-h" || k == "--help") return answer({{"print", kHelp}});
+      if (!has_eq) {
+        if (i + 1 >= a.size()) bad(k + " needs a value");
+        v = a[++i];
+      }
+      if (k == "--config") {
+        YAML::Node n;
+        try {
+          n = YAML::LoadFile(v);
+        } catch (const YAML::Exception &e) {
+          bad("--config " + v + ": " + e.what());
+        }
+        const json j = from_yaml(n);
+        if (!j.is_object() || !j.contains("cfg") || !j["cfg"].is_object()) bad("--config " + v + ": no top-level 'cfg:' mapping");
+        merge(file, j["cfg"]);
+      } else if (k.rfind("--cfg.", 0) == 0) {
+        set_path(cli, k.substr(6), value_of(v));
+      } else {
+        bad("unknown option " + k + " (see ckhost mm-convert --help)");
+      }
+    }
+    // Defaults < environment (JSONARGPARSE_DEFAULT_ENV) < --config < flags.
+    const char *denv = nullptr;
+    for (const char *const *e = env; e && *e; ++e)
+      if (std::strncmp(*e, "JSONARGPARSE_DEFAULT_ENV=", 25) == 0) denv = *e + 25;
+    if (denv && lower(denv) == "true") {
+      const std::string pre = "MM_CONVERT_" + upper(conv) + "__" + upper(method) + "__CFG__";
+      for (const char *const *e = env; e && *e; ++e) {
+        const std::string s = *e;
+        if (s.rfind(pre, 0) != 0) continue;
+        const size_t eq = s.find('=');
+        std::string path = lower(s.substr(pre.size(), eq - pre.size()));
+        for (size_t p; (p = path.find("__")) != std::string::npos;) path.replace(p, 2, ".");
+        set_path(cfg, path, value_of(s.substr(eq + 1)));
+      }
+    }
+    merge(cfg, file);
+    merge(cfg, cli);
+    if (print) {
+      YAML::Emitter e;
+      to_yaml(e, json{{"cfg", cfg}});
+      return answer({{"print", std::string(e.c_str()) + "\n"}});
+    }
+    std::vector<std::string> line;
+    if (method == "hf_to_mm") {
+      const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", true);
+      const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", true);
+      same_stages(llm, vit, "parallel_config");
+      line = {"convert", need_str(cfg, {"hf_config", "hf_dir"}), need_str(cfg, {"mm_dir"}), "--to", "mindspeed-mm"};
+      const auto lay = layout_args(llm, vit, opt_int(cfg, {"parallel_config", "tp_size"}, 1));
+      line.insert(line.end(), lay.begin(), lay.end());
+    } else if (method == "mm_to_hf") {
+      const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", false);
+      const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", false);
+      same_stages(llm, vit, "parallel_config");
+      const std::string mm = need_str(cfg, {"mm_dir"});
+      check_read_sizes(mm, llm, opt_int(cfg, {"parallel_config", "tp_size"}, 1), "parallel_config");
+      line = {"convert", mm, need_str(cfg, {"save_hf_dir"}), "--to", "hf", "--hf-config", need_str(cfg, {"hf_config", "hf_dir"})};
+    } else {
+      const auto sl = pp_list(cfg, "source_parallel_config", "llm_pp_layers", false);
+      const auto sv = pp_list(cfg, "source_parallel_config", "vit_pp_layers", false);
+      const auto tl = pp_list(cfg, "target_parallel_config", "llm_pp_layers", false);
+      const auto tv = pp_list(cfg, "target_parallel_config", "vit_pp_layers", false);
+      same_stages(sl, sv, "source_parallel_config");
+      same_stages(tl, tv, "target_parallel_config");
+      const std::string src = need_str(cfg, {"source_dir"});
+      check_read_sizes(src, sl, opt_int(cfg, {"source_parallel_config", "tp_size"}, 1), "source_parallel_config");
+      line = {"convert", src, need_str(cfg, {"target_dir"}), "--to", "mindspeed-mm"};
+      const auto lay = layout_args(tl, tv, opt_int(cfg, {"target_parallel_config", "tp_size"}, 1));
+      line.insert(line.end(), lay.begin(), lay.end());
+    }
+    line.insert(line.end(), {"--progress", "none"});
+    if (force) line.push_back("--force");
+    answer({{"run", json::array({line})}});
+  });
+}
+
+const ckh_command_class_t kCommand = {sizeof(ckh_command_class_t), 0, translate};
+const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_COMMAND, "mm-convert",
+                               "MindSpeed-MM's mm-convert (Qwen2VLConverter, Qwen2_5_VLConverter: hf_to_mm, mm_to_hf, resplit) "
+                               "run as ckhost conversions",
+                               "{}", &kCommand};
+const ckh_component_t *const kComps[] = {&kComp};
+
+ckh_status init(const ckh_host_t *host) {
+  ckh::sdk::set_host(host);
+  return CKH_OK;
+}
+
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.compat.mindspeed-mm", "0.1.0",
+                              "ckhost", "MindSpeed-MM mm-convert command line", init, nullptr, kComps, nullptr};
+
+}  // namespace
+
+extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }
