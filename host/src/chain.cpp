@@ -1,6 +1,8 @@
 // chain.cpp — chain composition and plan validation.
 #include "ckhost/host/chain.hpp"
 
+#include <filesystem>
+
 #include <algorithm>
 #include <cctype>
 #include <cstring>
@@ -853,8 +855,14 @@ std::string describe_plan(const Graph &g, bool with_tensors) {
   uint64_t total = 0;
   for (size_t f = 0; f < g.layout.files.size(); ++f) {
     const OutFile &of = g.layout.files[f];
-    total += of.size;
-    s += of.relpath + "  " + human_bytes(static_cast<double>(of.size));
+    uint64_t size = of.size;
+    if (!of.copy_from.empty()) {  // copied verbatim: its size is the source's
+      std::error_code ec;
+      const auto n = std::filesystem::file_size(of.copy_from, ec);
+      if (!ec) size = static_cast<uint64_t>(n);
+    }
+    total += size;
+    s += of.relpath + "  " + human_bytes(static_cast<double>(size));
     if (of.small) s += "  (generated)";
     if (!of.copy_from.empty()) s += "  (copy of " + of.copy_from + ")";
     if (!with_tensors && !by_file[f].empty()) s += "  " + std::to_string(by_file[f].size()) + " tensors";
