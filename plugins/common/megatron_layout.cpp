@@ -278,6 +278,14 @@ StackPipelines make_stack_pipelines(const std::map<int, int64_t> &layers, int pp
 }
 
 std::optional<LayerName> find_layer_name(const std::string &name, int64_t layer) {
+  const std::string top = "blocks." + std::to_string(layer) + ".";  // a DiT's top-level blocks.<L>.
+  if (name.rfind(top, 0) == 0) {
+    LayerName ln;
+    ln.prefix = "blocks.";
+    ln.layer = layer;
+    ln.rest = name.substr(top.size());
+    return ln;
+  }
   const std::string key = "layers." + std::to_string(layer) + ".";
   for (size_t at = name.find(key); at != std::string::npos; at = name.find(key, at + 1)) {
     if (at > 0 && name[at - 1] != '.') continue;

@@ -187,11 +187,12 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
     }
     if (!r.args.is_object()) {
       // MindSpeed-MM's hf_to_mm files hold no args: say so rather than guess its layout.
-      bool mm = false;
+      bool mm = mindspeed_mm;  // the first rank file (stage 0) decided it for the checkpoint
       for (const auto &[k, v] : chunks)
         if (v && v->kind == Kind::Dict)
           for (const auto &e : v->entries)
-            mm = mm || (e.first->kind == Kind::Str && (e.first->s.rfind("image_encoder.", 0) == 0 || e.first->s.rfind("text_decoder.", 0) == 0));
+            mm = mm || (e.first->kind == Kind::Str && (e.first->s.rfind("image_encoder.", 0) == 0 || e.first->s.rfind("text_decoder.", 0) == 0 ||
+                                                      e.first->s.rfind("blocks.", 0) == 0 || e.first->s.rfind("patch_embedding.", 0) == 0));
       if (!mm) fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
       // The layout then comes from the directory names (mp_rank_TT[_PPP]; MindSpeed-MM adds _PPP only with
       // PP > 1) and the files themselves (layers per stage and tower, counted below).
@@ -343,6 +344,17 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   // image_encoder.encoder.blocks.layers.) has its own distribution over the stages; each stage numbers its
   // layers of a tower from 0. Counted per tower from the files of TP rank 0, stage order v * PP + p.
   auto tower_layer = [](const std::string &n) -> std::optional<LayerName> {
+    if (n.rfind("blocks.", 0) == 0) {  // a DiT's top-level blocks.<L>.
+      size_t j = 7;
+      while (j < n.size() && n[j] >= '0' && n[j] <= '9') ++j;
+      if (j > 7 && j < n.size() && n[j] == '.' && j - 7 <= 9) {
+        LayerName ln;
+        ln.prefix = "blocks.";
+        ln.layer = std::stoll(n.substr(7, j - 7));
+        ln.rest = n.substr(j + 1);
+        return ln;
+      }
+    }
     for (size_t at = n.find("layers."); at != std::string::npos; at = n.find("layers.", at + 1)) {
       if (at > 0 && n[at - 1] != '.') continue;
       size_t i = at + 7, j = i;

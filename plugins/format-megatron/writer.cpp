@@ -248,7 +248,10 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   const In *emb_in = nullptr;
   bool legacy = false;  // pre-Core names: language_model.*, saved as nested dicts
   for (const auto &x : ins)
-    if (x.annot.role == CKH_ROLE_EMBEDDING && !(CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) && x.annot.stack != 0)) {
+    // The token embedding: the decoder's embedding split over the vocabulary (other input-side tensors a
+    // model annotates as embeddings, e.g. a DiT's patch and time embeddings, only go to the first stage).
+    if (x.annot.role == CKH_ROLE_EMBEDDING && x.split == Split::Vocab &&
+        !(CKH_HAS_FIELD(&x.annot, ckh_tensor_annot_t, stack) && x.annot.stack != 0)) {
       if (embedding) fail(CKH_E_FORMAT, "tensors '" + emb_in->name + "' and '" + x.name + "' are both annotated as the embedding");
       embedding = &x.e;
       emb_in = &x;
@@ -353,9 +356,12 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     std::vector<std::pair<ckh_expr, ckh_tensor_info_t>> tensors;
     pk.empty_dict();
     pk.mark();
-    if (opt.mm) {  // MindSpeed-MM's save_by_vpp: the model chunks and the checkpoint version only
-      pk.str("checkpoint_version");
-      pk.real(3.0);
+    if (opt.mm) {  // MindSpeed-MM's save_by_vpp: the model chunks and the checkpoint version only; its DiT
+                   // converters' save_as_mm writes the model alone without VPP (the mapper says which)
+      if (!(meta.value("mm_payload", std::string()) == "model_only" && opt.vpp == 1)) {
+        pk.str("checkpoint_version");
+        pk.real(3.0);
+      }
     } else {
       ckh::megatron::put_common_entries(pk, args, iteration);
     }

@@ -114,7 +114,74 @@ def forward(model, name):
         return model(hidden_states=x, timestep=t, encoder_hidden_states=text, return_dict=False, **kw)[0]
 
 
+# MindSpeed-MM's WanConverter names (checkpoint/sora_model/wan_converter.py), as data: an exact map, then
+# substring replacements in order; the test's own transcription, independent of ckhost's.
+MM_EXACT = {
+    "condition_embedder.text_embedder.linear_1": "text_embedding.linear_1", "condition_embedder.text_embedder.linear_2": "text_embedding.linear_2",
+    "condition_embedder.time_embedder.linear_1": "time_embedding.0", "condition_embedder.time_embedder.linear_2": "time_embedding.2",
+    "condition_embedder.time_proj": "time_projection.1", "condition_embedder.image_embedder.ff.net.0.proj": "img_emb.proj.1",
+    "condition_embedder.image_embedder.ff.net.2": "img_emb.proj.3", "condition_embedder.image_embedder.norm1": "img_emb.proj.0",
+    "condition_embedder.image_embedder.norm2": "img_emb.proj.4", "proj_out": "head.head"}
+MM_REPLACE = [("attn1.norm_q", "self_attn.q_norm"), ("attn1.norm_k", "self_attn.k_norm"), ("attn2.norm_q", "cross_attn.q_norm"),
+              ("attn2.norm_k", "cross_attn.k_norm"), ("attn1.to_q.", "self_attn.proj_q."), ("attn1.to_k.", "self_attn.proj_k."),
+              ("attn1.to_v.", "self_attn.proj_v."), ("attn1.to_out.0.", "self_attn.proj_out."), ("attn2.to_q.", "cross_attn.proj_q."),
+              ("attn2.to_k.", "cross_attn.proj_k."), ("attn2.to_v.", "cross_attn.proj_v."), ("attn2.add_k_proj", "cross_attn.k_img"),
+              ("attn2.add_v_proj", "cross_attn.v_img"), ("attn2.norm_added_k", "cross_attn.k_norm_img"),
+              ("attn2.to_out.0.", "cross_attn.proj_out."), (".ffn.net.0.proj.", ".ffn.0."), (".ffn.net.2.", ".ffn.2."),
+              ("scale_shift_table", "modulation"), (".norm2.", ".norm3.")]
+
+
+def mm_name(d):
+    if d == "scale_shift_table":
+        return "head.modulation"
+    if d == "condition_embedder.image_embedder.pos_embed":
+        return "img_emb.emb_pos"
+    mod, _, leaf = d.rpartition(".")
+    if mod in MM_EXACT:
+        return MM_EXACT[mod] + "." + leaf
+    for a, b in MM_REPLACE:
+        d = d.replace(a, b)
+    return d
+
+
 class WanTest(L.InteropCase):
+    def check_mindspeed_mm(self, name, pp_layers):
+        """HF -> MindSpeed-MM (blocks over the stages, embedders first, head last, files {"model": ...})
+        read by the test itself, then back to diffusers: bit-exact, the same forward output."""
+        src = make_wan(name, self.path(name + "-mm-src"))
+        mm = L.convert(src, self.path(name + "-mm"), "--to", "mindspeed-mm", "--pp", str(len(pp_layers)),
+                       "--pp-layers", ",".join(map(str, pp_layers)))
+        ref = L.safe_open_all(src)
+        got, first = {}, 0
+        for p, n in enumerate(pp_layers):
+            ck = torch.load(os.path.join(mm, "release", "mp_rank_00_%03d" % p, "model_optim_rng.pt"), weights_only=True)
+            self.assertEqual(sorted(ck), ["model"])  # WanConverter's save_as_mm without VPP
+            for k, v in ck["model"].items():
+                if k.startswith("blocks."):
+                    _, l, rest = k.split(".", 2)
+                    self.assertLess(int(l), n)
+                    k = "blocks.%d.%s" % (first + int(l), rest)
+                elif k.startswith("head."):
+                    self.assertEqual(p, len(pp_layers) - 1, k)
+                else:
+                    self.assertEqual(p, 0, k)
+                self.assertNotIn(k, got)
+                got[k] = v
+            first += n
+        self.assertEqual(sorted(got), sorted(mm_name(k) for k in ref))
+        for k in ref:
+            self.assertTrue(torch.equal(got[mm_name(k)], ref[k]), k)
+        back = L.convert(mm, self.path(name + "-mm-back"), "--to", "hf")
+        b = L.safe_open_all(back)
+        self.assertEqual(sorted(b), sorted(ref))
+        self.assertTrue(all(torch.equal(b[k], ref[k]) for k in ref))
+        self.assertTrue(torch.equal(forward(load(back), name), forward(load(src), name)))
+        L.report("wan %s -> MindSpeed-MM PP %s -> diffusers: names as WanConverter's, bit-exact, forward identical" % (name, pp_layers))
+
+    def test_mindspeed_mm(self):
+        self.check_mindspeed_mm("t2v", [1, 1])
+        self.check_mindspeed_mm("flf2v", [2, 0])
+
     def convert_pair(self, name):
         src = make_wan(name, self.path(name))
         t0 = time.time()
