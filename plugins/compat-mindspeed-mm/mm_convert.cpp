@@ -27,8 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter"};
-const char *const kKnown[] = {"InternVLConverter", "WanConverter", "Qwen3VLConverter", "Qwen3VLMegatronConverter",
+const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "WanConverter"};
+const char *const kKnown[] = {"InternVLConverter", "Qwen3VLConverter", "Qwen3VLMegatronConverter",
                               "DeepSeekVL2Converter", "GlmConverter", "Mistral3Converter", "Qwen2_5_OmniConverter",
                               "Qwen35Converter", "ExpertMergeDcpConverter", "GenericDCPConverter"};
 const char *const kMethods[] = {"hf_to_mm", "mm_to_hf", "resplit"};
@@ -168,6 +168,11 @@ std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *f
   return v->get<std::vector<int64_t>>();
 }
 
+std::vector<int64_t> pp_list(const json &, const char *, const char *, bool, const json &v) {
+  if (!is_int_list(v) || v.empty()) bad("pp_layers " + v.dump() + " must be a list of non-negative layer counts");
+  return v.get<std::vector<int64_t>>();
+}
+
 std::string joined(const std::vector<int64_t> &v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? "," : "") + std::to_string(v[i]);
@@ -230,7 +235,7 @@ const char *kHelp =
     "usage: ckhost mm-convert CONVERTER METHOD [--cfg.FIELD VALUE]... [--config FILE.yaml] [--print_config] [--force]\n"
     "\n"
     "MindSpeed-MM's mm-convert command line, run by ckhost (streaming, bounded memory, atomic output).\n"
-    "converters: Qwen2VLConverter, Qwen2_5_VLConverter\n"
+    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter\n"
     "methods:\n"
     "  hf_to_mm   --cfg.mm_dir --cfg.hf_config.hf_dir --cfg.parallel_config.{llm_pp_layers,vit_pp_layers} [[...]]\n"
     "             [--cfg.parallel_config.tp_size N]\n"
@@ -238,6 +243,8 @@ const char *kHelp =
     "             [...] [--cfg.parallel_config.tp_size N]\n"
     "  resplit    --cfg.source_dir --cfg.target_dir --cfg.{source,target}_parallel_config.{llm_pp_layers,vit_pp_layers,\n"
     "             tp_size}\n"
+    "WanConverter: hf_to_mm / resplit --cfg.source_path --cfg.target_path [--cfg.target_parallel_config.pp_layers [...]],\n"
+    "             mm_to_hf --cfg.source_path --cfg.target_path --cfg.hf_dir\n"
     "With JSONARGPARSE_DEFAULT_ENV=true, MM_CONVERT_<CONVERTER>__<METHOD>__CFG__<FIELD> variables give defaults.\n";
 
 ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *const *argv, const char *const *env, void *ctx,
@@ -252,8 +259,8 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     const std::string conv = a[0];
     if (std::none_of(std::begin(kSupported), std::end(kSupported), [&](const char *s) { return conv == s; })) {
       if (std::any_of(std::begin(kKnown), std::end(kKnown), [&](const char *s) { return conv == s; }))
-        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter)");
-      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter)");
+        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter)");
+      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter)");
     }
     if (a.size() < 2 || a[1] == "-h" || a[1] == "--help") return answer({{"print", kHelp}});
     const std::string method = a[1];
@@ -321,7 +328,35 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       return answer({{"print", std::string(e.c_str()) + "\n"}});
     }
     std::vector<std::string> line;
-    if (method == "hf_to_mm") {
+    if (conv == "WanConverter") {
+      // checkpoint/sora_model: ConvertConfig{source_path, hf_dir, target_path, target_parallel_config{pp_layers, tp_size}}.
+      const std::string src = need_str(cfg, {"source_path"}), dst = need_str(cfg, {"target_path"});
+      std::error_code ec;
+      if (fs::weakly_canonical(src, ec) == fs::weakly_canonical(dst, ec))
+        bad("--cfg.target_path is --cfg.source_path: mm-convert writes release/ into the source directory, ckhost writes a new "
+            "directory atomically and never into its input; give another --cfg.target_path");
+      auto wan_layers = [&](const char *section, bool want) -> std::vector<int64_t> {
+        const json *v = find(cfg, {section, "pp_layers"});
+        if (!v || v->is_null() || (v->is_array() && v->empty())) return {};
+        if (!want) bad(std::string("--cfg.") + section + ".pp_layers: mm_to_hf reads the stages from the checkpoint; drop it");
+        if (v->is_array() && !v->empty() && (*v)[0].is_array()) {
+          if (v->size() != 1) bad(std::string("--cfg.") + section + ".pp_layers " + v->dump() + ": VPP (several chunks) is not supported yet");
+          return pp_list(*v, "", "", false, (*v)[0]);
+        }
+        return pp_list(*v, "", "", false, *v);
+      };
+      const json *tps = find(cfg, {"target_parallel_config", "tp_size"});
+      if (tps && tps->is_number_integer() && tps->get<int64_t>() > 1)
+        bad("--cfg.target_parallel_config.tp_size " + tps->dump() + ": WanConverter splits nothing over TP (_enable_tp = False); use 1");
+      if (method == "mm_to_hf") {
+        line = {"convert", src, dst, "--to", "hf", "--hf-config", need_str(cfg, {"hf_dir"})};
+      } else {
+        const auto pp = wan_layers("target_parallel_config", true);
+        if (method == "resplit") checkpoint_tp_pp(src);  // a MindSpeed-MM checkpoint, or a one-line refusal
+        line = {"convert", src, dst, "--to", "mindspeed-mm"};
+        if (pp.size() > 1) line.insert(line.end(), {"--pp", std::to_string(pp.size()), "--pp-layers", joined(pp)});
+      }
+    } else if (method == "hf_to_mm") {
       const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", true);
       const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", true);
       same_stages(llm, vit, "parallel_config");
@@ -356,7 +391,7 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
 
 const ckh_command_class_t kCommand = {sizeof(ckh_command_class_t), 0, translate};
 const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_COMMAND, "mm-convert",
-                               "MindSpeed-MM's mm-convert (Qwen2VLConverter, Qwen2_5_VLConverter: hf_to_mm, mm_to_hf, resplit) "
+                               "MindSpeed-MM's mm-convert (Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter: hf_to_mm, mm_to_hf, resplit) "
                                "run as ckhost conversions",
                                "{}", &kCommand};
 const ckh_component_t *const kComps[] = {&kComp};

@@ -181,6 +181,28 @@ class WanTest(L.InteropCase):
     def test_mindspeed_mm(self):
         self.check_mindspeed_mm("t2v", [1, 1])
         self.check_mindspeed_mm("flf2v", [2, 0])
+        # mm-convert WanConverter's documented lines (source_path / target_path): the same bytes as the direct
+        # conversion, and back; its README's target_path = source_path is refused in one line.
+        import subprocess
+        src, direct = self.path("t2v-mm-src"), self.path("t2v-mm")
+        env = {**os.environ, "CKHOST_PLUGIN_PATH": ""}
+
+        def mm(*args):
+            return subprocess.run([L.CKHOST, "mm-convert", "WanConverter", *args], capture_output=True, text=True, env=env)
+        p = mm("hf_to_mm", "--cfg.source_path", src, "--cfg.target_path", self.path("mmc"), "--cfg.target_parallel_config.pp_layers", "[1,1]")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for f in sorted(L.tree_files(direct)):
+            with open(os.path.join(direct, f), "rb") as x, open(os.path.join(self.path("mmc"), f), "rb") as y:
+                self.assertEqual(x.read(), y.read(), f)
+        p = mm("mm_to_hf", "--cfg.source_path", self.path("mmc"), "--cfg.target_path", self.path("mmc-back"), "--cfg.hf_dir", src)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        a, b = L.safe_open_all(src), L.safe_open_all(self.path("mmc-back"))
+        self.assertTrue(sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a))
+        p = mm("hf_to_mm", "--cfg.source_path", src, "--cfg.target_path", src, "--cfg.target_parallel_config.pp_layers", "[1,1]")
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("--cfg.target_path is --cfg.source_path", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(src, "release")))
 
     def convert_pair(self, name):
         src = make_wan(name, self.path(name))
