@@ -46,4 +46,36 @@ inline void check_missing(const std::vector<std::string> &missing) {
                                    (missing.size() == 1 ? " tensor" : " tensors") + " that config.json implies: " + list);
 }
 
+// Hands one tensor of a model's canonical list to a mapper's `canonical` sink; throws on a failed sink.
+inline void sink_tensor(ckh_tensor_sink_fn sink, void *ctx, const std::string &name, ckh_dtype dtype,
+                        const std::vector<int64_t> &shape, const ckh_tensor_annot_t &annot) {
+  ckh_tensor_info_t info{};
+  info.struct_size = sizeof info;
+  info.name = name.c_str();
+  info.dtype = dtype;
+  info.ndim = static_cast<uint32_t>(shape.size());
+  for (size_t d = 0; d < shape.size() && d < CKH_MAX_DIMS; ++d) info.shape[d] = shape[d];
+  const ckh_status s = sink(ctx, &info, &annot);
+  if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+}
+
+// A family's claim on a config: 90 for one of its model_types, 80 for one of its architectures, else 0.
+// `model_types` and `architectures`: any ranges of names (C strings or std::string).
+template <class Types, class Archs>
+int score_by_name(const nlohmann::json &cfg, const Types &model_types, const Archs &architectures) noexcept {
+  try {
+    if (!cfg.is_object()) return 0;
+    if (cfg.contains("model_type") && cfg["model_type"].is_string())
+      for (const auto &t : model_types)
+        if (cfg["model_type"].get<std::string>() == t) return 90;
+    if (cfg.contains("architectures") && cfg["architectures"].is_array())
+      for (const auto &a : cfg["architectures"])
+        if (a.is_string())
+          for (const auto &k : architectures)
+            if (a.get<std::string>() == k) return 80;
+  } catch (...) {
+  }
+  return 0;
+}
+
 }  // namespace ckh::plugins::model

@@ -147,6 +147,12 @@ bool is_int_list(const json &v) {
   return v.is_array() && std::all_of(v.begin(), v.end(), [](const json &x) { return x.is_number_integer() && x.get<int64_t>() >= 0; });
 }
 
+// `v` as layer counts per stage (a non-empty list of non-negative integers), or a refusal ending in `how`.
+std::vector<int64_t> layer_counts(const json &v, const std::string &what, const char *how) {
+  if (!is_int_list(v) || v.empty()) bad(what + " " + how);
+  return v.get<std::vector<int64_t>>();
+}
+
 // A flat list (mm_to_hf, resplit) or one of a nested list (hf_to_mm: one inner list per VPP chunk).
 std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *field, bool nested) {
   const json *v = find(cfg, {section, field});
@@ -161,16 +167,9 @@ std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *f
     if (v->size() != 1)
       bad(name + " " + v->dump() + ": " + std::to_string(v->size()) +
           " virtual pipeline chunks; ckhost's mm-convert writes one chunk per stage (VPP 1) so far");
-    if (!is_int_list((*v)[0]) || (*v)[0].empty()) bad(name + " " + v->dump() + " must hold non-negative layer counts");
-    return (*v)[0].get<std::vector<int64_t>>();
+    return layer_counts((*v)[0], name + " " + v->dump(), "must hold non-negative layer counts");
   }
-  if (!is_int_list(*v) || v->empty()) bad(name + " " + v->dump() + " must be a list of non-negative layer counts");
-  return v->get<std::vector<int64_t>>();
-}
-
-std::vector<int64_t> pp_list(const json &, const char *, const char *, bool, const json &v) {
-  if (!is_int_list(v) || v.empty()) bad("pp_layers " + v.dump() + " must be a list of non-negative layer counts");
-  return v.get<std::vector<int64_t>>();
+  return layer_counts(*v, name + " " + v->dump(), "must be a list of non-negative layer counts");
 }
 
 std::string joined(const std::vector<int64_t> &v) {
@@ -335,15 +334,16 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       if (fs::weakly_canonical(src, ec) == fs::weakly_canonical(dst, ec))
         bad("--cfg.target_path is --cfg.source_path: mm-convert writes release/ into the source directory, ckhost writes a new "
             "directory atomically and never into its input; give another --cfg.target_path");
-      auto wan_layers = [&](const char *section, bool want) -> std::vector<int64_t> {
-        const json *v = find(cfg, {section, "pp_layers"});
+      // target_parallel_config.pp_layers: flat, or one VPP chunk nested; absent or empty for one stage.
+      auto wan_layers = [&]() -> std::vector<int64_t> {
+        const json *v = find(cfg, {"target_parallel_config", "pp_layers"});
         if (!v || v->is_null() || (v->is_array() && v->empty())) return {};
-        if (!want) bad(std::string("--cfg.") + section + ".pp_layers: mm_to_hf reads the stages from the checkpoint; drop it");
-        if (v->is_array() && !v->empty() && (*v)[0].is_array()) {
-          if (v->size() != 1) bad(std::string("--cfg.") + section + ".pp_layers " + v->dump() + ": VPP (several chunks) is not supported yet");
-          return pp_list(*v, "", "", false, (*v)[0]);
+        const std::string what = "--cfg.target_parallel_config.pp_layers " + v->dump();
+        if (v->is_array() && (*v)[0].is_array()) {
+          if (v->size() != 1) bad(what + ": VPP (several chunks) is not supported yet");
+          return layer_counts((*v)[0], what, "must be a list of non-negative layer counts");
         }
-        return pp_list(*v, "", "", false, *v);
+        return layer_counts(*v, what, "must be a list of non-negative layer counts");
       };
       const json *tps = find(cfg, {"target_parallel_config", "tp_size"});
       if (tps && tps->is_number_integer() && tps->get<int64_t>() > 1)
@@ -351,7 +351,7 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       if (method == "mm_to_hf") {
         line = {"convert", src, dst, "--to", "hf", "--hf-config", need_str(cfg, {"hf_dir"})};
       } else {
-        const auto pp = wan_layers("target_parallel_config", true);
+        const auto pp = wan_layers();
         if (method == "resplit") checkpoint_tp_pp(src);  // a MindSpeed-MM checkpoint, or a one-line refusal
         line = {"convert", src, dst, "--to", "mindspeed-mm"};
         if (pp.size() > 1) line.insert(line.end(), {"--pp", std::to_string(pp.size()), "--pp-layers", joined(pp)});

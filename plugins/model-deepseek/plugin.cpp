@@ -102,7 +102,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
         continue;
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
-      const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
+      const std::vector<int64_t> have = ckh::plugins::model::shape_of(info);
       ckh::plugins::model::check_shape(t.name, have, t.shape);
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
@@ -137,18 +137,11 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
     const json cfg = json::parse(config_json ? config_json : "", nullptr, false);
     const ckh::deepseek::Config c = parse_or_fail(cfg);
     for (const auto &t : ckh::deepseek::canonical_tensors(c)) {
-      ckh_tensor_info_t info{};
-      info.struct_size = sizeof info;
-      info.name = t.name.c_str();
-      info.dtype = t.dtype;
-      info.ndim = static_cast<uint32_t>(t.shape.size());
-      for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
       a.expert = t.expert;
       a.kind = t.kind;
-      const ckh_status s = sink(ctx, &info, &a);
-      if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+      ckh::plugins::model::sink_tensor(sink, ctx, t.name, t.dtype, t.shape, a);
     }
   });
 }

@@ -61,23 +61,7 @@ const std::vector<std::string> &model_types() {
   return t;
 }
 
-int score(const json &cfg) noexcept {
-  try {
-    if (!cfg.is_object()) return 0;
-    if (cfg.contains("model_type") && cfg["model_type"].is_string()) {
-      const std::string mt = cfg["model_type"].get<std::string>();
-      for (const auto &t : model_types())
-        if (mt == t) return 90;
-    }
-    if (cfg.contains("architectures") && cfg["architectures"].is_array())
-      for (const auto &a : cfg["architectures"])
-        if (a.is_string())
-          for (const char *k : kArchs)
-            if (a.get<std::string>() == k) return 80;
-  } catch (...) {
-  }
-  return 0;
-}
+int score(const json &cfg) noexcept { return ckh::plugins::model::score_by_name(cfg, model_types(), kArchs); }
 
 LlamaConfig parse_config(const json &cfg) {
   if (!cfg.is_object()) throw std::invalid_argument("config.json is missing or not a JSON object");

@@ -58,7 +58,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
         continue;
       }
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(i));
-      const std::vector<int64_t> have(info.shape, info.shape + info.ndim);
+      const std::vector<int64_t> have = ckh::plugins::model::shape_of(info);
       ckh::plugins::model::check_shape(t.name, have, t.shape);
       const ckh_tensor_annot_t a = annot_of(t);
       b.emit(t.name, b.input(t.name), &a);
@@ -66,7 +66,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
     ckh::plugins::model::check_missing(missing);
     if (c.tied && b.find("lm_head.weight") >= 0) {
       const ckh_tensor_info_t info = b.input_info(static_cast<uint64_t>(b.find("lm_head.weight")));
-      if (std::vector<int64_t>(info.shape, info.shape + info.ndim) == std::vector<int64_t>{c.vocab, c.hidden})
+      if (ckh::plugins::model::shape_of(info) == std::vector<int64_t>{c.vocab, c.hidden})
         b.ignore("lm_head.weight", "tie_word_embeddings: the output layer is model.embed_tokens.weight");
     }
   });
@@ -77,15 +77,8 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
     const json cfg = json::parse(config_json ? config_json : "", nullptr, false);
     const ckh::qwen_vl::Config c = parse_or_fail(cfg);
     for (const auto &t : ckh::qwen_vl::canonical_tensors(c)) {
-      ckh_tensor_info_t info{};
-      info.struct_size = sizeof info;
-      info.name = t.name.c_str();
-      info.dtype = c.dtype;
-      info.ndim = static_cast<uint32_t>(t.shape.size());
-      for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
       const ckh_tensor_annot_t a = annot_of(t);
-      const ckh_status s = sink(ctx, &info, &a);
-      if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+      ckh::plugins::model::sink_tensor(sink, ctx, t.name, c.dtype, t.shape, a);
     }
   });
 }

@@ -13,21 +13,7 @@ const char *const kTypes[] = {"qwen2_vl", "qwen2_5_vl"};
 const char *const kArchs[] = {"Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration"};
 }  // namespace
 
-int score(const json &cfg) noexcept {
-  try {
-    if (!cfg.is_object()) return 0;
-    if (cfg.contains("model_type") && cfg["model_type"].is_string())
-      for (const char *t : kTypes)
-        if (cfg["model_type"].get<std::string>() == t) return 90;
-    if (cfg.contains("architectures") && cfg["architectures"].is_array())
-      for (const auto &a : cfg["architectures"])
-        if (a.is_string())
-          for (const char *k : kArchs)
-            if (a.get<std::string>() == k) return 80;
-  } catch (...) {
-  }
-  return 0;
-}
+int score(const json &cfg) noexcept { return ckh::plugins::model::score_by_name(cfg, kTypes, kArchs); }
 
 Config parse_config(const json &cfg) {
   if (!cfg.is_object()) cf::bad("not an object");

@@ -122,17 +122,10 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
       fail(CKH_E_FORMAT, e.what());
     }
     for (const auto &t : ckh::wan::tensors(c)) {
-      ckh_tensor_info_t info{};
-      info.struct_size = sizeof info;
-      info.name = t.diffusers.c_str();
-      info.dtype = c.dtype;
-      info.ndim = static_cast<uint32_t>(t.shape.size());
-      for (size_t d = 0; d < t.shape.size(); ++d) info.shape[d] = t.shape[d];
       ckh_tensor_annot_t a = ckh::sdk::annot(t.role, t.layer);
       a.init = t.init;
       a.kind = t.kind;
-      const ckh_status s = sink(ctx, &info, &a);
-      if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
+      ckh::plugins::model::sink_tensor(sink, ctx, t.diffusers, c.dtype, t.shape, a);
     }
   });
 }
