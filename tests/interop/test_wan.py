@@ -145,13 +145,9 @@ def mm_name(d):
 
 
 class WanTest(L.InteropCase):
-    def check_mindspeed_mm(self, name, pp_layers):
-        """HF -> MindSpeed-MM (blocks over the stages, embedders first, head last, files {"model": ...})
-        read by the test itself, then back to diffusers: bit-exact, the same forward output."""
-        src = make_wan(name, self.path(name + "-mm-src"))
-        mm = L.convert(src, self.path(name + "-mm"), "--to", "mindspeed-mm", "--pp", str(len(pp_layers)),
-                       "--pp-layers", ",".join(map(str, pp_layers)))
-        ref = L.safe_open_all(src)
+    def read_mm(self, mm, pp_layers):
+        """The test's own reader of a MindSpeed-MM Wan checkpoint: global MM names -> tensors, with the
+        payload and each tensor's stage checked."""
         got, first = {}, 0
         for p, n in enumerate(pp_layers):
             ck = torch.load(os.path.join(mm, "release", "mp_rank_00_%03d" % p, "model_optim_rng.pt"), weights_only=True)
@@ -168,6 +164,16 @@ class WanTest(L.InteropCase):
                 self.assertNotIn(k, got)
                 got[k] = v
             first += n
+        return got
+
+    def check_mindspeed_mm(self, name, pp_layers):
+        """HF -> MindSpeed-MM (blocks over the stages, embedders first, head last, files {"model": ...})
+        read by the test itself, then back to diffusers: bit-exact, the same forward output."""
+        src = make_wan(name, self.path(name + "-mm-src"))
+        mm = L.convert(src, self.path(name + "-mm"), "--to", "mindspeed-mm", "--pp", str(len(pp_layers)),
+                       "--pp-layers", ",".join(map(str, pp_layers)))
+        ref = L.safe_open_all(src)
+        got = self.read_mm(mm, pp_layers)
         self.assertEqual(sorted(got), sorted(mm_name(k) for k in ref))
         for k in ref:
             self.assertTrue(torch.equal(got[mm_name(k)], ref[k]), k)
@@ -181,6 +187,20 @@ class WanTest(L.InteropCase):
     def test_mindspeed_mm(self):
         self.check_mindspeed_mm("t2v", [1, 1])
         self.check_mindspeed_mm("flf2v", [2, 0])
+        # Negative twin: block 0's and block 1's query weights swapped between the two stage files (each
+        # numbered 0 locally): the reader's blocks no longer equal the source's.
+        sw = self.path("t2v-mm-swapped")
+        shutil.copytree(self.path("t2v-mm"), sw)
+        files = [os.path.join(sw, "release", "mp_rank_00_%03d" % p, "model_optim_rng.pt") for p in (0, 1)]
+        cks = [torch.load(f, weights_only=True) for f in files]
+        k = "blocks.0.self_attn.proj_q.weight"
+        cks[0]["model"][k], cks[1]["model"][k] = cks[1]["model"][k], cks[0]["model"][k]
+        for f, ck in zip(files, cks):
+            torch.save(ck, f)
+        got, ref = self.read_mm(sw, [1, 1]), L.safe_open_all(self.path("t2v-mm-src"))
+        self.assertFalse(torch.equal(got["blocks.0.self_attn.proj_q.weight"], ref["blocks.0.attn1.to_q.weight"]))
+        back = L.safe_open_all(L.convert(sw, self.path("t2v-mm-swapped-back"), "--to", "hf"))
+        self.assertFalse(torch.equal(back["blocks.1.attn1.to_q.weight"], ref["blocks.1.attn1.to_q.weight"]))
         # mm-convert WanConverter's documented lines (source_path / target_path): the same bytes as the direct
         # conversion, and back; its README's target_path = source_path is refused in one line.
         import subprocess
