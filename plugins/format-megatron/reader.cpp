@@ -563,9 +563,73 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
 
 namespace ckh::megatron {
 
+namespace {
+
+std::string shape_text(const std::vector<int64_t> &s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+// "split_parts": [{"prefix": P, "contains": C, "parts": K}]: a column-split tensor whose name starts with P and
+// contains C is K equal parts along dim 0 in every TP shard (rank r holds [part_0,r; part_1,r; ...], e.g. an
+// InternViT qkv as [Q_r; K_r; V_r]): global part k is the k-th part of every shard in rank order.
+void apply_split_parts(Catalog &cat, const json &h) {
+  if (!h.is_object()) return;
+  // "replicated_prefixes": tensors the model keeps whole on every TP rank although Megatron's naming rule
+  // would split them (InternVL's projector linear_fc1/fc2 in MindSpeed-MM): TP rank 0's copy is the tensor.
+  if (h.contains("replicated_prefixes") && h["replicated_prefixes"].is_array())
+    for (const auto &p : h["replicated_prefixes"]) {
+      if (!p.is_string()) continue;
+      for (CatTensor &t : cat.tensors)
+        if (t.name.rfind(p.get<std::string>(), 0) == 0 && t.pieces.size() > 1) {
+          CatPiece first = t.pieces.front();
+          for (const CatPiece &x : t.pieces)
+            if (x.size != first.size)
+              fail(CKH_E_FORMAT, "tensor '" + t.name + "': TP ranks hold copies of different shapes " +
+                                     shape_text(first.size) + " and " + shape_text(x.size));
+          t.shape = first.size;
+          std::fill(first.offset.begin(), first.offset.end(), 0);
+          t.pieces = {first};
+        }
+    }
+  if (!h.contains("split_parts") || !h["split_parts"].is_array()) return;
+  for (const auto &rule : h["split_parts"]) {
+    if (!rule.is_object() || !rule.contains("parts") || !rule["parts"].is_number_integer()) continue;
+    const std::string prefix = rule.value("prefix", std::string()), contains = rule.value("contains", std::string());
+    const int64_t K = rule["parts"].get<int64_t>();
+    if (K < 2 || K > 64) continue;
+    for (CatTensor &t : cat.tensors) {
+      if (t.name.rfind(prefix, 0) != 0 || t.name.find(contains) == std::string::npos || t.shape.empty()) continue;
+      if (t.shape[0] % K) fail(CKH_E_FORMAT, "tensor '" + t.name + "': " + std::to_string(t.shape[0]) + " rows are not " + std::to_string(K) + " equal parts");
+      const int64_t part = t.shape[0] / K;
+      std::vector<CatPiece> out;
+      for (int64_t k = 0; k < K; ++k)
+        for (const CatPiece &x : t.pieces) {
+          if (x.size.empty() || x.size[0] % K || x.offset[0] % K)
+            fail(CKH_E_FORMAT, "tensor '" + t.name + "': a TP shard of " + (x.size.empty() ? std::string("0") : std::to_string(x.size[0])) +
+                                   " rows is not " + std::to_string(K) + " equal parts");
+          int64_t row = 1;  // elements per row
+          if (!x.stride.empty() && x.stride[0] != 0) row = x.stride[0];
+          else
+            for (size_t d = 1; d < x.size.size(); ++d) row *= x.size[d];
+          CatPiece y = x;
+          y.size[0] = x.size[0] / K;
+          y.offset[0] = k * part + x.offset[0] / K;
+          y.byte_offset = x.byte_offset + static_cast<uint64_t>(k * y.size[0] * row) * ckh_dtype_size(t.dtype);
+          out.push_back(std::move(y));
+        }
+      t.pieces = std::move(out);
+    }
+  }
+}
+
+}  // namespace
+
 void apply_gating(Catalog &cat, Gating &g, const std::string &hints_json) {
-  if (!g.undecided) return;
   const json h = json::parse(hints_json.empty() ? "{}" : hints_json, nullptr, false);
+  if (!h.is_discarded()) apply_split_parts(cat, h);
+  if (!g.undecided) return;
   if (h.is_discarded() || !h.is_object() || !h.contains("gated_mlp") || !h["gated_mlp"].is_boolean())
     throw ckh::sdk::Error(CKH_E_UNSUPPORTED,
                           cat.tensors.at(g.gated.front().first).name +

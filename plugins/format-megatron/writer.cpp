@@ -131,6 +131,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
   };
   std::vector<In> ins;
   int64_t vocab = -1;
+  bool vocab_uneven = false;  // the mapper asks for MindSpeed-MM's unaligned vocabulary split
   for (uint64_t i = 0; i < b.input_count(); ++i) {
     In x{b.input_info(i).name, b.input_info(i), b.input_at(i), b.input_annot(i), Split::Replicated, -1};
     try {
@@ -150,10 +151,14 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
         fail(CKH_E_FORMAT, "tensor '" + x.name + "' has " + std::to_string(x.info.shape[0]) + " vocabulary rows, expected " +
                                std::to_string(vocab));
       vocab = x.info.shape[0];
+      if (x.annot.extra_json) {
+        const json j = json::parse(x.annot.extra_json, nullptr, false);
+        vocab_uneven = vocab_uneven || (j.is_object() && j.value("split_uneven", false) == true);
+      }
     }
     ins.push_back(x);
   }
-  if (opt.mm && vocab > 0 && vocab % opt.tp != 0)
+  if (opt.mm && vocab > 0 && vocab % opt.tp != 0 && !vocab_uneven)
     fail(CKH_E_INVALID_ARG, "MindSpeed-MM splits the vocabulary exactly: " + std::to_string(vocab) +
                                 " rows do not divide by --tp " + std::to_string(opt.tp));
   const int64_t padded = vocab > 0 ? (opt.mm ? vocab : padded_vocab(vocab, opt.divisible_by, opt.tp)) : -1;
@@ -199,29 +204,68 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
     fail(CKH_E_INVALID_ARG, e.what());
   }
 
-  // A mapper may state the rows a split must keep together ({"split_unit": N} in the annotation's extra
-  // JSON, e.g. one head of a per-head fused qkv): every TP part must then be whole units.
-  std::map<std::string, int64_t> split_unit;
+  // A mapper may state how a split keeps rows together, in the annotation's extra JSON: "split_unit": N (every
+  // TP part whole N-row units, e.g. one head of a per-head fused qkv), "split_parts": K (the tensor is K equal
+  // parts along the split dim, e.g. [Q; K; V], each cut on its own and rank t taking [part_0,t; part_1,t; ...])
+  // and "split_uneven": true (units that do not divide by TP go one each to the lowest ranks, as MindSpeed-MM's
+  // Unaligned*Split do for InternViT-6B's 25 heads and odd vocabularies).
+  struct SplitRule {
+    int64_t unit = 1, parts = 1;
+    bool uneven = false;
+  };
+  std::map<std::string, SplitRule> split_rule;
   for (const auto &x : ins) {
     if (!x.annot.extra_json) continue;
     const json j = json::parse(x.annot.extra_json, nullptr, false);
-    if (j.is_object() && j.contains("split_unit") && j["split_unit"].is_number_integer() && j["split_unit"].get<int64_t>() > 0)
-      split_unit[x.name] = j["split_unit"].get<int64_t>();
+    if (!j.is_object()) continue;
+    SplitRule r;
+    if (j.contains("split_unit") && j["split_unit"].is_number_integer() && j["split_unit"].get<int64_t>() > 0)
+      r.unit = j["split_unit"].get<int64_t>();
+    if (j.contains("split_parts") && j["split_parts"].is_number_integer() && j["split_parts"].get<int64_t>() > 0)
+      r.parts = j["split_parts"].get<int64_t>();
+    r.uneven = j.value("split_uneven", false) == true;
+    if (r.unit != 1 || r.parts != 1 || r.uneven) split_rule[x.name] = r;
   }
   // The TP slice of tensor x for rank t.
   auto shard = [&](const std::string &name, ckh_expr e, const ckh_tensor_info_t &info, Split s, int t,
                    bool expert = false) -> ckh_expr {
     const int T = expert ? opt.etp : opt.tp;
     if (expert) t %= opt.etp;
-    auto cut = [&](ckh_expr x, uint32_t dim, int64_t n) {
-      if (n % T != 0)
-        fail(CKH_E_INVALID_ARG, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) +
-                                    " does not divide by " + (expert ? "--etp " : "--tp ") + std::to_string(T));
-      if (auto u = split_unit.find(name); u != split_unit.end() && (n / T) % u->second != 0)
-        fail(CKH_E_INVALID_ARG, "tensor '" + name + "': a " + (expert ? "--etp " : "--tp ") + std::to_string(T) + " part of " +
-                                    std::to_string(n / T) + " rows is not a whole number of " + std::to_string(u->second) +
+    const auto rule_it = split_rule.find(name);
+    const SplitRule rule = rule_it == split_rule.end() ? SplitRule{} : rule_it->second;
+    // Rank t's rows of a dim of n rows: whole units, evenly or (uneven) the first ranks one unit more.
+    auto span = [&](uint32_t dim, int64_t n) -> std::pair<int64_t, int64_t> {
+      const std::string what = expert ? "--etp " : "--tp ";
+      if (n % rule.unit != 0)
+        fail(CKH_E_FORMAT, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) +
+                               " is not a whole number of " + std::to_string(rule.unit) + "-row units");
+      const int64_t units = n / rule.unit;
+      if (!rule.uneven && units % T != 0) {
+        if (rule.unit == 1)
+          fail(CKH_E_INVALID_ARG, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) +
+                                      " does not divide by " + what + std::to_string(T));
+        fail(CKH_E_INVALID_ARG, "tensor '" + name + "': a " + what + std::to_string(T) + " part of " + std::to_string(n) + " / " +
+                                    std::to_string(T) + " rows is not a whole number of " + std::to_string(rule.unit) +
                                     "-row units (heads), which the model keeps together");
-      return b.slice(x, dim, t * (n / T), n / T);
+      }
+      if (units < T) fail(CKH_E_INVALID_ARG, "tensor '" + name + "': " + std::to_string(units) + " units cannot be split over " + what + std::to_string(T));
+      const int64_t base = units / T, extra = units % T;
+      const int64_t start = t * base + std::min<int64_t>(t, extra), len = base + (t < extra ? 1 : 0);
+      return {start * rule.unit, len * rule.unit};
+    };
+    auto cut = [&](ckh_expr x, uint32_t dim, int64_t n) {
+      if (rule.parts == 1) {
+        const auto [start, len] = span(dim, n);
+        return b.slice(x, dim, start, len);
+      }
+      if (n % rule.parts != 0)
+        fail(CKH_E_FORMAT, "tensor '" + name + "': dim " + std::to_string(dim) + " of size " + std::to_string(n) + " is not " +
+                               std::to_string(rule.parts) + " equal parts");
+      const int64_t part = n / rule.parts;
+      const auto [start, len] = span(dim, part);
+      std::vector<ckh_expr> pieces;
+      for (int64_t k = 0; k < rule.parts; ++k) pieces.push_back(b.slice(x, dim, k * part + start, len));
+      return b.concat(pieces, dim);
     };
     switch (s) {
       case Split::Replicated: return e;
