@@ -474,6 +474,16 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
     const std::string codes = codes_of_scale(name);
     const Split s0_split = decide(!codes.empty() && global.count(codes) ? codes : name, TPn);
     const bool undecided = !swiglu_known && TPn > 1 && s0_split == Split::Swiglu;
+    if (mindspeed_mm && gating && TPn > 1 && s0_split != Split::Replicated) {
+      const Shard &x = shards.begin()->second;
+      CatPiece p;
+      p.file = x.file;
+      p.byte_offset = x.byte_offset;
+      p.offset.assign(x.size.size(), 0);
+      p.size = x.size;
+      p.stride = x.stride;
+      gating->rank0[name] = p;
+    }
     for (const Split s : undecided ? std::vector<Split>{Split::Column, Split::Swiglu} : std::vector<Split>{s0_split}) {
       const Shard &s0 = shards.begin()->second;
       CatTensor t;
@@ -565,33 +575,22 @@ namespace ckh::megatron {
 
 namespace {
 
-std::string shape_text(const std::vector<int64_t> &s) {
-  std::string r = "[";
-  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
-  return r + "]";
-}
-
 // "split_parts": [{"prefix": P, "contains": C, "parts": K}]: a column-split tensor whose name starts with P and
 // contains C is K equal parts along dim 0 in every TP shard (rank r holds [part_0,r; part_1,r; ...], e.g. an
 // InternViT qkv as [Q_r; K_r; V_r]): global part k is the k-th part of every shard in rank order.
-void apply_split_parts(Catalog &cat, const json &h) {
+void apply_split_parts(Catalog &cat, const json &h, const std::map<std::string, CatPiece> &rank0) {
   if (!h.is_object()) return;
   // "replicated_prefixes": tensors the model keeps whole on every TP rank although Megatron's naming rule
   // would split them (InternVL's projector linear_fc1/fc2 in MindSpeed-MM): TP rank 0's copy is the tensor.
   if (h.contains("replicated_prefixes") && h["replicated_prefixes"].is_array())
     for (const auto &p : h["replicated_prefixes"]) {
       if (!p.is_string()) continue;
-      for (CatTensor &t : cat.tensors)
-        if (t.name.rfind(p.get<std::string>(), 0) == 0 && t.pieces.size() > 1) {
-          CatPiece first = t.pieces.front();
-          for (const CatPiece &x : t.pieces)
-            if (x.size != first.size)
-              fail(CKH_E_FORMAT, "tensor '" + t.name + "': TP ranks hold copies of different shapes " +
-                                     shape_text(first.size) + " and " + shape_text(x.size));
-          t.shape = first.size;
-          std::fill(first.offset.begin(), first.offset.end(), 0);
-          t.pieces = {first};
-        }
+      for (CatTensor &t : cat.tensors) {
+        const auto r0 = rank0.find(t.name);
+        if (t.name.rfind(p.get<std::string>(), 0) != 0 || r0 == rank0.end()) continue;
+        t.shape = r0->second.size;
+        t.pieces = {r0->second};
+      }
     }
   if (!h.contains("split_parts") || !h["split_parts"].is_array()) return;
   for (const auto &rule : h["split_parts"]) {
@@ -628,7 +627,7 @@ void apply_split_parts(Catalog &cat, const json &h) {
 
 void apply_gating(Catalog &cat, Gating &g, const std::string &hints_json) {
   const json h = json::parse(hints_json.empty() ? "{}" : hints_json, nullptr, false);
-  if (!h.is_discarded()) apply_split_parts(cat, h);
+  if (!h.is_discarded()) apply_split_parts(cat, h, g.rank0);
   if (!g.undecided) return;
   if (h.is_discarded() || !h.is_object() || !h.contains("gated_mlp") || !h["gated_mlp"].is_boolean())
     throw ckh::sdk::Error(CKH_E_UNSUPPORTED,

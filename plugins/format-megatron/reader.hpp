@@ -1,6 +1,7 @@
 // reader.hpp — the Megatron per-rank layout read into a catalog of global tensors (see reader.cpp).
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,9 @@ using Catalog = ckh::plugins::Catalog;
 struct Gating {
   bool undecided = false;
   std::vector<std::pair<size_t, std::vector<CatPiece>>> gated;  // tensor index -> gated pieces
+  // MindSpeed-MM: TP rank 0's whole shard of every tensor merged over TP ranks, for the hints that say a
+  // tensor is replicated although Megatron's naming rule splits it.
+  std::map<std::string, CatPiece> rank0;
 };
 void open_megatron(const std::string &path, const nlohmann::json &options, Catalog &cat, Gating *gating = nullptr);
 // Throws naming a tensor when the choice is still open and the hints do not make it.
