@@ -27,8 +27,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "WanConverter"};
-const char *const kKnown[] = {"InternVLConverter", "Qwen3VLConverter", "Qwen3VLMegatronConverter",
+const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "InternVLConverter", "WanConverter"};
+const char *const kKnown[] = {"Qwen3VLConverter", "Qwen3VLMegatronConverter",
                               "DeepSeekVL2Converter", "GlmConverter", "Mistral3Converter", "Qwen2_5_OmniConverter",
                               "Qwen35Converter", "ExpertMergeDcpConverter", "GenericDCPConverter"};
 const char *const kMethods[] = {"hf_to_mm", "mm_to_hf", "resplit"};
@@ -224,6 +224,14 @@ std::vector<std::string> layout_args(const std::vector<int64_t> &llm, const std:
   return a;
 }
 
+// A directory's config.json ({} when it has none or it does not parse: the conversion itself then says why).
+json read_config(const std::string &dir) {
+  std::ifstream f(fs::path(dir) / "config.json");
+  if (!f) return json::object();
+  const json j = json::parse(f, nullptr, false);
+  return j.is_object() ? j : json::object();
+}
+
 void same_stages(const std::vector<int64_t> &llm, const std::vector<int64_t> &vit, const char *section) {
   if (llm.size() != vit.size())
     bad(std::string("--cfg.") + section + ": llm_pp_layers has " + std::to_string(llm.size()) + " pipeline stages and vit_pp_layers " +
@@ -234,7 +242,7 @@ const char *kHelp =
     "usage: ckhost mm-convert CONVERTER METHOD [--cfg.FIELD VALUE]... [--config FILE.yaml] [--print_config] [--force]\n"
     "\n"
     "MindSpeed-MM's mm-convert command line, run by ckhost (streaming, bounded memory, atomic output).\n"
-    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter\n"
+    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter\n"
     "methods:\n"
     "  hf_to_mm   --cfg.mm_dir --cfg.hf_config.hf_dir --cfg.parallel_config.{llm_pp_layers,vit_pp_layers} [[...]]\n"
     "             [--cfg.parallel_config.tp_size N]\n"
@@ -244,6 +252,8 @@ const char *kHelp =
     "             tp_size}\n"
     "WanConverter: hf_to_mm / resplit --cfg.source_path --cfg.target_path [--cfg.target_parallel_config.pp_layers [...]],\n"
     "             mm_to_hf --cfg.source_path --cfg.target_path --cfg.hf_dir\n"
+    "InternVLConverter: as the Qwen converters; mm_to_hf writes the naming of --cfg.hf_config.hf_dir's config.json\n"
+    "             (InternVL chat for an InternVLChatConfig, transformers' otherwise); resplit is ckhost's own (MindSpeed-MM's is empty)\n"
     "With JSONARGPARSE_DEFAULT_ENV=true, MM_CONVERT_<CONVERTER>__<METHOD>__CFG__<FIELD> variables give defaults.\n";
 
 ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *const *argv, const char *const *env, void *ctx,
@@ -258,8 +268,8 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     const std::string conv = a[0];
     if (std::none_of(std::begin(kSupported), std::end(kSupported), [&](const char *s) { return conv == s; })) {
       if (std::any_of(std::begin(kKnown), std::end(kKnown), [&](const char *s) { return conv == s; }))
-        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter)");
-      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter)");
+        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter)");
+      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter)");
     }
     if (a.size() < 2 || a[1] == "-h" || a[1] == "--help") return answer({{"print", kHelp}});
     const std::string method = a[1];
@@ -369,7 +379,20 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       same_stages(llm, vit, "parallel_config");
       const std::string mm = need_str(cfg, {"mm_dir"});
       check_read_sizes(mm, llm, opt_int(cfg, {"parallel_config", "tp_size"}, 1), "parallel_config");
-      line = {"convert", mm, need_str(cfg, {"save_hf_dir"}), "--to", "hf", "--hf-config", need_str(cfg, {"hf_config", "hf_dir"})};
+      const std::string hf_dir = need_str(cfg, {"hf_config", "hf_dir"});
+      line = {"convert", mm, need_str(cfg, {"save_hf_dir"}), "--to", "hf", "--hf-config", hf_dir};
+      // InternVLConverter gives back the layout of the HF directory it was given: OpenGVLab's chat layout for an
+      // InternVLChatConfig (with InternLM2 names for an InternLM2 LLM), transformers' otherwise.
+      if (conv == "InternVLConverter") {
+        const json c = read_config(hf_dir);
+        if (c.value("model_type", std::string()) == "internvl_chat") {
+          const json llm = c.value("llm_config", json::object());
+          const json archs = llm.value("architectures", json::array());
+          const bool internlm2 = (archs.is_array() && !archs.empty() && archs[0] == "InternLM2ForCausalLM") ||
+                                 llm.value("model_type", std::string()) == "internlm2";
+          line.insert(line.end(), {"--internvl-names", internlm2 ? "custom-internlm2" : "custom"});
+        }
+      }
     } else {
       const auto sl = pp_list(cfg, "source_parallel_config", "llm_pp_layers", false);
       const auto sv = pp_list(cfg, "source_parallel_config", "vit_pp_layers", false);
@@ -391,7 +414,7 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
 
 const ckh_command_class_t kCommand = {sizeof(ckh_command_class_t), 0, translate};
 const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_COMMAND, "mm-convert",
-                               "MindSpeed-MM's mm-convert (Qwen2VLConverter, Qwen2_5_VLConverter, WanConverter: hf_to_mm, mm_to_hf, resplit) "
+                               "MindSpeed-MM's mm-convert (Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter: hf_to_mm, mm_to_hf, resplit) "
                                "run as ckhost conversions",
                                "{}", &kCommand};
 const ckh_component_t *const kComps[] = {&kComp};
