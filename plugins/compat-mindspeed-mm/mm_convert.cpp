@@ -153,8 +153,9 @@ std::vector<int64_t> layer_counts(const json &v, const std::string &what, const 
   return v.get<std::vector<int64_t>>();
 }
 
-// A flat list (mm_to_hf, resplit) or one of a nested list (hf_to_mm: one inner list per VPP chunk).
-std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *field, bool nested) {
+// A flat list (mm_to_hf, resplit), or a nested list (hf_to_mm: one inner list per VPP chunk, each with one count
+// per pipeline stage) flattened in Megatron's virtual-stage order v * PP + p; *vpp gets the number of chunks.
+std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *field, bool nested, int64_t *vpp = nullptr) {
   const json *v = find(cfg, {section, field});
   const std::string name = std::string("--cfg.") + section + "." + field;
   if (!v || v->is_null()) bad(name + " is required");
@@ -164,11 +165,18 @@ std::vector<int64_t> pp_list(const json &cfg, const char *section, const char *f
   if (!nested && is_nested)
     bad(name + " " + v->dump() + ": this method takes a flat list, e.g. " + (*v)[0].dump() + " (nested lists are for hf_to_mm)");
   if (nested) {
-    if (v->size() != 1)
-      bad(name + " " + v->dump() + ": " + std::to_string(v->size()) +
-          " virtual pipeline chunks; ckhost's mm-convert writes one chunk per stage (VPP 1) so far");
-    return layer_counts((*v)[0], name + " " + v->dump(), "must hold non-negative layer counts");
+    std::vector<int64_t> flat;
+    for (const json &chunk : *v) {
+      const auto c = layer_counts(chunk, name + " " + v->dump(), "must hold non-negative layer counts");
+      if (!flat.empty() && c.size() != (*v)[0].size())
+        bad(name + " " + v->dump() + ": every virtual pipeline chunk needs one count per pipeline stage (" +
+            std::to_string((*v)[0].size()) + "), one has " + std::to_string(c.size()));
+      flat.insert(flat.end(), c.begin(), c.end());
+    }
+    if (vpp) *vpp = static_cast<int64_t>(v->size());
+    return flat;
   }
+  if (vpp) *vpp = 1;
   return layer_counts(*v, name + " " + v->dump(), "must be a list of non-negative layer counts");
 }
 
@@ -216,10 +224,14 @@ void check_read_sizes(const std::string &dir, const std::vector<int64_t> &llm, i
         std::to_string(cpp));
 }
 
-std::vector<std::string> layout_args(const std::vector<int64_t> &llm, const std::vector<int64_t> &vit, int64_t tp) {
+std::vector<std::string> layout_args(const std::vector<int64_t> &llm, const std::vector<int64_t> &vit, int64_t tp, int64_t vpp = 1) {
   std::vector<std::string> a = {"--tp", std::to_string(tp)};
+  const int64_t pp = static_cast<int64_t>(llm.size()) / vpp;
+  if (vpp > 1 && pp < 2) bad("virtual pipeline chunks need more than one pipeline stage (each chunk list has " + std::to_string(pp) + ")");
   if (llm.size() > 1) {
-    a.insert(a.end(), {"--pp", std::to_string(llm.size()), "--pp-layers", joined(llm), "--stack-pp-layers", "1=" + joined(vit)});
+    a.insert(a.end(), {"--pp", std::to_string(pp)});
+    if (vpp > 1) a.insert(a.end(), {"--vpp", std::to_string(vpp)});
+    a.insert(a.end(), {"--pp-layers", joined(llm), "--stack-pp-layers", "1=" + joined(vit)});
   }
   return a;
 }
@@ -367,11 +379,15 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
         if (pp.size() > 1) line.insert(line.end(), {"--pp", std::to_string(pp.size()), "--pp-layers", joined(pp)});
       }
     } else if (method == "hf_to_mm") {
-      const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", true);
-      const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", true);
+      int64_t vpp = 1, vit_vpp = 1;
+      const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", true, &vpp);
+      const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", true, &vit_vpp);
       same_stages(llm, vit, "parallel_config");
+      if (vpp != vit_vpp)
+        bad("--cfg.parallel_config: llm_pp_layers has " + std::to_string(vpp) + " virtual pipeline chunks and vit_pp_layers " +
+            std::to_string(vit_vpp));
       line = {"convert", need_str(cfg, {"hf_config", "hf_dir"}), need_str(cfg, {"mm_dir"}), "--to", "mindspeed-mm"};
-      const auto lay = layout_args(llm, vit, opt_int(cfg, {"parallel_config", "tp_size"}, 1));
+      const auto lay = layout_args(llm, vit, opt_int(cfg, {"parallel_config", "tp_size"}, 1), vpp);
       line.insert(line.end(), lay.begin(), lay.end());
     } else if (method == "mm_to_hf") {
       const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", false);
