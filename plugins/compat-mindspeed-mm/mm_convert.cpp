@@ -382,10 +382,10 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       int64_t vpp = 1, vit_vpp = 1;
       const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", true, &vpp);
       const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", true, &vit_vpp);
-      same_stages(llm, vit, "parallel_config");
       if (vpp != vit_vpp)
         bad("--cfg.parallel_config: llm_pp_layers has " + std::to_string(vpp) + " virtual pipeline chunks and vit_pp_layers " +
             std::to_string(vit_vpp));
+      same_stages(llm, vit, "parallel_config");
       line = {"convert", need_str(cfg, {"hf_config", "hf_dir"}), need_str(cfg, {"mm_dir"}), "--to", "mindspeed-mm"};
       const auto lay = layout_args(llm, vit, opt_int(cfg, {"parallel_config", "tp_size"}, 1), vpp);
       line.insert(line.end(), lay.begin(), lay.end());

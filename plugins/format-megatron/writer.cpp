@@ -384,7 +384,7 @@ void plan_ranks(Writer &w, const json &meta, ckh_layout_builder_t *lb) {
                                  : en.size() >= emb_suffix.size() && en.compare(en.size() - emb_suffix.size(), emb_suffix.size(), emb_suffix) == 0
                                      ? en.substr(0, en.size() - emb_suffix.size()) + "output_layer.weight"
                                      : std::string("output_layer.weight");
-        rf->chunks.back().second.push_back({head, shard(head, *embedding, emb_in->info, Split::Vocab, t)});
+        rf->chunks.back().second.push_back({head, shard(emb_in->name, *embedding, emb_in->info, Split::Vocab, t)});  // the embedding's split
       }
       w.files.push_back(std::move(rf));
     }

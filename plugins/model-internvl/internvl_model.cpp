@@ -2,6 +2,7 @@
 // naming read into it, and the model written in each naming.
 #include "internvl_model.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "gqa_qkv.hpp"
@@ -267,7 +268,7 @@ std::vector<Value> read_canonical(ckh::sdk::Builder &b, const Config &c, Naming 
     if (got.count(name)) return true;
     const int64_t i = b.find(name);
     if (i < 0) {
-      missing.push_back(name);
+      if (std::find(missing.begin(), missing.end(), name) == missing.end()) missing.push_back(name);
       return false;
     }
     ckh::plugins::model::check_shape(name, shape_in(b, name), want);
