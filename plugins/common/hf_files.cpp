@@ -35,7 +35,8 @@ json list_side_files(const fs::path &dir) {
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string n = it->path().filename().string();
     std::error_code ec2;
-    if (n.empty() || n[0] == '.' || is_weight_file(n) || !it->is_regular_file(ec2)) continue;
+    // The Megatron / MindSpeed tracker file belongs to the checkpoint's layout, not to the model's side files.
+    if (n.empty() || n[0] == '.' || is_weight_file(n) || n == "latest_checkpointed_iteration.txt" || !it->is_regular_file(ec2)) continue;
     side.push_back(n);
   }
   if (ec) ckh::sdk::fail(CKH_E_IO, dir.string() + ": cannot list: " + ec.message());

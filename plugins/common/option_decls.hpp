@@ -53,6 +53,9 @@
 #define CKH_OPT_DCP_TORCH                                                                                  \
   R"J({"name":"dcp-torch","type":"string","default":"2","choices":["2","1.13"],"group":"distributed checkpoint",)J" \
   R"J("help":"class paths in .metadata: torch.distributed.checkpoint (2) or torch 1.13's"})J"
+#define CKH_OPT_DCP_LAYOUT                                                                                 \
+  R"J({"name":"dcp-layout","type":"string","default":"plain","choices":["plain","mindspeed"],"group":"distributed checkpoint",)J" \
+  R"J("help":"dcp: plain (.metadata at the top) or mindspeed (MindSpeed-MM's FSDP2 layout: latest_checkpointed_iteration.txt, release/ with the DCP files, keys model.model.<HF name>, a checkpoint_version entry, fused 3-D experts viewed 2-D)"})J"
 #define CKH_OPT_DCP_PREFIX                                                                                 \
   R"J({"name":"dcp-prefix","type":"string","group":"distributed checkpoint",)J"                            \
   R"J("help":"dcp: key prefix of the HF names, e.g. model. (writing: add it; reading: strip it)"})J"

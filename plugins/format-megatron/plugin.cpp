@@ -17,10 +17,10 @@ int32_t probe(const ckh_reader_class_t *, const char *path) {
     std::error_code ec;
     const fs::path p(path ? path : "");
     if (fs::exists(p / "latest_checkpointed_iteration.txt", ec)) {
-      // The same tracker file marks Megatron-Core distributed checkpoints (torch_dist): leave those to
-      // their reader.
+      // The same tracker file marks Megatron-Core distributed checkpoints (torch_dist) and MindSpeed-MM's
+      // FSDP2 DCP checkpoints: leave those to their readers.
       for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
-        if (it->is_directory() && fs::exists(it->path() / "metadata.json", ec)) return 0;
+        if (it->is_directory() && (fs::exists(it->path() / "metadata.json", ec) || fs::exists(it->path() / ".metadata", ec))) return 0;
       return 95;
     }
     for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))

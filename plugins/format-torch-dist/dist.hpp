@@ -24,6 +24,9 @@ void open_dist(const std::string &path, const nlohmann::json &options, Flavor fl
 
 // The iteration directory holding metadata.json for a Megatron save root or iteration dir, or "".
 std::string megatron_dist_dir(const std::string &path);
+// The DCP directory of MindSpeed-MM's FSDP2 layout at `path` (tracker file + release/ or iter_N/ with .metadata
+// and no metadata.json), or "".
+std::string mindspeed_dcp_dir(const std::string &path);
 
 }  // namespace ckh::dist
 

@@ -26,6 +26,7 @@ int32_t probe_dcp(const ckh_reader_class_t *, const char *path) {
     std::error_code ec;
     const fs::path p(path ? path : "");
     if (fs::is_regular_file(p / ".metadata", ec)) return fs::exists(p / "metadata.json", ec) ? 40 : 90;
+    if (!ckh::dist::mindspeed_dcp_dir(p.string()).empty()) return 90;
   } catch (...) {
   }
   return 0;

@@ -293,6 +293,18 @@ std::string megatron_dist_dir(const std::string &path) {
   return fs::exists(iter / "metadata.json", ec) ? iter.string() : "";
 }
 
+std::string mindspeed_dcp_dir(const std::string &path) {
+  std::error_code ec;
+  const fs::path p(path);
+  if (!fs::exists(p / "latest_checkpointed_iteration.txt", ec)) return "";
+  const std::string t = ckh::plugins::read_text(p / "latest_checkpointed_iteration.txt");
+  fs::path iter;
+  if (t == "release") iter = p / "release";
+  else if (is_digits(t)) iter = p / ckh::megatron::iteration_dir(std::stoll(t), false);
+  else return "";
+  return fs::is_regular_file(iter / ".metadata", ec) && !fs::exists(iter / "metadata.json", ec) ? iter.string() : "";
+}
+
 void open_dist(const std::string &path0, const json &options, Flavor flavor, Catalog &cat) {
   std::error_code ec;
   fs::path root = fs::absolute(path0, ec), dir = root;
@@ -304,6 +316,14 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
   };
 
   json common;
+  bool ms_layout = false;
+  if (flavor == Flavor::Plain) {
+    const std::string ms = mindspeed_dcp_dir(root.string());
+    if (!ms.empty()) {
+      dir = ms;
+      ms_layout = true;
+    }
+  }
   if (flavor == Flavor::Megatron) {
     if (fs::exists(root / "latest_checkpointed_iteration.txt", ec)) {
       const std::string t = ckh::plugins::read_text(root / "latest_checkpointed_iteration.txt");
@@ -338,9 +358,10 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
   Files files(dir);
 
   if (flavor == Flavor::Plain) {
-    // Keys: strip --dcp-prefix, or the one top-level key every flattened path starts with.
-    std::string prefix = options.value("dcp_prefix", std::string());
-    if (!options.contains("dcp_prefix") && m.planner_data.is_object() && !m.planner_data.empty()) {
+    // Keys: strip --dcp-prefix, or the one top-level key every flattened path starts with; MindSpeed-MM's FSDP2
+    // layout nests the HF names as {"model": {"model." + name}}.
+    std::string prefix = options.value("dcp_prefix", std::string(ms_layout ? "model.model." : ""));
+    if (!options.contains("dcp_prefix") && !ms_layout && m.planner_data.is_object() && !m.planner_data.empty()) {
       std::string first;
       bool same = true;
       for (auto it = m.planner_data.begin(); it != m.planner_data.end() && same; ++it) {
@@ -369,7 +390,8 @@ void open_dist(const std::string &path0, const json &options, Flavor flavor, Cat
     meta["format"] = "dcp";
     meta["layout"] = "hf";
     meta["dcp_prefix"] = prefix;
-    ckh::plugins::add_hf_side(meta, options, dir);
+    if (ms_layout) meta["dcp_layout"] = "mindspeed";
+    ckh::plugins::add_hf_side(meta, options, ms_layout ? root : dir);
     meta["skipped"] = skipped;
     cat.meta = meta.dump();
     return;

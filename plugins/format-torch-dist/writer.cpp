@@ -545,10 +545,18 @@ void plan_torch_dist(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) 
 void plan_dcp(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) {
   ckh::sdk::Builder b(lb->expr);
   const Common copt = common_options(w.options);
+  const std::string layout = w.options.value("dcp_layout", std::string("plain"));
+  if (layout != "plain" && layout != "mindspeed") fail(CKH_E_INVALID_ARG, "--dcp-layout must be plain or mindspeed");
+  // MindSpeed-MM's FSDP2 checkpoints (checkpoint/common/hf_to_dcp.py): dcp.save({"model": {"model." + hf: t},
+  // "checkpoint_version": 3.0}) into <dir>/release/ beside latest_checkpointed_iteration.txt, with fused 3-D
+  // expert tensors viewed 2-D (-1, last dim) so FSDP2 shards them on dim 0.
+  const bool ms = layout == "mindspeed";
   const std::string prefix = w.options.contains("dcp_prefix") && w.options["dcp_prefix"].is_string()
                                  ? w.options["dcp_prefix"].get<std::string>()
-                                 : std::string();
+                                 : std::string(ms ? "model.model." : "");
   if (prefix.size() > 256) fail(CKH_E_INVALID_ARG, "--dcp-prefix is longer than 256 characters");
+  if (ms && (prefix.find('.') == std::string::npos || prefix.back() != '.'))
+    fail(CKH_E_INVALID_ARG, "--dcp-layout mindspeed: --dcp-prefix '" + prefix + "' must be <top-level key>.<inner prefix> ending in '.'");
   std::vector<Item> items;
   json planner = json::object();
   std::set<std::string> seen;
@@ -561,14 +569,40 @@ void plan_dcp(WriterBase &w, const json &meta, ckh_layout_builder_t *lb) {
     if (!seen.insert(it.fqn).second) fail(CKH_E_INVALID_ARG, "two tensors named '" + it.fqn + "'");
     it.dtype = info.dtype;
     it.size.assign(info.shape, info.shape + info.ndim);
-    it.chunks.push_back({std::vector<int64_t>(info.ndim, 0), it.size, b.input_at(i), bytes_of(info)});
+    ckh_expr e = b.input_at(i);
+    const ckh_tensor_annot_t an = b.input_annot(i);
+    const bool expert_stack = an.kind == CKH_KIND_FFN_GATE_UP || an.kind == CKH_KIND_FFN_GATE || an.kind == CKH_KIND_FFN_UP ||
+                              an.kind == CKH_KIND_FFN_DOWN;
+    if (ms && expert_stack && info.ndim == 3) {
+      it.size = {info.shape[0] * info.shape[1], info.shape[2]};
+      e = b.reshape(e, it.size);
+    }
+    it.chunks.push_back({std::vector<int64_t>(it.size.size(), 0), it.size, e, bytes_of(info)});
     items.push_back(std::move(it));
-    // planner_data as DefaultSavePlanner records it for save({prefix: state_dict}) or save(state_dict).
-    if (!prefix.empty() && prefix.back() == '.') planner[prefix + name] = json::array({prefix.substr(0, prefix.size() - 1), name});
-    else planner[prefix + name] = json::array({prefix + name});
+    // planner_data as DefaultSavePlanner records it for save({top: {inner + name: t}}), save({prefix: state_dict})
+    // or save(state_dict).
+    if (ms) {
+      const size_t dot = prefix.find('.');
+      planner[prefix + name] = json::array({prefix.substr(0, dot), prefix.substr(dot + 1) + name});
+    } else if (!prefix.empty() && prefix.back() == '.') {
+      planner[prefix + name] = json::array({prefix.substr(0, prefix.size() - 1), name});
+    } else {
+      planner[prefix + name] = json::array({prefix + name});
+    }
   }
-  w.dcp.plan(lb, "", items, copt, planner);
-  ckh::plugins::carry_side_files(lb, meta, {".metadata"});
+  std::vector<std::pair<std::string, std::string>> objects;
+  if (ms) {
+    Pickler version;
+    version.real(3.0);
+    version.stop();
+    objects.emplace_back("checkpoint_version", version.bytes());
+    planner["checkpoint_version"] = json::array({"checkpoint_version"});
+    static const char kRelease[] = "release";
+    if (lb->add_small_file(lb, "latest_checkpointed_iteration.txt", kRelease, sizeof kRelease - 1) != CKH_OK)
+      throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_small_file failed", true);
+  }
+  w.dcp.plan(lb, ms ? "release/" : "", items, copt, planner, objects);
+  ckh::plugins::carry_side_files(lb, meta, {".metadata", "latest_checkpointed_iteration.txt"});
 }
 
 // One writer class per plan function.
@@ -589,7 +623,7 @@ const ckh_writer_class_t kDcpWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugi
 const ckh_component_t kDcpWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "dcp",
                                         "PyTorch Distributed Checkpoint with HF state-dict names (FSDP2; --dcp-prefix)",
                                         R"({"container":"dcp","layout":"hf","options":[)" CKH_OPT_DIST_FILES "," CKH_OPT_DCP_TORCH
-                                        "," CKH_OPT_DCP_PREFIX "]}", &kDcpWriter};
+                                        "," CKH_OPT_DCP_PREFIX "," CKH_OPT_DCP_LAYOUT "]}", &kDcpWriter};
 
 }  // namespace
 

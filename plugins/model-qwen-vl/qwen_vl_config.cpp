@@ -11,9 +11,12 @@ namespace ckh::qwen_vl {
 namespace {
 const char *const kTypes[] = {"qwen2_vl", "qwen2_5_vl"};
 const char *const kArchs[] = {"Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration"};
+const char *const kAllTypes[] = {"qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe"};
+const char *const kAllArchs[] = {"Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration",
+                                 "Qwen3VLForConditionalGeneration", "Qwen3VLMoeForConditionalGeneration"};
 }  // namespace
 
-int score(const json &cfg) noexcept { return ckh::plugins::model::score_by_name(cfg, kTypes, kArchs); }
+int score(const json &cfg) noexcept { return ckh::plugins::model::score_by_name(cfg, kAllTypes, kAllArchs); }
 
 Config parse_config(const json &cfg) {
   if (!cfg.is_object()) cf::bad("not an object");

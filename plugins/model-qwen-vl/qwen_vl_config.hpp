@@ -26,7 +26,7 @@ struct Config {
 
 // Throws std::invalid_argument naming the config field.
 Config parse_config(const nlohmann::json &cfg);
-// 90 for model_type qwen2_vl / qwen2_5_vl, 80 for their architectures, else 0.
+// 90 for model_type qwen2_vl / qwen2_5_vl / qwen3_vl / qwen3_vl_moe, 80 for their architectures, else 0.
 int score(const nlohmann::json &cfg) noexcept;
 
 struct Canonical {
