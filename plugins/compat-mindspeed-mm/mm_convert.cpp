@@ -356,15 +356,14 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       if (fs::weakly_canonical(src, ec) == fs::weakly_canonical(dst, ec))
         bad("--cfg.target_path is --cfg.source_path: mm-convert writes release/ into the source directory, ckhost writes a new "
             "directory atomically and never into its input; give another --cfg.target_path");
-      // target_parallel_config.pp_layers: flat, or one VPP chunk nested; absent or empty for one stage.
+      // target_parallel_config.pp_layers: flat, or nested (one list per VPP chunk, flattened in the order
+      // v * PP + p as _pp_vpp_split does); absent or empty for one stage.
+      int64_t vpp = 1;
       auto wan_layers = [&]() -> std::vector<int64_t> {
         const json *v = find(cfg, {"target_parallel_config", "pp_layers"});
         if (!v || v->is_null() || (v->is_array() && v->empty())) return {};
         const std::string what = "--cfg.target_parallel_config.pp_layers " + v->dump();
-        if (v->is_array() && (*v)[0].is_array()) {
-          if (v->size() != 1) bad(what + ": VPP (several chunks) is not supported yet");
-          return layer_counts((*v)[0], what, "must be a list of non-negative layer counts");
-        }
+        if (v->is_array() && (*v)[0].is_array()) return pp_list(cfg, "target_parallel_config", "pp_layers", true, &vpp);
         return layer_counts(*v, what, "must be a list of non-negative layer counts");
       };
       const json *tps = find(cfg, {"target_parallel_config", "tp_size"});
@@ -376,7 +375,10 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
         const auto pp = wan_layers();
         if (method == "resplit") checkpoint_tp_pp(src);  // a MindSpeed-MM checkpoint, or a one-line refusal
         line = {"convert", src, dst, "--to", "mindspeed-mm"};
-        if (pp.size() > 1) line.insert(line.end(), {"--pp", std::to_string(pp.size()), "--pp-layers", joined(pp)});
+        const int64_t stages = static_cast<int64_t>(pp.size()) / vpp;
+        if (vpp > 1 && stages < 2) bad("virtual pipeline chunks need more than one pipeline stage (each chunk list has " + std::to_string(stages) + ")");
+        if (pp.size() > 1) line.insert(line.end(), {"--pp", std::to_string(stages), "--pp-layers", joined(pp)});
+        if (vpp > 1) line.insert(line.end(), {"--vpp", std::to_string(vpp)});
       }
     } else if (method == "hf_to_mm") {
       int64_t vpp = 1, vit_vpp = 1;

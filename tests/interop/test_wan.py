@@ -218,6 +218,24 @@ class WanTest(L.InteropCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         a, b = L.safe_open_all(src), L.safe_open_all(self.path("mmc-back"))
         self.assertTrue(sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a))
+        # VPP: nested pp_layers, one list per virtual chunk (files {model0, model1, checkpoint_version}); stage order
+        # v * PP + p as WanConverter's _pp_vpp_split flattens it: block 0 in chunk 0 of rank 0 with the embedders, block
+        # 1 in chunk 1 of rank 1 with the head.
+        p = mm("hf_to_mm", "--cfg.source_path", src, "--cfg.target_path", self.path("vpp"), "--cfg.target_parallel_config.pp_layers",
+               "[[1,0],[0,1]]")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        cks = [torch.load(os.path.join(self.path("vpp"), "release", "mp_rank_00_%03d" % r, "model_optim_rng.pt"), weights_only=True)
+               for r in (0, 1)]
+        for ck in cks:
+            self.assertEqual(sorted(ck), ["checkpoint_version", "model0", "model1"])
+        self.assertIn("blocks.0.self_attn.proj_q.weight", cks[0]["model0"])
+        self.assertIn("patch_embedding.weight", cks[0]["model0"])
+        self.assertFalse(cks[1]["model0"])
+        self.assertIn("blocks.0.self_attn.proj_q.weight", cks[1]["model1"])
+        self.assertIn("head.head.weight", cks[1]["model1"])
+        self.assertTrue(torch.equal(cks[1]["model1"]["blocks.0.self_attn.proj_q.weight"], a["blocks.1.attn1.to_q.weight"]))
+        b = L.safe_open_all(L.convert(self.path("vpp"), self.path("vpp-back"), "--to", "hf"))
+        self.assertTrue(sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a))
         p = mm("hf_to_mm", "--cfg.source_path", src, "--cfg.target_path", src, "--cfg.target_parallel_config.pp_layers", "[1,1]")
         self.assertEqual(p.returncode, 2)
         self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
