@@ -95,12 +95,38 @@ json from_yaml(const YAML::Node &n) {
   }
 }
 
-void to_yaml(YAML::Emitter &e, const json &j) {
+// What --print_config=comments says of a field (its path below cfg: "parallel_config.tp_size").
+const char *field_doc(const std::string &path) {
+  static const std::pair<const char *, const char *> kDocs[] = {
+      {"mm_dir", "MindSpeed-MM checkpoint directory (written by hf_to_mm, read by mm_to_hf)"},
+      {"save_hf_dir", "output directory of mm_to_hf"},
+      {"hf_config.hf_dir", "HF model directory: safetensors, config.json, tokenizer"},
+      {"llm_pp_layers", "decoder layers per pipeline stage (hf_to_mm: one list per virtual pipeline chunk)"},
+      {"vit_pp_layers", "vision tower layers per pipeline stage, as llm_pp_layers"},
+      {"tp_size", "tensor parallel size"},
+      {"source_dir", "MindSpeed-MM checkpoint to resplit"},
+      {"target_dir", "output directory of resplit"},
+      {"source_path", "input directory"},
+      {"target_path", "output directory (a new one: ckhost never writes into its input)"},
+      {"hf_dir", "the original HF directory (config.json and the side files)"},
+      {"pp_layers", "blocks per pipeline stage (nested: one list per virtual pipeline chunk)"}};
+  const std::string p = path.rfind("cfg.", 0) == 0 ? path.substr(4) : path;
+  const size_t dot = p.rfind('.');
+  const std::string leaf = dot == std::string::npos ? p : p.substr(dot + 1);
+  for (const auto &[k, d] : kDocs)
+    if (p == k || leaf == k) return d;
+  return nullptr;
+}
+
+void to_yaml(YAML::Emitter &e, const json &j, bool comments = false, const std::string &path = "") {
   if (j.is_object()) {
     e << YAML::BeginMap;
     for (auto it = j.begin(); it != j.end(); ++it) {
+      const std::string sub = path.empty() ? it.key() : path + "." + it.key();
       e << YAML::Key << it.key() << YAML::Value;
-      to_yaml(e, it.value());
+      to_yaml(e, it.value(), comments, sub);
+      if (comments && !it.value().is_object())
+        if (const char *d = field_doc(sub)) e << YAML::Comment(d);
     }
     e << YAML::EndMap;
   } else if (j.is_array()) {
@@ -288,7 +314,7 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     if (std::none_of(std::begin(kMethods), std::end(kMethods), [&](const char *s) { return method == s; }))
       bad(conv + " has no method '" + method + "' in ckhost's mm-convert (hf_to_mm, mm_to_hf, resplit)");
     json cfg = json::object(), cli = json::object(), file = json::object();
-    bool print = false, force = false;
+    bool print = false, force = false, comments = false;
     for (size_t i = 2; i < a.size(); ++i) {
       std::string k = a[i], v;
       const size_t eq = k.find('=');
@@ -299,6 +325,8 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       }
       if (k == "--print_config") {
         print = true;
+        if (has_eq && v != "comments" && !v.empty()) bad("--print_config=" + v + ": the only flag is comments");
+        comments = has_eq && v == "comments";
         continue;
       }
       if (k == "--force") {
@@ -345,7 +373,7 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     merge(cfg, cli);
     if (print) {
       YAML::Emitter e;
-      to_yaml(e, json{{"cfg", cfg}});
+      to_yaml(e, json{{"cfg", cfg}}, comments, "");
       return answer({{"print", std::string(e.c_str()) + "\n"}});
     }
     std::vector<std::string> line;

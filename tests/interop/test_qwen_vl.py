@@ -340,6 +340,14 @@ class MmConvert(L.InteropCase):
             fh.write(y)
         self.mm("hf_to_mm", "--config", self.path("cfg.yaml"))
         self.same_tree(direct, self.path("mm-yaml"))
+        # --print_config=comments: the fields documented as YAML comments; the file still feeds --config.
+        y = self.mm("hf_to_mm", "--cfg.mm_dir", self.path("mm-yaml-c"), "--cfg.hf_config.hf_dir", src, pc + "llm_pp_layers", "[[1,1]]",
+                    pc + "vit_pp_layers", "[[3,0]]", pc + "tp_size", "2", "--print_config=comments").stdout
+        self.assertIn("tp_size: 2  # tensor parallel size", y)
+        with open(self.path("cfg-c.yaml"), "w") as fh:
+            fh.write(y)
+        self.mm("hf_to_mm", "--config", self.path("cfg-c.yaml"))
+        self.same_tree(direct, self.path("mm-yaml-c"))
         # JSONARGPARSE_DEFAULT_ENV: the fields from the environment.
         pre = "MM_CONVERT_QWEN2_5_VLCONVERTER__HF_TO_MM__CFG__"
         self.mm("hf_to_mm", env={"JSONARGPARSE_DEFAULT_ENV": "true", pre + "MM_DIR": self.path("mm-env"), pre + "HF_CONFIG__HF_DIR": src,
