@@ -30,7 +30,7 @@ namespace {
 const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "InternVLConverter", "WanConverter"};
 const char *const kKnown[] = {"Qwen3VLConverter", "Qwen3VLMegatronConverter",
                               "DeepSeekVL2Converter", "GlmConverter", "Mistral3Converter", "Qwen2_5_OmniConverter",
-                              "Qwen35Converter", "ExpertMergeDcpConverter", "GenericDCPConverter"};
+                              "Qwen35Converter", "GenericDCPConverter"};
 const char *const kMethods[] = {"hf_to_mm", "mm_to_hf", "resplit"};
 
 [[noreturn]] void bad(const std::string &msg) { fail(CKH_E_INVALID_ARG, msg); }
@@ -280,7 +280,7 @@ const char *kHelp =
     "usage: ckhost mm-convert CONVERTER METHOD [--cfg.FIELD VALUE]... [--config FILE.yaml] [--print_config] [--force]\n"
     "\n"
     "MindSpeed-MM's mm-convert command line, run by ckhost (streaming, bounded memory, atomic output).\n"
-    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter\n"
+    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter, ExpertMergeDcpConverter\n"
     "methods:\n"
     "  hf_to_mm   --cfg.mm_dir --cfg.hf_config.hf_dir --cfg.parallel_config.{llm_pp_layers,vit_pp_layers} [[...]]\n"
     "             [--cfg.parallel_config.tp_size N]\n"
@@ -292,7 +292,88 @@ const char *kHelp =
     "             mm_to_hf --cfg.source_path --cfg.target_path --cfg.hf_dir\n"
     "InternVLConverter: as the Qwen converters; mm_to_hf writes the naming of --cfg.hf_config.hf_dir's config.json\n"
     "             (InternVL chat for an InternVLChatConfig, transformers' otherwise); resplit is ckhost's own (MindSpeed-MM's is empty)\n"
+    "ExpertMergeDcpConverter (InternVL3.5-MoE): hf_to_dcp --hf_dir --save_dir; dcp_to_hf --hf_dir --dcp_dir --save_dir\n"
     "With JSONARGPARSE_DEFAULT_ENV=true, MM_CONVERT_<CONVERTER>__<METHOD>__CFG__<FIELD> variables give defaults.\n";
+
+// The FSDP2 (DCP) converters take flat keyword arguments (--hf_dir X or --hf_dir=X), a --config YAML with them at
+// the top level, and MM_CONVERT_<CLASS>__<METHOD>__<FIELD> variables under JSONARGPARSE_DEFAULT_ENV=true.
+json flat_args(const std::string &conv, const std::string &method, const std::vector<std::string> &a, const char *const *env,
+               bool &print, bool &force) {
+  json cfg = json::object(), cli = json::object(), file = json::object();
+  for (size_t i = 2; i < a.size(); ++i) {
+    std::string k = a[i], v;
+    const size_t eq = k.find('=');
+    const bool has_eq = k.rfind("--", 0) == 0 && eq != std::string::npos;
+    if (has_eq) {
+      v = k.substr(eq + 1);
+      k = k.substr(0, eq);
+    }
+    if (k == "--print_config") {
+      print = true;
+      continue;
+    }
+    if (k == "--force") {
+      force = true;
+      continue;
+    }
+    if (k.rfind("--", 0) != 0) bad("unexpected argument '" + k + "' (see ckhost mm-convert --help)");
+    if (!has_eq) {
+      if (i + 1 >= a.size()) bad(k + " needs a value");
+      v = a[++i];
+    }
+    if (k == "--config") {
+      YAML::Node n;
+      try {
+        n = YAML::LoadFile(v);
+      } catch (const YAML::Exception &e) {
+        bad("--config " + v + ": " + e.what());
+      }
+      const json j = from_yaml(n);
+      if (!j.is_object()) bad("--config " + v + ": not a mapping of " + conv + "." + method + "'s arguments");
+      merge(file, j);
+    } else {
+      cli[k.substr(2)] = value_of(v);
+    }
+  }
+  const char *denv = nullptr;
+  for (const char *const *e = env; e && *e; ++e)
+    if (std::strncmp(*e, "JSONARGPARSE_DEFAULT_ENV=", 25) == 0) denv = *e + 25;
+  if (denv && lower(denv) == "true") {
+    const std::string pre = "MM_CONVERT_" + upper(conv) + "__" + upper(method) + "__";
+    for (const char *const *e = env; e && *e; ++e) {
+      const std::string s = *e;
+      if (s.rfind(pre, 0) != 0) continue;
+      const size_t eq = s.find('=');
+      cfg[lower(s.substr(pre.size(), eq - pre.size()))] = value_of(s.substr(eq + 1));
+    }
+  }
+  merge(cfg, file);
+  merge(cfg, cli);
+  return cfg;
+}
+
+std::string flat_str(const json &cfg, const char *key) {
+  if (!cfg.contains(key) || !cfg[key].is_string() || cfg[key].get<std::string>().empty()) bad(std::string("--") + key + " is required");
+  return cfg[key].get<std::string>();
+}
+
+// ExpertMergeDcpConverter (InternVL3.5-MoE; its Qwen3-Omni and GLM-4.5V branches are not supported) and the FSDP2 DCP
+// layout of MindSpeed-MM: {"model": {"model." + name}, "checkpoint_version": 3.0} in <save_dir>/release/.
+std::vector<std::string> dcp_line(const std::string &conv, const std::string &method, const json &cfg) {
+  if (conv == "ExpertMergeDcpConverter") {
+    const std::string hf = flat_str(cfg, "hf_dir");
+    const json c = read_config(hf);
+    if (c.value("model_type", std::string()) != "internvl_chat")
+      bad("ExpertMergeDcpConverter: --hf_dir " + hf + " is not an InternVLChatConfig model (ckhost converts InternVL3.5 here; "
+          "Qwen3-Omni and GLM-4.5V are not supported)");
+    if (method == "hf_to_dcp")
+      return {"convert", hf, flat_str(cfg, "save_dir"), "--to", "dcp", "--dcp-layout", "mindspeed", "--internvl-names", "custom",
+              "--internvl-experts", "merged"};
+    return {"convert", flat_str(cfg, "dcp_dir"), flat_str(cfg, "save_dir"), "--to", "hf", "--hf-config", hf, "--dcp-prefix",
+            "model.model.", "--internvl-names", "custom"};
+  }
+  bad(conv + " " + method + " is not supported by ckhost's mm-convert");
+}
 
 ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *const *argv, const char *const *env, void *ctx,
                      ckh_text_sink_fn sink) {
@@ -304,6 +385,22 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     };
     if (a.empty() || a[0] == "-h" || a[0] == "--help") return answer({{"print", kHelp}});
     const std::string conv = a[0];
+    if (conv == "ExpertMergeDcpConverter") {
+      if (a.size() < 2 || a[1] == "-h" || a[1] == "--help") return answer({{"print", kHelp}});
+      const std::string method = a[1];
+      if (method != "hf_to_dcp" && method != "dcp_to_hf") bad(conv + " has no method '" + method + "' (hf_to_dcp, dcp_to_hf)");
+      bool print = false, force = false;
+      const json cfg = flat_args(conv, method, a, env, print, force);
+      if (print) {
+        YAML::Emitter e;
+        to_yaml(e, cfg);
+        return answer({{"print", std::string(e.c_str()) + "\n"}});
+      }
+      std::vector<std::string> line = dcp_line(conv, method, cfg);
+      line.insert(line.end(), {"--progress", "none"});
+      if (force) line.push_back("--force");
+      return answer({{"run", json::array({line})}});
+    }
     if (std::none_of(std::begin(kSupported), std::end(kSupported), [&](const char *s) { return conv == s; })) {
       if (std::any_of(std::begin(kKnown), std::end(kKnown), [&](const char *s) { return conv == s; }))
         bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter)");

@@ -1,5 +1,7 @@
 // internvl_config.cpp — InternVL's two config.json forms (transformers' InternVLConfig and OpenGVLab's
 // InternVLChatConfig) read into one Config, and each written from the other.
+#include <algorithm>
+
 #include "config_fields.hpp"
 #include "internvl_model.hpp"
 
@@ -43,6 +45,21 @@ void parse_llm(const json &t, const std::string &llm, Config &c) {
   c.head_dim = cf::opt_int(t, "head_dim", c.hidden / c.heads);
   if (llm == "qwen2") {
     c.qkv_bias = true;
+  } else if (llm == "qwen3" || llm == "qwen3_moe") {
+    c.qkv_bias = c.o_bias = cf::opt_bool(t, "attention_bias", false);
+    c.qk_norm = true;
+    if (llm == "qwen3_moe") {
+      c.experts = cf::present(t, "num_experts") ? cf::need_int(t, "num_experts") : cf::need_int(t, "num_local_experts");
+      c.moe_inter = cf::need_int(t, "moe_intermediate_size");
+      c.sparse_step = cf::opt_int(t, "decoder_sparse_step", 1);
+      if (cf::present(t, "mlp_only_layers")) {
+        if (!t["mlp_only_layers"].is_array()) cf::bad("'mlp_only_layers' must be a list of layer numbers");
+        for (const auto &x : t["mlp_only_layers"]) {
+          if (!x.is_number_integer() || x.get<int64_t>() < 0) cf::bad("'mlp_only_layers' must be a list of layer numbers");
+          c.mlp_only.push_back(x.get<int64_t>());
+        }
+      }
+    }
   } else if (llm == "llama") {
     c.qkv_bias = c.o_bias = cf::opt_bool(t, "attention_bias", false);
     if (cf::opt_bool(t, "mlp_bias", false)) cf::bad("a Llama language model with mlp_bias has no InternVL layout");
@@ -59,13 +76,19 @@ std::string llm_of_arch(const json &t) {
   if (arch == "Qwen2ForCausalLM" || mt == "qwen2") return "qwen2";
   if (arch == "LlamaForCausalLM" || mt == "llama") return "llama";
   if (arch == "InternLM2ForCausalLM" || mt == "internlm2") return "internlm2";
+  if (arch == "Qwen3ForCausalLM" || mt == "qwen3") return "qwen3";
+  if (arch == "Qwen3MoeForCausalLM" || mt == "qwen3_moe") return "qwen3_moe";
   cf::bad("the language model '" + (arch.empty() ? mt : arch) +
-          "' is not one InternVL's layouts name (Qwen2ForCausalLM, LlamaForCausalLM, InternLM2ForCausalLM)");
+          "' is not one InternVL's layouts name (Qwen2, Llama, InternLM2, Qwen3, Qwen3-MoE ForCausalLM)");
 }
 
 }  // namespace
 
 int score(const json &cfg) noexcept { return ckh::plugins::model::score_by_name(cfg, kTypes, kArchs); }
+
+bool Config::moe_layer(int64_t l) const {
+  return experts > 0 && std::find(mlp_only.begin(), mlp_only.end(), l) == mlp_only.end() && (l + 1) % sparse_step == 0;
+}
 
 Config parse_config(const json &cfg) {
   if (!cfg.is_object()) cf::bad("not an object");
@@ -115,8 +138,8 @@ Config parse_config(const json &cfg) {
     if (!cf::present(cfg, "text_config") || !cfg["text_config"].is_object()) cf::bad("'text_config' is missing");
     const json &t = cfg["text_config"];
     const std::string tm = cf::opt_str(t, "model_type", "");
-    if (tm != "qwen2" && tm != "llama")
-      cf::bad("text_config model_type '" + tm + "': InternVL's layouts name a qwen2 or llama language model");
+    if (tm != "qwen2" && tm != "llama" && tm != "qwen3" && tm != "qwen3_moe")
+      cf::bad("text_config model_type '" + tm + "': InternVL's layouts name a qwen2, llama, qwen3 or qwen3_moe language model");
     parse_llm(t, tm, c);
     c.tied = cf::opt_bool(cfg, "tie_word_embeddings", true);  // InternVLConfig's default
     c.dtype = cf::model_dtype(cf::present(cfg, "torch_dtype") || cf::present(cfg, "dtype") ? cfg : t);
@@ -235,7 +258,8 @@ json custom_config(const Config &c, const json &src, bool internlm2) {
     if (t.value("head_dim", c.head_dim) != c.hidden / c.heads) cf::bad("InternLM2 has no head_dim other than hidden_size / heads");
   } else {
     llm = t;
-    llm["architectures"] = {c.llm == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM"};
+    const char *arch = c.llm == "qwen2" ? "Qwen2ForCausalLM" : c.llm == "qwen3" ? "Qwen3ForCausalLM" : c.llm == "qwen3_moe" ? "Qwen3MoeForCausalLM" : "LlamaForCausalLM";
+    llm["architectures"] = {arch};
   }
   llm["tie_word_embeddings"] = c.tied;
   llm["torch_dtype"] = dtype_of(src);

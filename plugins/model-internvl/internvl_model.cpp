@@ -91,10 +91,25 @@ std::vector<Tensor> canonical_tensors(const Config &c) {
     if (c.qkv_bias) lay("self_attn.v_proj.bias", {kv}, CKH_KIND_ATTN_V, CKH_INIT_ZEROS);
     lay("self_attn.o_proj.weight", {H, q}, CKH_KIND_ATTN_OUT);
     if (c.o_bias) lay("self_attn.o_proj.bias", {H}, CKH_KIND_ATTN_OUT, CKH_INIT_ZEROS);
+    if (c.qk_norm) {
+      lay("self_attn.q_norm.weight", {c.head_dim}, CKH_KIND_NORM, CKH_INIT_ONES);
+      lay("self_attn.k_norm.weight", {c.head_dim}, CKH_KIND_NORM, CKH_INIT_ONES);
+    }
     lay("post_attention_layernorm.weight", {H}, CKH_KIND_NORM, CKH_INIT_ONES);
-    lay("mlp.gate_proj.weight", {c.inter, H}, CKH_KIND_FFN_GATE);
-    lay("mlp.up_proj.weight", {c.inter, H}, CKH_KIND_FFN_UP);
-    lay("mlp.down_proj.weight", {H, c.inter}, CKH_KIND_FFN_DOWN);
+    if (c.moe_layer(l)) {
+      lay("mlp.gate.weight", {c.experts, H}, CKH_KIND_ROUTER);
+      for (int64_t e = 0; e < c.experts; ++e) {
+        const std::string x = "mlp.experts." + std::to_string(e) + ".";
+        lay(x + "gate_proj.weight", {c.moe_inter, H}, CKH_KIND_FFN_GATE);
+        lay(x + "up_proj.weight", {c.moe_inter, H}, CKH_KIND_FFN_UP);
+        lay(x + "down_proj.weight", {H, c.moe_inter}, CKH_KIND_FFN_DOWN);
+        for (size_t k = out.size() - 3; k < out.size(); ++k) out[k].expert = static_cast<int32_t>(e);
+      }
+    } else {
+      lay("mlp.gate_proj.weight", {c.inter, H}, CKH_KIND_FFN_GATE);
+      lay("mlp.up_proj.weight", {c.inter, H}, CKH_KIND_FFN_UP);
+      lay("mlp.down_proj.weight", {H, c.inter}, CKH_KIND_FFN_DOWN);
+    }
   }
   add("language_model.model.norm.weight", {H}, CKH_ROLE_FINAL_NORM, -1, 0, CKH_KIND_NORM, CKH_INIT_ONES);
   if (!c.tied) add("language_model.lm_head.weight", {c.vocab, H}, CKH_ROLE_OUTPUT, -1, 0, CKH_KIND_OUTPUT);
@@ -236,8 +251,12 @@ ckh_tensor_annot_t annot_of(const Tensor &t, int32_t parallel = CKH_PARALLEL_UNS
   a.stack = t.stack;
   a.parallel = parallel;
   a.extra_json = extra;
+  a.expert = t.expert;
   return a;
 }
+
+// MindSpeed-MM's merged experts of layer `base` ("language_model.model.layers.L."): the two names.
+std::string merged_name(const std::string &base, bool gate_up) { return base + (gate_up ? "mlp.experts.gate_up_proj" : "mlp.experts.down_proj"); }
 
 std::vector<int64_t> shape_in(const ckh::sdk::Builder &b, const std::string &n) {
   const int64_t i = b.find(n);
@@ -278,10 +297,32 @@ std::vector<Value> read_canonical(ckh::sdk::Builder &b, const Config &c, Naming 
   const int64_t W = c.v_width, H = c.hidden;
   const ckh::plugins::gqa::Dims d{c.heads, c.kv_heads, c.head_dim, H};
   const int64_t fused_rows = (c.heads + 2 * c.kv_heads) * c.head_dim;
+  if (n == Naming::Mm && c.llm.rfind("qwen3", 0) == 0)
+    fail(CKH_E_UNSUPPORTED, "InternVL with a " + c.llm + " language model (InternVL3.5) in MindSpeed-MM's Megatron layout: its "
+                            "InternVLConverter has no such branch (MindSpeed-MM trains InternVL3.5 with FSDP2: --to dcp --dcp-layout mindspeed)");
   std::vector<Value> out;
   for (const Tensor &t : ts) {
     const Parts p = parts_of(t.name);
     const std::string L = std::to_string(p.layer) + ".";
+    if (t.expert >= 0 && n != Naming::Mm) {
+      // Per expert, or stacked as MindSpeed-MM's ExpertMergeDcpConverter does ([E, H, 2I] / [E, I, H], or viewed 2-D).
+      const std::string base = t.name.substr(0, t.name.size() - p.rest.size());
+      const bool down = p.rest.find(".down_proj.") != std::string::npos, gate = p.rest.find(".gate_proj.") != std::string::npos;
+      const std::string m = merged_name(base, !down);
+      if (b.find(t.name) < 0 && b.find(m) >= 0) {
+        const int64_t E = c.experts, I = c.moe_inter, H = c.hidden;
+        const std::vector<int64_t> s3 = down ? std::vector<int64_t>{E, I, H} : std::vector<int64_t>{E, H, 2 * I};
+        const std::vector<int64_t> have = shape_in(b, m), s2 = {s3[0] * s3[1], s3[2]};
+        if (have != s3 && have != s2)
+          fail(CKH_E_FORMAT, "tensor '" + m + "': config.json implies shape " + ckh::plugins::model::shape_str(s3) + " (or " +
+                                 ckh::plugins::model::shape_str(s2) + " viewed 2-D), checkpoint has " + ckh::plugins::model::shape_str(have));
+        if (!got.count(m)) got[m] = b.permute(b.reshape(b.input(m), s3), {0, 2, 1});  // [E, 2I, H] / [E, H, I]
+        const ckh_expr one_e = b.slice(got[m], 0, t.expert, 1);
+        const ckh_expr x = down ? one_e : b.slice(one_e, 1, gate ? 0 : I, I);
+        out.push_back({t, b.reshape(x, t.shape)});
+        continue;
+      }
+    }
     const std::string one = renamed(t.name, n);
     if (!one.empty()) {
       if (src(one, t.shape)) out.push_back({t, got[one]});
@@ -319,7 +360,8 @@ std::vector<Value> read_canonical(ckh::sdk::Builder &b, const Config &c, Naming 
   return out;
 }
 
-void write_named(ckh::sdk::Builder &b, const Config &c, Naming n, const std::vector<Value> &v) {
+void write_named(ckh::sdk::Builder &b, const Config &c, Naming n, const std::vector<Value> &v, bool merged_experts) {
+  if (merged_experts && c.experts == 0) fail(CKH_E_INVALID_ARG, "--internvl-experts merged: this InternVL has no MoE layers");
   if (n == Naming::CustomInternLM2 && c.llm == "qwen2")
     fail(CKH_E_INVALID_ARG, "--internvl-names custom-internlm2: InternLM2 names need a llama language model, this one is qwen2");
   const ckh::plugins::gqa::Dims d{c.heads, c.kv_heads, c.head_dim, c.hidden};
@@ -328,6 +370,30 @@ void write_named(ckh::sdk::Builder &b, const Config &c, Naming n, const std::vec
   for (const Value &x : v) {
     const Parts p = parts_of(x.t.name);
     const std::string L = std::to_string(p.layer) + ".";
+    if (merged_experts && x.t.expert >= 0) {
+      // At expert 0's gate: the layer's stacks, [E, H, 2I] = stack_e([gate_e; up_e]^T) and [E, I, H] = stack_e(down_e^T).
+      if (x.t.expert != 0 || p.rest.find(".gate_proj.") == std::string::npos) continue;
+      const std::string base = x.t.name.substr(0, x.t.name.size() - p.rest.size());
+      const int64_t E = c.experts, I = c.moe_inter, H = c.hidden;
+      std::vector<ckh_expr> gu, dn;
+      for (int64_t e = 0; e < E; ++e) {
+        const std::string ex = base + "mlp.experts." + std::to_string(e) + ".";
+        gu.push_back(by.at(ex + "gate_proj.weight")->e);
+        gu.push_back(by.at(ex + "up_proj.weight")->e);
+        dn.push_back(by.at(ex + "down_proj.weight")->e);
+      }
+      Tensor t = x.t;
+      t.expert = -1;
+      t.kind = CKH_KIND_FFN_GATE_UP;
+      t.shape = {E, H, 2 * I};
+      ckh_tensor_annot_t a = annot_of(t);
+      b.emit(merged_name(base, true), b.permute(b.reshape(b.concat(gu, 0), {E, 2 * I, H}), {0, 2, 1}), &a);
+      t.kind = CKH_KIND_FFN_DOWN;
+      t.shape = {E, I, H};
+      a = annot_of(t);
+      b.emit(merged_name(base, false), b.permute(b.reshape(b.concat(dn, 0), {E, H, I}), {0, 2, 1}), &a);
+      continue;
+    }
     const std::string one = renamed(x.t.name, n);
     if (!one.empty()) {
       const ckh_tensor_annot_t a = annot_of(x.t);
@@ -350,6 +416,9 @@ void write_named(ckh::sdk::Builder &b, const Config &c, Naming n, const std::vec
 }
 
 void write_mm(ckh::sdk::Builder &b, const Config &c, const std::vector<Value> &v) {
+  if (c.llm.rfind("qwen3", 0) == 0)
+    fail(CKH_E_UNSUPPORTED, "InternVL with a " + c.llm + " language model (InternVL3.5) in MindSpeed-MM's Megatron layout: its "
+                            "InternVLConverter has no such branch (MindSpeed-MM trains InternVL3.5 with FSDP2: --to dcp --dcp-layout mindspeed)");
   if (!c.v_mean_pool || c.v_mask_token || !c.v_abs_pos)
     fail(CKH_E_UNSUPPORTED, "InternVL: a vision tower with a final layernorm, a mask token or no absolute position embedding has no "
                             "MindSpeed-MM names");

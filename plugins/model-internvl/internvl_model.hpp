@@ -43,9 +43,15 @@ struct Config {
   // projector: LayerNorm and Linear over the pixel-shuffled width v_width * (1/downsample_ratio)^2
   int64_t shuffle = 2;
   // language model
-  std::string llm = "qwen2";  // qwen2 | llama | internlm2 (the custom config's LLM; canonically a llama)
+  // qwen2 | llama | internlm2 (the custom config's LLM; canonically a llama) | qwen3 | qwen3_moe (InternVL3.5)
+  std::string llm = "qwen2";
   int64_t hidden = 0, inter = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, vocab = 0;
   bool qkv_bias = false, o_bias = false, tied = false;
+  bool qk_norm = false;  // Qwen3: per-head q/k RMSNorm
+  // Qwen3-MoE: layers whose MLP is a router and experts (mlp.gate, mlp.experts.E.{gate,up,down}_proj)
+  int64_t experts = 0, moe_inter = 0, sparse_step = 1;
+  std::vector<int64_t> mlp_only;
+  bool moe_layer(int64_t l) const;
   ckh_dtype dtype = CKH_DT_BF16;
   int64_t proj_width() const { return v_width * shuffle * shuffle; }
   int64_t v_positions() const { return (v_img_h / v_patch_h) * (v_img_w / v_patch_w) + 1; }
@@ -69,6 +75,7 @@ struct Tensor {
   int32_t stack = 0;  // 1: the vision tower and projector (their own pipeline distribution), 0: the LLM
   int32_t init = CKH_INIT_NORMAL;
   int32_t kind = CKH_KIND_UNSTATED;
+  int32_t expert = -1;  // global expert index of an expert weight
 };
 // Every tensor of the model in hf names, in module order (vision tower, projector, LLM).
 std::vector<Tensor> canonical_tensors(const Config &c);
@@ -83,8 +90,10 @@ Naming detect_naming(const ckh::sdk::Builder &b);
 // Every canonical tensor as an expression over the checkpoint in naming `n`; each source tensor the naming
 // implies must be present with its shape (one-line errors naming the tensor).
 std::vector<Value> read_canonical(ckh::sdk::Builder &b, const Config &c, Naming n);
-// Emits the model in naming `n` (hf, custom or custom-internlm2), annotated for later stages.
-void write_named(ckh::sdk::Builder &b, const Config &c, Naming n, const std::vector<Value> &v);
+// Emits the model in naming `n` (hf, custom or custom-internlm2), annotated for later stages. `merged_experts`:
+// each MoE layer's experts as MindSpeed-MM's ExpertMergeDcpConverter stacks them for FSDP2:
+// mlp.experts.gate_up_proj [E, H, 2I] = stack_e([gate_e; up_e]^T), mlp.experts.down_proj [E, I, H] = stack_e(down_e^T).
+void write_named(ckh::sdk::Builder &b, const Config &c, Naming n, const std::vector<Value> &v, bool merged_experts = false);
 // Emits the model in MindSpeed-MM's names with its TP splits and pipeline places.
 void write_mm(ckh::sdk::Builder &b, const Config &c, const std::vector<Value> &v);
 // The Megatron reader's merge hints for a MindSpeed-MM InternVL checkpoint.

@@ -50,7 +50,9 @@ ivl::Naming target_naming(const json &opts) {
 // The model written in naming `out`, with the config.json of that naming when the source's is the other form.
 void write_hf(ckh::sdk::Builder &b, const json &opts, json meta, const ivl::Config &c, const std::vector<ivl::Value> &v) {
   const ivl::Naming out = target_naming(opts);
-  ivl::write_named(b, c, out, v);
+  const std::string experts = opts.value("internvl_experts", std::string("split"));
+  if (experts != "split" && experts != "merged") fail(CKH_E_INVALID_ARG, "--internvl-experts '" + experts + "': expected split or merged");
+  ivl::write_named(b, c, out, v, experts == "merged");
   const bool want_custom = out != ivl::Naming::Hf;
   json cfg = meta.value("config", json::object());
   if (opts.contains("internvl_image_token_id")) cfg["image_token_id"] = opts["internvl_image_token_id"];
@@ -145,6 +147,9 @@ ckh_status hints_mm(const ckh_mapper_class_t *, const char *, const char *metada
 #define IVL_NAMES_OPT                                                                                                                \
   R"J({"name":"internvl-names","type":"string","default":"hf","choices":["hf","custom","custom-internlm2"],"group":"internvl",)J" \
   R"J("help":"InternVL tensor names to write: hf (transformers' InternVLForConditionalGeneration), custom (OpenGVLab's InternVLChatModel: vision_model.*, attn.qkv, mlp1.*) or custom-internlm2 (the same with an InternLM2 language model: tok_embeddings, attention.wqkv, feed_forward.w1/w3/w2, output), with the config.json of that form; any of them is read"})J"
+#define IVL_EXPERTS_OPT                                                                                                               \
+  R"J({"name":"internvl-experts","type":"string","default":"split","choices":["split","merged"],"group":"internvl",)J"             \
+  R"J("help":"InternVL3.5-MoE experts: split (mlp.experts.E.{gate,up,down}_proj, as transformers and the chat layout) or merged (MindSpeed-MM's ExpertMergeDcpConverter for FSDP2: mlp.experts.gate_up_proj [E, H, 2I], mlp.experts.down_proj [E, I, H]); either is read"})J"
 #define IVL_TOKEN_OPT                                                                                                              \
   R"J({"name":"internvl-image-token-id","type":"int","group":"internvl",)J"                                                        \
   R"J("help":"the <IMG_CONTEXT> token id for transformers' InternVLConfig (image_token_id) when an InternVLChatConfig does not state it"})J"
@@ -157,7 +162,7 @@ const ckh_component_t kHfComp = {
     "InternVL 2.5/3 (InternViT + Qwen2 / Llama / InternLM2): tensor list and completeness check, transformers <-> InternVL chat "
     "names (--internvl-names)",
     R"({"family":"internvl","from":"hf","to":"hf","model_types":["internvl","internvl_chat"],"options":[)" IVL_NAMES_OPT "," IVL_TOKEN_OPT
-    "]}",
+    "," IVL_EXPERTS_OPT "]}",
     &kHf};
 const ckh_component_t kToMmComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "internvl.hf-to-mm",
@@ -168,7 +173,7 @@ const ckh_component_t kFromMmComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "internvl.mm-to-hf",
     "InternVL MindSpeed-MM -> transformers or InternVL chat names (the config from the checkpoint's hf/ or --hf-config)",
     R"({"family":"internvl","from":"mindspeed-mm","to":"hf","model_types":["internvl","internvl_chat"],"options":[)" IVL_NAMES_OPT
-    "," IVL_TOKEN_OPT "]}",
+    "," IVL_TOKEN_OPT "," IVL_EXPERTS_OPT "]}",
     &kFromMm};
 const ckh_component_t *const kComponents[] = {&kHfComp, &kToMmComp, &kFromMmComp};
 

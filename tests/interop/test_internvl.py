@@ -52,6 +52,11 @@ CONFIGS = {
               dict(VISION, hidden_size=48, num_attention_heads=3, intermediate_size=96, norm_type="rms_norm",
                    attention_bias=False, use_qk_norm=True), True),
 }
+# InternVL3.5-MoE: a Qwen3-MoE text model (per-head q/k norms, layer 0 with a router and 4 experts, layer 1 dense).
+CONFIGS["qwen3moe"] = (dict(TEXT, model_type="qwen3_moe", vocab_size=300, head_dim=16, moe_intermediate_size=24, num_experts=4,
+                            num_experts_per_tok=2, decoder_sparse_step=1, mlp_only_layers=[1], tie_word_embeddings=False),
+                       dict(VISION, hidden_size=32, num_attention_heads=2, intermediate_size=64, norm_type="layer_norm",
+                            attention_bias=True, use_qk_norm=False), False)
 MM_TP2 = (2, [1, 1], [2, 0])  # tp, llm_pp_layers, vit_pp_layers
 
 
@@ -520,6 +525,72 @@ class MindSpeedMM(Base):
         self.assertFalse(torch.equal(hf[v], ref[v]))
         self.assertTrue(torch.equal(hf[v][hd:2 * hd], ref[v][hd:2 * hd]))  # head 1 untouched
         L.report("internvl llama: two ViT heads swapped between TP rank files are caught by the reader")
+
+
+def dcp_state(d):
+    """The DCP checkpoint in d (a MindSpeed-MM FSDP2 directory: the tracker file names the DCP directory) loaded by
+    torch's own dcp.load as {"model": {...}, "checkpoint_version": ...}."""
+    import warnings
+    import torch.distributed.checkpoint as dcp
+    with open(os.path.join(d, "latest_checkpointed_iteration.txt")) as fh:
+        rel = os.path.join(d, fh.read().strip())
+    md = dcp.FileSystemReader(rel).read_metadata()
+    sd = {"model": {k[len("model."):]: torch.empty(m.size, dtype=m.properties.dtype)
+                    for k, m in md.state_dict_metadata.items() if k != "checkpoint_version"}, "checkpoint_version": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dcp.load(sd, checkpoint_id=rel, no_dist=True)
+    return sd
+
+
+class InternVL35(Base):
+    """InternVL3.5-MoE (Qwen3-MoE LLM) in the chat layout and in MindSpeed-MM's FSDP2 layout with its experts merged as
+    ExpertMergeDcpConverter merges them."""
+
+    def test_qwen3_moe(self):
+        src = self.source("qwen3moe")
+        ref = L.safe_open_all(src)
+        lref = logits(src)
+        custom = L.convert(src, self.path("q3m-custom"), "--to", "hf", "--internvl-names", "custom")
+        cu = L.safe_open_all(custom)
+        self.assertIn("language_model.model.layers.0.mlp.experts.3.down_proj.weight", cu)
+        self.assertIn("language_model.model.layers.0.self_attn.q_norm.weight", cu)
+        with open(os.path.join(custom, "config.json")) as fh:
+            self.assertEqual(json.load(fh)["llm_config"]["architectures"], ["Qwen3MoeForCausalLM"])
+        back = L.convert(custom, self.path("q3m-back"), "--to", "hf")
+        self.assert_equal_sd(L.safe_open_all(back), ref, "qwen3moe chat -> HF")
+        self.assertTrue(torch.equal(logits(back), lref))
+        # MindSpeed-MM's FSDP2 layout (mm-convert ExpertMergeDcpConverter hf_to_dcp): chat names under model.model., each
+        # MoE layer's experts merged: gate_up_proj = stack_e([gate_e; up_e]^T) [E, H, 2I], down_proj = stack_e(down_e^T)
+        # [E, I, H], each viewed (-1, last dim).
+        import subprocess
+        env = {**os.environ, "CKHOST_PLUGIN_PATH": ""}
+        p = subprocess.run([L.CKHOST, "mm-convert", "ExpertMergeDcpConverter", "hf_to_dcp", "--hf_dir", custom, "--save_dir",
+                            self.path("q3m-dcp")], capture_output=True, text=True, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        sd = dcp_state(self.path("q3m-dcp"))
+        self.assertEqual(sd["checkpoint_version"], 3.0)
+        want = dict(("model." + k, v) for k, v in cu.items() if ".mlp.experts." not in k)
+        pre = "language_model.model.layers.0.mlp.experts."
+        E = CONFIGS["qwen3moe"][0]["num_experts"]
+        gu = torch.stack([torch.cat([cu[pre + "%d.gate_proj.weight" % e], cu[pre + "%d.up_proj.weight" % e]], 0).t() for e in range(E)])
+        dn = torch.stack([cu[pre + "%d.down_proj.weight" % e].t() for e in range(E)])
+        want["model." + pre + "gate_up_proj"] = gu.reshape(-1, gu.shape[-1])
+        want["model." + pre + "down_proj"] = dn.reshape(-1, dn.shape[-1])
+        self.assertEqual(sorted(sd["model"]), sorted(want))
+        for k, v in want.items():
+            self.assertTrue(torch.equal(sd["model"][k], v), "FSDP2 DCP: %s differs" % k)
+        # dcp_to_hf (--dcp_dir is the iteration directory): back to the chat layout bit-exact, then HF logits.
+        p = subprocess.run([L.CKHOST, "mm-convert", "ExpertMergeDcpConverter", "dcp_to_hf", "--hf_dir", custom, "--dcp_dir",
+                            os.path.join(self.path("q3m-dcp"), "release"), "--save_dir", self.path("q3m-dcp-back")],
+                           capture_output=True, text=True, env=env)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assert_equal_sd(L.safe_open_all(self.path("q3m-dcp-back")), cu, "FSDP2 DCP -> chat")
+        self.assertTrue(torch.equal(logits(L.convert(self.path("q3m-dcp-back"), self.path("q3m-dcp-hf"), "--to", "hf")), lref))
+        L.report("internvl3.5-moe (Qwen3-MoE LLM): HF -> chat -> HF bit-exact, logits identical; mm-convert ExpertMergeDcpConverter "
+                 "hf_to_dcp = the test's merge of the experts (stack of [gate; up]^T and down^T, viewed 2-D) under model.model., "
+                 "checkpoint_version 3.0; dcp_to_hf back to the chat layout bit-exact")
+        L.assert_refused(self, src, self.path("q3m-mm"), "--to", "mindspeed-mm", needle="has no such branch")
 
 
 class MmConvert(Base):
