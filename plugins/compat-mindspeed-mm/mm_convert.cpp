@@ -28,7 +28,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "InternVLConverter", "WanConverter"};
-const char *const kKnown[] = {"Qwen3VLConverter", "Qwen3VLMegatronConverter",
+const char *const kKnown[] = {"Qwen3VLMegatronConverter",
                               "DeepSeekVL2Converter", "GlmConverter", "Mistral3Converter", "Qwen2_5_OmniConverter",
                               "Qwen35Converter", "GenericDCPConverter"};
 const char *const kMethods[] = {"hf_to_mm", "mm_to_hf", "resplit"};
@@ -280,7 +280,7 @@ const char *kHelp =
     "usage: ckhost mm-convert CONVERTER METHOD [--cfg.FIELD VALUE]... [--config FILE.yaml] [--print_config] [--force]\n"
     "\n"
     "MindSpeed-MM's mm-convert command line, run by ckhost (streaming, bounded memory, atomic output).\n"
-    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter, ExpertMergeDcpConverter\n"
+    "converters: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter, Qwen3VLConverter, ExpertMergeDcpConverter\n"
     "methods:\n"
     "  hf_to_mm   --cfg.mm_dir --cfg.hf_config.hf_dir --cfg.parallel_config.{llm_pp_layers,vit_pp_layers} [[...]]\n"
     "             [--cfg.parallel_config.tp_size N]\n"
@@ -293,6 +293,7 @@ const char *kHelp =
     "InternVLConverter: as the Qwen converters; mm_to_hf writes the naming of --cfg.hf_config.hf_dir's config.json\n"
     "             (InternVL chat for an InternVLChatConfig, transformers' otherwise); resplit is ckhost's own (MindSpeed-MM's is empty)\n"
     "ExpertMergeDcpConverter (InternVL3.5-MoE): hf_to_dcp --hf_dir --save_dir; dcp_to_hf --hf_dir --dcp_dir --save_dir\n"
+    "Qwen3VLConverter: hf_to_dcp --hf_dir --dcp_dir; dcp_to_hf --load_dir --save_dir --model_assets_dir [--to_bf16 true]\n"
     "With JSONARGPARSE_DEFAULT_ENV=true, MM_CONVERT_<CONVERTER>__<METHOD>__CFG__<FIELD> variables give defaults.\n";
 
 // The FSDP2 (DCP) converters take flat keyword arguments (--hf_dir X or --hf_dir=X), a --config YAML with them at
@@ -372,6 +373,28 @@ std::vector<std::string> dcp_line(const std::string &conv, const std::string &me
     return {"convert", flat_str(cfg, "dcp_dir"), flat_str(cfg, "save_dir"), "--to", "hf", "--hf-config", hf, "--dcp-prefix",
             "model.model.", "--internvl-names", "custom"};
   }
+  if (conv == "Qwen3VLConverter") {  // checkpoint/vlm_model/converters/qwen3vl.py
+    auto flag = [&](const char *key) {
+      if (!cfg.contains(key)) return false;
+      const json &v = cfg[key];
+      if (v.is_boolean()) return v.get<bool>();
+      const std::string t = v.is_string() ? lower(v.get<std::string>()) : v.dump();
+      if (t == "true" || t == "1") return true;
+      if (t == "false" || t == "0") return false;
+      bad(std::string("--") + key + " " + v.dump() + ": expected true or false");
+    };
+    if (method == "hf_to_dcp") {
+      if (flag("is_lora_base")) bad("--is_lora_base true (LoRA base prefix base_model.model.model.) is not supported by ckhost's mm-convert yet");
+      if (flag("tie_weight"))
+        bad("--tie_weight true is not supported: ckhost keeps the checkpoint's own lm_head (a tied model has none; transformers ties "
+            "it on load), where MindSpeed-MM copies the embedding into lm_head.weight even for an untied model");
+      return {"convert", flat_str(cfg, "hf_dir"), flat_str(cfg, "dcp_dir"), "--to", "dcp", "--dcp-layout", "mindspeed"};
+    }
+    std::vector<std::string> line = {"convert", flat_str(cfg, "load_dir"), flat_str(cfg, "save_dir"), "--to", "hf", "--hf-config",
+                                     flat_str(cfg, "model_assets_dir"), "--dcp-prefix", "model.model."};
+    if (flag("to_bf16")) line.insert(line.end(), {"--dtype", "bf16"});
+    return line;
+  }
   bad(conv + " " + method + " is not supported by ckhost's mm-convert");
 }
 
@@ -385,10 +408,14 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     };
     if (a.empty() || a[0] == "-h" || a[0] == "--help") return answer({{"print", kHelp}});
     const std::string conv = a[0];
-    if (conv == "ExpertMergeDcpConverter") {
+    if (conv == "ExpertMergeDcpConverter" || conv == "Qwen3VLConverter") {
       if (a.size() < 2 || a[1] == "-h" || a[1] == "--help") return answer({{"print", kHelp}});
       const std::string method = a[1];
-      if (method != "hf_to_dcp" && method != "dcp_to_hf") bad(conv + " has no method '" + method + "' (hf_to_dcp, dcp_to_hf)");
+      if (method != "hf_to_dcp" && method != "dcp_to_hf")
+        bad(conv + " " + method + " is not supported by ckhost's mm-convert (hf_to_dcp, dcp_to_hf)" +
+            (conv == "Qwen3VLConverter" && (method == "hf_to_mm" || method == "mm_to_hf" || method == "resplit")
+                 ? std::string("; MindSpeed-MM's own Qwen3VLConverter has only stubs for it")
+                 : std::string()));
       bool print = false, force = false;
       const json cfg = flat_args(conv, method, a, env, print, force);
       if (print) {

@@ -171,6 +171,35 @@ class Qwen3VL(L.InteropCase):
         L.report("qwen3_vl moe: the released expert orientation read and kept, logits identical; experts 0 and 1 swapped in a "
                  "torch-saved MindSpeed-MM DCP twin move the logits by %.3g" % diff)
         self.assertGreater(diff, 1e-5)
+        # mm-convert Qwen3VLConverter's documented lines: hf_to_dcp = the direct conversion byte for byte; dcp_to_hf from
+        # the iteration directory (as after training) with --to_bf16 True = the source cast by torch.
+        import subprocess
+        env = {**os.environ, "CKHOST_PLUGIN_PATH": ""}
+
+        def mmc(*args):
+            p = subprocess.run([L.CKHOST, "mm-convert", "Qwen3VLConverter", *args], capture_output=True, text=True, env=env)
+            return p
+        p = mmc("hf_to_dcp", "--hf_dir", src, "--dcp_dir", self.path("mmc-dcp"))
+        self.assertEqual(p.returncode, 0, p.stderr)
+        direct = L.convert(src, self.path("mmc-direct"), "--to", "dcp", "--dcp-layout", "mindspeed")
+        self.assertEqual(sorted(L.tree_files(direct)), sorted(L.tree_files(self.path("mmc-dcp"))))
+        for f in L.tree_files(direct):
+            with open(os.path.join(direct, f), "rb") as x, open(os.path.join(self.path("mmc-dcp"), f), "rb") as y:
+                self.assertEqual(x.read(), y.read(), f)
+        p = mmc("dcp_to_hf", "--load_dir", os.path.join(self.path("mmc-dcp"), "release"), "--save_dir", self.path("mmc-hf"),
+                "--model_assets_dir", src, "--to_bf16", "True")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        got = L.safe_open_all(self.path("mmc-hf"))
+        self.assertEqual(sorted(got), sorted(ref))
+        for k in ref:
+            self.assertTrue(torch.equal(got[k], ref[k].to(torch.bfloat16)), k)
+        p = mmc("hf_to_dcp", "--hf_dir", src, "--dcp_dir", self.path("mmc-tie"), "--tie_weight", "true")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("--tie_weight true is not supported", p.stderr)
+        self.assertFalse(os.path.exists(self.path("mmc-tie")))
+        L.report("mm-convert Qwen3VLConverter hf_to_dcp = direct conversion byte for byte; dcp_to_hf from release/ with --to_bf16 "
+                 "True = torch's bf16 cast of the source; --tie_weight true refused in one line")
         # Qwen3-VL in MindSpeed-MM's Megatron layout is refused by name.
         L.assert_refused(self, src, self.path("mm"), "--to", "mindspeed-mm", needle="Qwen3-VL in MindSpeed-MM's Megatron layout")
 
