@@ -138,6 +138,8 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
   bool mindspeed_mm = false;  // MindSpeed-MM files: no args, towers (image_encoder.*, text_decoder.*) with their own layers
   json skipped = json::array();
   std::set<std::string> skipped_keys;
+  std::optional<bool> mm_second_is_ep;  // MindSpeed-MM: whether mp_rank_TT_NNN names an EP rank (else a stage)
+  int64_t mm_local_experts = 0;
   for (const auto &rd : rank_dirs) {
     RankData r;
     r.path = (iter / rd / "model_optim_rng.pt").string();
@@ -196,24 +198,51 @@ void open_megatron(const std::string &path0, const json &options, Catalog &cat, 
       if (!mm) fail(CKH_E_FORMAT, r.path + ": no args Namespace (not a Megatron checkpoint?)");
       // The layout then comes from the directory names (mp_rank_TT[_PPP]; MindSpeed-MM adds _PPP only with
       // PP > 1) and the files themselves (layers per stage and tower, counted below).
-      int tp_n = 0, pp_n = 0;
-      bool with_pp = false;
+      // MindSpeed-MM appends _PPP only with PP > 1 and _EEE only with EP > 1, so mp_rank_TT_NNN is either. The
+      // first file (TP 0, first stage) tells: one that holds the decoder's final norm is the only stage, and NNN is
+      // then an EP rank. Local experts per EP rank are counted from that file.
+      if (!mm_second_is_ep) {
+        bool last_stage_too = false;
+        int64_t local_experts = 0;
+        for (const auto &[k, v] : chunks)
+          if (v && v->kind == Kind::Dict)
+            for (const auto &e : v->entries) {
+              if (e.first->kind != Kind::Str) continue;
+              const std::string &n = e.first->s;
+              last_stage_too = last_stage_too || n == "text_decoder.decoder.final_layernorm.weight";
+              if (const auto en = parse_expert_name(n)) local_experts = std::max<int64_t>(local_experts, en->expert + 1);
+            }
+        mm_second_is_ep = last_stage_too;
+        mm_local_experts = local_experts;
+      }
+      int tp_n = 0, pp_n = 0, ep_n = 0;
+      bool with_pp = false, with_ep = false;
       for (const auto &d : rank_dirs) {
         std::vector<int> parts;
         std::stringstream ss(d.substr(8));
         for (std::string x; std::getline(ss, x, '_');) {
           if (x.empty() || x.size() > 3 || x.find_first_not_of("0123456789") != std::string::npos)
-            fail(CKH_E_FORMAT, (iter / d).string() + ": not a MindSpeed-MM rank directory (mp_rank_TT or mp_rank_TT_PPP)");
+            fail(CKH_E_FORMAT, (iter / d).string() + ": not a MindSpeed-MM rank directory (mp_rank_TT[_PPP][_EEE])");
           parts.push_back(std::stoi(x));
         }
-        if (parts.size() > 2)
-          fail(CKH_E_UNSUPPORTED, (iter / d).string() + ": MindSpeed-MM rank directories with an expert-parallel rank are not read yet");
-        with_pp = parts.size() == 2;
+        if (parts.size() > 3) fail(CKH_E_FORMAT, (iter / d).string() + ": not a MindSpeed-MM rank directory (mp_rank_TT[_PPP][_EEE])");
+        with_pp = parts.size() == 3 || (parts.size() == 2 && !*mm_second_is_ep);
+        with_ep = parts.size() == 3 || (parts.size() == 2 && *mm_second_is_ep);
         tp_n = std::max(tp_n, parts[0] + 1);
         if (with_pp) pp_n = std::max(pp_n, parts[1] + 1);
+        if (with_ep) ep_n = std::max(ep_n, parts.back() + 1);
       }
       mindspeed_mm = true;
       r.args = {{"tensor_model_parallel_size", tp_n}, {"pipeline_model_parallel_size", with_pp ? pp_n : 1}};
+      if (with_ep) {
+        if (mm_local_experts <= 0)
+          fail(CKH_E_FORMAT, (iter / rank_dirs.front()).string() + ": expert-parallel rank directories, but the first rank file holds no "
+                                                                   "mlp.experts.local_experts.<e> tensors");
+        r.args["expert_model_parallel_size"] = ep_n;
+        r.args["num_experts"] = mm_local_experts * ep_n;
+      } else if (mm_local_experts > 0) {
+        r.args["num_experts"] = mm_local_experts;
+      }
     }
     const int tp = r.args.value("tensor_model_parallel_size", 1), pp = r.args.value("pipeline_model_parallel_size", 1);
     const int ep = r.args.value("expert_model_parallel_size", 1);

@@ -520,7 +520,7 @@ const ckh_component_t kMmWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WR
                                        "MindSpeed-MM checkpoints (mm-convert hf_to_mm layout: per-rank model_optim_rng.pt, "
                                        "image_encoder.* / text_decoder.*, towers with their own pipeline layers)",
                                        R"({"container":"torch-zip","layout":"mindspeed-mm","options":[)" CKH_OPT_TP "," CKH_OPT_PP
-                                       "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_STACK_PP_LAYERS "," CKH_OPT_ITERATION "]}",
+                                       "," CKH_OPT_VPP "," CKH_OPT_PP_LAYERS "," CKH_OPT_STACK_PP_LAYERS "," CKH_OPT_EP "," CKH_OPT_ITERATION "]}",
                                        &kMmWriter};
 }  // namespace
 

@@ -90,12 +90,6 @@ void map_hf3(ckh::sdk::Builder &b, const json &cfg) {
     b.ignore("lm_head.weight", "tie_word_embeddings: the output layer is model.language_model.embed_tokens.weight");
 }
 
-void refuse_qwen3_mm(const json &cfg) {
-  if (ckh::qwen_vl::is_qwen3_vl(cfg))
-    fail(CKH_E_UNSUPPORTED, "Qwen3-VL in MindSpeed-MM's Megatron layout (Qwen3VLMegatronConverter) is not supported yet; "
-                            "MindSpeed-MM trains Qwen3-VL with FSDP2: --to dcp --dcp-layout mindspeed (mm-convert Qwen3VLConverter hf_to_dcp)");
-}
-
 // hf -> hf: every tensor the config implies must be there with its shape, and passes unchanged; a tied
 // lm_head copy is ignored; anything else stays unused, so the host names it as unexpected.
 ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
@@ -146,8 +140,9 @@ ckh_status map_to_mm(const ckh_mapper_class_t *, const char *, const char *metad
   return ckh::sdk::guard([&] {
     ckh::sdk::Builder b(raw);
     const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
-    refuse_qwen3_mm(config_of(metadata_json));
-    ckh::qwen_vl::map_hf_to_mm(meta.is_discarded() ? json::object() : meta, b);
+    const json m = meta.is_discarded() ? json::object() : meta;
+    if (ckh::qwen_vl::is_qwen3_vl(config_of(metadata_json))) return ckh::qwen_vl::map_hf_to_mm3(m, b);
+    ckh::qwen_vl::map_hf_to_mm(m, b);
   });
 }
 
@@ -155,8 +150,9 @@ ckh_status map_from_mm(const ckh_mapper_class_t *, const char *, const char *met
   return ckh::sdk::guard([&] {
     ckh::sdk::Builder b(raw);
     const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
-    refuse_qwen3_mm(config_of(metadata_json));
-    ckh::qwen_vl::map_mm_to_hf(meta.is_discarded() ? json::object() : meta, b);
+    const json m = meta.is_discarded() ? json::object() : meta;
+    if (ckh::qwen_vl::is_qwen3_vl(config_of(metadata_json))) return ckh::qwen_vl::map_mm_to_hf3(m, b);
+    ckh::qwen_vl::map_mm_to_hf(m, b);
   });
 }
 
@@ -164,7 +160,8 @@ ckh_status map_from_mm(const ckh_mapper_class_t *, const char *, const char *met
 ckh_status hints_mm(const ckh_mapper_class_t *, const char *, const char *metadata_json, void *ctx, ckh_text_sink_fn sink) {
   return ckh::sdk::guard([&] {
     const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
-    const std::string h = ckh::qwen_vl::mm_reader_hints(meta.is_discarded() ? json::object() : meta);
+    const json m = meta.is_discarded() ? json::object() : meta;
+    const std::string h = ckh::qwen_vl::is_qwen3_vl(config_of(metadata_json)) ? ckh::qwen_vl::mm_reader_hints3(m) : ckh::qwen_vl::mm_reader_hints(m);
     const ckh_status s = sink(ctx, h.c_str());
     if (s != CKH_OK) throw ckh::sdk::Error(s, "sink failed", true);
   });
@@ -181,11 +178,11 @@ const ckh_component_t kToMmComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl.hf-to-mm",
     "Qwen2-VL / Qwen2.5-VL HF -> MindSpeed-MM names: image_encoder.* (qkv regrouped per head, [gate; up]), "
     "text_decoder.* (qkv fused per query group), with TP splits and per-tower pipeline places",
-    R"({"family":"qwen-vl","from":"hf","to":"mindspeed-mm","model_types":["qwen2_vl","qwen2_5_vl"]})", &kToMm};
+    R"({"family":"qwen-vl","from":"hf","to":"mindspeed-mm","model_types":["qwen2_vl","qwen2_5_vl","qwen3_vl","qwen3_vl_moe"]})", &kToMm};
 const ckh_component_t kFromMmComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "qwen-vl.mm-to-hf",
     "Qwen2-VL / Qwen2.5-VL MindSpeed-MM -> HF names (the inverse of qwen-vl.hf-to-mm; config from the checkpoint's hf/ or --hf-config)",
-    R"({"family":"qwen-vl","from":"mindspeed-mm","to":"hf","model_types":["qwen2_vl","qwen2_5_vl"]})", &kFromMm};
+    R"({"family":"qwen-vl","from":"mindspeed-mm","to":"hf","model_types":["qwen2_vl","qwen2_5_vl","qwen3_vl","qwen3_vl_moe"]})", &kFromMm};
 const ckh_component_t *const kComponents[] = {&kHfComp, &kToMmComp, &kFromMmComp};
 
 ckh_status init(const ckh_host_t *host) {
