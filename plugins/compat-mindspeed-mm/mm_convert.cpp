@@ -8,6 +8,8 @@
 // tp_size that does not match the checkpoint being read. Layer sums are checked by the conversion itself
 // (the writer refuses a distribution that does not add up, by tower, before any byte is written).
 #include <algorithm>
+#include <array>
+#include <sstream>
 #include <cctype>
 #include <cstring>
 #include <filesystem>
@@ -27,8 +29,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "InternVLConverter", "WanConverter"};
-const char *const kKnown[] = {"Qwen3VLMegatronConverter",
+const char *const kSupported[] = {"Qwen2VLConverter", "Qwen2_5_VLConverter", "InternVLConverter", "Qwen3VLMegatronConverter", "WanConverter"};
+const char *const kKnown[] = {
                               "DeepSeekVL2Converter", "GlmConverter", "Mistral3Converter", "Qwen2_5_OmniConverter",
                               "Qwen35Converter", "GenericDCPConverter"};
 const char *const kMethods[] = {"hf_to_mm", "mm_to_hf", "resplit"};
@@ -213,7 +215,9 @@ std::string joined(const std::vector<int64_t> &v) {
 }
 
 // The TP and PP sizes of a MindSpeed-MM checkpoint directory, from its rank directory names.
-std::pair<int64_t, int64_t> checkpoint_tp_pp(const std::string &dir) {
+// TP, and the counts of the second and third index of mp_rank_TT[_NNN][_MMM] (MindSpeed-MM adds _PPP only with PP > 1
+// and _EEE only with EP > 1), of the checkpoint in `dir`.
+std::array<int64_t, 3> checkpoint_ranks(const std::string &dir) {
   std::error_code ec;
   fs::path iter = fs::path(dir) / "release";
   std::ifstream tracker(fs::path(dir) / "latest_checkpointed_iteration.txt");
@@ -223,31 +227,40 @@ std::pair<int64_t, int64_t> checkpoint_tp_pp(const std::string &dir) {
     std::snprintf(buf, sizeof buf, "iter_%07lld", std::stoll(t));
     iter = fs::path(dir) / buf;
   }
-  int64_t tp = 0, pp = 0;
+  std::array<int64_t, 3> n = {0, 1, 1};
   for (fs::directory_iterator it(iter, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string n = it->path().filename().string();
-    if (n.rfind("mp_rank_", 0) != 0) continue;
-    const std::string rest = n.substr(8);
-    const size_t us = rest.find('_');
-    try {
-      tp = std::max<int64_t>(tp, std::stoll(rest.substr(0, us)) + 1);
-      pp = std::max<int64_t>(pp, us == std::string::npos ? 1 : std::stoll(rest.substr(us + 1)) + 1);
-    } catch (...) {
-      bad(it->path().string() + ": not a MindSpeed-MM rank directory");
+    const std::string name = it->path().filename().string();
+    if (name.rfind("mp_rank_", 0) != 0) continue;
+    std::vector<int64_t> parts;
+    std::stringstream ss(name.substr(8));
+    for (std::string x; std::getline(ss, x, '_');) {
+      if (x.empty() || x.size() > 3 || x.find_first_not_of("0123456789") != std::string::npos || parts.size() == 3)
+        bad(it->path().string() + ": not a MindSpeed-MM rank directory");
+      parts.push_back(std::stoll(x));
     }
+    for (size_t k = 0; k < parts.size(); ++k) n[k] = std::max<int64_t>(n[k], parts[k] + 1);
   }
-  if (tp == 0) bad(dir + ": no mp_rank_* directories under " + iter.filename().string() + " (not a MindSpeed-MM checkpoint)");
-  return {tp, pp};
+  if (n[0] == 0) bad(dir + ": no MindSpeed-MM rank directories (" + iter.string() + "/mp_rank_*)");
+  return n;
 }
 
-void check_read_sizes(const std::string &dir, const std::vector<int64_t> &llm, int64_t tp, const char *what) {
-  const auto [ctp, cpp] = checkpoint_tp_pp(dir);
+std::pair<int64_t, int64_t> checkpoint_tp_pp(const std::string &dir) {
+  const auto n = checkpoint_ranks(dir);
+  return {n[0], n[1]};
+}
+
+void check_read_sizes(const std::string &dir, const std::vector<int64_t> &llm, int64_t tp, const char *what, int64_t ep = 1) {
+  const auto n = checkpoint_ranks(dir);
+  const int64_t ctp = n[0], cpp = ep > 1 && llm.size() == 1 ? 1 : n[1], cep = ep > 1 ? (llm.size() == 1 ? n[1] : n[2]) : 1;
   if (ctp != tp)
     bad(std::string("--cfg.") + what + ".tp_size " + std::to_string(tp) + " does not match the checkpoint being read: " + dir +
         " has TP " + std::to_string(ctp) + " (mp_rank_00.." + std::to_string(ctp - 1) + ")");
   if (cpp != static_cast<int64_t>(llm.size()))
     bad(std::string("--cfg.") + what + ".llm_pp_layers has " + std::to_string(llm.size()) + " stages but " + dir + " has PP " +
         std::to_string(cpp));
+  if (cep != ep)
+    bad(std::string("--cfg.") + what + ".ep_size " + std::to_string(ep) + " does not match the checkpoint being read: " + dir + " has EP " +
+        std::to_string(cep));
 }
 
 std::vector<std::string> layout_args(const std::vector<int64_t> &llm, const std::vector<int64_t> &vit, int64_t tp, int64_t vpp = 1) {
@@ -290,6 +303,8 @@ const char *kHelp =
     "             tp_size}\n"
     "WanConverter: hf_to_mm / resplit --cfg.source_path --cfg.target_path [--cfg.target_parallel_config.pp_layers [...]],\n"
     "             mm_to_hf --cfg.source_path --cfg.target_path --cfg.hf_dir\n"
+    "             [--cfg.parallel_config.ep_size N] (MoE: experts over EP rank directories mp_rank_TT[_PPP]_EEE)\n"
+    "Qwen3VLMegatronConverter: as the Qwen converters (Qwen3VLMegatronConverter's names; resplit is ckhost's own)\n"
     "InternVLConverter: as the Qwen converters; mm_to_hf writes the naming of --cfg.hf_config.hf_dir's config.json\n"
     "             (InternVL chat for an InternVLChatConfig, transformers' otherwise); resplit is ckhost's own (MindSpeed-MM's is empty)\n"
     "ExpertMergeDcpConverter (InternVL3.5-MoE): hf_to_dcp --hf_dir --save_dir; dcp_to_hf --hf_dir --dcp_dir --save_dir\n"
@@ -430,8 +445,8 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     }
     if (std::none_of(std::begin(kSupported), std::end(kSupported), [&](const char *s) { return conv == s; })) {
       if (std::any_of(std::begin(kKnown), std::end(kKnown), [&](const char *s) { return conv == s; }))
-        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter)");
-      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, WanConverter)");
+        bad(conv + " is not supported by ckhost's mm-convert yet (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, Qwen3VLMegatronConverter, WanConverter, Qwen3VLConverter, ExpertMergeDcpConverter)");
+      bad("unknown converter '" + conv + "' (supported: Qwen2VLConverter, Qwen2_5_VLConverter, InternVLConverter, Qwen3VLMegatronConverter, WanConverter, Qwen3VLConverter, ExpertMergeDcpConverter)");
     }
     if (a.size() < 2 || a[1] == "-h" || a[1] == "--help") return answer({{"print", kHelp}});
     const std::string method = a[1];
@@ -543,12 +558,14 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       line = {"convert", need_str(cfg, {"hf_config", "hf_dir"}), need_str(cfg, {"mm_dir"}), "--to", "mindspeed-mm"};
       const auto lay = layout_args(llm, vit, opt_int(cfg, {"parallel_config", "tp_size"}, 1), vpp);
       line.insert(line.end(), lay.begin(), lay.end());
+      if (const int64_t ep = opt_int(cfg, {"parallel_config", "ep_size"}, 1); ep > 1) line.insert(line.end(), {"--ep", std::to_string(ep)});
     } else if (method == "mm_to_hf") {
       const auto llm = pp_list(cfg, "parallel_config", "llm_pp_layers", false);
       const auto vit = pp_list(cfg, "parallel_config", "vit_pp_layers", false);
       same_stages(llm, vit, "parallel_config");
       const std::string mm = need_str(cfg, {"mm_dir"});
-      check_read_sizes(mm, llm, opt_int(cfg, {"parallel_config", "tp_size"}, 1), "parallel_config");
+      check_read_sizes(mm, llm, opt_int(cfg, {"parallel_config", "tp_size"}, 1), "parallel_config",
+                       opt_int(cfg, {"parallel_config", "ep_size"}, 1));
       const std::string hf_dir = need_str(cfg, {"hf_config", "hf_dir"});
       line = {"convert", mm, need_str(cfg, {"save_hf_dir"}), "--to", "hf", "--hf-config", hf_dir};
       // InternVLConverter gives back the layout of the HF directory it was given: OpenGVLab's chat layout for an
@@ -571,10 +588,12 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
       same_stages(sl, sv, "source_parallel_config");
       same_stages(tl, tv, "target_parallel_config");
       const std::string src = need_str(cfg, {"source_dir"});
-      check_read_sizes(src, sl, opt_int(cfg, {"source_parallel_config", "tp_size"}, 1), "source_parallel_config");
+      check_read_sizes(src, sl, opt_int(cfg, {"source_parallel_config", "tp_size"}, 1), "source_parallel_config",
+                       opt_int(cfg, {"source_parallel_config", "ep_size"}, 1));
       line = {"convert", src, need_str(cfg, {"target_dir"}), "--to", "mindspeed-mm"};
       const auto lay = layout_args(tl, tv, opt_int(cfg, {"target_parallel_config", "tp_size"}, 1));
       line.insert(line.end(), lay.begin(), lay.end());
+      if (const int64_t ep = opt_int(cfg, {"target_parallel_config", "ep_size"}, 1); ep > 1) line.insert(line.end(), {"--ep", std::to_string(ep)});
     }
     line.insert(line.end(), {"--progress", "none"});
     if (force) line.push_back("--force");

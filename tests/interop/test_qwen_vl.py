@@ -383,7 +383,7 @@ class MmConvert(L.InteropCase):
         p = self.mm("hf_to_mm", check=False)
         self.assertIn("is required", p.stderr)
         import subprocess
-        p = subprocess.run([L.CKHOST, "mm-convert", "Qwen3VLMegatronConverter", "hf_to_mm"], capture_output=True, text=True,
+        p = subprocess.run([L.CKHOST, "mm-convert", "DeepSeekVL2Converter", "hf_to_mm"], capture_output=True, text=True,
                            env={**os.environ, "CKHOST_PLUGIN_PATH": ""})
         self.assertIn("not supported by ckhost's mm-convert yet", p.stderr)
         L.report("mm-convert hf_to_mm (flags, --config from --print_config, JSONARGPARSE_DEFAULT_ENV) = direct conversion byte for "
