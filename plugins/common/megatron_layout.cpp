@@ -166,21 +166,11 @@ Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<in
                                   " pipeline stages x " + std::to_string(vpp) +
                                   " virtual stages (give --pp-layers for uneven stages)");
     per_stage.assign(static_cast<size_t>(pp), num_layers / pp);
-  } else if (vpp > 1 && static_cast<int64_t>(stage_layers.size()) == static_cast<int64_t>(pp) * vpp) {
-    // One count per virtual stage, in Megatron's order v * PP + p (MindSpeed-MM's nested llm_pp_layers
-    // [[chunk 0 of each stage], [chunk 1 ...], ...] flattened).
-    int64_t sum = 0;
-    for (int64_t c : stage_layers) {
-      if (c < 0) throw std::invalid_argument("--pp-layers entries must be >= 0");
-      sum += c;
-    }
-    if (sum != num_layers)
-      throw std::invalid_argument("--pp-layers adds up to " + std::to_string(sum) + " layers, the model has " +
-                                  std::to_string(num_layers));
-    pl.counts = stage_layers;
-    return pl;
   } else {
-    if (static_cast<int>(stage_layers.size()) != pp)
+    // One count per stage, or (VPP) one per virtual stage in Megatron's order v * PP + p (MindSpeed-MM's nested
+    // llm_pp_layers [[chunk 0 of each stage], [chunk 1 ...], ...] flattened).
+    const bool per_virtual = vpp > 1 && static_cast<int64_t>(stage_layers.size()) == static_cast<int64_t>(pp) * vpp;
+    if (!per_virtual && static_cast<int>(stage_layers.size()) != pp)
       throw std::invalid_argument("--pp-layers has " + std::to_string(stage_layers.size()) + " entries but --pp is " +
                                   std::to_string(pp) + (vpp > 1 ? " (or one per virtual stage: " + std::to_string(pp * vpp) + ")" : ""));
     int64_t sum = 0;
@@ -191,6 +181,10 @@ Pipeline make_pipeline(int64_t num_layers, int pp, int vpp, const std::vector<in
     if (sum != num_layers)
       throw std::invalid_argument("--pp-layers adds up to " + std::to_string(sum) + " layers, the model has " +
                                   std::to_string(num_layers));
+    if (per_virtual) {
+      pl.counts = stage_layers;
+      return pl;
+    }
     per_stage = stage_layers;
   }
   for (int p = 0; p < pp; ++p) {

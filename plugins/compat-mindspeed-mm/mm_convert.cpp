@@ -311,11 +311,17 @@ const char *kHelp =
     "Qwen3VLConverter: hf_to_dcp --hf_dir --dcp_dir; dcp_to_hf --load_dir --save_dir --model_assets_dir [--to_bf16 true]\n"
     "With JSONARGPARSE_DEFAULT_ENV=true, MM_CONVERT_<CONVERTER>__<METHOD>__CFG__<FIELD> variables give defaults.\n";
 
-// The FSDP2 (DCP) converters take flat keyword arguments (--hf_dir X or --hf_dir=X), a --config YAML with them at
-// the top level, and MM_CONVERT_<CLASS>__<METHOD>__<FIELD> variables under JSONARGPARSE_DEFAULT_ENV=true.
-json flat_args(const std::string &conv, const std::string &method, const std::vector<std::string> &a, const char *const *env,
-               bool &print, bool &force) {
-  json cfg = json::object(), cli = json::object(), file = json::object();
+// mm-convert's arguments after CONVERTER METHOD, as jsonargparse reads them: the VLM and DiT converters take one
+// pydantic `cfg` (--cfg.a.b VALUE, a --config YAML with a top-level cfg:, MM_CONVERT_<CLASS>__<METHOD>__CFG__A__B
+// variables), the FSDP2 (DCP) converters flat keyword arguments (--hf_dir VALUE, a --config YAML of them,
+// MM_CONVERT_<CLASS>__<METHOD>__HF_DIR). Defaults < environment (JSONARGPARSE_DEFAULT_ENV=true) < --config < flags.
+struct Args {
+  json cfg = json::object();
+  bool print = false, comments = false, force = false, help = false;
+};
+Args read_args(const std::string &conv, const std::string &method, const std::vector<std::string> &a, const char *const *env, bool flat) {
+  Args r;
+  json cli = json::object(), file = json::object();
   for (size_t i = 2; i < a.size(); ++i) {
     std::string k = a[i], v;
     const size_t eq = k.find('=');
@@ -325,12 +331,18 @@ json flat_args(const std::string &conv, const std::string &method, const std::ve
       k = k.substr(0, eq);
     }
     if (k == "--print_config") {
-      print = true;
+      r.print = true;
+      if (has_eq && v != "comments" && !v.empty()) bad("--print_config=" + v + ": the only flag is comments");
+      r.comments = has_eq && v == "comments";
       continue;
     }
     if (k == "--force") {
-      force = true;
+      r.force = true;
       continue;
+    }
+    if (k == "-h" || k == "--help") {
+      r.help = true;
+      return r;
     }
     if (k.rfind("--", 0) != 0) bad("unexpected argument '" + k + "' (see ckhost mm-convert --help)");
     if (!has_eq) {
@@ -345,27 +357,34 @@ json flat_args(const std::string &conv, const std::string &method, const std::ve
         bad("--config " + v + ": " + e.what());
       }
       const json j = from_yaml(n);
-      if (!j.is_object()) bad("--config " + v + ": not a mapping of " + conv + "." + method + "'s arguments");
-      merge(file, j);
-    } else {
+      if (flat && !j.is_object()) bad("--config " + v + ": not a mapping of " + conv + "." + method + "'s arguments");
+      if (!flat && (!j.is_object() || !j.contains("cfg") || !j["cfg"].is_object())) bad("--config " + v + ": no top-level 'cfg:' mapping");
+      merge(file, flat ? j : j["cfg"]);
+    } else if (flat) {
       cli[k.substr(2)] = value_of(v);
+    } else if (k.rfind("--cfg.", 0) == 0) {
+      set_path(cli, k.substr(6), value_of(v));
+    } else {
+      bad("unknown option " + k + " (see ckhost mm-convert --help)");
     }
   }
   const char *denv = nullptr;
   for (const char *const *e = env; e && *e; ++e)
     if (std::strncmp(*e, "JSONARGPARSE_DEFAULT_ENV=", 25) == 0) denv = *e + 25;
   if (denv && lower(denv) == "true") {
-    const std::string pre = "MM_CONVERT_" + upper(conv) + "__" + upper(method) + "__";
+    const std::string pre = "MM_CONVERT_" + upper(conv) + "__" + upper(method) + (flat ? "__" : "__CFG__");
     for (const char *const *e = env; e && *e; ++e) {
       const std::string s = *e;
       if (s.rfind(pre, 0) != 0) continue;
       const size_t eq = s.find('=');
-      cfg[lower(s.substr(pre.size(), eq - pre.size()))] = value_of(s.substr(eq + 1));
+      std::string path = lower(s.substr(pre.size(), eq - pre.size()));
+      for (size_t p; (p = path.find("__")) != std::string::npos;) path.replace(p, 2, ".");
+      set_path(r.cfg, path, value_of(s.substr(eq + 1)));
     }
   }
-  merge(cfg, file);
-  merge(cfg, cli);
-  return cfg;
+  merge(r.cfg, file);
+  merge(r.cfg, cli);
+  return r;
 }
 
 std::string flat_str(const json &cfg, const char *key) {
@@ -431,16 +450,16 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
             (conv == "Qwen3VLConverter" && (method == "hf_to_mm" || method == "mm_to_hf" || method == "resplit")
                  ? std::string("; MindSpeed-MM's own Qwen3VLConverter has only stubs for it")
                  : std::string()));
-      bool print = false, force = false;
-      const json cfg = flat_args(conv, method, a, env, print, force);
-      if (print) {
+      const Args args = read_args(conv, method, a, env, true);
+      if (args.help) return answer({{"print", kHelp}});
+      if (args.print) {
         YAML::Emitter e;
-        to_yaml(e, cfg);
+        to_yaml(e, args.cfg, args.comments);
         return answer({{"print", std::string(e.c_str()) + "\n"}});
       }
-      std::vector<std::string> line = dcp_line(conv, method, cfg);
+      std::vector<std::string> line = dcp_line(conv, method, args.cfg);
       line.insert(line.end(), {"--progress", "none"});
-      if (force) line.push_back("--force");
+      if (args.force) line.push_back("--force");
       return answer({{"run", json::array({line})}});
     }
     if (std::none_of(std::begin(kSupported), std::end(kSupported), [&](const char *s) { return conv == s; })) {
@@ -452,67 +471,13 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     const std::string method = a[1];
     if (std::none_of(std::begin(kMethods), std::end(kMethods), [&](const char *s) { return method == s; }))
       bad(conv + " has no method '" + method + "' in ckhost's mm-convert (hf_to_mm, mm_to_hf, resplit)");
-    json cfg = json::object(), cli = json::object(), file = json::object();
-    bool print = false, force = false, comments = false;
-    for (size_t i = 2; i < a.size(); ++i) {
-      std::string k = a[i], v;
-      const size_t eq = k.find('=');
-      const bool has_eq = k.rfind("--", 0) == 0 && eq != std::string::npos;
-      if (has_eq) {
-        v = k.substr(eq + 1);
-        k = k.substr(0, eq);
-      }
-      if (k == "--print_config") {
-        print = true;
-        if (has_eq && v != "comments" && !v.empty()) bad("--print_config=" + v + ": the only flag is comments");
-        comments = has_eq && v == "comments";
-        continue;
-      }
-      if (k == "--force") {
-        force = true;
-        continue;
-      }
-      if (k == "-h" || k == "--help") return answer({{"print", kHelp}});
-      if (!has_eq) {
-        if (i + 1 >= a.size()) bad(k + " needs a value");
-        v = a[++i];
-      }
-      if (k == "--config") {
-        YAML::Node n;
-        try {
-          n = YAML::LoadFile(v);
-        } catch (const YAML::Exception &e) {
-          bad("--config " + v + ": " + e.what());
-        }
-        const json j = from_yaml(n);
-        if (!j.is_object() || !j.contains("cfg") || !j["cfg"].is_object()) bad("--config " + v + ": no top-level 'cfg:' mapping");
-        merge(file, j["cfg"]);
-      } else if (k.rfind("--cfg.", 0) == 0) {
-        set_path(cli, k.substr(6), value_of(v));
-      } else {
-        bad("unknown option " + k + " (see ckhost mm-convert --help)");
-      }
-    }
-    // Defaults < environment (JSONARGPARSE_DEFAULT_ENV) < --config < flags.
-    const char *denv = nullptr;
-    for (const char *const *e = env; e && *e; ++e)
-      if (std::strncmp(*e, "JSONARGPARSE_DEFAULT_ENV=", 25) == 0) denv = *e + 25;
-    if (denv && lower(denv) == "true") {
-      const std::string pre = "MM_CONVERT_" + upper(conv) + "__" + upper(method) + "__CFG__";
-      for (const char *const *e = env; e && *e; ++e) {
-        const std::string s = *e;
-        if (s.rfind(pre, 0) != 0) continue;
-        const size_t eq = s.find('=');
-        std::string path = lower(s.substr(pre.size(), eq - pre.size()));
-        for (size_t p; (p = path.find("__")) != std::string::npos;) path.replace(p, 2, ".");
-        set_path(cfg, path, value_of(s.substr(eq + 1)));
-      }
-    }
-    merge(cfg, file);
-    merge(cfg, cli);
-    if (print) {
+    const Args args = read_args(conv, method, a, env, false);
+    if (args.help) return answer({{"print", kHelp}});
+    const json &cfg = args.cfg;
+    const bool force = args.force;
+    if (args.print) {
       YAML::Emitter e;
-      to_yaml(e, json{{"cfg", cfg}}, comments, "");
+      to_yaml(e, json{{"cfg", cfg}}, args.comments, "");
       return answer({{"print", std::string(e.c_str()) + "\n"}});
     }
     std::vector<std::string> line;

@@ -280,29 +280,30 @@ std::string skip_reason(const DcpEntry &e) {
 
 }  // namespace
 
+namespace {
+// The iteration directory the tracker file at `p` names ("release" or iter_NNNNNNN), or "" without one.
+fs::path tracked_dir(const fs::path &p) {
+  std::error_code ec;
+  if (!fs::exists(p / "latest_checkpointed_iteration.txt", ec)) return {};
+  const std::string t = ckh::plugins::read_text(p / "latest_checkpointed_iteration.txt");
+  if (t == "release") return p / "release";
+  if (is_digits(t)) return p / ckh::megatron::iteration_dir(std::stoll(t), false);
+  return {};
+}
+}  // namespace
+
 std::string megatron_dist_dir(const std::string &path) {
   std::error_code ec;
   const fs::path p(path);
   if (fs::exists(p / "metadata.json", ec) && fs::exists(p / ".metadata", ec)) return p.string();
-  if (!fs::exists(p / "latest_checkpointed_iteration.txt", ec)) return "";
-  const std::string t = ckh::plugins::read_text(p / "latest_checkpointed_iteration.txt");
-  fs::path iter;
-  if (t == "release") iter = p / "release";
-  else if (is_digits(t)) iter = p / ckh::megatron::iteration_dir(std::stoll(t), false);
-  else return "";
-  return fs::exists(iter / "metadata.json", ec) ? iter.string() : "";
+  const fs::path iter = tracked_dir(p);
+  return !iter.empty() && fs::exists(iter / "metadata.json", ec) ? iter.string() : "";
 }
 
 std::string mindspeed_dcp_dir(const std::string &path) {
   std::error_code ec;
-  const fs::path p(path);
-  if (!fs::exists(p / "latest_checkpointed_iteration.txt", ec)) return "";
-  const std::string t = ckh::plugins::read_text(p / "latest_checkpointed_iteration.txt");
-  fs::path iter;
-  if (t == "release") iter = p / "release";
-  else if (is_digits(t)) iter = p / ckh::megatron::iteration_dir(std::stoll(t), false);
-  else return "";
-  return fs::is_regular_file(iter / ".metadata", ec) && !fs::exists(iter / "metadata.json", ec) ? iter.string() : "";
+  const fs::path iter = tracked_dir(fs::path(path));
+  return !iter.empty() && fs::is_regular_file(iter / ".metadata", ec) && !fs::exists(iter / "metadata.json", ec) ? iter.string() : "";
 }
 
 void open_dist(const std::string &path0, const json &options, Flavor flavor, Catalog &cat) {

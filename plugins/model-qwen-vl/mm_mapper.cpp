@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "gqa_qkv.hpp"
+#include "vit_qkv.hpp"
 #include "qwen_vl_config.hpp"
 
 using nlohmann::json;
@@ -69,8 +70,8 @@ void map_hf_to_mm(const json &meta, ckh::sdk::Builder &b) {
       emit(m + "pre_mlp_layernorm." + s, in(h + "norm2." + s), lay(REP, CKH_KIND_NORM));
     }
     // [Q; K; V] (each W rows) -> per head [q_h; k_h; v_h]: view [3, heads, hd(, W)], swap the first two axes.
-    const ckh_expr qw = b.reshape(b.permute(b.reshape(in(h + "attn.qkv.weight"), {3, c.v_heads, hd, W}), {1, 0, 2, 3}), {3 * W, W});
-    const ckh_expr qb = b.reshape(b.permute(b.reshape(in(h + "attn.qkv.bias"), {3, c.v_heads, hd}), {1, 0, 2}), {3 * W});
+    const ckh_expr qw = qkv_per_head(b, in(h + "attn.qkv.weight"), c.v_heads, W, true);
+    const ckh_expr qb = qkv_per_head(b, in(h + "attn.qkv.bias"), c.v_heads, W, false);
     emit(m + "self_attention.linear_qkv.weight", qw, lay(COL, CKH_KIND_ATTN_QKV, unit.c_str()));
     emit(m + "self_attention.linear_qkv.bias", qb, lay(COL, CKH_KIND_ATTN_QKV, unit.c_str()));
     emit(m + "self_attention.linear_proj.weight", in(h + "attn.proj.weight"), lay(ROW, CKH_KIND_ATTN_OUT));
@@ -165,7 +166,7 @@ void map_mm_to_hf(const json &meta, ckh::sdk::Builder &b) {
   };
   auto out = [&](const std::string &n, ckh_expr e) { b.emit(n, e); };
   auto half = [&](ckh_expr e, int64_t rows, bool second) { return b.slice(e, 0, second ? rows : 0, rows); };
-  const int64_t W = c.v_width, hd = W / c.v_heads;
+  const int64_t W = c.v_width;
   out("visual.patch_embed.proj.weight", in("image_encoder.encoder.patch_embed.proj.weight"));
   for (int64_t l = 0; l < c.v_depth; ++l) {
     const std::string h = "visual.blocks." + std::to_string(l) + ".";
@@ -177,9 +178,9 @@ void map_mm_to_hf(const json &meta, ckh::sdk::Builder &b) {
     }
     // per head [q_h; k_h; v_h] -> [Q; K; V]
     out(h + "attn.qkv.weight",
-        b.reshape(b.permute(b.reshape(in(m + "self_attention.linear_qkv.weight"), {c.v_heads, 3, hd, W}), {1, 0, 2, 3}), {3 * W, W}));
+        qkv_from_per_head(b, in(m + "self_attention.linear_qkv.weight"), c.v_heads, W, true));
     out(h + "attn.qkv.bias",
-        b.reshape(b.permute(b.reshape(in(m + "self_attention.linear_qkv.bias"), {c.v_heads, 3, hd}), {1, 0, 2}), {3 * W}));
+        qkv_from_per_head(b, in(m + "self_attention.linear_qkv.bias"), c.v_heads, W, false));
     out(h + "attn.proj.weight", in(m + "self_attention.linear_proj.weight"));
     out(h + "attn.proj.bias", in(m + "self_attention.linear_proj.bias"));
     if (c.v25) {

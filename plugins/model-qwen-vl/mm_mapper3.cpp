@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "gqa_qkv.hpp"
+#include "vit_qkv.hpp"
 #include "qwen3_vl.hpp"
 
 using nlohmann::json;
@@ -90,9 +91,9 @@ void map_hf_to_mm3(const json &meta, ckh::sdk::Builder &b) {
       emit(m + "pre_mlp_layernorm." + s, in(h + "norm2." + s), lay(REP, CKH_KIND_NORM));
     }
     emit(m + "self_attention.linear_qkv.weight",
-         b.reshape(b.permute(b.reshape(in(h + "attn.qkv.weight"), {3, c.v_heads, hd, W}), {1, 0, 2, 3}), {3 * W, W}),
+         qkv_per_head(b, in(h + "attn.qkv.weight"), c.v_heads, W, true),
          lay(COL, CKH_KIND_ATTN_QKV, unit.c_str()));
-    emit(m + "self_attention.linear_qkv.bias", b.reshape(b.permute(b.reshape(in(h + "attn.qkv.bias"), {3, c.v_heads, hd}), {1, 0, 2}), {3 * W}),
+    emit(m + "self_attention.linear_qkv.bias", qkv_per_head(b, in(h + "attn.qkv.bias"), c.v_heads, W, false),
          lay(COL, CKH_KIND_ATTN_QKV, unit.c_str()));
     emit(m + "self_attention.linear_proj.weight", in(h + "attn.proj.weight"), lay(ROW, CKH_KIND_ATTN_OUT));
     emit(m + "self_attention.linear_proj.bias", in(h + "attn.proj.bias"), lay(REP, CKH_KIND_ATTN_OUT));
@@ -187,7 +188,7 @@ void map_mm_to_hf3(const json &meta, ckh::sdk::Builder &b) {
     return b.input(n);
   };
   auto out = [&](const std::string &n, ckh_expr e) { b.emit(n, e); };
-  const int64_t W = c.v_width, hd = W / c.v_heads;
+  const int64_t W = c.v_width;
   const std::string v = "model.visual.", ie = "image_encoder.encoder.";
   for (const char *s : {"weight", "bias"}) out(v + "patch_embed.proj." + s, in(ie + "patch_embed.proj." + s));
   out(v + "pos_embed.weight", in(ie + "pos_embed.weight"));
@@ -201,8 +202,8 @@ void map_mm_to_hf3(const json &meta, ckh::sdk::Builder &b) {
       out(h + "attn.proj." + s, in(m + "self_attention.linear_proj." + s));
     }
     out(h + "attn.qkv.weight",
-        b.reshape(b.permute(b.reshape(in(m + "self_attention.linear_qkv.weight"), {c.v_heads, 3, hd, W}), {1, 0, 2, 3}), {3 * W, W}));
-    out(h + "attn.qkv.bias", b.reshape(b.permute(b.reshape(in(m + "self_attention.linear_qkv.bias"), {c.v_heads, 3, hd}), {1, 0, 2}), {3 * W}));
+        qkv_from_per_head(b, in(m + "self_attention.linear_qkv.weight"), c.v_heads, W, true));
+    out(h + "attn.qkv.bias", qkv_from_per_head(b, in(m + "self_attention.linear_qkv.bias"), c.v_heads, W, false));
   }
   for (size_t k = 0; k < c.deepstack.size(); ++k) {
     const std::string h = v + "deepstack_merger_list." + std::to_string(k) + ".";

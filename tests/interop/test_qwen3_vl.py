@@ -198,6 +198,22 @@ def mm_read(d, tp, pp, ep, llm_pp, vit_pp, deepstack):
     return hf, files
 
 
+def released_copy(src, dst):
+    """A copy of the MoE source with its fused experts in the released orientation ([E, H, 2I] / [E, I, H], as Qwen's own
+    checkpoints store them); returns its tensors."""
+    os.makedirs(dst)
+    for f in os.listdir(src):
+        if not f.endswith(".safetensors"):
+            with open(os.path.join(src, f), "rb") as a, open(os.path.join(dst, f), "wb") as b:
+                b.write(a.read())
+    sd = load_file(os.path.join(src, "model.safetensors"))
+    for k in list(sd):
+        if k.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
+            sd[k] = sd[k].transpose(1, 2).contiguous()
+    save_file(sd, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    return sd
+
+
 class Qwen3VL(L.InteropCase):
     def source(self, moe):
         d = self.path("hf-moe" if moe else "hf-dense")
@@ -248,16 +264,7 @@ class Qwen3VL(L.InteropCase):
         src, ref, lref = self.check(True)
         # The released orientation of the fused experts ([E, H, 2I] / [E, I, H]): read, kept, loaded the same.
         rel = self.path("moe-released")
-        os.makedirs(rel)
-        for f in os.listdir(src):
-            if not f.endswith(".safetensors"):
-                with open(os.path.join(src, f), "rb") as a, open(os.path.join(rel, f), "wb") as b:
-                    b.write(a.read())
-        sd = load_file(os.path.join(src, "model.safetensors"))
-        for k in list(sd):
-            if k.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
-                sd[k] = sd[k].transpose(1, 2).contiguous()
-        save_file(sd, os.path.join(rel, "model.safetensors"), metadata={"format": "pt"})
+        sd = released_copy(src, rel)
         out = L.convert(rel, self.path("moe-released-hf"), "--to", "hf")
         self.assert_same(sd, L.safe_open_all(out), "released orientation HF -> HF")
         self.assertTrue(torch.equal(lref, logits(out, True)))
@@ -343,16 +350,7 @@ class Qwen3VL(L.InteropCase):
         self.assertNotIn("text_decoder.decoder.layers.0.mlp.experts.local_experts.2.linear_fc1.weight", s0)  # 2 of 4 per EP rank
         # From the released expert orientation: the same rank files.
         rel = self.path("moe-released-mm-src")
-        os.makedirs(rel)
-        for f in os.listdir(src):
-            if not f.endswith(".safetensors"):
-                with open(os.path.join(src, f), "rb") as a, open(os.path.join(rel, f), "wb") as b:
-                    b.write(a.read())
-        sd = load_file(os.path.join(src, "model.safetensors"))
-        for k in list(sd):
-            if k.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
-                sd[k] = sd[k].transpose(1, 2).contiguous()
-        save_file(sd, os.path.join(rel, "model.safetensors"), metadata={"format": "pt"})
+        sd = released_copy(src, rel)
         mm2 = L.convert(rel, self.path("mm-released"), "--to", "mindspeed-mm", "--ep", "2")
         for f in L.tree_files(self.path("mm-ep2")):
             if f.endswith(".pt"):
