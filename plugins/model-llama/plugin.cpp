@@ -12,6 +12,7 @@
 #include "model_check.hpp"
 
 #include "option_decls.hpp"
+#include "gguf_mapper.hpp"
 #include "llama_config.hpp"
 #include "mcore_mapper.hpp"
 
@@ -159,6 +160,20 @@ ckh_status hints_mcore(const ckh_mapper_class_t *, const char *, const char *, v
   return sink(ctx, R"({"gated_mlp": true})");
 }
 
+ckh_status map_to_gguf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::llama::map_hf_to_gguf(meta.is_discarded() ? json::object() : meta, b);
+  });
+}
+
+const ckh_mapper_class_t kToGguf = {sizeof(ckh_mapper_class_t), 0, probe, map_to_gguf, canonical, nullptr};
+const ckh_component_t kToGgufComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-gguf",
+    "Llama family HF -> llama.cpp GGUF names and metadata (llama with its q/k row permutation, qwen2, qwen3; dense models)",
+    R"({"family":"llama","from":"hf","to":"gguf","model_types":["llama","mistral","qwen2","qwen3"]})", &kToGguf};
+
 const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
 const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
@@ -178,14 +193,14 @@ const ckh_component_t kFromMcoreComp = {
     "Llama family Megatron-Core -> HF: splits linear_qkv and fc1, drops vocabulary padding, config from args",
     R"({"family":"llama","from":"megatron","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe"]})",
     &kFromMcore};
-const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp, &kToGgufComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.model.llama", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, "org.ckhost.model.llama", "0.1.0",
                               "ckhost", "Llama model family", init, nullptr, kComponents, nullptr};
 
 }  // namespace

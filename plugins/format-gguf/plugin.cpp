@@ -1,0 +1,146 @@
+// plugin.cpp — the GGUF v3 writer ("gguf"): one file holding the header, the key-value metadata a model mapper
+// states (meta["gguf_kv"]: architecture, hyperparameters, tokenizer), the tensor infos (name, dims innermost first,
+// ggml type, offset) and the tensor data, each tensor at an offset that is a multiple of general.alignment (32 unless
+// --gguf-alignment says otherwise) from the aligned start of the data section. It knows bytes, not models: tensor
+// names, the Q/K row order and every key come from the mapper. Types written: F32, F16, BF16 (cast with --dtype).
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "gguf_kv.hpp"
+#include "options.hpp"
+#include "writer_glue.hpp"
+
+using nlohmann::json;
+using ckh::sdk::fail;
+namespace gg = ckh::gguf;
+
+namespace {
+
+struct Writer {
+  uint64_t alignment = gg::kDefaultAlignment;
+  std::string file = "model.gguf";
+
+  explicit Writer(const json &o) {
+    const int64_t a = ckh::plugins::int_option(o, "gguf_alignment", static_cast<int64_t>(gg::kDefaultAlignment), 1);
+    if (a > (1 << 20) || (a & (a - 1)) != 0) fail(CKH_E_INVALID_ARG, "--gguf-alignment " + std::to_string(a) + ": expected a power of two up to 1 MiB");
+    alignment = static_cast<uint64_t>(a);
+    if (o.contains("gguf_file") && o["gguf_file"].is_string()) file = o["gguf_file"].get<std::string>();
+    if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..")
+      fail(CKH_E_INVALID_ARG, "--gguf-file '" + file + "': expected a file name");
+  }
+
+  void plan(const json &meta, ckh_layout_builder_t *lb) const {
+    ckh::sdk::Builder b(lb->expr);
+    if (!meta.contains("gguf_kv") || !meta["gguf_kv"].is_array())
+      fail(CKH_E_UNSUPPORTED, "the gguf writer needs GGUF metadata from a model plugin (no mapper to gguf stated it for this model)");
+    struct T {
+      std::string name;
+      uint32_t type;
+      std::vector<uint64_t> ne;  // innermost first
+      uint64_t bytes, offset;
+      ckh_expr e;
+    };
+    std::vector<T> ts;
+    std::set<std::string> names;
+    bool f16 = false, bf16 = false;
+    uint64_t data = 0;
+    for (uint64_t i = 0; i < b.input_count(); ++i) {
+      const ckh_tensor_info_t info = b.input_info(i);
+      T t;
+      t.name = info.name ? info.name : "";
+      if (t.name.empty() || t.name.size() > 63)
+        fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': GGUF tensor names are 1 to 63 bytes (ggml's GGML_MAX_NAME)");
+      if (!names.insert(t.name).second) fail(CKH_E_INVALID_ARG, "two tensors named '" + t.name + "'");
+      if (info.ndim < 1 || info.ndim > 4) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': " + std::to_string(info.ndim) + " dimensions (GGUF holds 1 to 4)");
+      switch (info.dtype) {
+        case CKH_DT_F32: t.type = gg::GGML_F32; break;
+        case CKH_DT_F16: t.type = gg::GGML_F16; f16 = true; break;
+        case CKH_DT_BF16: t.type = gg::GGML_BF16; bf16 = true; break;
+        default:
+          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16 and BF16 (dtype " + std::to_string(info.dtype) +
+                                      "); cast with --dtype");
+      }
+      t.bytes = ckh_dtype_size(info.dtype);
+      for (uint32_t d = info.ndim; d-- > 0;) {
+        if (info.shape[d] <= 0) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': empty dimension");
+        t.ne.push_back(static_cast<uint64_t>(info.shape[d]));
+        if (__builtin_mul_overflow(t.bytes, static_cast<uint64_t>(info.shape[d]), &t.bytes)) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "' is too large");
+      }
+      data = (data + alignment - 1) / alignment * alignment;
+      t.offset = data;
+      data += t.bytes;
+      t.e = b.input_at(i);
+      ts.push_back(std::move(t));
+    }
+    // Header, key-values (the mapper's, then general.alignment and general.file_type unless stated), tensor infos.
+    gg::Bytes kv;
+    uint64_t nkv = 0;
+    bool has_file_type = false, has_alignment = false;
+    try {
+      for (const auto &e : meta["gguf_kv"]) {
+        gg::put_kv(kv, e);
+        ++nkv;
+        const std::string k = e.value("key", std::string());
+        has_file_type = has_file_type || k == "general.file_type";
+        has_alignment = has_alignment || k == "general.alignment";
+      }
+      if (!has_alignment && alignment != gg::kDefaultAlignment) {
+        gg::put_kv(kv, {{"key", "general.alignment"}, {"type", "u32"}, {"value", alignment}});
+        ++nkv;
+      }
+      if (!has_file_type) {  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_BF16 32
+        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", bf16 ? 32 : f16 ? 1 : 0}});
+        ++nkv;
+      }
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_FORMAT, e.what());
+    }
+    gg::Bytes head;
+    head.put(gg::kMagic);
+    head.put(gg::kVersion);
+    head.put(static_cast<uint64_t>(ts.size()));
+    head.put(nkv);
+    head.b += kv.b;
+    for (const T &t : ts) {
+      head.str(t.name);
+      head.put(static_cast<uint32_t>(t.ne.size()));
+      for (uint64_t n : t.ne) head.put(n);
+      head.put(t.type);
+      head.put(t.offset);
+    }
+    const uint64_t data_start = (head.b.size() + alignment - 1) / alignment * alignment;
+    const int32_t f = lb->add_file(lb, file.c_str(), data_start + data);
+    if (f < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
+    if (lb->put_bytes(lb, f, 0, head.b.data(), head.b.size()) != CKH_OK) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
+    for (const T &t : ts)
+      if (lb->put_tensor(lb, f, data_start + t.offset, t.e, 0) < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_tensor failed", true);
+  }
+};
+
+#define GGUF_OPTS                                                                                                    \
+  R"J({"name":"gguf-file","type":"string","default":"model.gguf","group":"gguf","help":"name of the GGUF file written"},)J" \
+  R"J({"name":"gguf-alignment","type":"int","default":32,"group":"gguf","help":"general.alignment: tensor data offsets are multiples of it"})J"
+
+const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
+const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "gguf",
+                                     "GGUF v3 (llama.cpp): one file, metadata and tensor names from the model plugin; F32, F16, BF16",
+                                     R"({"container":"gguf","layout":"gguf","options":[)" GGUF_OPTS "]}", &kWriter};
+const ckh_component_t *const kComponents[] = {&kWriterComp};
+
+ckh_status init(const ckh_host_t *host) {
+  ckh::sdk::set_host(host);
+  return CKH_OK;
+}
+
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.format.gguf", "0.1.0",
+                              "ckhost", "GGUF v3 writer (llama.cpp)", init, nullptr, kComponents, nullptr};
+
+}  // namespace
+
+extern "C" CKH_EXPORT const ckh_plugin_t *ckh_plugin_entry(void) { return &kPlugin; }

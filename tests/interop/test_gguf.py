@@ -1,0 +1,186 @@
+"""GGUF v3 output (issue 13, first part: F32 / F16 / BF16 of the dense Llama family), checked by gguf-py 0.19's
+GGUFReader and transformers 5.24's GGUF loader.
+
+Sources are transformers save_pretrained checkpoints (Llama MHA tied in bf16, Qwen2 with biases and tied embeddings,
+Mistral GQA with head_dim 16). ckhost converts them with --to gguf:
+  - gguf-py reads every file: GGUF v3, general.alignment 32 (every tensor offset aligned), the architecture's
+    hyperparameters, general.file_type (0 F32, 1 F16, 32 BF16), and exactly the tensors of the test's own
+    transcription of llama.cpp's converter (gguf-py's tensor names; for the llama architecture the q and k rows
+    permuted as its permute(): reshape [heads, 2, head_dim / 2, hidden], swap the middle axes), value for value;
+  - transformers' GGUF loader (from_pretrained(gguf_file=...), which undoes the permutation) gives back the source's
+    state dict bit for bit and the same logits (F32: identical); F16 / BF16 equal torch's casts;
+  - a twin whose q rows of two heads are swapped in the GGUF moves transformers' logits;
+  - Megatron per-rank files and torch_dist convert to GGUF directly, byte-identical to the HF source's GGUF;
+  - what is not written yet (llama3 RoPE scaling, MoE) is refused in one line with nothing left.
+
+Run: tests/interop/run_interop.sh tests/interop/test_gguf.py --ckhost=build/bin/ckhost
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import interop_lib as L  # noqa: E402
+
+# gguf-py's names (gguf/constants.py MODEL_TENSOR names) for the HF names of the dense Llama family.
+LAYER = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight": "attn_q.weight",
+         "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
+         "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias",
+         "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
+         "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+TOP = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
+ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
+FAMILIES = ("llama-mha-tied-bf16", "qwen2-bias-tied", "mistral-gqa")
+
+
+def permute(w, heads):
+    """llama.cpp convert_hf_to_gguf.py LlamaModel.permute, written here from its rule."""
+    return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def expected(src, cfg):
+    """GGUF name -> tensor, transcribed from the HF tensors."""
+    arch = ARCH[cfg["model_type"]]
+    out = {}
+    for k, v in L.safe_open_all(src).items():
+        if k in TOP:
+            out[TOP[k]] = v
+            continue
+        parts = k.split(".")
+        layer, rest = parts[2], ".".join(parts[3:])
+        if arch == "llama" and rest in ("self_attn.q_proj.weight", "self_attn.k_proj.weight"):
+            heads = cfg["num_attention_heads"] if ".q_proj" in rest else cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+            v = permute(v, heads)
+        out["blk.%s.%s" % (layer, LAYER[rest])] = v
+    return out
+
+
+def read_gguf(path):
+    from gguf import GGUFReader
+    r = GGUFReader(path)
+    fields = {}
+    for k, f in r.fields.items():
+        if not f.data:
+            continue
+        v = f.parts[f.data[0]]
+        fields[k] = bytes(v).decode() if f.types and f.types[0].name == "STRING" else v.tolist()[0] if len(v) == 1 else v.tolist()
+    tensors = {}
+    for t in r.tensors:
+        shape = list(reversed([int(x) for x in t.shape]))  # gguf-py lists ne innermost first
+        data = np.array(t.data)
+        if t.tensor_type.name == "BF16":  # gguf-py hands BF16 as raw bytes
+            data = torch.from_numpy(data.view(np.int16).copy()).view(torch.bfloat16)
+        else:
+            data = torch.from_numpy(data)
+        tensors[t.name] = (t.tensor_type.name, t.data_offset, data.reshape(shape))
+    return fields, tensors
+
+
+def gguf_model(d, f="model.gguf"):
+    transformers = L._quiet_transformers()
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = transformers.AutoModelForCausalLM.from_pretrained(d, gguf_file=f, dtype=torch.float32, attn_implementation="eager")
+    m.eval()
+    return m
+
+
+class Gguf(L.InteropCase):
+    def source(self, fam):
+        d = self.path("hf-" + fam)
+        if not os.path.isdir(d):
+            L.make_hf(fam, d)
+        return d
+
+    def test_f32_consumers(self):
+        import json
+        for fam in FAMILIES:
+            src = self.source(fam)
+            with open(os.path.join(src, "config.json")) as fh:
+                cfg = json.load(fh)
+            out = L.convert(src, self.path(fam + "-f32"), "--to", "gguf", "--dtype", "f32")
+            self.assertEqual(os.listdir(out), ["model.gguf"])
+            fields, tensors = read_gguf(os.path.join(out, "model.gguf"))
+            arch = ARCH[cfg["model_type"]]
+            self.assertEqual(fields["GGUF.version"], 3)
+            self.assertEqual(fields["general.architecture"], arch)
+            self.assertEqual(fields["general.file_type"], 0)
+            self.assertEqual(fields[arch + ".block_count"], cfg["num_hidden_layers"])
+            self.assertEqual(fields[arch + ".attention.head_count_kv"], cfg.get("num_key_value_heads", cfg["num_attention_heads"]))
+            want = expected(src, cfg)
+            self.assertEqual(sorted(tensors), sorted(want), fam)
+            for k, v in want.items():
+                typ, off, got = tensors[k]
+                self.assertEqual(typ, "F32")
+                self.assertEqual(off % 32, 0, k)
+                self.assertTrue(torch.equal(got, v.float()), "%s: %s differs" % (fam, k))
+            # transformers' GGUF loader: the source's state dict and logits.
+            m, ref = gguf_model(out), L.load_hf(src).float()
+            sd, rs = m.state_dict(), ref.state_dict()
+            for k, v in rs.items():
+                self.assertTrue(torch.equal(sd[k], v.float()), "%s: transformers reads %s differently" % (fam, k))
+            self.assertTrue(torch.equal(L.hf_logits(m), L.hf_logits(ref)), fam)
+            L.report("%s -> GGUF F32 (%d tensors): gguf-py reads v3, aligned offsets and the transcribed tensors (q/k permuted: %s); "
+                     "transformers' GGUF loader gives the source's state dict and identical logits" % (fam, len(want), arch == "llama"))
+
+    def test_f16_bf16_and_swap(self):
+        import json
+        fam = "llama-mha-tied-bf16"
+        src = self.source(fam)
+        with open(os.path.join(src, "config.json")) as fh:
+            cfg = json.load(fh)
+        want = expected(src, cfg)
+        for dt, ft, typ, tdt in (("f16", 1, "F16", torch.float16), ("bf16", 32, "BF16", torch.bfloat16)):
+            out = L.convert(src, self.path("llama-" + dt), "--to", "gguf", "--dtype", dt)
+            fields, tensors = read_gguf(os.path.join(out, "model.gguf"))
+            self.assertEqual(fields["general.file_type"], ft)
+            for k, v in want.items():
+                self.assertEqual(tensors[k][0], typ, k)
+                got = tensors[k][2]
+                self.assertEqual(got.dtype, tdt, k)
+                self.assertTrue(torch.equal(got, v.to(tdt)), "%s: %s" % (dt, k))
+        # Negative twin: heads 0 and 1 of layer 0's q rows swapped in the F32 file move transformers' logits.
+        import shutil
+        f32 = L.convert(src, self.path("llama-f32"), "--to", "gguf", "--dtype", "f32")
+        sw = self.path("llama-f32-swapped")
+        shutil.copytree(f32, sw)
+        _, tensors = read_gguf(os.path.join(sw, "model.gguf"))
+        _, off, q = tensors["blk.0.attn_q.weight"]
+        hd = cfg["hidden_size"] // cfg["num_attention_heads"]
+        mm = np.memmap(os.path.join(sw, "model.gguf"), dtype=np.float32, mode="r+", offset=off, shape=tuple(q.shape))
+        a = np.array(mm[:hd])
+        mm[:hd] = mm[hd:2 * hd]
+        mm[hd:2 * hd] = a
+        mm.flush()
+        del mm
+        diff = (L.hf_logits(gguf_model(sw)) - L.hf_logits(gguf_model(f32))).abs().max().item()
+        self.assertGreater(diff, 1e-4)
+        L.report("llama GGUF F16 / BF16: file_type 1 / 32, every tensor equals torch's cast of the transcription; two q heads swapped "
+                 "in the file move transformers' logits by %.3g" % diff)
+
+    def test_from_megatron(self):
+        # Direct Megatron (per-rank files, TP2 x PP2) and torch_dist -> GGUF, no HF in between: the same file byte for
+        # byte as from the HF source (the Megatron side itself is checked by Megatron-Core in test_megatron_core.py).
+        src = self.source("mistral-gqa")
+        direct = L.convert(src, self.path("m-direct"), "--to", "gguf", "--dtype", "f32")
+        with open(os.path.join(direct, "model.gguf"), "rb") as fh:
+            ref = fh.read()
+        for fmt, extra in (("megatron", ["--tp", "2", "--pp", "2"]), ("torch-dist", ["--tp", "2"])):
+            mid = L.convert(src, self.path("m-" + fmt), "--to", fmt, *extra)
+            out = L.convert(mid, self.path("m-" + fmt + "-gguf"), "--to", "gguf", "--dtype", "f32")
+            with open(os.path.join(out, "model.gguf"), "rb") as fh:
+                self.assertEqual(fh.read(), ref, fmt)
+        L.report("mistral Megatron TP2 x PP2 and torch_dist TP2 -> GGUF directly: byte-identical to HF -> GGUF")
+
+    def test_refusals(self):
+        L.assert_refused(self, self.source("llama-gqa"), self.path("llama3-rope"), "--to", "gguf", needle="llama3 RoPE scaling")
+        L.assert_refused(self, self.source("llama-mha-tied-bf16"), self.path("q4"), "--to", "gguf", "--gguf-alignment", "3",
+                         needle="--gguf-alignment 3")
+
+
+if __name__ == "__main__":
+    L.main()
