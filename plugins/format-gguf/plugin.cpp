@@ -3,6 +3,7 @@
 // ggml type, offset) and the tensor data, each tensor at an offset that is a multiple of general.alignment (32 unless
 // --gguf-alignment says otherwise) from the aligned start of the data section. It knows bytes, not models: tensor
 // names, the Q/K row order and every key come from the mapper. Types written: F32, F16, BF16 (cast with --dtype).
+#include <map>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,7 @@
 #include <ckhost/cpp/ckh_plugin.hpp>
 
 #include "gguf_kv.hpp"
+#include "tokenizer.hpp"
 #include "options.hpp"
 #include "writer_glue.hpp"
 
@@ -25,14 +27,49 @@ namespace {
 struct Writer {
   uint64_t alignment = gg::kDefaultAlignment;
   std::string file = "model.gguf";
+  std::string tokenizer = "auto";
 
   explicit Writer(const json &o) {
     const int64_t a = ckh::plugins::int_option(o, "gguf_alignment", static_cast<int64_t>(gg::kDefaultAlignment), 1);
     if (a > (1 << 20) || (a & (a - 1)) != 0) fail(CKH_E_INVALID_ARG, "--gguf-alignment " + std::to_string(a) + ": expected a power of two up to 1 MiB");
     alignment = static_cast<uint64_t>(a);
     if (o.contains("gguf_file") && o["gguf_file"].is_string()) file = o["gguf_file"].get<std::string>();
+    if (o.contains("gguf_tokenizer") && o["gguf_tokenizer"].is_string()) tokenizer = o["gguf_tokenizer"].get<std::string>();
+    if (tokenizer != "auto" && tokenizer != "none") fail(CKH_E_INVALID_ARG, "--gguf-tokenizer '" + tokenizer + "': expected auto or none");
     if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..")
       fail(CKH_E_INVALID_ARG, "--gguf-file '" + file + "': expected a file name");
+  }
+
+  // The tokenizer's keys from the source's tokenizer.json (side files), unless the mapper stated them or
+  // --gguf-tokenizer none.
+  void add_tokenizer(const json &meta, json &kvs) const {
+    if (tokenizer == "none") return;
+    std::string arch;
+    int64_t vocab = 0;
+    for (const auto &e : kvs) {
+      const std::string k = e.value("key", std::string());
+      if (k.rfind("tokenizer.", 0) == 0) return;
+      if (k == "general.architecture" && e["value"].is_string()) arch = e["value"].get<std::string>();
+    }
+    for (const auto &e : kvs)
+      if (e.value("key", std::string()) == arch + ".vocab_size" && e["value"].is_number_integer()) vocab = e["value"].get<int64_t>();
+    std::map<std::string, std::string> side;
+    if (meta.contains("side_files") && meta["side_files"].is_array())
+      for (const auto &f : meta["side_files"])
+        if (f.is_object() && f.contains("name") && f.contains("path") && f["name"].is_string() && f["path"].is_string())
+          side[f["name"].get<std::string>()] = f["path"].get<std::string>();
+    if (!side.count("tokenizer.json")) {
+      ckh::sdk::log(CKH_LOG_WARN, "gguf: the source has no tokenizer.json: the GGUF holds no tokenizer (llama.cpp needs one to run it)");
+      return;
+    }
+    try {
+      const json t = gg::tokenizer_kv(side["tokenizer.json"], side.count("tokenizer_config.json") ? side["tokenizer_config.json"] : "",
+                                      side.count("chat_template.jinja") ? side["chat_template.jinja"] : "",
+                                      meta.value("config", json::object()), vocab);
+      for (const auto &e : t) kvs.push_back(e);
+    } catch (const std::invalid_argument &e) {
+      fail(CKH_E_UNSUPPORTED, e.what());
+    }
   }
 
   void plan(const json &meta, ckh_layout_builder_t *lb) const {
@@ -78,12 +115,15 @@ struct Writer {
       t.e = b.input_at(i);
       ts.push_back(std::move(t));
     }
-    // Header, key-values (the mapper's, then general.alignment and general.file_type unless stated), tensor infos.
+    // Header, key-values (the mapper's, the tokenizer's, then general.alignment and general.file_type unless stated),
+    // tensor infos.
+    json kvs = meta["gguf_kv"];
+    add_tokenizer(meta, kvs);
     gg::Bytes kv;
     uint64_t nkv = 0;
     bool has_file_type = false, has_alignment = false;
     try {
-      for (const auto &e : meta["gguf_kv"]) {
+      for (const auto &e : kvs) {
         gg::put_kv(kv, e);
         ++nkv;
         const std::string k = e.value("key", std::string());
@@ -125,7 +165,8 @@ struct Writer {
 
 #define GGUF_OPTS                                                                                                    \
   R"J({"name":"gguf-file","type":"string","default":"model.gguf","group":"gguf","help":"name of the GGUF file written"},)J" \
-  R"J({"name":"gguf-alignment","type":"int","default":32,"group":"gguf","help":"general.alignment: tensor data offsets are multiples of it"})J"
+  R"J({"name":"gguf-alignment","type":"int","default":32,"group":"gguf","help":"general.alignment: tensor data offsets are multiples of it"},)J" \
+  R"J({"name":"gguf-tokenizer","type":"string","default":"auto","choices":["auto","none"],"group":"gguf","help":"auto: the tokenizer metadata from the source's tokenizer.json (byte-level BPE); none: write no tokenizer"})J"
 
 const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "gguf",

@@ -10,6 +10,8 @@ Mistral GQA with head_dim 16). ckhost converts them with --to gguf:
   - transformers' GGUF loader (from_pretrained(gguf_file=...), which undoes the permutation) gives back the source's
     state dict bit for bit and the same logits (F32: identical); F16 / BF16 equal torch's casts;
   - a twin whose q rows of two heads are swapped in the GGUF moves transformers' logits;
+  - tokenizer metadata from byte-level BPE tokenizer.json files (made by HF tokenizers with Qwen2's, Llama 3's and
+    GPT-2's split rules): transformers' tokenizer built from the GGUF alone gives the same ids on a multilingual text;
   - Megatron per-rank files and torch_dist convert to GGUF directly, byte-identical to the HF source's GGUF;
   - what is not written yet (llama3 RoPE scaling, MoE) is refused in one line with nothing left.
 
@@ -65,8 +67,9 @@ def read_gguf(path):
     for k, f in r.fields.items():
         if not f.data:
             continue
-        v = f.parts[f.data[0]]
-        fields[k] = bytes(v).decode() if f.types and f.types[0].name == "STRING" else v.tolist()[0] if len(v) == 1 else v.tolist()
+        item = f.types[-1].name  # an array's item type, or the value's own
+        vals = [bytes(f.parts[i]).decode() if item == "STRING" else f.parts[i].tolist()[0] for i in f.data]
+        fields[k] = vals if f.types[0].name == "ARRAY" else vals[0]
     tensors = {}
     for t in r.tensors:
         shape = list(reversed([int(x) for x in t.shape]))  # gguf-py lists ne innermost first
@@ -175,6 +178,48 @@ class Gguf(L.InteropCase):
             with open(os.path.join(out, "model.gguf"), "rb") as fh:
                 self.assertEqual(fh.read(), ref, fmt)
         L.report("mistral Megatron TP2 x PP2 and torch_dist TP2 -> GGUF directly: byte-identical to HF -> GGUF")
+
+    def test_tokenizer(self):
+        # Byte-level BPE tokenizers made by HF tokenizers (trained here on a multilingual text) with the three split
+        # rules llama.cpp names: Qwen2's and Llama 3's split expressions, and GPT-2's ByteLevel regex. The GGUF states
+        # tokenizer.ggml.model gpt2 and the pre-tokenizer type those rules name; transformers builds a tokenizer from
+        # the GGUF alone that gives the same ids as the source's tokenizer.json, special tokens included.
+        transformers = L._quiet_transformers()
+        from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+        from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX as QWEN2
+        from transformers.integrations.gguf.gguf_tokenizer_mapping import _LLAMA3_SPLIT as LLAMA3
+        text = "Hello world, this is a test. Grüße aus München! 你好，世界。 Привет мир 12345 naïve café — ok?\n  tabs\tand  spaces"
+        chat = "<|im_start|>user\nWie geht's? 你好<|im_end|>"
+        for name, split, pre in (("qwen2", QWEN2, "qwen2"), ("llama3", LLAMA3, "llama-bpe"), ("gpt2", None, "gpt-2")):
+            d = self.path("tok-" + name)
+            cfg = transformers.Qwen2Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+                                           num_key_value_heads=2, vocab_size=400, tie_word_embeddings=False)
+            m = transformers.Qwen2ForCausalLM(cfg)
+            L.randomize_(m, 0)
+            m.save_pretrained(d)
+            tok = Tokenizer(models.BPE())
+            tok.pre_tokenizer = (pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True) if split is None else
+                                 pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(split), behavior="isolated"),
+                                                          pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]))
+            tok.decoder = decoders.ByteLevel()
+            tok.train_from_iterator([text * 3] * 50, trainers.BpeTrainer(
+                vocab_size=380, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"]))
+            fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+            fast.save_pretrained(d)
+            out = L.convert(d, self.path("tok-" + name + "-gguf"), "--to", "gguf", "--dtype", "f32")
+            fields, _ = read_gguf(os.path.join(out, "model.gguf"))
+            self.assertEqual(fields["tokenizer.ggml.model"], "gpt2")
+            self.assertEqual(fields["tokenizer.ggml.pre"], pre)
+            self.assertEqual(fields["tokenizer.ggml.eos_token_id"], fast.eos_token_id)
+            self.assertEqual(fields["tokenizer.ggml.padding_token_id"], fast.pad_token_id)
+            g = transformers.AutoTokenizer.from_pretrained(out, gguf_file="model.gguf")
+            for t in (text, chat):
+                self.assertEqual(g(t)["input_ids"], fast(t)["input_ids"], "%s: %r" % (name, t))
+            self.assertEqual(len(fields["tokenizer.ggml.tokens"]), 400)  # padded to the model's rows as [PAD<i>]
+        L.report("GGUF tokenizer: byte-level BPE with Qwen2's / Llama 3's split expressions and GPT-2's regex -> tokenizer.ggml.pre "
+                 "qwen2 / llama-bpe / gpt-2; transformers' tokenizer built from the GGUF alone gives the source tokenizer's ids on a "
+                 "multilingual text and a chat turn with special tokens")
 
     def test_refusals(self):
         L.assert_refused(self, self.source("llama-gqa"), self.path("llama3-rope"), "--to", "gguf", needle="llama3 RoPE scaling")
