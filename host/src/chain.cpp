@@ -666,6 +666,9 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
   nlohmann::json params = {{"mode", "quantize"}};
   for (const OptionDecl &d : c->options)
     if (options.contains(d.key)) params[d.key] = options[d.key];
+  // Which tensors a quantizer takes: by default the linear projections of the layers (their annotation kinds);
+  // "targets": "weights" in its capabilities: every 2-D float weight (llama.cpp quantizes embeddings and outputs too).
+  const bool all_weights = c->capabilities.value("targets", std::string()) == "weights";
   std::vector<std::string> skip = skip_in;
   {
     const auto &md = g.stages.back().metadata;
@@ -715,8 +718,9 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
     const Shape ls = g.logical(n);
     const std::string mod = module_of(t.name);
     const bool weight2d = ls.ndim >= 2 && t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0;
-    const bool linear = is_linear_kind(t.annot.kind) && (t.annot.role == CKH_ROLE_LAYER || t.annot.role == CKH_ROLE_MTP) &&
-                        (ls.ndim == 2 || ls.ndim == 3) && ckh_dtype_is_float(g.node(n).dtype) && weight2d;
+    const bool linear = all_weights ? ls.ndim == 2 && ckh_dtype_is_float(g.node(n).dtype) && weight2d
+                                    : is_linear_kind(t.annot.kind) && (t.annot.role == CKH_ROLE_LAYER || t.annot.role == CKH_ROLE_MTP) &&
+                                          (ls.ndim == 2 || ls.ndim == 3) && ckh_dtype_is_float(g.node(n).dtype) && weight2d;
     bool skipped = false;
     if (linear)
       for (const auto &p : skip) skipped = skipped || module_matches(mod, p);
@@ -728,6 +732,14 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
       continue;
     }
     const int32_t codes = g.quantize_n({n}, id, ptext, 0);
+    if (g.quants[static_cast<size_t>(g.node(codes).quant)].out.size() == 1) {
+      // A block dtype holds its own scales (ggml's Q8_0, ...): the one output replaces the tensor.
+      if (ckh_dtype_is_float(g.node(codes).dtype))
+        fail("--quantize: quantizer '" + id + "' gave '" + t.name + "' one float output, not a block dtype", CKH_E_INTERNAL);
+      out.add(StageTensor{t.name, codes, t.annot});
+      ++n_quant;
+      continue;
+    }
     const int32_t scales = g.quantize_n({n}, id, ptext, 1);
     const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
     const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);

@@ -85,7 +85,7 @@ struct Writer {
     };
     std::vector<T> ts;
     std::set<std::string> names;
-    bool f16 = false, bf16 = false;
+    bool f16 = false, bf16 = false, q8 = false;
     uint64_t data = 0;
     for (uint64_t i = 0; i < b.input_count(); ++i) {
       const ckh_tensor_info_t info = b.input_info(i);
@@ -99,15 +99,24 @@ struct Writer {
         case CKH_DT_F32: t.type = gg::GGML_F32; break;
         case CKH_DT_F16: t.type = gg::GGML_F16; f16 = true; break;
         case CKH_DT_BF16: t.type = gg::GGML_BF16; bf16 = true; break;
+        case CKH_DT_Q8_0: t.type = gg::GGML_Q8_0; q8 = true; break;
         default:
-          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16 and BF16 (dtype " + std::to_string(info.dtype) +
-                                      "); cast with --dtype");
+          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16, BF16 and Q8_0 (dtype " + std::to_string(info.dtype) +
+                                      "); cast with --dtype or quantize with --quantize ggml");
       }
-      t.bytes = ckh_dtype_size(info.dtype);
+      // Bytes: whole rows of the element dtype, or of blocks along the innermost dimension (ggml's row size).
+      ckh_dtype_traits_t bt{};
+      const bool block = ckh_dtype_traits(info.dtype, &bt) && bt.is_block;
+      t.bytes = block ? 1 : ckh_dtype_size(info.dtype);
       for (uint32_t d = info.ndim; d-- > 0;) {
         if (info.shape[d] <= 0) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': empty dimension");
         t.ne.push_back(static_cast<uint64_t>(info.shape[d]));
-        if (__builtin_mul_overflow(t.bytes, static_cast<uint64_t>(info.shape[d]), &t.bytes)) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "' is too large");
+        uint64_t f = static_cast<uint64_t>(info.shape[d]);
+        if (block && d + 1 == info.ndim) {
+          if (f % bt.block_elems) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': rows are not whole blocks");
+          f = f / bt.block_elems * bt.block_bytes;
+        }
+        if (__builtin_mul_overflow(t.bytes, f, &t.bytes)) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "' is too large");
       }
       data = (data + alignment - 1) / alignment * alignment;
       t.offset = data;
@@ -134,8 +143,8 @@ struct Writer {
         gg::put_kv(kv, {{"key", "general.alignment"}, {"type", "u32"}, {"value", alignment}});
         ++nkv;
       }
-      if (!has_file_type) {  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_BF16 32
-        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", bf16 ? 32 : f16 ? 1 : 0}});
+      if (!has_file_type) {  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32
+        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", q8 ? 7 : bf16 ? 32 : f16 ? 1 : 0}});
         ++nkv;
       }
     } catch (const std::invalid_argument &e) {

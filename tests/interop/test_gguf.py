@@ -13,7 +13,9 @@ Mistral GQA with head_dim 16). ckhost converts them with --to gguf:
   - tokenizer metadata from byte-level BPE tokenizer.json files (made by HF tokenizers with Qwen2's, Llama 3's and
     GPT-2's split rules): transformers' tokenizer built from the GGUF alone gives the same ids on a multilingual text;
   - Megatron per-rank files and torch_dist convert to GGUF directly, byte-identical to the HF source's GGUF;
-  - what is not written yet (llama3 RoPE scaling, MoE) is refused in one line with nothing left.
+  - --quantize ggml --ggml-type q8_0: every 2-D weight byte-identical to gguf-py's reference Q8_0 quantizer, logits of
+    transformers' dequantization within Q8_0's error;
+  - what is not written yet (llama3 RoPE scaling, MoE, other ggml types) is refused in one line with nothing left.
 
 Run: tests/interop/run_interop.sh tests/interop/test_gguf.py --ckhost=build/bin/ckhost
 """
@@ -74,6 +76,9 @@ def read_gguf(path):
     for t in r.tensors:
         shape = list(reversed([int(x) for x in t.shape]))  # gguf-py lists ne innermost first
         data = np.array(t.data)
+        if t.tensor_type.name not in ("F32", "F16", "BF16"):  # block types: their raw bytes
+            tensors[t.name] = (t.tensor_type.name, t.data_offset, torch.from_numpy(data.view(np.uint8).reshape(-1).copy()))
+            continue
         if t.tensor_type.name == "BF16":  # gguf-py hands BF16 as raw bytes
             data = torch.from_numpy(data.view(np.int16).copy()).view(torch.bfloat16)
         else:
@@ -220,6 +225,42 @@ class Gguf(L.InteropCase):
         L.report("GGUF tokenizer: byte-level BPE with Qwen2's / Llama 3's split expressions and GPT-2's regex -> tokenizer.ggml.pre "
                  "qwen2 / llama-bpe / gpt-2; transformers' tokenizer built from the GGUF alone gives the source tokenizer's ids on a "
                  "multilingual text and a chat turn with special tokens")
+
+    def test_q8_0(self):
+        # --quantize ggml (Q8_0): every 2-D weight (embedding and output too, as llama.cpp does) is ggml's block_q8_0 of the
+        # transcribed (permuted) tensor byte for byte as gguf-py's reference quantizer (gguf.quants, ggml's
+        # quantize_row_q8_0_ref in numpy) computes it; norms stay F32; transformers' GGUF loader dequantizes it and its
+        # logits stay within Q8_0's error of the source's.
+        import json
+        from gguf import GGMLQuantizationType, quants
+        for fam in ("llama-mha-tied-bf16", "qwen2-bias-tied"):
+            src = self.source(fam)
+            with open(os.path.join(src, "config.json")) as fh:
+                cfg = json.load(fh)
+            out = L.convert(src, self.path(fam + "-q8"), "--to", "gguf", "--dtype", "f32", "--quantize", "ggml", "--ggml-type", "q8_0")
+            from gguf import GGUFReader
+            r = GGUFReader(os.path.join(out, "model.gguf"))
+            got = {t.name: t for t in r.tensors}
+            n_q8 = 0
+            for k, v in expected(src, cfg).items():
+                t = got[k]
+                if v.dim() == 2:
+                    self.assertEqual(t.tensor_type.name, "Q8_0", k)
+                    ref = quants.quantize(v.float().numpy(), GGMLQuantizationType.Q8_0)
+                    self.assertTrue(np.array_equal(np.array(t.data).view(np.uint8).reshape(-1), ref.view(np.uint8).reshape(-1)), k)
+                    n_q8 += 1
+                else:
+                    self.assertEqual(t.tensor_type.name, "F32", k)
+            fields, _ = read_gguf(os.path.join(out, "model.gguf"))
+            self.assertEqual(fields["general.file_type"], 7)
+            a, b = L.hf_logits(gguf_model(out)), L.hf_logits(L.load_hf(src).float())
+            diff = (a - b).abs().max().item()
+            self.assertLess(diff, 0.05 * b.abs().max().item(), fam)
+            self.assertTrue(torch.equal(a.argmax(-1), b.argmax(-1)), fam)
+            L.report("%s -> GGUF Q8_0: %d weights byte-identical to gguf-py's reference Q8_0 of the transcription; transformers' "
+                     "logits within %.3g of the source's (max |logit| %.3g), same argmax" % (fam, n_q8, diff, b.abs().max().item()))
+        L.assert_refused(self, self.source("llama-mha-tied-bf16"), self.path("q4k"), "--to", "gguf", "--quantize", "ggml",
+                         "--ggml-type", "q4_k", needle="--ggml-type q4_k is not supported yet")
 
     def test_refusals(self):
         L.assert_refused(self, self.source("llama-gqa"), self.path("llama3-rope"), "--to", "gguf", needle="llama3 RoPE scaling")
