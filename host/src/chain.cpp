@@ -572,7 +572,7 @@ void dequantize_stage(const Registry &reg, Graph &g, const std::map<std::string,
   out.metadata = in.metadata;
 }
 
-void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt) {
+void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt, bool one_d_f32) {
   std::map<std::string, std::string> folded;
   const std::map<std::string, int32_t> deq = dequantize_pairs(reg, g, dt, folded);
   Stage &in = g.stages.back();
@@ -585,7 +585,7 @@ void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt) {
     int32_t n = t.node;
     auto dq = deq.find(t.name);
     if (dq != deq.end()) n = dq->second;
-    else if (ckh_dtype_is_float(g.node(n).dtype)) n = g.cast(n, dt);
+    else if (ckh_dtype_is_float(g.node(n).dtype)) n = g.cast(n, one_d_f32 && g.logical(n).ndim == 1 ? CKH_DT_F32 : dt);
     out.add(StageTensor{t.name, n, t.annot});
   }
   out.metadata = in.metadata;

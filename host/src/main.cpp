@@ -420,7 +420,10 @@ int cmd_convert(const std::vector<std::string> &args) {
       apply_mapper(o.g, *m, popts);
       note += ", " + id;
     }
-  if (dt != CKH_DT_INVALID) cast_stage(reg, o.g, dt);
+  if (dt != CKH_DT_INVALID) {
+    const Component *w = reg.find(CKH_COMPONENT_WRITER, to);
+    cast_stage(reg, o.g, dt, w && w->capabilities.value("one_d_f32", false));
+  }
   if (vm.count("quantize")) note += ", " + quantize_stage(reg, o.g, vm["quantize"].as<std::string>(), popts, skip_patterns(vm));
   return run_plan(reg, o.g, vm, to, dst, popts, what, note);
 }

@@ -2,7 +2,8 @@
 // states (meta["gguf_kv"]: architecture, hyperparameters, tokenizer), the tensor infos (name, dims innermost first,
 // ggml type, offset) and the tensor data, each tensor at an offset that is a multiple of general.alignment (32 unless
 // --gguf-alignment says otherwise) from the aligned start of the data section. It knows bytes, not models: tensor
-// names, the Q/K row order and every key come from the mapper. Types written: F32, F16, BF16 (cast with --dtype).
+// names, the Q/K row order and every key come from the mapper. Types written: F32, F16, BF16 (cast with --dtype; 1-D
+// tensors stay F32 as ggml needs), and ggml's block types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (--quantize ggml).
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -85,7 +86,8 @@ struct Writer {
     };
     std::vector<T> ts;
     std::set<std::string> names;
-    bool f16 = false, bf16 = false, q8 = false;
+    bool f16 = false, bf16 = false;
+    int ftype = -1;  // llama_ftype of the block type written
     uint64_t data = 0;
     for (uint64_t i = 0; i < b.input_count(); ++i) {
       const ckh_tensor_info_t info = b.input_info(i);
@@ -95,19 +97,31 @@ struct Writer {
         fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': GGUF tensor names are 1 to 63 bytes (ggml's GGML_MAX_NAME)");
       if (!names.insert(t.name).second) fail(CKH_E_INVALID_ARG, "two tensors named '" + t.name + "'");
       if (info.ndim < 1 || info.ndim > 4) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': " + std::to_string(info.ndim) + " dimensions (GGUF holds 1 to 4)");
-      switch (info.dtype) {
+      t.e = b.input_at(i);
+      ckh_dtype dt = info.dtype;
+      // 1-D tensors (norms, biases) stay F32, as llama.cpp's converter keeps them: ggml's element-wise kernels
+      // (ggml_mul of a norm, ggml_add of a bias) take no F16 or BF16 operand on the CPU.
+      if (info.ndim == 1 && (dt == CKH_DT_F16 || dt == CKH_DT_BF16)) {
+        t.e = b.cast(t.e, CKH_DT_F32);
+        dt = CKH_DT_F32;
+      }
+      switch (dt) {
         case CKH_DT_F32: t.type = gg::GGML_F32; break;
         case CKH_DT_F16: t.type = gg::GGML_F16; f16 = true; break;
         case CKH_DT_BF16: t.type = gg::GGML_BF16; bf16 = true; break;
-        case CKH_DT_Q8_0: t.type = gg::GGML_Q8_0; q8 = true; break;
+        case CKH_DT_Q8_0: t.type = gg::GGML_Q8_0; ftype = 7; break;
+        case CKH_DT_Q4_0: t.type = gg::GGML_Q4_0; ftype = 2; break;
+        case CKH_DT_Q4_1: t.type = gg::GGML_Q4_1; ftype = 3; break;
+        case CKH_DT_Q5_0: t.type = gg::GGML_Q5_0; ftype = 8; break;
+        case CKH_DT_Q5_1: t.type = gg::GGML_Q5_1; ftype = 9; break;
         default:
-          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16, BF16 and Q8_0 (dtype " + std::to_string(info.dtype) +
+          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (dtype " + std::to_string(info.dtype) +
                                       "); cast with --dtype or quantize with --quantize ggml");
       }
       // Bytes: whole rows of the element dtype, or of blocks along the innermost dimension (ggml's row size).
       ckh_dtype_traits_t bt{};
-      const bool block = ckh_dtype_traits(info.dtype, &bt) && bt.is_block;
-      t.bytes = block ? 1 : ckh_dtype_size(info.dtype);
+      const bool block = ckh_dtype_traits(dt, &bt) && bt.is_block;
+      t.bytes = block ? 1 : ckh_dtype_size(dt);
       for (uint32_t d = info.ndim; d-- > 0;) {
         if (info.shape[d] <= 0) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': empty dimension");
         t.ne.push_back(static_cast<uint64_t>(info.shape[d]));
@@ -121,7 +135,6 @@ struct Writer {
       data = (data + alignment - 1) / alignment * alignment;
       t.offset = data;
       data += t.bytes;
-      t.e = b.input_at(i);
       ts.push_back(std::move(t));
     }
     // Header, key-values (the mapper's, the tokenizer's, then general.alignment and general.file_type unless stated),
@@ -143,8 +156,8 @@ struct Writer {
         gg::put_kv(kv, {{"key", "general.alignment"}, {"type", "u32"}, {"value", alignment}});
         ++nkv;
       }
-      if (!has_file_type) {  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q8_0 7, MOSTLY_BF16 32
-        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", q8 ? 7 : bf16 ? 32 : f16 ? 1 : 0}});
+      if (!has_file_type) {  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9, BF16 32
+        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", ftype >= 0 ? ftype : bf16 ? 32 : f16 ? 1 : 0}});
         ++nkv;
       }
     } catch (const std::invalid_argument &e) {
@@ -180,7 +193,7 @@ struct Writer {
 const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "gguf",
                                      "GGUF v3 (llama.cpp): one file, metadata and tensor names from the model plugin; F32, F16, BF16",
-                                     R"({"container":"gguf","layout":"gguf","options":[)" GGUF_OPTS "]}", &kWriter};
+                                     R"({"container":"gguf","layout":"gguf","one_d_f32":true,"options":[)" GGUF_OPTS "]}", &kWriter};
 const ckh_component_t *const kComponents[] = {&kWriterComp};
 
 ckh_status init(const ckh_host_t *host) {

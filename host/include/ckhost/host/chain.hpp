@@ -55,7 +55,9 @@ std::string to_canonical(const Registry &reg, Graph &g, const nlohmann::json &op
 // capabilities say "dequantize" (the scales leave the stage, quantization_config leaves the config);
 // a pair none accepts, codes without their scales, or a scale without its codes is refused by name
 // with each quantizer's reason. Codes are never cast alone.
-void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt);
+// `one_d_f32`: 1-D float tensors (norms, biases) go to f32 instead (a writer's "one_d_f32" capability: GGUF, whose
+// ggml element-wise kernels take f32 operands).
+void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt, bool one_d_f32 = false);
 
 // `--quantize ID`: adds a stage in which every linear weight (annotation kind q/k/v/qkv/out, gate/up/
 // down, of a decoder or MTP layer; [N, K] or stacked [E, N, K]; floating) becomes the (codes, scales)
