@@ -172,6 +172,43 @@ with open(dict_path, "w") as f:
 EOF
 }
 
+# fuzz_gguf input: a whole GGUF file. Seeds: small valid v3 files (key-values of several types, arrays of strings and
+# integers, F32 / F16 / Q8_0 tensors, general.alignment 32 and 64) written here byte by byte.
+seed_fuzz_gguf() {
+  local out="$1" dict_path="$2"
+  python3 - "$out" "$dict_path" <<'EOF'
+import os, struct, sys
+out, dict_path = sys.argv[1], sys.argv[2]
+def s(x):
+    b = x.encode()
+    return struct.pack("<Q", len(b)) + b
+def kv(key, t, payload):
+    return s(key) + struct.pack("<I", t) + payload
+def gguf(tensors, kvs, align=32):
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(kvs)) + b"".join(kvs)
+    infos, data = b"", b""
+    for name, ne, typ, payload in tensors:
+        data += b"\0" * ((-len(data)) % align)
+        infos += s(name) + struct.pack("<I", len(ne)) + b"".join(struct.pack("<Q", n) for n in ne) + struct.pack("<IQ", typ, len(data))
+        data += payload
+    body = head + infos
+    return body + b"\0" * ((-len(body)) % align) + data
+kvs = [kv("general.architecture", 8, s("llama")), kv("llama.block_count", 4, struct.pack("<I", 1)),
+       kv("llama.rope.freq_base", 6, struct.pack("<f", 10000.0)), kv("flag", 7, b"\1"), kv("n64", 10, struct.pack("<Q", 7)),
+       kv("tokenizer.ggml.tokens", 9, struct.pack("<IQ", 8, 3) + s("a") + s("b") + s("<s>")),
+       kv("tokenizer.ggml.token_type", 9, struct.pack("<IQ", 5, 3) + struct.pack("<3i", 1, 1, 3))]
+seeds = [gguf([("w", [4, 2], 0, struct.pack("<8f", *range(8))), ("h", [4], 1, b"\0\x3c" * 4)], kvs),
+         gguf([("q", [32, 2], 8, b"\0\x3c" + bytes(32) + b"\0\x3c" + bytes(range(32)))], kvs[:2]),
+         gguf([("w", [2], 0, struct.pack("<2f", 1, 2))], [kv("general.alignment", 4, struct.pack("<I", 64))], align=64)]
+for i, b in enumerate(seeds):
+    with open(os.path.join(out, "seed-%03d" % i), "wb") as f:
+        f.write(b)
+with open(dict_path, "w") as f:
+    for t in ["GGUF", "general.alignment", "general.architecture", "tokenizer.ggml.tokens"]:
+        f.write('"%s"\n' % t)
+EOF
+}
+
 status=0
 summary=()
 mkdir -p "$WORK/artifacts"

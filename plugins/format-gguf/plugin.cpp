@@ -4,6 +4,9 @@
 // --gguf-alignment says otherwise) from the aligned start of the data section. It knows bytes, not models: tensor
 // names, the Q/K row order and every key come from the mapper. Types written: F32, F16, BF16 (cast with --dtype; 1-D
 // tensors stay F32 as ggml needs), and ggml's block types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 (--quantize ggml).
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
 #include <map>
 #include <set>
 #include <stdexcept>
@@ -14,7 +17,13 @@
 
 #include <ckhost/cpp/ckh_plugin.hpp>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "catalog.hpp"
 #include "gguf_kv.hpp"
+#include "gguf_read.hpp"
 #include "tokenizer.hpp"
 #include "options.hpp"
 #include "writer_glue.hpp"
@@ -185,6 +194,94 @@ struct Writer {
   }
 };
 
+// ---- reader ------------------------------------------------------------------------------------------------
+
+namespace fs = std::filesystem;
+
+// The GGUF file a path names: the file itself, or the one .gguf file of a directory.
+std::string gguf_path(const std::string &path) {
+  std::error_code ec;
+  const fs::path p(path);
+  if (fs::is_regular_file(p, ec)) return p.extension() == ".gguf" ? p.string() : "";
+  if (!fs::is_directory(p, ec)) return "";
+  std::string found;
+  for (fs::directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec))
+    if (it->path().extension() == ".gguf" && it->is_regular_file(ec)) {
+      if (!found.empty()) return "";  // several: the user names one
+      found = it->path().string();
+    }
+  return found;
+}
+
+int32_t probe(const ckh_reader_class_t *, const char *path) {
+  try {
+    return gguf_path(path ? path : "").empty() ? 0 : 90;
+  } catch (...) {
+    return 0;
+  }
+}
+
+ckh_dtype dtype_of(uint32_t t) {
+  switch (t) {
+    case gg::GGML_F32: return CKH_DT_F32;
+    case gg::GGML_F16: return CKH_DT_F16;
+    case gg::GGML_BF16: return CKH_DT_BF16;
+    case gg::GGML_Q8_0: return CKH_DT_Q8_0;
+    case gg::GGML_Q4_0: return CKH_DT_Q4_0;
+    case gg::GGML_Q4_1: return CKH_DT_Q4_1;
+    case gg::GGML_Q5_0: return CKH_DT_Q5_0;
+    case gg::GGML_Q5_1: return CKH_DT_Q5_1;
+  }
+  return CKH_DT_INVALID;
+}
+
+ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char *, ckh_reader_t **out) {
+  *out = nullptr;
+  return ckh::sdk::guard([&] {
+    const std::string file = gguf_path(path ? path : "");
+    if (file.empty()) fail(CKH_E_NOT_FOUND, std::string(path ? path : "") + ": no .gguf file (or several: name one)");
+    const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) fail(CKH_E_IO, file + ": cannot open: " + std::strerror(errno));
+    struct stat st {};
+    ::fstat(fd, &st);
+    gg::File g;
+    try {
+      g = gg::parse([fd](uint64_t off, uint64_t len, void *dst) {
+            uint64_t done = 0;
+            while (done < len) {
+              const ssize_t r = ::pread(fd, static_cast<char *>(dst) + done, len - done, static_cast<off_t>(off + done));
+              if (r <= 0) return false;
+              done += static_cast<uint64_t>(r);
+            }
+            return true;
+          }, static_cast<uint64_t>(st.st_size));
+    } catch (const std::runtime_error &e) {
+      ::close(fd);
+      fail(CKH_E_FORMAT, file + ": " + e.what());
+    }
+    ::close(fd);
+    auto cat = std::make_unique<ckh::plugins::Catalog>();
+    cat->files.push_back(fs::absolute(file).string());
+    for (const gg::TensorInfo &t : g.tensors) {
+      ckh::plugins::CatTensor ct;
+      ct.name = t.name;
+      ct.dtype = dtype_of(t.type);
+      for (size_t d = t.ne.size(); d-- > 0;) ct.shape.push_back(static_cast<int64_t>(t.ne[d]));
+      ckh::plugins::CatPiece p;
+      p.file = 0;
+      p.byte_offset = g.data_start + t.offset;
+      p.offset.assign(ct.shape.size(), 0);
+      p.size = ct.shape;
+      ct.pieces.push_back(std::move(p));
+      cat->tensors.push_back(std::move(ct));
+    }
+    json meta = {{"format", "gguf"}, {"layout", "gguf"}, {"gguf_version", g.version}, {"gguf_kv", g.kv}, {"config", nullptr},
+                 {"side_files", json::array()}};
+    cat->meta = meta.dump();
+    *out = ckh::plugins::make_catalog_reader(std::move(cat));
+  });
+}
+
 #define GGUF_OPTS                                                                                                    \
   R"J({"name":"gguf-file","type":"string","default":"model.gguf","group":"gguf","help":"name of the GGUF file written"},)J" \
   R"J({"name":"gguf-alignment","type":"int","default":32,"group":"gguf","help":"general.alignment: tensor data offsets are multiples of it"},)J" \
@@ -194,15 +291,20 @@ const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins:
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "gguf",
                                      "GGUF v3 (llama.cpp): one file, metadata and tensor names from the model plugin; F32, F16, BF16",
                                      R"({"container":"gguf","layout":"gguf","one_d_f32":true,"options":[)" GGUF_OPTS "]}", &kWriter};
-const ckh_component_t *const kComponents[] = {&kWriterComp};
+const ckh_reader_class_t kReader = {sizeof(ckh_reader_class_t), 0, probe, open_reader};
+const ckh_component_t kReaderComp = {sizeof(ckh_component_t), CKH_COMPONENT_READER, "gguf",
+                                     "GGUF v2/v3 (llama.cpp): tensors F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and the key-values, "
+                                     "every size and offset checked",
+                                     R"({"container":"gguf","layout":"gguf","extensions":[".gguf"]})", &kReader};
+const ckh_component_t *const kComponents[] = {&kReaderComp, &kWriterComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.format.gguf", "0.1.0",
-                              "ckhost", "GGUF v3 writer (llama.cpp)", init, nullptr, kComponents, nullptr};
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 2, "org.ckhost.format.gguf", "0.1.0",
+                              "ckhost", "GGUF v3 reader and writer (llama.cpp)", init, nullptr, kComponents, nullptr};
 
 }  // namespace
 

@@ -12,6 +12,7 @@
 // rope.scaling.type / factor.
 #include "gguf_mapper.hpp"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -137,6 +138,133 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   out["layout"] = "gguf";
   out["gguf_kv"] = kvs;
   b.set_metadata(out.dump());
+}
+
+namespace {
+
+// The GGUF key-values as key -> value.
+std::map<std::string, json> kv_map(const json &meta) {
+  std::map<std::string, json> m;
+  if (meta.contains("gguf_kv") && meta["gguf_kv"].is_array())
+    for (const auto &e : meta["gguf_kv"])
+      if (e.is_object() && e.contains("key") && e["key"].is_string() && e.contains("value")) m[e["key"].get<std::string>()] = e["value"];
+  return m;
+}
+
+const char *const kArchs[][2] = {{"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+
+}  // namespace
+
+int score_gguf(const json &meta) noexcept {
+  try {
+    const auto m = kv_map(meta);
+    const auto it = m.find("general.architecture");
+    if (it == m.end() || !it->second.is_string()) return 0;
+    for (const auto &a : kArchs)
+      if (it->second.get<std::string>() == a[0]) return 90;
+  } catch (...) {
+  }
+  return 0;
+}
+
+void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
+  const auto m = kv_map(meta);
+  const std::string arch = m.count("general.architecture") && m.at("general.architecture").is_string() ? m.at("general.architecture").get<std::string>() : "";
+  const char *hf_arch = nullptr;
+  for (const auto &a : kArchs)
+    if (arch == a[0]) hf_arch = a[1];
+  if (!hf_arch) fail(CKH_E_UNSUPPORTED, "GGUF architecture '" + arch + "' is not read yet (llama, qwen2 and qwen3 are)");
+  auto num = [&](const std::string &k, bool required, double def = 0) -> double {
+    const auto it = m.find(arch + "." + k);
+    if (it == m.end() || !it->second.is_number()) {
+      if (required) fail(CKH_E_FORMAT, "GGUF: '" + arch + "." + k + "' is missing");
+      return def;
+    }
+    return it->second.get<double>();
+  };
+  auto shape = [&](const std::string &n) -> std::vector<int64_t> {
+    const int64_t i = b.find(n);
+    if (i < 0) fail(CKH_E_FORMAT, "GGUF: tensor '" + n + "' is missing");
+    return ckh::plugins::model::shape_of(b.input_info(static_cast<uint64_t>(i)));
+  };
+  const int64_t H = static_cast<int64_t>(num("embedding_length", true)), layers = static_cast<int64_t>(num("block_count", true));
+  const int64_t heads = static_cast<int64_t>(num("attention.head_count", true));
+  const int64_t kvh = static_cast<int64_t>(num("attention.head_count_kv", false, static_cast<double>(heads)));
+  if (H <= 0 || layers <= 0 || heads <= 0 || kvh <= 0 || heads % kvh) fail(CKH_E_FORMAT, "GGUF: inconsistent head counts or sizes");
+  const int64_t hd = static_cast<int64_t>(num("attention.key_length", false, arch == "llama" ? num("rope.dimension_count", false, static_cast<double>(H / heads))
+                                                                                             : static_cast<double>(H / heads)));
+  const std::vector<int64_t> emb = shape("token_embd.weight");
+  const bool tied = !b.has("output.weight"), bias = b.has("blk.0.attn_q.bias");
+  json cfg = {{"architectures", {hf_arch}},
+              {"model_type", arch},
+              {"hidden_size", H},
+              {"intermediate_size", static_cast<int64_t>(num("feed_forward_length", true))},
+              {"num_hidden_layers", layers},
+              {"num_attention_heads", heads},
+              {"num_key_value_heads", kvh},
+              {"head_dim", hd},
+              {"rms_norm_eps", num("attention.layer_norm_rms_epsilon", true)},
+              {"rope_theta", num("rope.freq_base", false, 10000.0)},
+              {"max_position_embeddings", static_cast<int64_t>(num("context_length", false, 4096))},
+              {"vocab_size", emb.empty() ? 0 : emb[0]},
+              {"tie_word_embeddings", tied},
+              {"hidden_act", "silu"}};
+  if (arch == "llama") cfg["attention_bias"] = bias;
+  if (arch != "llama") cfg["use_sliding_window"] = false;
+  if (m.count(arch + ".rope.scaling.type") && m.at(arch + ".rope.scaling.type") == "linear")
+    cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", num("rope.scaling.factor", true)}};
+  const ckh_tensor_info_t ei = b.input_info(static_cast<uint64_t>(b.find("token_embd.weight")));
+  cfg["torch_dtype"] = ei.dtype == CKH_DT_F16 ? "float16" : ei.dtype == CKH_DT_BF16 ? "bfloat16" : "float32";
+  // llama.cpp's permute() undone: interleaved rotary pairs back to HF's halves.
+  auto unpermute = [&](ckh_expr e, int64_t nh, bool weight) {
+    std::vector<int64_t> split = {nh, hd / 2, 2}, back = {nh * hd};
+    std::vector<uint32_t> perm = {0, 2, 1};
+    if (weight) {
+      split.push_back(H);
+      back.push_back(H);
+      perm.push_back(3);
+    }
+    return b.reshape(b.permute(b.reshape(e, split), perm), back);
+  };
+  auto out = [&](const std::string &n, ckh_expr e) { b.emit(n, e); };
+  out("model.embed_tokens.weight", b.input("token_embd.weight"));
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string g = "blk." + std::to_string(l) + ".", h = "model.layers." + std::to_string(l) + ".";
+    auto in = [&](const std::string &n) {
+      if (!b.has(g + n)) fail(CKH_E_FORMAT, "GGUF: tensor '" + g + n + "' is missing");
+      return b.input(g + n);
+    };
+    out(h + "input_layernorm.weight", in("attn_norm.weight"));
+    for (const char *s : {"weight", "bias"}) {
+      const bool w = s[0] == 'w';
+      if (!w && !bias) continue;
+      ckh_expr q = in(std::string("attn_q.") + s), k = in(std::string("attn_k.") + s);
+      if (arch == "llama") {
+        q = unpermute(q, heads, w);
+        k = unpermute(k, kvh, w);
+      }
+      out(h + "self_attn.q_proj." + s, q);
+      out(h + "self_attn.k_proj." + s, k);
+      out(h + "self_attn.v_proj." + s, in(std::string("attn_v.") + s));
+    }
+    out(h + "self_attn.o_proj.weight", in("attn_output.weight"));
+    if (b.has(g + "attn_output.bias")) out(h + "self_attn.o_proj.bias", in("attn_output.bias"));
+    if (arch == "qwen3") {
+      out(h + "self_attn.q_norm.weight", in("attn_q_norm.weight"));
+      out(h + "self_attn.k_norm.weight", in("attn_k_norm.weight"));
+    }
+    out(h + "post_attention_layernorm.weight", in("ffn_norm.weight"));
+    out(h + "mlp.gate_proj.weight", in("ffn_gate.weight"));
+    out(h + "mlp.up_proj.weight", in("ffn_up.weight"));
+    out(h + "mlp.down_proj.weight", in("ffn_down.weight"));
+  }
+  out("model.norm.weight", b.input("output_norm.weight"));
+  if (!tied) out("lm_head.weight", b.input("output.weight"));
+  json o = meta;
+  o["config"] = cfg;
+  o["config_modified"] = true;
+  o["layout"] = "hf";
+  b.set_metadata(o.dump());
 }
 
 }  // namespace ckh::llama

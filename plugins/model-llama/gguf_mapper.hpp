@@ -6,4 +6,8 @@
 
 namespace ckh::llama {
 void map_hf_to_gguf(const nlohmann::json &meta, ckh::sdk::Builder &b);
+// A GGUF of architecture llama, qwen2 or qwen3 back to HF names, layout (q/k rows un-permuted) and config.json.
+void map_gguf_to_hf(const nlohmann::json &meta, ckh::sdk::Builder &b);
+// 90 for such a GGUF's metadata, else 0. Never throws.
+int score_gguf(const nlohmann::json &meta) noexcept;
 }  // namespace ckh::llama

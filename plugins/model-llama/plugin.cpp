@@ -168,6 +168,24 @@ ckh_status map_to_gguf(const ckh_mapper_class_t *, const char *, const char *met
   });
 }
 
+ckh_status map_from_gguf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::llama::map_gguf_to_hf(meta.is_discarded() ? json::object() : meta, b);
+  });
+}
+
+int32_t probe_gguf(const ckh_mapper_class_t *, const char *metadata_json) {
+  return ckh::llama::score_gguf(json::parse(metadata_json ? metadata_json : "{}", nullptr, false));
+}
+
+const ckh_mapper_class_t kFromGguf = {sizeof(ckh_mapper_class_t), 0, probe_gguf, map_from_gguf, nullptr, nullptr};
+const ckh_component_t kFromGgufComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.gguf-to-hf",
+    "Llama family GGUF (llama, qwen2, qwen3) -> HF names, q/k rows un-permuted, config.json from the key-values",
+    R"({"family":"llama","from":"gguf","to":"hf","model_types":["llama","mistral","qwen2","qwen3"]})", &kFromGguf};
+
 const ckh_mapper_class_t kToGguf = {sizeof(ckh_mapper_class_t), 0, probe, map_to_gguf, canonical, nullptr};
 const ckh_component_t kToGgufComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-gguf",
@@ -193,14 +211,14 @@ const ckh_component_t kFromMcoreComp = {
     "Llama family Megatron-Core -> HF: splits linear_qkv and fc1, drops vocabulary padding, config from args",
     R"({"family":"llama","from":"megatron","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe"]})",
     &kFromMcore};
-const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp, &kToGgufComp};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp, &kToGgufComp, &kFromGgufComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 4, "org.ckhost.model.llama", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 5, "org.ckhost.model.llama", "0.1.0",
                               "ckhost", "Llama model family", init, nullptr, kComponents, nullptr};
 
 }  // namespace
