@@ -50,7 +50,27 @@ struct Cursor {
     if (n > kMaxString) bad(std::string(what) + ": a string of " + std::to_string(n) + " bytes (at most " + std::to_string(kMaxString) + ")");
     std::string s(static_cast<size_t>(n), '\0');
     if (n) get(s.data(), n, what);
+    if (!utf8(s)) bad(std::string(what) + " at byte " + std::to_string(at - n) + " is not UTF-8");
     return s;
+  }
+  // GGUF strings are UTF-8 (keys, values, names); anything else is refused rather than carried into JSON.
+  static bool utf8(const std::string &s) {
+    size_t i = 0;
+    while (i < s.size()) {
+      const unsigned char c = static_cast<unsigned char>(s[i]);
+      size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+      if (n == 0 || i + n > s.size()) return false;
+      uint32_t cp = n == 1 ? c : n == 2 ? (c & 0x1f) : n == 3 ? (c & 0x0f) : (c & 0x07);
+      for (size_t k = 1; k < n; ++k) {
+        const unsigned char d = static_cast<unsigned char>(s[i + k]);
+        if ((d >> 6) != 0x2) return false;
+        cp = (cp << 6) | (d & 0x3f);
+      }
+      if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return false;
+      i += n;
+    }
+    return true;
   }
 };
 
@@ -130,10 +150,10 @@ File parse(const ReadAt &read, uint64_t size) {
       e["value"] = value(c, t, key);
     }
     if (key == "general.alignment") {
-      if (t != U32 || e["value"].get<uint64_t>() == 0 || (e["value"].get<uint64_t>() & (e["value"].get<uint64_t>() - 1)) ||
-          e["value"].get<uint64_t>() > (1u << 20))
-        bad("general.alignment " + e["value"].dump() + " is not a power of two up to 1 MiB (u32)");
-      f.alignment = e["value"].get<uint64_t>();
+      if (t != U32) bad(std::string("general.alignment has type ") + (type_name(t) ? type_name(t) : "?") + ", not u32");
+      const uint64_t a = e["value"].get<uint64_t>();
+      if (a == 0 || (a & (a - 1)) || a > (1u << 20)) bad("general.alignment " + std::to_string(a) + " is not a power of two up to 1 MiB");
+      f.alignment = a;
     }
     f.kv.push_back(std::move(e));
   }
