@@ -572,6 +572,22 @@ void dequantize_stage(const Registry &reg, Graph &g, const std::map<std::string,
   out.metadata = in.metadata;
 }
 
+// A tensor of a block dtype (ggml's Q8_0, ...) through the quantizer whose capabilities list that dtype under
+// "dequantize_blocks", to f32 and then `dt`.
+int32_t dequantize_blocks(const Registry &reg, Graph &g, int32_t n, const std::string &name, ckh_dtype dt) {
+  const std::string dn = dtype_name(g.node(n).dtype);
+  for (const Component *c : reg.all(CKH_COMPONENT_QUANTIZER)) {
+    auto it = c->capabilities.find("dequantize_blocks");
+    if (it == c->capabilities.end() || !it->is_array()) continue;
+    for (const auto &x : *it)
+      if (x.is_string() && x.get<std::string>() == dn) {
+        const int32_t f = g.quantize_n({n}, c->id, nlohmann::json{{"mode", "dequantize"}}.dump(), 0);
+        return dt == CKH_DT_F32 ? f : g.cast(f, dt);
+      }
+  }
+  fail("--dtype: tensor '" + name + "' is " + dn + " and no quantizer dequantizes it", CKH_E_UNSUPPORTED);
+}
+
 void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt, bool one_d_f32) {
   std::map<std::string, std::string> folded;
   const std::map<std::string, int32_t> deq = dequantize_pairs(reg, g, dt, folded);
@@ -584,8 +600,10 @@ void cast_stage(const Registry &reg, Graph &g, ckh_dtype dt, bool one_d_f32) {
     }
     int32_t n = t.node;
     auto dq = deq.find(t.name);
+    ckh_dtype_traits_t tr{};
     if (dq != deq.end()) n = dq->second;
     else if (ckh_dtype_is_float(g.node(n).dtype)) n = g.cast(n, one_d_f32 && g.logical(n).ndim == 1 ? CKH_DT_F32 : dt);
+    else if (ckh_dtype_traits(g.node(n).dtype, &tr) && tr.is_block) n = dequantize_blocks(reg, g, n, t.name, dt);
     out.add(StageTensor{t.name, n, t.annot});
   }
   out.metadata = in.metadata;

@@ -24,7 +24,8 @@ namespace {
 
 struct State {
   int64_t rows = 0, cols = 0;
-  ckh_dtype out = CKH_DT_Q8_0;
+  ckh_dtype out = CKH_DT_Q8_0;  // the block type (quantize: written; dequantize: read)
+  bool deq = false;
 };
 
 // f32 -> f16 bits, round to nearest even (ggml's GGML_FP32_TO_FP16 on CPU: the hardware conversion).
@@ -58,6 +59,21 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
                      ckh_quant_desc_t *d, void **state) {
   return ckh::sdk::guard([&] {
     const json p = json::parse(params ? params : "{}", nullptr, false);
+    if (p.is_object() && p.value("mode", std::string()) == "dequantize") {
+      if (n != 1 || !in[0] || in[0]->ndim < 1 || in[0]->ndim > 2) fail(CKH_E_UNSUPPORTED, "ggml: dequantize takes one 1-D or 2-D tensor");
+      const ckh_dtype dt = in[0]->dtype;
+      if (dt != CKH_DT_Q8_0 && dt != CKH_DT_Q4_0 && dt != CKH_DT_Q4_1 && dt != CKH_DT_Q5_0 && dt != CKH_DT_Q5_1)
+        fail(CKH_E_UNSUPPORTED, std::string("ggml: no dequantization of dtype ") + std::to_string(dt));
+      auto s = std::make_unique<State>();
+      s->rows = in[0]->ndim == 2 ? in[0]->shape[0] : 1;
+      s->cols = in[0]->shape[in[0]->ndim - 1];
+      s->out = dt;
+      s->deq = true;
+      d->n_outputs = 1;
+      d->n_blocks = s->rows;
+      *state = s.release();
+      return;
+    }
     const std::string t = type_of(p.is_object() ? p : json::object());
     const std::pair<const char *, ckh_dtype> kTypes[] = {
         {"q8_0", CKH_DT_Q8_0}, {"q4_0", CKH_DT_Q4_0}, {"q4_1", CKH_DT_Q4_1}, {"q5_0", CKH_DT_Q5_0}, {"q5_1", CKH_DT_Q5_1}};
@@ -90,7 +106,7 @@ ckh_status port(const ckh_quantizer_class_t *, const void *state, int32_t dir, u
   out->info.shape[0] = s.rows;
   out->info.shape[1] = s.cols;
   out->info.name = dir == CKH_QUANT_OUTPUT ? "" : nullptr;
-  out->info.dtype = dir == CKH_QUANT_INPUT ? CKH_DT_F32 : s.out;
+  out->info.dtype = (dir == CKH_QUANT_INPUT) != s.deq ? CKH_DT_F32 : s.out;
   return CKH_OK;
 }
 
@@ -153,6 +169,45 @@ void quantize_block(ckh_dtype t, const float *x, unsigned char *q) {
   for (int j = 0; j < 16; ++j) p[j] = static_cast<unsigned char>((codes[j] & 0x0f) | ((codes[j + 16] & 0x0f) << 4));
 }
 
+float get_f16(const unsigned char *p) {
+  const uint16_t h = static_cast<uint16_t>(p[0] | (p[1] << 8));
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  float f;
+  if (e == 0) {
+    f = std::ldexp(static_cast<float>(m), -24);
+    return sign ? -f : f;
+  }
+  const uint32_t u = sign | (e == 31 ? (0xffu << 23) | (m << 13) : ((e + 112) << 23) | (m << 13));
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+// One block back to 32 floats, as ggml's dequantize_row_* (and gguf-py's) compute them.
+void dequantize_block(ckh_dtype t, const unsigned char *q, float *y) {
+  const float d = get_f16(q);
+  if (t == CKH_DT_Q8_0) {
+    for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(static_cast<signed char>(q[2 + j]));
+    return;
+  }
+  const bool offset = t == CKH_DT_Q4_1 || t == CKH_DT_Q5_1, five = t == CKH_DT_Q5_0 || t == CKH_DT_Q5_1;
+  const unsigned char *p = q + 2;
+  float m = 0.0f;
+  if (offset) {
+    m = get_f16(p);
+    p += 2;
+  }
+  uint32_t qh = 0;
+  if (five) {
+    qh = static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
+    p += 4;
+  }
+  for (int j = 0; j < 32; ++j) {
+    int c = j < 16 ? (p[j] & 0x0f) : (p[j - 16] >> 4);
+    if (five) c |= static_cast<int>((qh >> j) & 1u) << 4;
+    y[j] = offset ? static_cast<float>(c) * d + m : static_cast<float>(c - (five ? 16 : 8)) * d;
+  }
+}
+
 ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t, int64_t nb, const void *const *src, void *const *dst) {
   return ckh::sdk::guard([&] {
     const State &s = *static_cast<const State *>(state);
@@ -160,9 +215,13 @@ ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t, int64
     ckh_dtype_traits(s.out, &tr);
     const int64_t blocks = s.cols / 32;
     for (int64_t r = 0; r < nb; ++r)
-      for (int64_t b = 0; b < blocks; ++b)
-        quantize_block(s.out, static_cast<const float *>(src[0]) + r * s.cols + b * 32,
-                       static_cast<unsigned char *>(dst[0]) + (r * blocks + b) * tr.block_bytes);
+      for (int64_t b = 0; b < blocks; ++b) {
+        float *f = (s.deq ? static_cast<float *>(dst[0]) : const_cast<float *>(static_cast<const float *>(src[0]))) + r * s.cols + b * 32;
+        unsigned char *q = (s.deq ? const_cast<unsigned char *>(static_cast<const unsigned char *>(src[0])) : static_cast<unsigned char *>(dst[0])) +
+                           (r * blocks + b) * tr.block_bytes;
+        if (s.deq) dequantize_block(s.out, q, f);
+        else quantize_block(s.out, f, q);
+      }
   });
 }
 
@@ -172,7 +231,7 @@ const ckh_quantizer_class_t kQuant = {sizeof(ckh_quantizer_class_t), 0, nullptr,
 const ckh_component_t kComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "ggml",
     "llama.cpp's ggml block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), bit for bit as ggml's reference quantizers",
-    R"J({"quantize": true, "targets": "weights", "options": [)J"
+    R"J({"quantize": true, "targets": "weights", "dequantize_blocks": ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"], "options": [)J"
     R"J({"name": "ggml-type", "type": "string", "key": "type", "default": "q8_0", "group": "quantization", )J"
     R"J("help": "ggml block type for --quantize ggml: q8_0, q4_0, q4_1, q5_0, q5_1"}]})J",
     &kQuant};

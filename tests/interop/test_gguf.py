@@ -67,6 +67,21 @@ def expected(src, cfg):
     return out
 
 
+def hf_name(gguf_name, cfg):
+    """The HF name of a GGUF tensor of the dense Llama family, and the head count its rows are permuted by (0: none)."""
+    for k, v in TOP.items():
+        if v == gguf_name:
+            return k, 0
+    _, layer, rest = gguf_name.split(".", 2)
+    for k, v in LAYER.items():
+        if v == rest:
+            heads = 0
+            if ARCH[cfg["model_type"]] == "llama" and k in ("self_attn.q_proj.weight", "self_attn.k_proj.weight"):
+                heads = cfg["num_attention_heads"] if "q_proj" in k else cfg.get("num_key_value_heads", cfg["num_attention_heads"])
+            return "model.layers.%s.%s" % (layer, k), heads
+    raise KeyError(gguf_name)
+
+
 def read_gguf(path):
     from gguf import GGUFReader
     r = GGUFReader(path)
@@ -345,7 +360,7 @@ class Gguf(L.InteropCase):
         with open(os.path.join(src, "config.json")) as fh:
             cfg = json.load(fh)
         want = expected(src, cfg)
-        from gguf import GGUFReader, GGMLQuantizationType
+        from gguf import GGUFReader, GGMLQuantizationType, quants
         n = 0
         for typ in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"):
             out = L.convert(src, self.path("ggml-" + typ), "--to", "gguf", "--dtype", "f32", "--quantize", "ggml", "--ggml-type", typ)
@@ -362,6 +377,21 @@ class Gguf(L.InteropCase):
                 self.assertTrue(np.array_equal(ours, theirs), "%s: %s differs from ggml_quantize_chunk" % (typ, k))
                 n += 1
         L.report("Q8_0, Q4_0, Q4_1, Q5_0, Q5_1: %d quantized weights byte-identical to libggml's ggml_quantize_chunk" % n)
+        # Read back with --dtype f32: each block type dequantized as gguf-py's reference does, the q/k rows un-permuted.
+        for typ in ("q8_0", "q4_0", "q4_1", "q5_0", "q5_1"):
+            path = os.path.join(self.path("ggml-" + typ), "model.gguf")
+            back = L.safe_open_all(L.convert(self.path("ggml-" + typ), self.path("ggml-" + typ + "-hf"), "--to", "hf", "--dtype", "f32"))
+            for t in GGUFReader(path).tensors:
+                if t.tensor_type.name in ("F32", "F16", "BF16"):
+                    continue
+                x = torch.from_numpy(quants.dequantize(np.array(t.data), t.tensor_type))
+                name, heads = hf_name(t.name, cfg)
+                if heads:
+                    x = x.reshape(heads, x.shape[0] // heads // 2, 2, x.shape[1]).swapaxes(1, 2).reshape(x.shape)
+                self.assertTrue(torch.equal(back[name], x), "%s: %s" % (typ, name))
+        L.assert_refused(self, self.path("ggml-q8_0"), self.path("ggml-q8_0-keep"), "--to", "hf", needle="safetensors cannot store")
+        L.report("GGUF Q8_0/Q4_0/Q4_1/Q5_0/Q5_1 -> HF --dtype f32: every weight equals gguf-py's dequantization (q/k rows un-permuted); "
+                 "without --dtype the block types are refused by name")
 
     def test_read(self):
         # GGUF -> HF: a file written by gguf-py's GGUFWriter (llama.cpp's own writer library) from the test's
