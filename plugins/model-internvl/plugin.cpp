@@ -72,6 +72,13 @@ void write_hf(ckh::sdk::Builder &b, const json &opts, json meta, const ivl::Conf
   b.set_metadata(meta.dump());
 }
 
+// A tied model's output layer saved anyway (under any naming) is the embedding's copy.
+void ignore_tied_head(ckh::sdk::Builder &b, const ivl::Config &c) {
+  if (!c.tied) return;
+  for (const char *n : {"language_model.lm_head.weight", "lm_head.weight", "language_model.output.weight", "text_decoder.output_layer.weight"})
+    if (b.has(n)) b.ignore(n, "tie_word_embeddings: the output layer is the token embedding");
+}
+
 // hf -> hf: every tensor the config implies must be there with its shape (in the naming the keys show).
 ckh_status map_hf(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json, ckh_expr_builder_t *raw) {
   return ckh::sdk::guard([&] {
@@ -81,9 +88,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *options_json, const ch
     const ivl::Naming in = ivl::detect_naming(b);
     if (in == ivl::Naming::Mm) fail(CKH_E_FORMAT, "InternVL: MindSpeed-MM names in a safetensors checkpoint");
     const std::vector<ivl::Value> v = ivl::read_canonical(b, c, in);
-    // A tied output layer saved anyway is the embedding's copy.
-    for (const char *n : {"language_model.lm_head.weight", "lm_head.weight", "language_model.output.weight"})
-      if (c.tied && b.has(n)) b.ignore(n, "tie_word_embeddings: the output layer is the token embedding");
+    ignore_tied_head(b, c);
     write_hf(b, opts, meta, c, v);
   });
 }
@@ -108,8 +113,7 @@ ckh_status map_to_mm(const ckh_mapper_class_t *, const char *, const char *metad
     const ivl::Config c = parse_or_fail(meta.value("config", json()));
     const ivl::Naming in = ivl::detect_naming(b);
     const std::vector<ivl::Value> v = ivl::read_canonical(b, c, in);
-    for (const char *n : {"language_model.lm_head.weight", "lm_head.weight", "language_model.output.weight", "text_decoder.output_layer.weight"})
-      if (c.tied && b.has(n)) b.ignore(n, "tie_word_embeddings: the output layer is the token embedding");
+    ignore_tied_head(b, c);
     ivl::write_mm(b, c, v);
     meta["layout"] = "mindspeed-mm";
     meta["args"] = {{"num_layers", c.layers},

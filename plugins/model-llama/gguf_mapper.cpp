@@ -27,9 +27,11 @@ namespace {
 
 json kv(const std::string &key, const char *type, json value) { return {{"key", key}, {"type", type}, {"value", std::move(value)}}; }
 
-// llama.cpp's permute(): [rows, hidden] with `heads` heads of head_dim rows -> pairs interleaved within each head.
-ckh_expr permute_rotary(ckh::sdk::Builder &b, ckh_expr e, int64_t heads, int64_t head_dim, int64_t cols, bool weight) {
-  std::vector<int64_t> split = {heads, 2, head_dim / 2};
+// llama.cpp's permute(): [rows, hidden] with `heads` heads of head_dim rows; within each head HF's halves
+// [first of each rotary pair; second] become interleaved pairs (reshape [heads, 2, head_dim / 2], swap the last
+// two), or (`inverse`) back (reshape [heads, head_dim / 2, 2], swap).
+ckh_expr rotary_rows(ckh::sdk::Builder &b, ckh_expr e, int64_t heads, int64_t head_dim, int64_t cols, bool weight, bool inverse) {
+  std::vector<int64_t> split = inverse ? std::vector<int64_t>{heads, head_dim / 2, 2} : std::vector<int64_t>{heads, 2, head_dim / 2};
   std::vector<int64_t> back = {heads * head_dim};
   std::vector<uint32_t> perm = {0, 2, 1};
   if (weight) {
@@ -80,8 +82,8 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
       if (!w && !c.qkv_bias) continue;
       ckh_expr q = in(h + "self_attn.q_proj." + s), k = in(h + "self_attn.k_proj." + s);
       if (permute) {
-        q = permute_rotary(b, q, c.heads, hd, H, w);
-        k = permute_rotary(b, k, c.kv_heads, hd, H, w);
+        q = rotary_rows(b, q, c.heads, hd, H, w, false);
+        k = rotary_rows(b, k, c.kv_heads, hd, H, w, false);
       }
       emit(g + "attn_q." + s, q, CKH_ROLE_LAYER, L, CKH_KIND_ATTN_Q);
       emit(g + "attn_k." + s, k, CKH_ROLE_LAYER, L, CKH_KIND_ATTN_K);
@@ -113,9 +115,8 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   kvs.push_back(kv("general.architecture", "string", arch));
   kvs.push_back(kv("general.type", "string", "model"));
   kvs.push_back(kv("general.name", "string", name));
-  const int64_t ctx = cfg.value("max_position_embeddings", cfg.contains("text_config") ? json() : json(4096)).is_number_integer()
-                          ? cfg["max_position_embeddings"].get<int64_t>()
-                          : 4096;
+  const json mpe = cfg.value("max_position_embeddings", json());
+  const int64_t ctx = mpe.is_number_integer() ? mpe.get<int64_t>() : 4096;
   kvs.push_back(kv(arch + ".context_length", "u32", ctx));
   kvs.push_back(kv(arch + ".embedding_length", "u32", H));
   kvs.push_back(kv(arch + ".block_count", "u32", c.layers));
@@ -215,17 +216,6 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
     cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", num("rope.scaling.factor", true)}};
   const ckh_tensor_info_t ei = b.input_info(static_cast<uint64_t>(b.find("token_embd.weight")));
   cfg["torch_dtype"] = ei.dtype == CKH_DT_F16 ? "float16" : ei.dtype == CKH_DT_BF16 ? "bfloat16" : "float32";
-  // llama.cpp's permute() undone: interleaved rotary pairs back to HF's halves.
-  auto unpermute = [&](ckh_expr e, int64_t nh, bool weight) {
-    std::vector<int64_t> split = {nh, hd / 2, 2}, back = {nh * hd};
-    std::vector<uint32_t> perm = {0, 2, 1};
-    if (weight) {
-      split.push_back(H);
-      back.push_back(H);
-      perm.push_back(3);
-    }
-    return b.reshape(b.permute(b.reshape(e, split), perm), back);
-  };
   auto out = [&](const std::string &n, ckh_expr e) { b.emit(n, e); };
   out("model.embed_tokens.weight", b.input("token_embd.weight"));
   for (int64_t l = 0; l < layers; ++l) {
@@ -240,8 +230,8 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
       if (!w && !bias) continue;
       ckh_expr q = in(std::string("attn_q.") + s), k = in(std::string("attn_k.") + s);
       if (arch == "llama") {
-        q = unpermute(q, heads, w);
-        k = unpermute(k, kvh, w);
+        q = rotary_rows(b, q, heads, hd, H, w, true);  // llama.cpp's permute() undone
+        k = rotary_rows(b, k, kvh, hd, H, w, true);
       }
       out(h + "self_attn.q_proj." + s, q);
       out(h + "self_attn.k_proj." + s, k);

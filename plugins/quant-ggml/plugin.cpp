@@ -216,11 +216,11 @@ ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t, int64
     const int64_t blocks = s.cols / 32;
     for (int64_t r = 0; r < nb; ++r)
       for (int64_t b = 0; b < blocks; ++b) {
-        float *f = (s.deq ? static_cast<float *>(dst[0]) : const_cast<float *>(static_cast<const float *>(src[0]))) + r * s.cols + b * 32;
-        unsigned char *q = (s.deq ? const_cast<unsigned char *>(static_cast<const unsigned char *>(src[0])) : static_cast<unsigned char *>(dst[0])) +
-                           (r * blocks + b) * tr.block_bytes;
-        if (s.deq) dequantize_block(s.out, q, f);
-        else quantize_block(s.out, f, q);
+        const int64_t at = r * s.cols + b * 32, block = (r * blocks + b) * tr.block_bytes;
+        if (s.deq)
+          dequantize_block(s.out, static_cast<const unsigned char *>(src[0]) + block, static_cast<float *>(dst[0]) + at);
+        else
+          quantize_block(s.out, static_cast<const float *>(src[0]) + at, static_cast<unsigned char *>(dst[0]) + block);
       }
   });
 }

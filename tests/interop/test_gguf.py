@@ -24,6 +24,7 @@ Mistral GQA with head_dim 16). ckhost converts them with --to gguf:
 
 Run: tests/interop/run_interop.sh tests/interop/test_gguf.py --ckhost=build/bin/ckhost
 """
+import json
 import os
 import sys
 
@@ -43,6 +44,11 @@ LAYER = {"input_layernorm.weight": "attn_norm.weight", "self_attn.q_proj.weight"
 TOP = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight", "lm_head.weight": "output.weight"}
 ARCH = {"llama": "llama", "mistral": "llama", "qwen2": "qwen2"}
 FAMILIES = ("llama-mha-tied-bf16", "qwen2-bias-tied", "mistral-gqa")
+
+
+def config_of(d):
+    with open(os.path.join(d, "config.json")) as fh:
+        return json.load(fh)
 
 
 def permute(w, heads):
@@ -152,11 +158,9 @@ class Gguf(L.InteropCase):
         return d
 
     def test_f32_consumers(self):
-        import json
         for fam in FAMILIES:
             src = self.source(fam)
-            with open(os.path.join(src, "config.json")) as fh:
-                cfg = json.load(fh)
+            cfg = config_of(src)
             out = L.convert(src, self.path(fam + "-f32"), "--to", "gguf", "--dtype", "f32")
             self.assertEqual(os.listdir(out), ["model.gguf"])
             fields, tensors = read_gguf(os.path.join(out, "model.gguf"))
@@ -183,11 +187,9 @@ class Gguf(L.InteropCase):
                      "transformers' GGUF loader gives the source's state dict and identical logits" % (fam, len(want), arch == "llama"))
 
     def test_f16_bf16_and_swap(self):
-        import json
         fam = "llama-mha-tied-bf16"
         src = self.source(fam)
-        with open(os.path.join(src, "config.json")) as fh:
-            cfg = json.load(fh)
+        cfg = config_of(src)
         want = expected(src, cfg)
         for dt, ft, typ, tdt in (("f16", 1, "F16", torch.float16), ("bf16", 32, "BF16", torch.bfloat16)):
             out = L.convert(src, self.path("llama-" + dt), "--to", "gguf", "--dtype", dt)
@@ -263,12 +265,10 @@ class Gguf(L.InteropCase):
         # transcribed (permuted) tensor byte for byte as gguf-py's reference quantizer (gguf.quants, ggml's
         # quantize_row_q8_0_ref in numpy) computes it; norms stay F32; transformers' GGUF loader dequantizes it and its
         # logits stay within Q8_0's error of the source's.
-        import json
         from gguf import GGMLQuantizationType, quants
         for fam in ("llama-mha-tied-bf16", "qwen2-bias-tied"):
             src = self.source(fam)
-            with open(os.path.join(src, "config.json")) as fh:
-                cfg = json.load(fh)
+            cfg = config_of(src)
             out = L.convert(src, self.path(fam + "-q8"), "--to", "gguf", "--dtype", "f32", "--quantize", "ggml", "--ggml-type", "q8_0")
             from gguf import GGUFReader
             r = GGUFReader(os.path.join(out, "model.gguf"))
@@ -297,7 +297,6 @@ class Gguf(L.InteropCase):
     def llama_cpp(self, path, texts, ids):
         """llama.cpp in a child process (an abort inside ggml fails this test, not the run): the ids its tokenizer gives
         each of `texts` and its logits of `ids`."""
-        import json
         import subprocess
         # use_extra_bufts off: llama.cpp's repacked CPU kernels (AVX-512 / AMX tiles) abort on this test's 64-wide toy
         # matrices; the plain ggml CPU path computes the same model.
@@ -355,10 +354,8 @@ class Gguf(L.InteropCase):
         qc = base.ggml_quantize_chunk
         qc.restype = ctypes.c_size_t
         qc.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
-        import json
         src = self.source("llama-mha-tied-bf16")
-        with open(os.path.join(src, "config.json")) as fh:
-            cfg = json.load(fh)
+        cfg = config_of(src)
         want = expected(src, cfg)
         from gguf import GGUFReader, GGMLQuantizationType, quants
         n = 0
@@ -397,12 +394,10 @@ class Gguf(L.InteropCase):
         # GGUF -> HF: a file written by gguf-py's GGUFWriter (llama.cpp's own writer library) from the test's
         # transcription reads back to the HF source bit for bit (q/k rows un-permuted, config.json from the key-values),
         # and transformers' logits of it equal the source's; ckhost's own GGUF reads back bit-exact too.
-        import json
         import gguf
         for fam in ("mistral-gqa", "qwen2-bias-tied"):
             src = self.source(fam)
-            with open(os.path.join(src, "config.json")) as fh:
-                cfg = json.load(fh)
+            cfg = config_of(src)
             arch = ARCH[cfg["model_type"]]
             d = self.path("gw-" + fam)
             os.makedirs(d)
