@@ -113,6 +113,22 @@ def read_gguf(path):
     return fields, tensors
 
 
+def swapped_heads(src_dir, dst_dir, head_dim):
+    """A copy of src_dir whose F32 GGUF has heads 0 and 1 of blk.0.attn_q.weight's rows swapped in place."""
+    import shutil
+    shutil.copytree(src_dir, dst_dir)
+    path = os.path.join(dst_dir, "model.gguf")
+    _, tensors = read_gguf(path)
+    _, off, q = tensors["blk.0.attn_q.weight"]
+    mm = np.memmap(path, dtype=np.float32, mode="r+", offset=off, shape=tuple(q.shape))
+    a = np.array(mm[:head_dim])
+    mm[:head_dim] = mm[head_dim:2 * head_dim]
+    mm[head_dim:2 * head_dim] = a
+    mm.flush()
+    del mm
+    return dst_dir
+
+
 def gguf_model(d, f="model.gguf"):
     transformers = L._quiet_transformers()
     import warnings
@@ -201,19 +217,8 @@ class Gguf(L.InteropCase):
                 got = tensors[k][2]
                 self.assertTrue(torch.equal(got, v.float() if one_d else v.to(tdt)), "%s: %s" % (dt, k))
         # Negative twin: heads 0 and 1 of layer 0's q rows swapped in the F32 file move transformers' logits.
-        import shutil
         f32 = L.convert(src, self.path("llama-f32"), "--to", "gguf", "--dtype", "f32")
-        sw = self.path("llama-f32-swapped")
-        shutil.copytree(f32, sw)
-        _, tensors = read_gguf(os.path.join(sw, "model.gguf"))
-        _, off, q = tensors["blk.0.attn_q.weight"]
-        hd = cfg["hidden_size"] // cfg["num_attention_heads"]
-        mm = np.memmap(os.path.join(sw, "model.gguf"), dtype=np.float32, mode="r+", offset=off, shape=tuple(q.shape))
-        a = np.array(mm[:hd])
-        mm[:hd] = mm[hd:2 * hd]
-        mm[hd:2 * hd] = a
-        mm.flush()
-        del mm
+        sw = swapped_heads(f32, self.path("llama-f32-swapped"), cfg["hidden_size"] // cfg["num_attention_heads"])
         diff = (L.hf_logits(gguf_model(sw)) - L.hf_logits(gguf_model(f32))).abs().max().item()
         self.assertGreater(diff, 1e-4)
         L.report("llama GGUF F16 / BF16: file_type 1 / 32, every 2-D tensor equals torch's cast of the transcription, the norms "
@@ -340,8 +345,14 @@ class Gguf(L.InteropCase):
                 diff = float(np.abs(got - ref).max())
                 self.assertLess(diff, tol * scale, "%s %s: llama.cpp logits differ by %g" % (arch, typ, diff))
                 lines.append("%s %s %.2g" % (arch, typ, diff / scale))
+        # Negative twin: the Llama F32 file with two q heads swapped in layer 0 moves llama.cpp's logits past the F32 bound.
+        sw = swapped_heads(self.path("cpp-llama-f32"), self.path("cpp-llama-f32-swapped"), 64 // 4)  # make_tokenized: 64 wide, 4 heads
+        _, got = self.llama_cpp(os.path.join(sw, "model.gguf"), [TEXT], ids)
+        swapped = float(np.abs(got - ref).max())
+        self.assertGreater(swapped, 2e-3 * scale)
         L.report("llama.cpp (llama-cpp-python 0.3.36) loads every GGUF; its tokenizer gives the source's ids (text and chat turn); "
-                 "its logits vs transformers', max |diff| / max |logit|: " + ", ".join(lines))
+                 "its logits vs transformers', max |diff| / max |logit|: " + ", ".join(lines) +
+                 "; two q heads swapped in the Llama F32 file: %.2g" % (swapped / scale))
 
     def test_ggml_bitexact(self):
         # The quantized blocks equal ggml's own: ggml_quantize_chunk of the libggml that llama-cpp-python installs, called
