@@ -1,17 +1,24 @@
-// gguf_mapper.cpp — the Llama family's dense members in llama.cpp's GGUF names and metadata (convert_hf_to_gguf.py's
-// LlamaModel / Qwen2Model / Qwen3Model, gguf-py's tensor map):
+// gguf_mapper.cpp — the Llama family in llama.cpp's GGUF names and metadata (convert_hf_to_gguf.py's LlamaModel, which
+// takes Llama, Mistral and Mixtral; Qwen2Model / Qwen3Model; Qwen2MoeModel / Qwen3MoeModel; gguf-py's tensor map):
 //   model.embed_tokens -> token_embd, model.layers.N.{input_layernorm -> attn_norm, self_attn.{q,k,v,o}_proj ->
 //   attn_{q,k,v,output}, self_attn.{q,k}_norm -> attn_{q,k}_norm, post_attention_layernorm -> ffn_norm,
 //   mlp.{gate,up,down}_proj -> ffn_{gate,up,down}} as blk.N.*, model.norm -> output_norm, lm_head -> output.
-// For the llama architecture (Llama, Mistral) the q and k rows are permuted as llama.cpp's converter does: within
-// each head, HF's [first halves of the rotary pairs; second halves] becomes interleaved pairs
+// MoE layers: the router (block_sparse_moe.gate / mlp.gate) -> ffn_gate_inp (F32, as the converter keeps routers), the
+// experts' projections stacked into ffn_{gate,up,down}_exps [experts, rows, cols] (Mixtral's w1 / w3 / w2 are gate /
+// up / down), Qwen2-MoE's shared expert -> ffn_{gate,up,down}_shexp and its gate -> ffn_gate_inp_shexp. Mixtral is
+// the llama architecture with experts; Qwen2-MoE / Qwen3-MoE are qwen2moe / qwen3moe, which llama.cpp runs with MoE in
+// every layer (a dense layer is refused).
+// For the llama architecture (Llama, Mistral, Mixtral) the q and k rows are permuted as llama.cpp's converter does:
+// within each head, HF's [first halves of the rotary pairs; second halves] becomes interleaved pairs
 // (reshape [heads, 2, head_dim / 2, hidden], swap the middle axes). The metadata: general.architecture, general.name,
-// <arch>.{context_length, embedding_length, block_count, feed_forward_length, attention.head_count,
-// attention.head_count_kv, attention.layer_norm_rms_epsilon, rope.freq_base, rope.dimension_count, vocab_size} and,
-// where the head width is not hidden / heads, attention.key_length / value_length; linear RoPE scaling as
+// general.quantization_version, <arch>.{context_length, embedding_length, block_count, feed_forward_length,
+// attention.head_count, attention.head_count_kv, attention.layer_norm_rms_epsilon, rope.freq_base, vocab_size},
+// rope.dimension_count (llama), attention.key_length / value_length where config.json states head_dim or the head
+// width is not hidden / heads (as the converter), the expert counts and widths, linear RoPE scaling as
 // rope.scaling.type / factor.
 #include "gguf_mapper.hpp"
 
+#include <cmath>
 #include <map>
 #include <string>
 #include <vector>
@@ -44,6 +51,49 @@ ckh_expr rotary_rows(ckh::sdk::Builder &b, ckh_expr e, int64_t heads, int64_t he
 
 }  // namespace
 
+namespace {
+
+// The GGUF architecture of an HF model_type (convert_hf_to_gguf.py: LlamaModel takes Llama, Mistral and Mixtral;
+// Qwen2MoeModel / Qwen3MoeModel), or "".
+std::string gguf_arch(const std::string &mt) {
+  if (mt == "llama" || mt == "mistral" || mt == "mixtral") return "llama";
+  if (mt == "qwen2" || mt == "qwen3") return mt;
+  if (mt == "qwen2_moe") return "qwen2moe";
+  if (mt == "qwen3_moe") return "qwen3moe";
+  return "";
+}
+
+// llama.cpp's rope_freqs for Llama 3's RoPE scaling (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors): per
+// rotary pair i of head_dim, the divisor of its frequency 1 / base^(2i / head_dim): 1 where the wavelength 2 pi / freq
+// is below original_max_position_embeddings / high_freq_factor, `factor` above original / low_freq_factor, and
+// 1 / ((1 - s) / factor + s) between, with s = (original / wavelength - low) / (high - low). Computed in float32
+// step by step as torch does there (reciprocal then product for a scalar divided by a tensor).
+std::vector<float> llama3_rope_factors(const LlamaConfig &c) {
+  const float dim = static_cast<float>(c.head_dim), base = static_cast<float>(c.rope_theta);
+  const float factor = static_cast<float>(c.rope_factor), low = static_cast<float>(c.rope_low_freq_factor),
+              high = static_cast<float>(c.rope_high_freq_factor), old = static_cast<float>(c.rope_original_max_pos);
+  const float low_wavelen = static_cast<float>(static_cast<double>(c.rope_original_max_pos) / c.rope_low_freq_factor);
+  const float high_wavelen = static_cast<float>(static_cast<double>(c.rope_original_max_pos) / c.rope_high_freq_factor);
+  const float two_pi = static_cast<float>(2.0 * 3.14159265358979323846);
+  std::vector<float> out;
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    const float freq = 1.0f / std::pow(base, static_cast<float>(2 * i) / dim);
+    const float wavelen = (1.0f / freq) * two_pi;
+    if (wavelen < high_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > low_wavelen) {
+      out.push_back(factor);
+    } else {
+      const float smooth = ((1.0f / wavelen) * old - low) / static_cast<float>(c.rope_high_freq_factor - c.rope_low_freq_factor);
+      out.push_back(1.0f / ((1.0f - smooth) / factor + smooth));
+    }
+  }
+  (void)high;
+  return out;
+}
+
+}  // namespace
+
 void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   const json cfg = meta.value("config", json::object());
   LlamaConfig c;
@@ -52,15 +102,28 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   } catch (const std::invalid_argument &e) {
     fail(CKH_E_FORMAT, e.what());
   }
-  std::string arch;
-  if (c.model_type == "llama" || c.model_type == "mistral") arch = "llama";
-  else if (c.model_type == "qwen2" || c.model_type == "qwen3") arch = c.model_type;
-  else
-    fail(CKH_E_UNSUPPORTED, "GGUF from model_type '" + c.model_type + "' is not supported yet (llama, mistral, qwen2 and qwen3 are)");
-  if (c.experts > 0) fail(CKH_E_UNSUPPORTED, "GGUF of MoE models is not supported yet");
-  if (c.rope_type != "default" && c.rope_type != "linear")
-    fail(CKH_E_UNSUPPORTED, "GGUF with " + c.rope_type + " RoPE scaling is not supported yet (llama.cpp keeps llama3's as a rope_freqs tensor)");
+  const std::string arch = gguf_arch(c.model_type);
+  if (arch.empty())
+    fail(CKH_E_UNSUPPORTED, "GGUF from model_type '" + c.model_type +
+                                "' is not supported yet (llama, mistral, mixtral, qwen2, qwen3, qwen2_moe and qwen3_moe are)");
+  const bool moe = c.experts > 0;
+  if ((arch == "qwen2moe" || arch == "qwen3moe"))
+    for (int64_t l = 0; l < c.layers; ++l)
+      if (!c.is_moe(l))
+        fail(CKH_E_UNSUPPORTED, "GGUF: layer " + std::to_string(l) + " of this " + c.model_type + " model is dense (mlp_only_layers / decoder_sparse_step); llama.cpp's " +
+                                    arch + " has MoE in every layer");
+  if (c.rope_type != "default" && c.rope_type != "linear" && c.rope_type != "llama3")
+    fail(CKH_E_UNSUPPORTED, "GGUF with " + c.rope_type + " RoPE scaling is not supported yet");
+  // Until the GGUF writer stores meta["gguf_extra_tensors"] (see the end of this function), a llama3 file would lack
+  // its rope_freqs tensor: refused rather than written without it.
+  if (c.rope_type == "llama3")
+    fail(CKH_E_UNSUPPORTED, "GGUF with llama3 RoPE scaling is not supported yet (llama.cpp keeps it as a rope_freqs tensor the GGUF writer cannot add yet)");
   if (c.mlp_bias) fail(CKH_E_UNSUPPORTED, "GGUF of a Llama with mlp_bias is not supported");
+  // llama.cpp's qwen3moe always renormalises the chosen experts' weights and qwen2moe never does.
+  if (arch == "qwen3moe" && !c.norm_topk)
+    ckh::sdk::log(CKH_LOG_WARN, "gguf: norm_topk_prob is false, but llama.cpp's qwen3moe renormalises the top-k routing weights");
+  if (arch == "qwen2moe" && c.norm_topk)
+    ckh::sdk::log(CKH_LOG_WARN, "gguf: norm_topk_prob is true, but llama.cpp's qwen2moe does not renormalise the top-k routing weights");
   const bool permute = arch == "llama";
   const int64_t H = c.hidden, hd = c.head_dim;
   auto in = [&](const std::string &n) {
@@ -71,6 +134,11 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
     ckh_tensor_annot_t a = ckh::sdk::annot(role, layer);
     a.kind = kind;
     b.emit(name, e, &a);
+  };
+  // llama.cpp's converter keeps routers (ffn_gate_inp, ffn_gate_inp_shexp) in F32 whatever the file type.
+  auto f32 = [&](ckh_expr e) {
+    const ckh_dtype dt = b.info(e).dtype;
+    return dt == CKH_DT_F16 || dt == CKH_DT_BF16 ? b.cast(e, CKH_DT_F32) : e;
   };
   emit("token_embd.weight", in("model.embed_tokens.weight"), CKH_ROLE_EMBEDDING, -1, CKH_KIND_EMBEDDING);
   for (int64_t l = 0; l < c.layers; ++l) {
@@ -96,9 +164,34 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
       emit(g + "attn_k_norm.weight", in(h + "self_attn.k_norm.weight"), CKH_ROLE_LAYER, L, CKH_KIND_NORM);
     }
     emit(g + "ffn_norm.weight", in(h + "post_attention_layernorm.weight"), CKH_ROLE_LAYER, L, CKH_KIND_NORM);
-    emit(g + "ffn_gate.weight", in(h + "mlp.gate_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_GATE);
-    emit(g + "ffn_up.weight", in(h + "mlp.up_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_UP);
-    emit(g + "ffn_down.weight", in(h + "mlp.down_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_DOWN);
+    if (!c.is_moe(l)) {
+      emit(g + "ffn_gate.weight", in(h + "mlp.gate_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_GATE);
+      emit(g + "ffn_up.weight", in(h + "mlp.up_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_UP);
+      emit(g + "ffn_down.weight", in(h + "mlp.down_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_DOWN);
+      continue;
+    }
+    // MoE: the router, and each projection of the experts stacked into one [experts, rows, cols] tensor (expert e
+    // at index e; ggml's ne = {cols, rows, experts}). Mixtral's experts are w1 (gate), w3 (up), w2 (down).
+    const bool w123 = c.w123();
+    const std::string m = h + (w123 ? "block_sparse_moe." : "mlp.");
+    emit(g + "ffn_gate_inp.weight", f32(in(m + "gate.weight")), CKH_ROLE_LAYER, L, CKH_KIND_ROUTER);
+    const char *const proj[3][3] = {{"ffn_gate_exps", "w1", "gate_proj"}, {"ffn_up_exps", "w3", "up_proj"}, {"ffn_down_exps", "w2", "down_proj"}};
+    const int32_t kinds[3] = {CKH_KIND_FFN_GATE, CKH_KIND_FFN_UP, CKH_KIND_FFN_DOWN};
+    for (int p = 0; p < 3; ++p) {
+      std::vector<ckh_expr> parts;
+      for (int64_t e = 0; e < c.experts; ++e) {
+        const ckh_expr x = in(m + "experts." + std::to_string(e) + "." + (w123 ? proj[p][1] : proj[p][2]) + ".weight");
+        const std::vector<int64_t> s = ckh::plugins::model::shape_of(b.info(x));
+        parts.push_back(b.reshape(x, {1, s.at(0), s.at(1)}));
+      }
+      emit(g + proj[p][0] + ".weight", b.concat(parts, 0), CKH_ROLE_LAYER, L, kinds[p]);
+    }
+    if (c.shared_ffn > 0) {
+      emit(g + "ffn_gate_inp_shexp.weight", f32(in(m + "shared_expert_gate.weight")), CKH_ROLE_LAYER, L, CKH_KIND_ROUTER);
+      emit(g + "ffn_gate_shexp.weight", in(m + "shared_expert.gate_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_GATE);
+      emit(g + "ffn_up_shexp.weight", in(m + "shared_expert.up_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_UP);
+      emit(g + "ffn_down_shexp.weight", in(m + "shared_expert.down_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_DOWN);
+    }
   }
   emit("output_norm.weight", in("model.norm.weight"), CKH_ROLE_FINAL_NORM, -1, CKH_KIND_NORM);
   if (!c.tied) emit("output.weight", in("lm_head.weight"), CKH_ROLE_OUTPUT, -1, CKH_KIND_OUTPUT);
@@ -115,6 +208,7 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   kvs.push_back(kv("general.architecture", "string", arch));
   kvs.push_back(kv("general.type", "string", "model"));
   kvs.push_back(kv("general.name", "string", name));
+  kvs.push_back(kv("general.quantization_version", "u32", 2));
   const json mpe = cfg.value("max_position_embeddings", json());
   const int64_t ctx = mpe.is_number_integer() ? mpe.get<int64_t>() : 4096;
   kvs.push_back(kv(arch + ".context_length", "u32", ctx));
@@ -126,10 +220,17 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   kvs.push_back(kv(arch + ".attention.layer_norm_rms_epsilon", "f32", c.rms_eps));
   kvs.push_back(kv(arch + ".rope.freq_base", "f32", c.rope_theta));
   if (arch == "llama") kvs.push_back(kv(arch + ".rope.dimension_count", "u32", hd));
-  kvs.push_back(kv(arch + ".vocab_size", "u32", c.vocab));
-  if (hd * c.heads != H) {
+  kvs.push_back(kv(arch + ".vocab_size", "u32", c.vocab));  // the converter: llama only; the GGUF writer pads the vocabulary to it
+  // As the converter: the head width whenever config.json states head_dim (and where it is not hidden / heads).
+  if (hd * c.heads != H || (cfg.contains("head_dim") && cfg["head_dim"].is_number_integer())) {
     kvs.push_back(kv(arch + ".attention.key_length", "u32", hd));
     kvs.push_back(kv(arch + ".attention.value_length", "u32", hd));
+  }
+  if (moe) {
+    kvs.push_back(kv(arch + ".expert_count", "u32", c.experts));
+    kvs.push_back(kv(arch + ".expert_used_count", "u32", c.experts_per_tok));
+    if (arch != "llama") kvs.push_back(kv(arch + ".expert_feed_forward_length", "u32", c.moe_ffn));
+    if (c.shared_ffn > 0) kvs.push_back(kv(arch + ".expert_shared_feed_forward_length", "u32", c.shared_ffn));
   }
   if (c.rope_type == "linear") {
     kvs.push_back(kv(arch + ".rope.scaling.type", "string", "linear"));
@@ -138,6 +239,14 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
   json out = meta;
   out["layout"] = "gguf";
   out["gguf_kv"] = kvs;
+  if (c.rope_type == "llama3") {
+    // llama.cpp keeps Llama 3's frequency scaling as a tensor the converter computes (no key-values): the GGUF
+    // writer stores these values as rope_freqs.weight (F32).
+    const std::vector<float> f = llama3_rope_factors(c);
+    json vals = json::array();
+    for (float v : f) vals.push_back(static_cast<double>(v));
+    out["gguf_extra_tensors"] = json::array({{{"name", "rope_freqs.weight"}, {"dtype", "f32"}, {"shape", {static_cast<int64_t>(f.size())}}, {"values", vals}}});
+  }
   b.set_metadata(out.dump());
 }
 
@@ -152,7 +261,11 @@ std::map<std::string, json> kv_map(const json &meta) {
   return m;
 }
 
-const char *const kArchs[][2] = {{"llama", "LlamaForCausalLM"}, {"qwen2", "Qwen2ForCausalLM"}, {"qwen3", "Qwen3ForCausalLM"}};
+const char *const kArchs[][2] = {{"llama", "LlamaForCausalLM"},
+                                 {"qwen2", "Qwen2ForCausalLM"},
+                                 {"qwen3", "Qwen3ForCausalLM"},
+                                 {"qwen2moe", "Qwen2MoeForCausalLM"},
+                                 {"qwen3moe", "Qwen3MoeForCausalLM"}};
 
 }  // namespace
 
@@ -174,7 +287,7 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
   const char *hf_arch = nullptr;
   for (const auto &a : kArchs)
     if (arch == a[0]) hf_arch = a[1];
-  if (!hf_arch) fail(CKH_E_UNSUPPORTED, "GGUF architecture '" + arch + "' is not read yet (llama, qwen2 and qwen3 are)");
+  if (!hf_arch) fail(CKH_E_UNSUPPORTED, "GGUF architecture '" + arch + "' is not read yet (llama, qwen2, qwen3, qwen2moe and qwen3moe are)");
   auto num = [&](const std::string &k, bool required, double def = 0) -> double {
     const auto it = m.find(arch + "." + k);
     if (it == m.end() || !it->second.is_number()) {
@@ -194,10 +307,20 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
   if (H <= 0 || layers <= 0 || heads <= 0 || kvh <= 0 || heads % kvh) fail(CKH_E_FORMAT, "GGUF: inconsistent head counts or sizes");
   const int64_t hd = static_cast<int64_t>(num("attention.key_length", false, arch == "llama" ? num("rope.dimension_count", false, static_cast<double>(H / heads))
                                                                                              : static_cast<double>(H / heads)));
+  // MoE: expert_count experts per layer (Mixtral as llama with experts, Qwen2-MoE with a shared expert, Qwen3-MoE).
+  const int64_t experts = static_cast<int64_t>(num("expert_count", false, 0));
+  if (experts < 0 || experts > (1 << 16)) fail(CKH_E_FORMAT, "GGUF: '" + arch + ".expert_count' " + std::to_string(experts) + " is out of range");
+  if ((arch == "qwen2moe" || arch == "qwen3moe") && experts == 0) fail(CKH_E_FORMAT, "GGUF: '" + arch + ".expert_count' is missing");
+  if (experts > 0 && arch != "llama" && arch != "qwen2moe" && arch != "qwen3moe")
+    fail(CKH_E_UNSUPPORTED, "GGUF: experts in a " + arch + " file are not read");
+  if (m.count(arch + ".rope.scaling.type") && m.at(arch + ".rope.scaling.type") != "linear")
+    fail(CKH_E_UNSUPPORTED, "GGUF: rope.scaling.type " + m.at(arch + ".rope.scaling.type").dump() + " is not read yet (linear is)");
+  if (b.has("rope_freqs.weight")) fail(CKH_E_UNSUPPORTED, "GGUF: rope_freqs.weight (Llama 3 RoPE scaling) is not read back yet");
+  const std::string mt = arch == "llama" ? (experts > 0 ? "mixtral" : "llama") : arch == "qwen2moe" ? "qwen2_moe" : arch == "qwen3moe" ? "qwen3_moe" : arch;
   const std::vector<int64_t> emb = shape("token_embd.weight");
   const bool tied = !b.has("output.weight"), bias = b.has("blk.0.attn_q.bias");
-  json cfg = {{"architectures", {hf_arch}},
-              {"model_type", arch},
+  json cfg = {{"architectures", {experts > 0 && arch == "llama" ? "MixtralForCausalLM" : hf_arch}},
+              {"model_type", mt},
               {"hidden_size", H},
               {"intermediate_size", static_cast<int64_t>(num("feed_forward_length", true))},
               {"num_hidden_layers", layers},
@@ -210,8 +333,23 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
               {"vocab_size", emb.empty() ? 0 : emb[0]},
               {"tie_word_embeddings", tied},
               {"hidden_act", "silu"}};
-  if (arch == "llama") cfg["attention_bias"] = bias;
+  if (mt == "llama") cfg["attention_bias"] = bias;
   if (arch != "llama") cfg["use_sliding_window"] = false;
+  if (experts > 0) {
+    const int64_t used = static_cast<int64_t>(num("expert_used_count", true));
+    if (used <= 0 || used > experts) fail(CKH_E_FORMAT, "GGUF: '" + arch + ".expert_used_count' " + std::to_string(used) + " is not in 1.." + std::to_string(experts));
+    cfg["num_experts_per_tok"] = used;
+    if (mt == "mixtral") {
+      cfg["num_local_experts"] = experts;
+    } else {
+      cfg["num_experts"] = experts;
+      cfg["moe_intermediate_size"] = static_cast<int64_t>(num("expert_feed_forward_length", true));
+      cfg["decoder_sparse_step"] = 1;
+      cfg["mlp_only_layers"] = json::array();
+      cfg["norm_topk_prob"] = arch == "qwen3moe";  // what llama.cpp computes: qwen3moe renormalises, qwen2moe does not
+    }
+    if (arch == "qwen2moe") cfg["shared_expert_intermediate_size"] = static_cast<int64_t>(num("expert_shared_feed_forward_length", true));
+  }
   if (m.count(arch + ".rope.scaling.type") && m.at(arch + ".rope.scaling.type") == "linear")
     cfg["rope_scaling"] = {{"rope_type", "linear"}, {"factor", num("rope.scaling.factor", true)}};
   const ckh_tensor_info_t ei = b.input_info(static_cast<uint64_t>(b.find("token_embd.weight")));
@@ -239,14 +377,37 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
     }
     out(h + "self_attn.o_proj.weight", in("attn_output.weight"));
     if (b.has(g + "attn_output.bias")) out(h + "self_attn.o_proj.bias", in("attn_output.bias"));
-    if (arch == "qwen3") {
+    if (arch == "qwen3" || arch == "qwen3moe") {
       out(h + "self_attn.q_norm.weight", in("attn_q_norm.weight"));
       out(h + "self_attn.k_norm.weight", in("attn_k_norm.weight"));
     }
     out(h + "post_attention_layernorm.weight", in("ffn_norm.weight"));
-    out(h + "mlp.gate_proj.weight", in("ffn_gate.weight"));
-    out(h + "mlp.up_proj.weight", in("ffn_up.weight"));
-    out(h + "mlp.down_proj.weight", in("ffn_down.weight"));
+    if (experts == 0) {
+      out(h + "mlp.gate_proj.weight", in("ffn_gate.weight"));
+      out(h + "mlp.up_proj.weight", in("ffn_up.weight"));
+      out(h + "mlp.down_proj.weight", in("ffn_down.weight"));
+      continue;
+    }
+    // The stacked experts [experts, rows, cols] back to one [rows, cols] tensor per expert.
+    const bool w123 = mt == "mixtral";
+    const std::string mo = h + (w123 ? "block_sparse_moe." : "mlp.");
+    out(mo + "gate.weight", in("ffn_gate_inp.weight"));
+    const char *const proj[3][3] = {{"ffn_gate_exps", "w1", "gate_proj"}, {"ffn_up_exps", "w3", "up_proj"}, {"ffn_down_exps", "w2", "down_proj"}};
+    for (const auto &p : proj) {
+      const ckh_expr x = in(std::string(p[0]) + ".weight");
+      const std::vector<int64_t> s = ckh::plugins::model::shape_of(b.info(x));
+      if (s.size() != 3 || s[0] != experts)
+        fail(CKH_E_FORMAT, "GGUF: tensor '" + g + p[0] + ".weight' has shape " + ckh::plugins::model::shape_str(s) + ", expected " +
+                               std::to_string(experts) + " stacked experts");
+      for (int64_t e = 0; e < experts; ++e)
+        out(mo + "experts." + std::to_string(e) + "." + (w123 ? p[1] : p[2]) + ".weight", b.reshape(b.slice(x, 0, e, 1), {s[1], s[2]}));
+    }
+    if (arch == "qwen2moe") {
+      out(mo + "shared_expert_gate.weight", in("ffn_gate_inp_shexp.weight"));
+      out(mo + "shared_expert.gate_proj.weight", in("ffn_gate_shexp.weight"));
+      out(mo + "shared_expert.up_proj.weight", in("ffn_up_shexp.weight"));
+      out(mo + "shared_expert.down_proj.weight", in("ffn_down_shexp.weight"));
+    }
   }
   out("model.norm.weight", b.input("output_norm.weight"));
   if (!tied) out("lm_head.weight", b.input("output.weight"));

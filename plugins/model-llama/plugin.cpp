@@ -183,14 +183,14 @@ int32_t probe_gguf(const ckh_mapper_class_t *, const char *metadata_json) {
 const ckh_mapper_class_t kFromGguf = {sizeof(ckh_mapper_class_t), 0, probe_gguf, map_from_gguf, nullptr, nullptr};
 const ckh_component_t kFromGgufComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.gguf-to-hf",
-    "Llama family GGUF (llama, qwen2, qwen3) -> HF names, q/k rows un-permuted, config.json from the key-values",
-    R"({"family":"llama","from":"gguf","to":"hf","model_types":["llama","mistral","qwen2","qwen3"]})", &kFromGguf};
+    "Llama family GGUF (llama incl. Mixtral, qwen2, qwen3, qwen2moe, qwen3moe) -> HF names, q/k rows un-permuted, experts unstacked, config.json from the key-values",
+    R"({"family":"llama","from":"gguf","to":"hf","model_types":["llama","mistral","mixtral","qwen2","qwen3","qwen2_moe","qwen3_moe"]})", &kFromGguf};
 
 const ckh_mapper_class_t kToGguf = {sizeof(ckh_mapper_class_t), 0, probe, map_to_gguf, canonical, nullptr};
 const ckh_component_t kToGgufComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-gguf",
-    "Llama family HF -> llama.cpp GGUF names and metadata (llama with its q/k row permutation, qwen2, qwen3; dense models)",
-    R"({"family":"llama","from":"hf","to":"gguf","model_types":["llama","mistral","qwen2","qwen3"]})", &kToGguf};
+    "Llama family HF -> llama.cpp GGUF names and metadata (llama with its q/k row permutation incl. Mixtral, qwen2, qwen3, qwen2moe, qwen3moe; experts stacked)",
+    R"({"family":"llama","from":"hf","to":"gguf","model_types":["llama","mistral","mixtral","qwen2","qwen3","qwen2_moe","qwen3_moe"]})", &kToGguf};
 
 const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
