@@ -1,6 +1,7 @@
 // plugin.cpp — the DeepSeek (MLA) model plugin: canonical tensor list, the HF completeness check (mapper
 // "deepseek", hf -> hf, MTP layers of the released checkpoints included when present) and HF <->
-// Megatron-Core (mappers "deepseek.hf-to-mcore" / "deepseek.mcore-to-hf", mcore_mapper.cpp).
+// Megatron-Core (mappers "deepseek.hf-to-mcore" / "deepseek.mcore-to-hf", mcore_mapper.cpp), and HF <-> llama.cpp GGUF
+// deepseek2 ("deepseek.hf-to-gguf" / "deepseek.gguf-to-hf", gguf_mapper.cpp).
 #include <algorithm>
 #include <map>
 #include <set>
@@ -14,6 +15,7 @@
 
 #include "option_decls.hpp"
 #include "deepseek_config.hpp"
+#include "gguf_mapper.hpp"
 #include "mcore_mapper.hpp"
 
 using nlohmann::json;
@@ -180,6 +182,46 @@ ckh_status hints_mcore(const ckh_mapper_class_t *, const char *, const char *, v
   return sink(ctx, R"({"gated_mlp": true})");
 }
 
+ckh_status map_to_gguf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::deepseek::map_hf_to_gguf(meta.is_discarded() ? json::object() : meta, b);
+  });
+}
+
+int32_t probe_to_gguf(const ckh_mapper_class_t *, const char *metadata_json) {
+  try {
+    return ckh::deepseek::score_to_gguf(config_of(metadata_json));
+  } catch (...) {
+    return 0;
+  }
+}
+
+ckh_status map_from_gguf(const ckh_mapper_class_t *, const char *, const char *metadata_json, ckh_expr_builder_t *raw) {
+  return ckh::sdk::guard([&] {
+    ckh::sdk::Builder b(raw);
+    const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    ckh::deepseek::map_gguf_to_hf(meta.is_discarded() ? json::object() : meta, b);
+  });
+}
+
+int32_t probe_gguf(const ckh_mapper_class_t *, const char *metadata_json) {
+  return ckh::deepseek::score_gguf(json::parse(metadata_json ? metadata_json : "{}", nullptr, false));
+}
+
+const ckh_mapper_class_t kToGguf = {sizeof(ckh_mapper_class_t), 0, probe_to_gguf, map_to_gguf, canonical, nullptr};
+const ckh_mapper_class_t kFromGguf = {sizeof(ckh_mapper_class_t), 0, probe_gguf, map_from_gguf, nullptr, nullptr};
+const ckh_component_t kToGgufComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.hf-to-gguf",
+    "DeepSeek-V2/V3 HF -> llama.cpp GGUF deepseek2: kv_b_proj split into attn_k_b / attn_v_b, experts stacked, dense first layers, "
+    "shared experts, expert bias as exp_probs_b, MTP layers left out",
+    R"({"family":"deepseek","from":"hf","to":"gguf","model_types":["deepseek_v2","deepseek_v3"]})", &kToGguf};
+const ckh_component_t kFromGgufComp = {
+    sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.gguf-to-hf",
+    "llama.cpp GGUF deepseek2 -> DeepSeek-V3 (sigmoid router) or V2 HF names, kv_b_proj rebuilt, config.json from the key-values",
+    R"({"family":"deepseek","from":"gguf","to":"hf","model_types":["deepseek_v2","deepseek_v3"]})", &kFromGguf};
+
 const ckh_mapper_class_t kFromMcore = {sizeof(ckh_mapper_class_t), 0, probe_mcore, map_from_mcore, nullptr, hints_mcore};
 const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, canonical, nullptr};
 const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe_to_mcore, map_to_mcore, canonical, nullptr};
@@ -198,14 +240,14 @@ const ckh_component_t kFromMcoreComp = {
     "DeepSeek Megatron-Core -> HF: MLA, experts, MTP layers in the released layout, config from args",
     R"({"family":"deepseek","from":"megatron","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe"]})",
     &kFromMcore};
-const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp};
+const ckh_component_t *const kComponents[] = {&kHfComp, &kToMcoreComp, &kFromMcoreComp, &kToGgufComp, &kFromGgufComp};
 
 ckh_status init(const ckh_host_t *host) {
   ckh::sdk::set_host(host);
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 3, "org.ckhost.model.deepseek", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 5, "org.ckhost.model.deepseek", "0.1.0",
                               "ckhost", "DeepSeek model family (MLA)", init, nullptr, kComponents, nullptr};
 
 }  // namespace
