@@ -1,227 +1,271 @@
-// plugin.cpp — the "ggml" quantizer: rows of a float weight into llama.cpp's block types, one output of a block
-// dtype replacing the tensor (--quantize ggml --ggml-type TYPE), as ggml's reference quantizers compute them (f32
-// arithmetic, scales stored as f16 rounded to nearest even; compiled with -ffp-contract=off so no product is fused):
-//   Q8_0  d = amax / 127, codes roundf(x / d) (half away from zero)                          [d][32 x int8]
-//   Q4_0  d = max / -8 (max: the value of largest magnitude, first one), q = min(15, trunc(x / d + 8.5))
-//                                                                                              [d][16 nibbles]
-//   Q4_1  d = (max - min) / 15, m = min, q = min(15, trunc((x - min) / d + 0.5))              [d][m][16 nibbles]
-//   Q5_0  d = max / -16, q = min(31, trunc(x / d + 16.5)), high bits in a 32-bit mask          [d][qh][16 nibbles]
-//   Q5_1  d = (max - min) / 31, m = min, q = min(31, trunc((x - min) / d + 0.5))             [d][m][qh][16 nibbles]
-// (x / d as x * (1 / d), 0 when d is 0; nibble j of byte j holds element j, the high nibble element j + 16).
-// Every 2-D float weight is quantized (llama.cpp quantizes the embedding and output too); its rows must be whole blocks.
+// plugin.cpp — the "ggml" quantizer: a checkpoint's weights into llama.cpp's block types, the way llama-quantize
+// does it (--quantize ggml --ggml-type TYPE [--imatrix FILE] [--ggml-pure]), bit for bit.
+//
+// TYPE is one of llama-quantize's file types: a mix (q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s,
+// q5_k_m, q6_k; q3_k / q4_k / q5_k are its aliases of the _m ones) or a plain type (q4_0, q4_1, q5_0, q5_1,
+// q8_0, which are mixes too: the LM head becomes Q6_K). Per tensor, ggml_mix.cpp decides as llama.cpp's
+// llama_tensor_get_type: never quantized are 1-D tensors, norms, routers (ffn_gate_inp) and its other
+// exclusions (the output dtype is then the input's own: the host keeps the tensor); the LM head (or a tied
+// embedding) gets Q6_K (Q8_0 when its rows are not whole blocks); attn_v / attn_qkv / attn_kv_b and ffn_down
+// get more bits in the layers llama.cpp's use_more_bits names (q4_k_m, q5_k_m), the first layers (q3_k_m,
+// q4_k_s), Q3_K / Q4_K by grouped-query ratio (q2_k); 8-expert models Q8_0 attn_v / attn_k and Q5_K attn_output;
+// rows that are not whole 256-element blocks fall back to Q4_0 / Q5_0 / Q5_1 / Q8_0 (from Q2_K-Q3_K / Q4_K /
+// Q5_K / Q6_K), and to F16 when not whole 32-element blocks either. --ggml-pure: the type itself everywhere.
+// The facts come from the host in params "tensor" ({name, kind, layer, n_layers, expert, n_experts,
+// has_output}) and "config" (heads and kv heads for the ratio, the layer count for llama.cpp's 70B rule).
+//
+// Types (ggml_blocks.cpp; f32 arithmetic in ggml's order, compiled with -ffp-contract=off like ggml-base):
+//   Q8_0 Q4_0 Q4_1 Q5_0 Q5_1   32-element blocks, ggml's quantize_row_*_ref
+//   Q2_K Q3_K Q4_K Q5_K Q6_K   256-element super-blocks of 16 or 32-element groups with quantized scales
+// With an importance matrix (inputs 1 and 2: <name>.in_sum2 and <name>.counts of llama.cpp's GGUF imatrix;
+// importance = in_sum2 / round(count), 1 where the count is 0, expert e of a stacked [E, rows, cols] tensor
+// using its own slice) every type but Q8_0 runs ggml's importance-weighted quantizer instead, as
+// ggml_quantize_chunk does when given quant_weights.
+//
+// Dequantization ({"mode": "dequantize"}, listed under "dequantize_blocks") of all ten types, as
+// ggml's dequantize_row_* (and gguf-py's).
+//
+// Blocks: a 2-D weight [rows, cols] is one block per row; a stacked [E, rows, cols] one block per expert.
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include <ckhost/cpp/ckh_plugin.hpp>
+
+#include "ggml_blocks.hpp"
+#include "ggml_mix.hpp"
 
 using nlohmann::json;
 using ckh::sdk::fail;
 
 namespace {
 
+enum class Mode { Quantize, Dequantize, Keep, ToF16 };
+
 struct State {
-  int64_t rows = 0, cols = 0;
-  ckh_dtype out = CKH_DT_Q8_0;  // the block type (quantize: written; dequantize: read)
-  bool deq = false;
+  Mode mode = Mode::Quantize;
+  ckh_dtype in_dt = CKH_DT_F32, out = CKH_DT_Q8_0;
+  uint32_t ndim = 2;
+  int64_t shape[3] = {0, 0, 0};
+  int64_t cols = 0, rows_per_block = 1;  // rows of `cols` elements in one block
+  bool imatrix = false;                  // inputs 1 and 2 are in_sum2 and counts
+  int64_t n_sum2 = 0, n_counts = 0;
+  std::string name;
 };
 
-// f32 -> f16 bits, round to nearest even (ggml's GGML_FP32_TO_FP16 on CPU: the hardware conversion).
-uint16_t to_f16(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, 4);
-  const uint32_t sign = (x >> 16) & 0x8000u;
-  const uint32_t ax = x & 0x7fffffffu;
-  if (ax >= 0x7f800000u) return static_cast<uint16_t>(sign | (ax > 0x7f800000u ? 0x7e00u : 0x7c00u));
-  if (ax >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // rounds to infinity
-  if (ax < 0x38800000u) {                                                // f16 subnormal or zero
-    float a;
-    std::memcpy(&a, &ax, 4);
-    const float q = a * 16777216.0f;  // exact: a multiple of 2^-24 is an integer here
-    return static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(q)));
-  }
-  const uint32_t e = (ax >> 23) - 112, m = ax & 0x7fffffu;
-  uint32_t h = (e << 10) | (m >> 13);
-  const uint32_t rem = m & 0x1fffu;
-  if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) ++h;
-  return static_cast<uint16_t>(sign | h);
+const char *const kKinds[] = {"unstated", "embedding", "output", "norm", "attn_q", "attn_k", "attn_v", "attn_qkv",
+                              "attn_out", "ffn_gate", "ffn_up", "ffn_gate_up", "ffn_down", "router", "other"};
+
+int32_t kind_of(const json &v) {
+  if (v.is_number_integer()) return v.get<int32_t>();
+  if (v.is_string())
+    for (int32_t k = 0; k < static_cast<int32_t>(sizeof(kKinds) / sizeof(kKinds[0])); ++k)
+      if (v.get<std::string>() == kKinds[k]) return k;
+  return CKH_KIND_UNSTATED;
 }
 
-std::string type_of(const json &p) {
-  std::string t = p.value("type", std::string("q8_0"));
-  for (char &c : t) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return t;
+int64_t numel(const ckh_tensor_info_t *t) {
+  int64_t n = 1;
+  for (uint32_t d = 0; d < t->ndim; ++d) n *= t->shape[d];
+  return n;
+}
+
+int64_t int_of(const json &o, const char *k, int64_t dflt) {
+  return o.is_object() && o.contains(k) && o[k].is_number_integer() ? o[k].get<int64_t>() : dflt;
+}
+
+// The facts llama.cpp's rules read: from params "tensor" (the host's), the model config, and the weight.
+ggmlq::TensorFacts facts_of(const json &p, const ckh_tensor_info_t *w, bool imatrix) {
+  ggmlq::TensorFacts f;
+  const json t = p.value("tensor", json::object());
+  f.name = t.is_object() && t.contains("name") && t["name"].is_string() ? t["name"].get<std::string>()
+                                                                       : std::string(w->name ? w->name : "");
+  if (t.is_object()) {
+    f.kind = t.contains("kind") ? kind_of(t["kind"]) : CKH_KIND_UNSTATED;
+    f.layer = static_cast<int32_t>(int_of(t, "layer", -1));
+    f.n_layers = static_cast<int32_t>(int_of(t, "n_layers", 0));
+    f.n_experts = static_cast<int32_t>(int_of(t, "n_experts", 0));
+    if (t.contains("has_output") && t["has_output"].is_boolean()) f.has_output = t["has_output"].get<bool>();
+  }
+  f.ndim = static_cast<int32_t>(w->ndim);
+  f.cols = w->ndim ? w->shape[w->ndim - 1] : 0;
+  // Heads per kv head and the 70B rule from the (text) config.
+  json cfg = p.value("config", json::object());
+  if (cfg.is_object() && cfg.contains("text_config") && cfg["text_config"].is_object()) cfg = cfg["text_config"];
+  const int64_t heads = int_of(cfg, "num_attention_heads", 0), kv = int_of(cfg, "num_key_value_heads", heads);
+  f.n_gqa = kv > 0 ? static_cast<int32_t>(heads / kv) : 0;
+  const int64_t n_layer = int_of(cfg, "num_hidden_layers", f.n_layers);
+  if (f.n_layers <= 0) f.n_layers = static_cast<int32_t>(n_layer);
+  if (f.n_experts <= 0 && !(t.is_object() && t.contains("n_experts")))
+    f.n_experts = static_cast<int32_t>(int_of(cfg, "num_local_experts", int_of(cfg, "num_experts", 0)));
+  const std::string mt = cfg.is_object() ? cfg.value("model_type", std::string()) : std::string();
+  f.is_70b = n_layer == 80 && (((mt == "llama" || mt == "mistral") && heads != kv) || mt == "qwen2");
+  f.has_imatrix = imatrix || (p.contains("imatrix") && p["imatrix"].is_string() && !p["imatrix"].get<std::string>().empty());
+  f.pure = p.value("pure", false);
+  return f;
+}
+
+bool is_token_embd(const ggmlq::TensorFacts &f) {
+  if (f.name == "token_embd.weight" || f.name == "per_layer_token_embd.weight") return true;
+  return f.name.rfind("blk.", 0) != 0 && f.kind == CKH_KIND_EMBEDDING;
 }
 
 ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t n, const ckh_tensor_info_t *const *in,
                      ckh_quant_desc_t *d, void **state) {
   return ckh::sdk::guard([&] {
-    const json p = json::parse(params ? params : "{}", nullptr, false);
-    if (p.is_object() && p.value("mode", std::string()) == "dequantize") {
-      if (n != 1 || !in[0] || in[0]->ndim < 1 || in[0]->ndim > 2) fail(CKH_E_UNSUPPORTED, "ggml: dequantize takes one 1-D or 2-D tensor");
-      const ckh_dtype dt = in[0]->dtype;
-      if (dt != CKH_DT_Q8_0 && dt != CKH_DT_Q4_0 && dt != CKH_DT_Q4_1 && dt != CKH_DT_Q5_0 && dt != CKH_DT_Q5_1)
-        fail(CKH_E_UNSUPPORTED, std::string("ggml: no dequantization of dtype ") + std::to_string(dt));
-      auto s = std::make_unique<State>();
-      s->rows = in[0]->ndim == 2 ? in[0]->shape[0] : 1;
-      s->cols = in[0]->shape[in[0]->ndim - 1];
-      s->out = dt;
-      s->deq = true;
-      d->n_outputs = 1;
-      d->n_blocks = s->rows;
+    json p = json::parse(params ? params : "{}", nullptr, false);
+    if (!p.is_object()) p = json::object();
+    if (n < 1 || !in[0] || in[0]->ndim < 1 || in[0]->ndim > 3) fail(CKH_E_UNSUPPORTED, "ggml: the weight must be 1-D, 2-D or 3-D");
+    const ckh_tensor_info_t *w = in[0];
+    auto s = std::make_unique<State>();
+    s->name = w->name ? w->name : "";
+    s->in_dt = w->dtype;
+    s->ndim = w->ndim;
+    for (uint32_t k = 0; k < w->ndim; ++k) s->shape[k] = w->shape[k];
+    s->cols = w->shape[w->ndim - 1];
+    s->rows_per_block = w->ndim == 3 ? w->shape[1] : 1;
+    d->n_outputs = 1;
+    if (p.value("mode", std::string()) == "dequantize") {
+      if (n != 1) fail(CKH_E_UNSUPPORTED, "ggml: dequantize takes one tensor");
+      if (ggmlq::block_elems(w->dtype) == 0)
+        fail(CKH_E_UNSUPPORTED, "ggml: no dequantization of dtype " + std::to_string(w->dtype) + " (tensor '" + s->name + "')");
+      s->mode = Mode::Dequantize;
+      s->out = w->dtype;
+      if (w->ndim == 1) {  // one row
+        s->ndim = 2;
+        s->shape[0] = 1;
+        s->shape[1] = s->cols;
+      }
+      d->n_blocks = s->shape[0];
       *state = s.release();
       return;
     }
-    const std::string t = type_of(p.is_object() ? p : json::object());
-    const std::pair<const char *, ckh_dtype> kTypes[] = {
-        {"q8_0", CKH_DT_Q8_0}, {"q4_0", CKH_DT_Q4_0}, {"q4_1", CKH_DT_Q4_1}, {"q5_0", CKH_DT_Q5_0}, {"q5_1", CKH_DT_Q5_1}};
-    ckh_dtype out = CKH_DT_INVALID;
-    for (const auto &[n, dt] : kTypes)
-      if (t == n) out = dt;
-    if (out == CKH_DT_INVALID)
-      fail(CKH_E_UNSUPPORTED, "--ggml-type " + t + " is not supported yet (q8_0, q4_0, q4_1, q5_0 and q5_1 are; the k-quants are not written yet)");
-    if (n != 1 || !in[0] || in[0]->ndim != 2) fail(CKH_E_UNSUPPORTED, "ggml: one 2-D weight per call");
-    const std::string name = in[0]->name ? in[0]->name : "";
-    if (!ckh_dtype_is_float(in[0]->dtype)) fail(CKH_E_UNSUPPORTED, "ggml: tensor '" + name + "' is not a float tensor");
-    if (in[0]->shape[1] % 32)
-      fail(CKH_E_UNSUPPORTED, "ggml " + t + ": tensor '" + name + "' has rows of " + std::to_string(in[0]->shape[1]) +
-                                  " elements, not whole 32-element blocks");
-    auto s = std::make_unique<State>();
-    s->rows = in[0]->shape[0];
-    s->cols = in[0]->shape[1];
-    s->out = out;
-    d->n_outputs = 1;
-    d->n_blocks = s->rows;
+    ggmlq::Ftype ft;
+    const std::string type = p.value("type", std::string("q8_0"));
+    if (!ggmlq::parse_ftype(type, &ft))
+      fail(CKH_E_UNSUPPORTED, "--ggml-type " + type + " is not a type this quantizer writes (" + ggmlq::ftype_names() + ")");
+    if (n != 1 && n != 3)
+      fail(CKH_E_UNSUPPORTED, "ggml: tensor '" + s->name + "': expected the weight, or the weight with its importance (in_sum2, counts); got " +
+                                  std::to_string(n) + " inputs");
+    s->imatrix = n == 3;
+    const ggmlq::TensorFacts f = facts_of(p, w, s->imatrix);
+    ckh_dtype dt = ckh_dtype_is_float(w->dtype) ? ggmlq::tensor_type(ft, f) : CKH_DT_INVALID;
+    if (dt == CKH_DT_INVALID || dt == w->dtype) {
+      s->mode = Mode::Keep;
+      s->out = w->dtype;
+    } else if (dt == CKH_DT_F16) {
+      s->mode = Mode::ToF16;
+      s->out = CKH_DT_F16;
+    } else {
+      s->mode = Mode::Quantize;
+      s->out = dt;
+    }
+    if (s->imatrix && s->mode == Mode::Quantize) {
+      for (uint32_t k = 1; k < 3; ++k)
+        if (!in[k]) fail(CKH_E_INVALID_ARG, "ggml: tensor '" + s->name + "': importance input missing");
+      s->n_sum2 = numel(in[1]);
+      s->n_counts = numel(in[2]);
+      const int64_t experts = w->ndim == 3 ? w->shape[0] : 1;
+      const std::string what = "ggml: importance matrix of '" + f.name + "': ";
+      if (s->n_sum2 != experts * s->cols) {
+        // llama.cpp refuses a mismatched size, except for the token embedding, which it quantizes without.
+        if (!is_token_embd(f))
+          fail(CKH_E_FORMAT, what + "in_sum2 has " + std::to_string(s->n_sum2) + " values, the tensor needs " +
+                                 std::to_string(experts * s->cols) + " (" + std::to_string(experts) + " x " + std::to_string(s->cols) + ")");
+        s->imatrix = false;
+      } else if (s->n_counts < 1 || s->n_sum2 % s->n_counts != 0) {
+        fail(CKH_E_FORMAT, what + "counts has " + std::to_string(s->n_counts) + " values, which do not divide in_sum2's " +
+                               std::to_string(s->n_sum2));
+      }
+    }
+    if (s->mode != Mode::Quantize) s->imatrix = false;
+    d->n_blocks = s->shape[0];
     *state = s.release();
   });
 }
 
 ckh_status port(const ckh_quantizer_class_t *, const void *state, int32_t dir, uint32_t i, ckh_quant_port_t *out) {
   const State &s = *static_cast<const State *>(state);
+  if (dir == CKH_QUANT_INPUT && (i == 1 || i == 2)) {
+    out->rows_per_block = 0;  // the whole importance in every call
+    out->info.dtype = CKH_DT_F32;
+    return CKH_OK;
+  }
   if (i != 0) return CKH_E_INVALID_ARG;
   out->rows_per_block = 1;
-  out->info.ndim = 2;
-  out->info.shape[0] = s.rows;
-  out->info.shape[1] = s.cols;
+  out->info.ndim = s.ndim;
+  for (uint32_t k = 0; k < s.ndim; ++k) out->info.shape[k] = s.shape[k];
   out->info.name = dir == CKH_QUANT_OUTPUT ? "" : nullptr;
-  out->info.dtype = (dir == CKH_QUANT_INPUT) != s.deq ? CKH_DT_F32 : s.out;
+  if (dir == CKH_QUANT_INPUT)
+    out->info.dtype = s.mode == Mode::Dequantize ? s.out : s.mode == Mode::Keep ? s.in_dt : CKH_DT_F32;
+  else
+    out->info.dtype = s.mode == Mode::Dequantize ? CKH_DT_F32 : s.out;
   return CKH_OK;
 }
 
-void put_f16(unsigned char *p, float v) {
-  const uint16_t h = to_f16(v);
-  p[0] = static_cast<unsigned char>(h & 0xff);
-  p[1] = static_cast<unsigned char>(h >> 8);
-}
-
-// One block of 32 values into `q` (the block's bytes).
-void quantize_block(ckh_dtype t, const float *x, unsigned char *q) {
-  if (t == CKH_DT_Q8_0) {
-    float amax = 0.0f;
-    for (int j = 0; j < 32; ++j) amax = std::fmax(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-    put_f16(q, d);
-    for (int j = 0; j < 32; ++j) q[2 + j] = static_cast<unsigned char>(static_cast<signed char>(std::round(x[j] * id)));
-    return;
-  }
-  const bool offset = t == CKH_DT_Q4_1 || t == CKH_DT_Q5_1, five = t == CKH_DT_Q5_0 || t == CKH_DT_Q5_1;
-  const int qmax = five ? 31 : 15;
-  float d, id, mn = 0.0f;
-  if (offset) {
-    float mx = x[0];
-    mn = x[0];
-    for (int j = 1; j < 32; ++j) {
-      mn = std::fmin(mn, x[j]);
-      mx = std::fmax(mx, x[j]);
-    }
-    d = (mx - mn) / static_cast<float>(qmax);
-  } else {
-    float amax = 0.0f, mx = 0.0f;
-    for (int j = 0; j < 32; ++j)
-      if (amax < std::fabs(x[j])) {
-        amax = std::fabs(x[j]);
-        mx = x[j];
-      }
-    d = mx / (five ? -16.0f : -8.0f);
-  }
-  id = d != 0.0f ? 1.0f / d : 0.0f;
-  put_f16(q, d);
-  unsigned char *p = q + 2;
-  if (offset) {
-    put_f16(p, mn);
-    p += 2;
-  }
-  const float bias = offset ? 0.5f : five ? 16.5f : 8.5f;
-  int codes[32];
-  for (int j = 0; j < 32; ++j) {
-    const float v = offset ? (x[j] - mn) * id : x[j] * id;
-    const int c = static_cast<int>(std::trunc(v + bias));
-    codes[j] = c < 0 ? 0 : c > qmax ? qmax : c;
-  }
-  if (five) {
-    uint32_t qh = 0;
-    for (int j = 0; j < 32; ++j) qh |= static_cast<uint32_t>((codes[j] >> 4) & 1) << j;
-    for (int k = 0; k < 4; ++k) p[k] = static_cast<unsigned char>(qh >> (8 * k));
-    p += 4;
-  }
-  for (int j = 0; j < 16; ++j) p[j] = static_cast<unsigned char>((codes[j] & 0x0f) | ((codes[j + 16] & 0x0f) << 4));
-}
-
-float get_f16(const unsigned char *p) {
-  const uint16_t h = static_cast<uint16_t>(p[0] | (p[1] << 8));
-  const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
-  float f;
-  if (e == 0) {
-    f = std::ldexp(static_cast<float>(m), -24);
-    return sign ? -f : f;
-  }
-  const uint32_t u = sign | (e == 31 ? (0xffu << 23) | (m << 13) : ((e + 112) << 23) | (m << 13));
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-// One block back to 32 floats, as ggml's dequantize_row_* (and gguf-py's) compute them.
-void dequantize_block(ckh_dtype t, const unsigned char *q, float *y) {
-  const float d = get_f16(q);
-  if (t == CKH_DT_Q8_0) {
-    for (int j = 0; j < 32; ++j) y[j] = d * static_cast<float>(static_cast<signed char>(q[2 + j]));
-    return;
-  }
-  const bool offset = t == CKH_DT_Q4_1 || t == CKH_DT_Q5_1, five = t == CKH_DT_Q5_0 || t == CKH_DT_Q5_1;
-  const unsigned char *p = q + 2;
-  float m = 0.0f;
-  if (offset) {
-    m = get_f16(p);
-    p += 2;
-  }
-  uint32_t qh = 0;
-  if (five) {
-    qh = static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) | (static_cast<uint32_t>(p[3]) << 24);
-    p += 4;
-  }
-  for (int j = 0; j < 32; ++j) {
-    int c = j < 16 ? (p[j] & 0x0f) : (p[j - 16] >> 4);
-    if (five) c |= static_cast<int>((qh >> j) & 1u) << 4;
-    y[j] = offset ? static_cast<float>(c) * d + m : static_cast<float>(c - (five ? 16 : 8)) * d;
+// Importance of expert e's rows (cols values), as llama.cpp's quantize tool derives it from a GGUF imatrix:
+// in_sum2 / count with the count rounded to an integer, 1 where the count is not positive.
+void importance(const State &s, const float *sum2, const float *counts, int64_t e, std::vector<float> &out) {
+  const int64_t per_count = s.n_sum2 / s.n_counts;
+  out.resize(static_cast<size_t>(s.cols));
+  for (int64_t i = 0; i < s.cols; ++i) {
+    const int64_t k = e * s.cols + i;
+    const float c = static_cast<float>(std::lround(counts[k / per_count]));
+    out[static_cast<size_t>(i)] = c > 0.0f ? sum2[k] / c : 1.0f;
+    if (!std::isfinite(out[static_cast<size_t>(i)]))
+      fail(CKH_E_FORMAT, "ggml: importance matrix of '" + s.name + "' holds a non-finite value at " + std::to_string(k));
   }
 }
 
-ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t, int64_t nb, const void *const *src, void *const *dst) {
+ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t block0, int64_t nb, const void *const *src, void *const *dst) {
   return ckh::sdk::guard([&] {
     const State &s = *static_cast<const State *>(state);
+    const int64_t rows = nb * s.rows_per_block;
+    if (s.mode == Mode::Keep) {
+      ckh_dtype_traits_t tr{};
+      ckh_dtype_traits(s.in_dt, &tr);
+      int64_t per_block = 1;
+      for (uint32_t k = 1; k < s.ndim; ++k) per_block *= s.shape[k];
+      std::memcpy(dst[0], src[0], static_cast<size_t>(nb * per_block / tr.block_elems * tr.block_bytes));
+      return;
+    }
+    if (s.mode == Mode::ToF16) {
+      const float *x = static_cast<const float *>(src[0]);
+      auto *y = static_cast<unsigned char *>(dst[0]);
+      for (int64_t i = 0; i < rows * s.cols; ++i) {
+        const uint16_t h = ggmlq::f32_to_f16(x[i]);
+        y[2 * i] = static_cast<unsigned char>(h & 0xff);
+        y[2 * i + 1] = static_cast<unsigned char>(h >> 8);
+      }
+      return;
+    }
     ckh_dtype_traits_t tr{};
     ckh_dtype_traits(s.out, &tr);
-    const int64_t blocks = s.cols / 32;
-    for (int64_t r = 0; r < nb; ++r)
-      for (int64_t b = 0; b < blocks; ++b) {
-        const int64_t at = r * s.cols + b * 32, block = (r * blocks + b) * tr.block_bytes;
-        if (s.deq)
-          dequantize_block(s.out, static_cast<const unsigned char *>(src[0]) + block, static_cast<float *>(dst[0]) + at);
-        else
-          quantize_block(s.out, static_cast<const float *>(src[0]) + at, static_cast<unsigned char *>(dst[0]) + block);
+    const int64_t row_bytes = s.cols / tr.block_elems * tr.block_bytes;
+    if (s.mode == Mode::Dequantize) {
+      for (int64_t r = 0; r < rows; ++r)
+        ggmlq::dequantize_row(s.out, static_cast<const uint8_t *>(src[0]) + r * row_bytes, s.cols, static_cast<float *>(dst[0]) + r * s.cols);
+      return;
+    }
+    std::vector<float> qw;
+    int64_t qw_expert = -1;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float *w = nullptr;
+      if (s.imatrix) {
+        const int64_t e = s.ndim == 3 ? block0 + r / s.rows_per_block : 0;
+        if (e != qw_expert) {
+          importance(s, static_cast<const float *>(src[1]), static_cast<const float *>(src[2]), e, qw);
+          qw_expert = e;
+        }
+        w = qw.data();
       }
+      ggmlq::quantize_row(s.out, static_cast<const float *>(src[0]) + r * s.cols, s.cols, w,
+                          static_cast<uint8_t *>(dst[0]) + r * row_bytes);
+    }
   });
 }
 
@@ -230,10 +274,18 @@ void release(const ckh_quantizer_class_t *, void *state) { delete static_cast<St
 const ckh_quantizer_class_t kQuant = {sizeof(ckh_quantizer_class_t), 0, nullptr, nullptr, release, prepare_n, port, quantize_n};
 const ckh_component_t kComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "ggml",
-    "llama.cpp's ggml block types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), bit for bit as ggml's reference quantizers",
-    R"J({"quantize": true, "targets": "weights", "dequantize_blocks": ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1"], "options": [)J"
+    "llama.cpp's ggml block types and llama-quantize's mixes (Q2_K..Q6_K, Q4_K_M, ..., Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), "
+    "bit for bit as ggml's quantizers, with or without an importance matrix",
+    R"J({"quantize": true, "targets": "weights", "aux_inputs": {"imatrix": [".in_sum2", ".counts"]},)J"
+    R"J( "dequantize_blocks": ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"], "options": [)J"
     R"J({"name": "ggml-type", "type": "string", "key": "type", "default": "q8_0", "group": "quantization", )J"
-    R"J("help": "ggml block type for --quantize ggml: q8_0, q4_0, q4_1, q5_0, q5_1"}]})J",
+    R"J("choices": ["q2_k", "q3_k_s", "q3_k_m", "q3_k", "q3_k_l", "q4_k_s", "q4_k_m", "q4_k", "q5_k_s", "q5_k_m", "q5_k", "q6_k", )J"
+    R"J("q4_0", "q4_1", "q5_0", "q5_1", "q8_0"], )J"
+    R"J("help": "llama-quantize's file type for --quantize ggml: a mix (q4_k_m, ...) or a plain type (q8_0, ...); each tensor gets llama.cpp's choice"}, )J"
+    R"J({"name": "imatrix", "type": "string", "key": "imatrix", "group": "quantization", )J"
+    R"J("help": "importance matrix for --quantize ggml (llama.cpp's llama-imatrix output, GGUF): its <tensor>.in_sum2 / <tensor>.counts weight the quantization"}, )J"
+    R"J({"name": "ggml-pure", "type": "bool", "key": "pure", "group": "quantization", )J"
+    R"J("help": "--quantize ggml: the --ggml-type's own type for every quantized tensor, no mix (llama-quantize --pure)"}]})J",
     &kQuant};
 const ckh_component_t *const kComps[] = {&kComp};
 
@@ -242,7 +294,7 @@ ckh_status init(const ckh_host_t *host) {
   return CKH_OK;
 }
 
-const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.quant.ggml", "0.1.0",
+const ckh_plugin_t kPlugin = {sizeof(ckh_plugin_t), CKH_ABI_MAJOR, CKH_ABI_MINOR, 1, "org.ckhost.quant.ggml", "0.2.0",
                               "ckhost", "ggml block quantizer", init, nullptr, kComps, nullptr};
 
 }  // namespace
