@@ -1,0 +1,283 @@
+"""KTransformers CPU experts (ckhost convert --to kt-amx), checked by kt-kernel 0.7.2 itself.
+
+kt-kernel (KTransformers' CPU MoE kernels, the PyPI wheel, installed with --no-deps next to torch 2.13) is the
+reference twice over:
+  - bytes: for the same BF16 experts, its own writer (KTMoEWrapper(method="AMXINT8"|"AMXINT4", cpu_save=True)
+    .load_weights_from_tensors, what convert_cpu_weights.py runs) writes its .kt files, and every
+    blk.L.ffn_{gate,up,down}_exps.E.numa.i.{weight,scale} ckhost writes holds exactly those bytes, for every
+    layer, expert, projection and NUMA part, at threadpool counts 2 and 3;
+  - use: kt-kernel loads ckhost's merged safetensors as it loads the tool's (its SafeTensorLoader, AMXMoEWrapper in
+    merged mode) and its AMX MoE forward on fixed tokens and routing equals, bit for bit, the forward over its own
+    .kt files; both are within the quantization error of a float MoE computed in torch from the source experts.
+Sources are transformers save_pretrained checkpoints in BF16:
+  - DeepSeek-V3-shaped (deepseek_v3: MLA, a dense first layer with first_k_dense_replace 1, which stays dense, 8
+    routed experts and a shared expert, one MTP layer in the released layout, whose experts ckhost also converts as
+    blk.3.*; the tool leaves MTP experts out);
+  - MiniMax-M2-shaped (minimax_m2: block_sparse_moe.experts.E.w1 / w3 / w2 = gate / up / down) with hidden size
+    3840, so gate and up rows span two of kt-kernel's K blocks (3584 + 256);
+  - GLM-4.5-shaped (glm4_moe, first_k_dense_replace 1);
+  - the DeepSeek-V3 model as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
+    quantization_config of the release): --dtype bf16 dequantizes on the CPU, and the bytes equal kt-kernel's from
+    the same dequantization done in torch (f32 product, one rounding to BF16).
+Other tensors carry the tool's names (model.layers. -> blk., model. dropped) with their bytes.
+Negative twins: two experts swapped in ckhost's file fail the byte comparison and move kt-kernel's forward off
+its own; a split that kt-kernel cannot take, FP8 experts without --dtype and a model without experts are refused
+in one line.
+
+Run: tests/interop/run_interop.sh tests/interop/test_kt_amx.py --ckhost=build/bin/ckhost
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+from safetensors.torch import load_file, save_file  # noqa: E402
+
+import interop_lib as L  # noqa: E402
+import kt_lib as K  # noqa: E402
+
+DSV3 = ("DeepseekV3Config", dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=768, num_hidden_layers=3,
+                                 num_attention_heads=4, num_key_value_heads=4, n_routed_experts=8, n_shared_experts=1,
+                                 num_experts_per_tok=2, n_group=2, topk_group=1, first_k_dense_replace=1, q_lora_rank=48,
+                                 kv_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16, vocab_size=250,
+                                 max_position_embeddings=128, rope_scaling=None, num_nextn_predict_layers=1))
+MINIMAX = ("MiniMaxM2Config", dict(hidden_size=3840, intermediate_size=256, num_hidden_layers=1, num_attention_heads=4,
+                                   num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
+                                   vocab_size=250, max_position_embeddings=128, rotary_dim=8, bos_token_id=None,
+                                   eos_token_id=None))
+GLM45 = ("Glm4MoeConfig", dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=256, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, head_dim=32, n_routed_experts=4,
+                               n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1, first_k_dense_replace=1,
+                               vocab_size=250, max_position_embeddings=128, use_qk_norm=True))
+# Largest relative L2 error of kt-kernel's AMX forward against the float MoE (quantized weights, BF16 activations);
+# measured 0.024 (INT8) and 0.23 to 0.27 (INT4, one scale per row of up to 3840 values).
+REL_TOL = {"AMXINT8": 0.03, "AMXINT4": 0.35}
+
+
+def make(spec, out, seed=0, mtp=False):
+    transformers = L._quiet_transformers()
+    cls, kw = spec
+    cfg = getattr(transformers, cls)(**kw)
+    torch.manual_seed(seed)
+    m = transformers.AutoModelForCausalLM.from_config(cfg)
+    L.randomize_(m, seed)
+    m.to(torch.bfloat16).save_pretrained(out)
+    if mtp:
+        import test_deepseek as D
+        D.add_mtp_layer(out, cfg, seed + 2)
+    return out
+
+
+def expert_layers(src):
+    """{layer: (gate, up, down) stacked} of every MoE layer, the MTP layer's included."""
+    with open(os.path.join(src, "config.json")) as fh:
+        cfg = json.load(fh)
+    cfg["num_hidden_layers"] += cfg.get("num_nextn_predict_layers", 0) or 0
+    tmp = os.path.join(src, "..", os.path.basename(src) + "-all-layers")
+    if not os.path.isdir(tmp):
+        os.makedirs(tmp)
+        for f in os.listdir(src):
+            if f.endswith(".safetensors"):
+                os.symlink(os.path.abspath(os.path.join(src, f)), os.path.join(tmp, f))
+        with open(os.path.join(tmp, "config.json"), "w") as fh:
+            json.dump(cfg, fh)
+    return tmp
+
+
+def kt_reference(case, src, method, tp):
+    """kt-kernel's own .kt files for every MoE layer of `src` (MTP layers too)."""
+    ref = case.path("kt-%s-%s-%d" % (os.path.basename(src), method, tp))
+    if not os.path.isdir(ref):
+        rc, out = K.run("write", expert_layers(src), ref, method, tp)
+        case.assertEqual(rc, 0, out[-4000:])
+    return ref
+
+
+def compare_bytes(src, ours, ref, method, tp):
+    """Every expert part of `ours` against kt-kernel's files; returns (parts compared, list of mismatches)."""
+    t = L.safe_open_all(ours)
+    n, bad = 0, []
+    for layer, (g, _, _) in K.source_experts(expert_layers(src)).items():
+        for part in range(tp):
+            for e in range(g.shape[0]):
+                for proj in ("gate", "up", "down"):
+                    q, s = K.kt_files(ref, layer, part, method, proj, e)
+                    k = "blk.%d.ffn_%s_exps.%d.numa.%d." % (layer, proj, e, part)
+                    w, sc = t.get(k + "weight"), t.get(k + "scale")
+                    n += 1
+                    if w is None or sc is None or w.dtype != torch.int8 or sc.dtype != torch.float32 or \
+                            w.numpy().tobytes() != q or sc.numpy().tobytes() != s:
+                        bad.append(k)
+    return n, bad
+
+
+def float_moe(src, layer):
+    """The MoE output in f32 from the source's BF16 experts, on kt_lib.tokens."""
+    g, u, d = K.source_experts(expert_layers(src))[layer]
+    x, ids, wt = K.tokens(g.shape[2], g.shape[0])
+    x = x.float()
+    y = torch.zeros(x.shape)
+    for t in range(x.shape[0]):
+        for j in range(ids.shape[1]):
+            e = int(ids[t, j])
+            h = torch.nn.functional.silu(g[e].float() @ x[t]) * (u[e].float() @ x[t])
+            y[t] += wt[t, j] * (d[e].float() @ h)
+    return y
+
+
+def kt_forward(case, weights, method, tp, layer, src):
+    g, _, _ = K.source_experts(expert_layers(src))[layer]
+    out = case.path("y-%d.pt" % len(os.listdir(case.tmp)))
+    rc, log = K.run("forward", weights, method, tp, layer, g.shape[0], g.shape[2], g.shape[1], out)
+    case.assertEqual(rc, 0, log[-4000:])
+    return torch.load(out).float()
+
+
+def rel(a, b):
+    return float((a - b).norm() / b.norm())
+
+
+class KtAmx(L.InteropCase):
+    def source(self, spec, name, **kw):
+        d = self.path("hf-" + name)
+        if not os.path.isdir(d):
+            make(spec, d, **kw)
+        return d
+
+    def check(self, src, method, tp, *extra):
+        out = L.convert(src, self.path("kt-out-%s-%s-%d" % (os.path.basename(src), method, tp)), "--to", "kt-amx",
+                        "--kt-method", method[3:].lower(), "--kt-threadpool-count", tp, *extra)
+        ref = kt_reference(self, src, method, tp)
+        n, bad = compare_bytes(src, out, ref, method, tp)
+        self.assertEqual(bad, [], "%d of %d expert parts differ from kt-kernel's" % (len(bad), n))
+        return out, ref, n
+
+    def carried(self, src, out):
+        """Every non-expert tensor under the tool's name, bytes and dtype unchanged."""
+        s, o = L.safe_open_all(src), L.safe_open_all(out)
+        want = {}
+        for k, v in s.items():
+            if ".mlp.experts." in k or ".block_sparse_moe.experts." in k:
+                continue
+            want[k.replace("model.layers.", "blk.").replace("model.", "") if k.startswith("model.") else k] = v
+        have = {k: v for k, v in o.items() if "_exps." not in k}
+        self.assertEqual(sorted(have), sorted(want))
+        for k, v in want.items():
+            self.assertEqual(have[k].dtype, v.dtype, k)
+            self.assertTrue(torch.equal(have[k], v), k)
+        return len(want)
+
+    def test_deepseek_v3(self):
+        src = self.source(DSV3, "dsv3", mtp=True)
+        for method, tp in (("AMXINT8", 2), ("AMXINT4", 2), ("AMXINT8", 3), ("AMXINT4", 3)):
+            out, ref, n = self.check(src, method, tp)
+            L.report("DeepSeek-V3-shaped %s, threadpool count %d: %d expert parts (2 MoE layers + MTP, 8 experts, "
+                     "gate/up/down) byte-identical with kt-kernel's own" % (method, tp, n))
+            if tp == 2:
+                kept = self.carried(src, out)
+                o = L.safe_open_all(out)
+                self.assertIn("blk.0.mlp.gate_proj.weight", o)  # the dense first layer stays dense
+                self.assertNotIn("blk.0.ffn_gate_exps.0.numa.0.weight", o)
+                self.assertIn("blk.3.ffn_down_exps.7.numa.1.scale", o)  # the MTP layer's experts
+                with open(os.path.join(out, "config.json")) as a, open(os.path.join(src, "config.json")) as b:
+                    self.assertEqual(json.load(a), json.load(b))
+                L.report("DeepSeek-V3-shaped: %d other tensors carried under the tool's names, bytes unchanged" % kept)
+            # kt-kernel loads ckhost's merged safetensors and computes what it computes from its own files.
+            if (method, tp) in (("AMXINT8", 3), ("AMXINT4", 2)):
+                ya, yb = kt_forward(self, out, method, tp, 1, src), kt_forward(self, ref, method, tp, 1, src)
+                self.assertTrue(torch.equal(ya, yb))
+                err = rel(ya, float_moe(src, 1))
+                self.assertLess(err, REL_TOL[method])
+                L.report("kt-kernel %s forward (layer 1, 8 tokens, top-2) from ckhost's safetensors == from its own "
+                         ".kt files; relative L2 error against the float MoE %.4f" % (method, err))
+
+    def test_minimax_two_k_blocks(self):
+        src = self.source(MINIMAX, "minimax")
+        for method in ("AMXINT8", "AMXINT4"):
+            out, ref, n = self.check(src, method, 2)
+            L.report("MiniMax-M2-shaped (w1/w3/w2, hidden 3840 = K blocks 3584 + 256) %s: %d expert parts byte-identical"
+                     % (method, n))
+        self.carried(src, out)
+        ya, yb = kt_forward(self, out, "AMXINT4", 2, 0, src), kt_forward(self, ref, "AMXINT4", 2, 0, src)
+        self.assertTrue(torch.equal(ya, yb))
+        self.assertLess(rel(ya, float_moe(src, 0)), REL_TOL["AMXINT4"])
+
+    def test_glm45_dense_first_layer(self):
+        src = self.source(GLM45, "glm45")
+        out, _, n = self.check(src, "AMXINT8", 2)
+        o = L.safe_open_all(out)
+        self.assertIn("blk.0.mlp.up_proj.weight", o)
+        self.assertFalse(any(k.startswith("blk.0.ffn_") for k in o))
+        self.carried(src, out)
+        L.report("GLM-4.5-shaped AMXINT8: %d expert parts byte-identical, first_k_dense_replace layer left dense" % n)
+
+    def test_fp8_source_dequantized_on_cpu(self):
+        bf = self.source(DSV3, "dsv3")
+        src = self.path("hf-dsv3-fp8")
+        os.makedirs(src)
+        t = load_file(os.path.join(bf, "model.safetensors"))
+        out_t = {}
+        for k, v in t.items():
+            if v.dim() == 2 and k.endswith("proj.weight") and "embed" not in k:
+                # DeepSeek's block FP8: scale_inv = amax / 448 per 128 x 128 block, codes = w / scale_inv.
+                m, n = v.shape
+                bm, bn = -(-m // 128), -(-n // 128)
+                pad = torch.zeros(bm * 128, bn * 128)
+                pad[:m, :n] = v.float()
+                blocks = pad.view(bm, 128, bn, 128)
+                s = (blocks.abs().amax(dim=(1, 3)) / 448.0).clamp(min=1e-12)
+                q = (blocks / s[:, None, :, None]).view(bm * 128, bn * 128)[:m, :n].to(torch.float8_e4m3fn)
+                out_t[k], out_t[k + "_scale_inv"] = q, s.float()
+            else:
+                out_t[k] = v
+        save_file(out_t, os.path.join(src, "model.safetensors"), metadata={"format": "pt"})
+        with open(os.path.join(bf, "config.json")) as fh:
+            cfg = json.load(fh)
+        cfg["quantization_config"] = {"activation_scheme": "dynamic", "fmt": "e4m3", "quant_method": "fp8",
+                                      "weight_block_size": [128, 128]}
+        with open(os.path.join(src, "config.json"), "w") as fh:
+            json.dump(cfg, fh)
+        out, _, n = self.check(src, "AMXINT4", 2, "--dtype", "bf16")
+        L.report("DeepSeek-V3-shaped block FP8 -> AMXINT4 with --dtype bf16 (dequantized on the CPU): %d expert parts "
+                 "byte-identical with kt-kernel's from the same dequantization in torch" % n)
+        L.assert_refused(self, src, self.path("refused-fp8"), "--to", "kt-amx", "--kt-method", "int8",
+                         needle="--dtype bf16")
+
+    def test_swapped_experts_caught(self):
+        src = self.source(DSV3, "dsv3", mtp=True)
+        out, ref, _ = self.check(src, "AMXINT8", 2)
+        # Experts 0 and 1 of layer 1 trade places in ckhost's file.
+        f = [os.path.join(out, p) for p in sorted(os.listdir(out)) if p.endswith("-of-00004.safetensors")][0]
+        t = load_file(f)
+        sw = {}
+        for k, v in t.items():
+            for a, b in ((".0.numa.", ".1.numa."), (".1.numa.", ".0.numa.")):
+                if k.startswith("blk.1.ffn_") and a in k:
+                    sw[k.replace(a, b)] = v
+        self.assertTrue(sw)
+        t.update(sw)
+        save_file(t, f, metadata={"format": "pt"})
+        n, bad = compare_bytes(src, out, ref, "AMXINT8", 2)
+        self.assertEqual(len(bad), 2 * 3 * 2, bad)  # 2 experts x 3 projections x 2 parts
+        ya, yb = kt_forward(self, out, "AMXINT8", 2, 1, src), kt_forward(self, ref, "AMXINT8", 2, 1, src)
+        self.assertFalse(torch.equal(ya, yb))
+        err = rel(ya, float_moe(src, 1))
+        self.assertGreater(err, 5 * REL_TOL["AMXINT8"])
+        L.report("negative twin: experts 0 and 1 of layer 1 swapped -> %d of %d parts differ from kt-kernel's, and "
+                 "its forward moves to relative error %.3f" % (len(bad), n, err))
+
+    def test_refusals(self):
+        src = self.source(DSV3, "dsv3")
+        L.assert_refused(self, src, self.path("r1"), "--to", "kt-amx", "--kt-method", "int8", "--kt-threadpool-count", "5",
+                         needle="does not divide into --kt-threadpool-count 5")
+        # AMXINT4 at threadpool count 4: 768 / 4 = 192 columns of down, not whole 128-column groups.
+        L.assert_refused(self, src, self.path("r2"), "--to", "kt-amx", "--kt-method", "int4", "--kt-threadpool-count", "4",
+                         needle="multiples of 128")
+        dense = L.make_hf("llama-mha-tied-bf16", self.path("hf-dense"))
+        L.assert_refused(self, dense, self.path("r3"), "--to", "kt-amx", "--kt-method", "int8", needle="no routed experts")
+
+
+if __name__ == "__main__":
+    L.main()
