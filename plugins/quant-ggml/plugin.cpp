@@ -19,8 +19,10 @@
 //   Q2_K Q3_K Q4_K Q5_K Q6_K   256-element super-blocks of 16 or 32-element groups with quantized scales
 // With an importance matrix (inputs 1 and 2: <name>.in_sum2 and <name>.counts of llama.cpp's GGUF imatrix;
 // importance = in_sum2 / round(count), 1 where the count is 0, expert e of a stacked [E, rows, cols] tensor
-// using its own slice) every type but Q8_0 runs ggml's importance-weighted quantizer instead, as
-// ggml_quantize_chunk does when given quant_weights.
+// using its own slice; I32 counts are a legacy imatrix.dat's call count: in_sum2 / ncall, in_sum2 where it is
+// 0) every type but Q8_0 runs ggml's importance-weighted quantizer instead, as ggml_quantize_chunk does when
+// given quant_weights. A size that does not fit the tensor is refused (the token embedding: ignored), as
+// llama.cpp does; "imatrix" in params (the file's path) alone already selects the imatrix variants of the mix.
 //
 // Dequantization ({"mode": "dequantize"}, listed under "dequantize_blocks") of all ten types, as
 // ggml's dequantize_row_* (and gguf-py's).
@@ -53,6 +55,7 @@ struct State {
   int64_t shape[3] = {0, 0, 0};
   int64_t cols = 0, rows_per_block = 1;  // rows of `cols` elements in one block
   bool imatrix = false;                  // inputs 1 and 2 are in_sum2 and counts
+  bool legacy_counts = false;            // counts are I32 call counts of the legacy imatrix.dat
   int64_t n_sum2 = 0, n_counts = 0;
   std::string name;
 };
@@ -169,6 +172,9 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
         if (!in[k]) fail(CKH_E_INVALID_ARG, "ggml: tensor '" + s->name + "': importance input missing");
       s->n_sum2 = numel(in[1]);
       s->n_counts = numel(in[2]);
+      if (in[2]->dtype == CKH_DT_I32) s->legacy_counts = true;
+      else if (!ckh_dtype_is_float(in[2]->dtype) || !ckh_dtype_is_float(in[1]->dtype))
+        fail(CKH_E_FORMAT, "ggml: importance matrix of '" + f.name + "': in_sum2 and counts must be floats (counts may be I32 call counts)");
       const int64_t experts = w->ndim == 3 ? w->shape[0] : 1;
       const std::string what = "ggml: importance matrix of '" + f.name + "': ";
       if (s->n_sum2 != experts * s->cols) {
@@ -192,7 +198,7 @@ ckh_status port(const ckh_quantizer_class_t *, const void *state, int32_t dir, u
   const State &s = *static_cast<const State *>(state);
   if (dir == CKH_QUANT_INPUT && (i == 1 || i == 2)) {
     out->rows_per_block = 0;  // the whole importance in every call
-    out->info.dtype = CKH_DT_F32;
+    out->info.dtype = i == 2 && s.legacy_counts ? CKH_DT_I32 : CKH_DT_F32;
     return CKH_OK;
   }
   if (i != 0) return CKH_E_INVALID_ARG;
@@ -207,15 +213,22 @@ ckh_status port(const ckh_quantizer_class_t *, const void *state, int32_t dir, u
   return CKH_OK;
 }
 
-// Importance of expert e's rows (cols values), as llama.cpp's quantize tool derives it from a GGUF imatrix:
-// in_sum2 / count with the count rounded to an integer, 1 where the count is not positive.
-void importance(const State &s, const float *sum2, const float *counts, int64_t e, std::vector<float> &out) {
+// Importance of expert e's rows (cols values), as llama.cpp's quantize tool derives it: from a GGUF imatrix
+// in_sum2 / count with the count rounded to an integer, 1 where the count is not positive; from a legacy
+// imatrix.dat (I32 call counts) in_sum2 / ncall, in_sum2 itself where ncall is not positive.
+void importance(const State &s, const float *sum2, const void *counts, int64_t e, std::vector<float> &out) {
   const int64_t per_count = s.n_sum2 / s.n_counts;
   out.resize(static_cast<size_t>(s.cols));
   for (int64_t i = 0; i < s.cols; ++i) {
     const int64_t k = e * s.cols + i;
-    const float c = static_cast<float>(std::lround(counts[k / per_count]));
-    out[static_cast<size_t>(i)] = c > 0.0f ? sum2[k] / c : 1.0f;
+    if (s.legacy_counts) {
+      int32_t ncall;
+      std::memcpy(&ncall, static_cast<const unsigned char *>(counts) + 4 * (k / per_count), 4);
+      out[static_cast<size_t>(i)] = ncall > 0 ? sum2[k] / static_cast<float>(ncall) : sum2[k];
+    } else {
+      const float c = static_cast<float>(std::lround(static_cast<const float *>(counts)[k / per_count]));
+      out[static_cast<size_t>(i)] = c > 0.0f ? sum2[k] / c : 1.0f;
+    }
     if (!std::isfinite(out[static_cast<size_t>(i)]))
       fail(CKH_E_FORMAT, "ggml: importance matrix of '" + s.name + "' holds a non-finite value at " + std::to_string(k));
   }
@@ -258,7 +271,7 @@ ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t block0
       if (s.imatrix) {
         const int64_t e = s.ndim == 3 ? block0 + r / s.rows_per_block : 0;
         if (e != qw_expert) {
-          importance(s, static_cast<const float *>(src[1]), static_cast<const float *>(src[2]), e, qw);
+          importance(s, static_cast<const float *>(src[1]), src[2], e, qw);
           qw_expert = e;
         }
         w = qw.data();
