@@ -179,6 +179,12 @@ void check_quantized(const Graph &g) {
 
 OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path, const std::string &from,
                          const nlohmann::json &options) {
+  OpenedSource os = open_reader(reg, path, from, options);
+  import_catalog(g, os, g.add_stage("reader " + os.reader->id));
+  return os;
+}
+
+OpenedSource open_reader(const Registry &reg, const std::string &path, const std::string &from, const nlohmann::json &options) {
   OpenedSource os;
   if (!from.empty()) {
     os.reader = reg.find(CKH_COMPONENT_READER, from);
@@ -262,7 +268,11 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
     os.hinted_by = best ? best->id : "";
   }
 
-  Stage &s0 = g.add_stage("reader " + os.reader->id);
+  return os;
+}
+
+void import_catalog(Graph &g, const OpenedSource &os, Stage &s0) {
+  ckh_reader_t *r = os.handle.get();
   const uint32_t nf = r->file_count(r);
   const uint32_t base = static_cast<uint32_t>(g.files.size());
   for (uint32_t i = 0; i < nf; ++i) {
@@ -344,7 +354,6 @@ OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path,
   s0.metadata = std::move(j);
   seed_pairs(g, s0);  // block hints: the readers' annotations
   if (!s0.metadata.contains("format")) s0.metadata["format"] = os.reader->id;
-  return os;
 }
 
 void synth_source(const Registry &reg, Graph &g, const std::string &model, const nlohmann::json &config, uint64_t seed) {
@@ -662,6 +671,16 @@ bool is_linear_kind(int32_t k) {
   }
 }
 
+const char *kind_name(int32_t k) {
+  static const char *const kNames[] = {"unstated", "embedding", "output", "norm",   "attn_q",      "attn_k",   "attn_v", "attn_qkv",
+                                       "attn_out", "ffn_gate",  "ffn_up", "ffn_gate_up", "ffn_down", "router", "other"};
+  return k >= 0 && k <= CKH_KIND_OTHER ? kNames[k] : "unstated";
+}
+
+bool is_ffn_kind(int32_t k) {
+  return k == CKH_KIND_FFN_GATE || k == CKH_KIND_FFN_UP || k == CKH_KIND_FFN_GATE_UP || k == CKH_KIND_FFN_DOWN;
+}
+
 // Replaces every string "$unquantized" in `j` with `kept`.
 void fill_unquantized(nlohmann::json &j, const nlohmann::json &kept) {
   if (j.is_string() && j.get<std::string>() == "$unquantized") j = kept;
@@ -699,7 +718,49 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
           if (m.is_string()) skip.push_back(m.get<std::string>());
     }
   }
-  const std::string ptext = params.dump();
+  // Auxiliary inputs (capabilities "aux_inputs": {"<option>": [".suffix", ..]}): when the option names a
+  // checkpoint, it is opened with the readers and tensor T gets the inputs T<suffix>.. after its weight
+  // (e.g. an importance matrix's sums and counts); T without them is quantized from its weight alone.
+  struct Aux {
+    std::string option, path;
+    std::vector<std::string> suffixes;
+    Stage stage;
+  };
+  std::vector<Aux> aux;
+  if (auto ai = c->capabilities.find("aux_inputs"); ai != c->capabilities.end() && ai->is_object())
+    for (auto it = ai->begin(); it != ai->end(); ++it) {
+      if (!options.contains(it.key()) || !options[it.key()].is_string() || options[it.key()].get<std::string>().empty())
+        continue;
+      Aux a;
+      a.option = it.key();
+      a.path = options[it.key()].get<std::string>();
+      if (it->is_array())
+        for (const auto &x : *it)
+          if (x.is_string()) a.suffixes.push_back(x.get<std::string>());
+      if (a.suffixes.empty()) fail("quantizer '" + id + "': aux input '" + a.option + "' names no suffixes", CKH_E_INTERNAL);
+      const OpenedSource os = open_reader(reg, a.path, "", nlohmann::json::object());
+      import_catalog(g, os, a.stage);
+      aux.push_back(std::move(a));
+    }
+  // Facts each tensor's quantizer sees ("tensor" in its params), for mixes that pick a type per tensor.
+  int32_t n_layers = 0, n_experts = 0;
+  bool has_output = false;
+  for (const auto &t : g.stages.back().tensors) {
+    if ((t.annot.role == CKH_ROLE_LAYER) && t.annot.stack == 0) n_layers = std::max(n_layers, t.annot.layer + 1);
+    n_experts = std::max(n_experts, t.annot.expert + 1);
+    const Shape ls = g.logical(t.node);
+    if (ls.ndim == 3 && is_ffn_kind(t.annot.kind)) n_experts = std::max<int32_t>(n_experts, static_cast<int32_t>(ls.d[0]));
+    has_output = has_output || t.annot.kind == CKH_KIND_OUTPUT;
+  }
+  auto params_of = [&](const StageTensor &t) {
+    nlohmann::json p = params;
+    p["tensor"] = {{"name", t.name},         {"kind", kind_name(t.annot.kind)}, {"layer", t.annot.layer},
+                   {"n_layers", n_layers},   {"expert", t.annot.expert},       {"n_experts", n_experts},
+                   {"has_output", has_output}, {"stack", t.annot.stack}};
+    return p.dump();
+  };
+  size_t n_aux = 0, n_no_aux = 0;
+  std::string first_no_aux;
   // Pairs of the source are dequantized first, exactly (to f32), and requantized from their values.
   std::map<std::string, ckh_dtype> want;
   {
@@ -736,7 +797,7 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
     const Shape ls = g.logical(n);
     const std::string mod = module_of(t.name);
     const bool weight2d = ls.ndim >= 2 && t.name.size() > 7 && t.name.compare(t.name.size() - 7, 7, ".weight") == 0;
-    const bool linear = all_weights ? ls.ndim == 2 && ckh_dtype_is_float(g.node(n).dtype) && weight2d
+    const bool linear = all_weights ? (ls.ndim == 2 || ls.ndim == 3) && ckh_dtype_is_float(g.node(n).dtype) && weight2d
                                     : is_linear_kind(t.annot.kind) && (t.annot.role == CKH_ROLE_LAYER || t.annot.role == CKH_ROLE_MTP) &&
                                           (ls.ndim == 2 || ls.ndim == 3) && ckh_dtype_is_float(g.node(n).dtype) && weight2d;
     bool skipped = false;
@@ -749,15 +810,63 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
       out.add(StageTensor{t.name, n, t.annot});
       continue;
     }
-    const int32_t codes = g.quantize_n({n}, id, ptext, 0);
+    const std::string ptext = params_of(t);
+    std::vector<int32_t> ins{n};
+    for (const Aux &a : aux) {
+      size_t found = 0;
+      for (const std::string &sfx : a.suffixes)
+        if (auto f = a.stage.index.find(t.name + sfx); f != a.stage.index.end()) {
+          ins.push_back(a.stage.tensors[f->second].node);
+          ++found;
+        }
+      if (found && found != a.suffixes.size())
+        fail(a.path + ": has only some of the tensors '" + t.name + "' needs from it (" + nlohmann::json(a.suffixes).dump() +
+                 " after the name)",
+             CKH_E_FORMAT);
+      if (found) ++n_aux;
+      else if (!n_no_aux++) first_no_aux = t.name;
+    }
+    // A block dtype holds its own scales (ggml's Q8_0, ...): the one output replaces the tensor. Stacked
+    // weights [E, R, C] go to the quantizer as R*E rows and come back in their stack.
+    const bool stacked = ls.ndim == 3;
+    if (stacked) {
+      Shape flat;
+      flat.ndim = 2;
+      flat.d[0] = ls.d[0] * ls.d[1];
+      flat.d[1] = ls.d[2];
+      ins[0] = g.reshape(n, flat);
+    }
+    const int32_t codes = g.quantize_n(ins, id, ptext, 0);
     if (g.quants[static_cast<size_t>(g.node(codes).quant)].out.size() == 1) {
-      // A block dtype holds its own scales (ggml's Q8_0, ...): the one output replaces the tensor.
-      if (ckh_dtype_is_float(g.node(codes).dtype))
-        fail("--quantize: quantizer '" + id + "' gave '" + t.name + "' one float output, not a block dtype", CKH_E_INTERNAL);
-      out.add(StageTensor{t.name, codes, t.annot});
+      const ckh_dtype odt = g.node(codes).dtype;
+      if (ckh_dtype_is_float(odt)) {
+        // The quantizer's mix leaves this tensor as it is (llama.cpp keeps routers, ...): its own dtype.
+        if (odt != g.node(n).dtype)
+          fail("--quantize: quantizer '" + id + "' gave '" + t.name + "' one float output (" + dtype_name(odt) +
+                   "), neither a block dtype nor the tensor's own " + dtype_name(g.node(n).dtype),
+               CKH_E_INTERNAL);
+        if (dq != deq.end()) n = g.cast(n, CKH_DT_BF16);
+        kept.push_back(mod);
+        out.add(StageTensor{t.name, n, t.annot});
+        continue;
+      }
+      int32_t r = codes;
+      if (stacked) {
+        Shape s3 = g.node(codes).shape;  // storage shape: the last dim counts blocks
+        s3.ndim = 3;
+        s3.d[2] = s3.d[1];
+        s3.d[1] = ls.d[1];
+        s3.d[0] = ls.d[0];
+        r = g.reshape(codes, s3);
+      }
+      out.add(StageTensor{t.name, r, t.annot});
       ++n_quant;
       continue;
     }
+    if (stacked || ins.size() > 1)
+      fail("--quantize: quantizer '" + id + "' gave '" + t.name + "' a (codes, scales) pair from " +
+               (stacked ? "a stacked 3-D weight" : "auxiliary inputs") + "; only block dtypes are supported there",
+           CKH_E_UNSUPPORTED);
     const int32_t scales = g.quantize_n({n}, id, ptext, 1);
     const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
     const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);
@@ -804,6 +913,15 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
          "(quantization needs a supported model family; see ckhost --list-plugins)",
          CKH_E_UNSUPPORTED);
   if (!n_quant) fail("--quantize: no linear weight to quantize (all skipped or none found)", CKH_E_UNSUPPORTED);
+  for (const Aux &a : aux) {
+    if (!n_aux)
+      fail(a.path + ": holds no data for any tensor quantized here (e.g. '" + first_no_aux + "' + " + a.suffixes[0] +
+               "; the names must be the output's)",
+           CKH_E_FORMAT);
+    if (n_no_aux)
+      log(CKH_LOG_WARN, std::to_string(n_no_aux) + " tensors have no data in " + a.path + " (e.g. '" + first_no_aux +
+                            "'): quantized from their weights alone");
+  }
   out.metadata = in.metadata;
   if (out.metadata.contains("config") && out.metadata["config"].is_object()) {
     auto &cfg = out.metadata["config"];
@@ -818,8 +936,8 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
          " 2-D weights left in high precision";
 }
 
-WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
-                      std::string *note) {
+const Component *map_to_writer_layout(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
+                                      std::string *note) {
   const Component *w = reg.find(CKH_COMPONENT_WRITER, to);
   if (!w) fail("no writer for format '" + to + "' (see ckhost --list-plugins)", CKH_E_NOT_FOUND);
   const std::string want = cap(*w, "layout");
@@ -830,6 +948,17 @@ WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, cons
     apply_mapper(g, *m, options);
     if (note) *note += ", " + m->id + " (" + have + " -> " + want + ")";
   }
+  return w;
+}
+
+bool quantizes_in_target_layout(const Registry &reg, const std::string &id) {
+  const Component *c = reg.find(CKH_COMPONENT_QUANTIZER, id);
+  return c && c->capabilities.value("stage", std::string()) == "target";
+}
+
+WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
+                      std::string *note) {
+  const Component *w = map_to_writer_layout(reg, g, to, options, note);
   ckh_writer_t *wr = nullptr;
   clear_last_error();
   ckh_status st = w->writer()->create(w->writer(), options.dump().c_str(), &wr);

@@ -424,7 +424,11 @@ int cmd_convert(const std::vector<std::string> &args) {
     const Component *w = reg.find(CKH_COMPONENT_WRITER, to);
     cast_stage(reg, o.g, dt, w && w->capabilities.value("one_d_f32", false));
   }
-  if (vm.count("quantize")) note += ", " + quantize_stage(reg, o.g, vm["quantize"].as<std::string>(), popts, skip_patterns(vm));
+  if (vm.count("quantize")) {
+    const std::string q = vm["quantize"].as<std::string>();
+    if (quantizes_in_target_layout(reg, q)) map_to_writer_layout(reg, o.g, to, popts, &note);
+    note += ", " + quantize_stage(reg, o.g, q, popts, skip_patterns(vm));
+  }
   return run_plan(reg, o.g, vm, to, dst, popts, what, note);
 }
 
@@ -470,7 +474,11 @@ int cmd_synth(const std::vector<std::string> &args) {
   if (dt != CKH_DT_INVALID) cast_stage(reg, g, dt);
   const json popts = plugin_options(vm, decls);
   std::string note;
-  if (vm.count("quantize")) note = quantize_stage(reg, g, vm["quantize"].as<std::string>(), popts, skip_patterns(vm));
+  if (vm.count("quantize")) {
+    const std::string q = vm["quantize"].as<std::string>();
+    if (quantizes_in_target_layout(reg, q)) map_to_writer_layout(reg, g, vm["to"].as<std::string>(), popts, &note);
+    note += quantize_stage(reg, g, q, popts, skip_patterns(vm));
+  }
   return run_plan(reg, g, vm, vm["to"].as<std::string>(), out, popts,
                   "synth " + vm["model"].as<std::string>() + " (" + stage_summary(g.stages[0], g) + ")", note);
 }

@@ -36,6 +36,11 @@ struct OpenedSource {
 // Picks the reader (`from` or the best probe), opens `path` and imports its catalog as stage 0.
 OpenedSource open_source(const Registry &reg, Graph &g, const std::string &path, const std::string &from,
                          const nlohmann::json &options);
+// The two halves of open_source: pick and open the reader (with the two-phase hints), then import its
+// catalog as sources of `g`, their tensors into `into` (a stage of g, or a side stage such as the
+// auxiliary inputs of a quantizer).
+OpenedSource open_reader(const Registry &reg, const std::string &path, const std::string &from, const nlohmann::json &options);
+void import_catalog(Graph &g, const OpenedSource &os, Stage &into);
 
 // A synthetic source: the canonical tensors `model`'s mapper lists for `config`, with random content.
 void synth_source(const Registry &reg, Graph &g, const std::string &model, const nlohmann::json &config, uint64_t seed);
@@ -88,6 +93,12 @@ void check_quantized(const Graph &g);
 
 // Plans the writer over the last stage and validates the whole plan (layout, consumption, sources).
 // `note`, when given, gets ", <mapper> (<from> -> <to>)" appended for a mapper the writer's layout needed.
+// Applies the mapper from the current layout to writer `to`'s layout, when they differ (plan_writer does
+// it too; a quantizer with capability "stage": "target" quantizes the writer's tensors, so convert maps
+// first). Returns the writer's component.
+const Component *map_to_writer_layout(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
+                                      std::string *note);
+bool quantizes_in_target_layout(const Registry &reg, const std::string &id);
 WriterPtr plan_writer(const Registry &reg, Graph &g, const std::string &to, const nlohmann::json &options,
                       std::string *note = nullptr);
 
