@@ -840,12 +840,10 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
     if (g.quants[static_cast<size_t>(g.node(codes).quant)].out.size() == 1) {
       const ckh_dtype odt = g.node(codes).dtype;
       if (ckh_dtype_is_float(odt)) {
-        // The quantizer's mix leaves this tensor as it is (llama.cpp keeps routers, ...): its own dtype.
-        if (odt != g.node(n).dtype)
-          fail("--quantize: quantizer '" + id + "' gave '" + t.name + "' one float output (" + dtype_name(odt) +
-                   "), neither a block dtype nor the tensor's own " + dtype_name(g.node(n).dtype),
-               CKH_E_INTERNAL);
-        if (dq != deq.end()) n = g.cast(n, CKH_DT_BF16);
+        // The quantizer's mix leaves this tensor unquantized (llama.cpp keeps routers, ...): in its own dtype
+        // when the output's is the weight's, else cast to the output's (e.g. F16 for rows of no whole block).
+        if (odt != g.node(n).dtype) n = g.cast(n, odt);
+        else if (dq != deq.end()) n = g.cast(n, CKH_DT_BF16);
         kept.push_back(mod);
         out.add(StageTensor{t.name, n, t.annot});
         continue;
