@@ -294,7 +294,10 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
       if (required) fail(CKH_E_FORMAT, "GGUF: '" + arch + "." + k + "' is missing");
       return def;
     }
-    return it->second.get<double>();
+    const double v = it->second.get<double>();
+    // Counts become int64: a value past 2^53 (or not finite) is refused before any cast.
+    if (!std::isfinite(v) || std::fabs(v) > 9.0e15) fail(CKH_E_FORMAT, "GGUF: '" + arch + "." + k + "' " + it->second.dump() + " is out of range");
+    return v;
   };
   auto shape = [&](const std::string &n) -> std::vector<int64_t> {
     const int64_t i = b.find(n);
@@ -307,6 +310,7 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
   if (H <= 0 || layers <= 0 || heads <= 0 || kvh <= 0 || heads % kvh) fail(CKH_E_FORMAT, "GGUF: inconsistent head counts or sizes");
   const int64_t hd = static_cast<int64_t>(num("attention.key_length", false, arch == "llama" ? num("rope.dimension_count", false, static_cast<double>(H / heads))
                                                                                              : static_cast<double>(H / heads)));
+  if (hd <= 0 || hd % 2 || hd * heads > (int64_t{1} << 24)) fail(CKH_E_FORMAT, "GGUF: head width " + std::to_string(hd) + " is not a positive even size");
   // MoE: expert_count experts per layer (Mixtral as llama with experts, Qwen2-MoE with a shared expert, Qwen3-MoE).
   const int64_t experts = static_cast<int64_t>(num("expert_count", false, 0));
   if (experts < 0 || experts > (1 << 16)) fail(CKH_E_FORMAT, "GGUF: '" + arch + ".expert_count' " + std::to_string(experts) + " is out of range");
