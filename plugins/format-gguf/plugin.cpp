@@ -45,13 +45,14 @@ struct Writer {
     alignment = static_cast<uint64_t>(a);
     if (o.contains("gguf_file") && o["gguf_file"].is_string()) file = o["gguf_file"].get<std::string>();
     if (o.contains("gguf_tokenizer") && o["gguf_tokenizer"].is_string()) tokenizer = o["gguf_tokenizer"].get<std::string>();
-    if (tokenizer != "auto" && tokenizer != "none") fail(CKH_E_INVALID_ARG, "--gguf-tokenizer '" + tokenizer + "': expected auto or none");
+    if (tokenizer != "auto" && tokenizer != "spm" && tokenizer != "bpe" && tokenizer != "none")
+      fail(CKH_E_INVALID_ARG, "--gguf-tokenizer '" + tokenizer + "': expected auto, spm, bpe or none");
     if (file.empty() || file.find('/') != std::string::npos || file == "." || file == "..")
       fail(CKH_E_INVALID_ARG, "--gguf-file '" + file + "': expected a file name");
   }
 
-  // The tokenizer's keys from the source's tokenizer.json (side files), unless the mapper stated them or
-  // --gguf-tokenizer none.
+  // The tokenizer's keys from the source's tokenizer files (side files: tokenizer.model or tokenizer.json, with
+  // tokenizer_config.json, added_tokens.json and the chat template), unless the mapper stated them or --gguf-tokenizer none.
   void add_tokenizer(const json &meta, json &kvs) const {
     if (tokenizer == "none") return;
     std::string arch;
@@ -68,18 +69,22 @@ struct Writer {
       for (const auto &f : meta["side_files"])
         if (f.is_object() && f.contains("name") && f.contains("path") && f["name"].is_string() && f["path"].is_string())
           side[f["name"].get<std::string>()] = f["path"].get<std::string>();
-    if (!side.count("tokenizer.json")) {
-      ckh::sdk::log(CKH_LOG_WARN, "gguf: the source has no tokenizer.json: the GGUF holds no tokenizer (llama.cpp needs one to run it)");
-      return;
-    }
+    auto path = [&](const char *name) { return side.count(name) ? side[name] : std::string(); };
+    gg::TokenizerFiles files{path("tokenizer.json"), path("tokenizer.model"), path("tokenizer_config.json"),
+                             path("added_tokens.json"), path("chat_template.jinja"), path("chat_template.json")};
+    std::vector<std::string> notes;
+    json t;
     try {
-      const json t = gg::tokenizer_kv(side["tokenizer.json"], side.count("tokenizer_config.json") ? side["tokenizer_config.json"] : "",
-                                      side.count("chat_template.jinja") ? side["chat_template.jinja"] : "",
-                                      meta.value("config", json::object()), vocab);
-      for (const auto &e : t) kvs.push_back(e);
+      t = gg::tokenizer_kv(files, tokenizer, meta.value("config", json::object()), vocab, notes);
     } catch (const std::invalid_argument &e) {
       fail(CKH_E_UNSUPPORTED, e.what());
     }
+    for (const auto &n : notes) ckh::sdk::log(CKH_LOG_WARN, "gguf: " + n);
+    if (t.empty()) {
+      ckh::sdk::log(CKH_LOG_WARN, "gguf: the source has no tokenizer.model nor tokenizer.json: the GGUF holds no tokenizer (llama.cpp needs one to run it)");
+      return;
+    }
+    for (const auto &e : t) kvs.push_back(e);
   }
 
   void plan(const json &meta, ckh_layout_builder_t *lb) const {
@@ -285,7 +290,7 @@ ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char 
 #define GGUF_OPTS                                                                                                    \
   R"J({"name":"gguf-file","type":"string","default":"model.gguf","group":"gguf","help":"name of the GGUF file written"},)J" \
   R"J({"name":"gguf-alignment","type":"int","default":32,"group":"gguf","help":"general.alignment: tensor data offsets are multiples of it"},)J" \
-  R"J({"name":"gguf-tokenizer","type":"string","default":"auto","choices":["auto","none"],"group":"gguf","help":"auto: the tokenizer metadata from the source's tokenizer.json (byte-level BPE); none: write no tokenizer"})J"
+  R"J({"name":"gguf-tokenizer","type":"string","default":"auto","choices":["auto","spm","bpe","none"],"group":"gguf","help":"the tokenizer metadata from: spm, the source's SentencePiece tokenizer.model (tokenizer.ggml.model llama); bpe, its byte-level BPE tokenizer.json (gpt2); auto, tokenizer.model when there is one (as llama.cpp's convert_hf_to_gguf.py chooses for llama, mistral, qwen2, qwen3), else tokenizer.json; none: write no tokenizer"})J"
 
 const ckh_writer_class_t kWriter = {sizeof(ckh_writer_class_t), 0, ckh::plugins::create_writer<Writer>};
 const ckh_component_t kWriterComp = {sizeof(ckh_component_t), CKH_COMPONENT_WRITER, "gguf",
