@@ -113,6 +113,11 @@ uint64_t type_bytes(uint32_t t, uint64_t n) {
     case GGML_Q5_0: be = 32, bb = 22; break;
     case GGML_Q5_1: be = 32, bb = 24; break;
     case GGML_Q8_0: be = 32, bb = 34; break;
+    case GGML_Q2_K: be = 256, bb = 84; break;
+    case GGML_Q3_K: be = 256, bb = 110; break;
+    case GGML_Q4_K: be = 256, bb = 144; break;
+    case GGML_Q5_K: be = 256, bb = 176; break;
+    case GGML_Q6_K: be = 256, bb = 210; break;
     default: return 0;
   }
   if (n % be) return 0;
@@ -177,7 +182,7 @@ File parse(const ReadAt &read, uint64_t size) {
     // Bytes: rows of ne[0] elements (whole blocks for block types).
     const uint64_t row = type_bytes(t.type, t.ne[0]);
     if (row == 0) bad("tensor '" + t.name + "': ggml type " + std::to_string(t.type) + " with rows of " + std::to_string(t.ne[0]) +
-                      " elements is not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 are)");
+                      " elements is not read (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K are)");
     if (__builtin_mul_overflow(row, n / t.ne[0], &t.bytes)) bad("tensor '" + t.name + "' is too large");
     f.tensors.push_back(std::move(t));
   }

@@ -101,7 +101,7 @@ struct Writer {
     std::vector<T> ts;
     std::set<std::string> names;
     bool f16 = false, bf16 = false;
-    int ftype = -1;  // llama_ftype of the block type written
+    std::map<uint32_t, int> n_block;  // tensors per block type written, for general.file_type
     uint64_t data = 0;
     for (uint64_t i = 0; i < b.input_count(); ++i) {
       const ckh_tensor_info_t info = b.input_info(i);
@@ -123,18 +123,24 @@ struct Writer {
         case CKH_DT_F32: t.type = gg::GGML_F32; break;
         case CKH_DT_F16: t.type = gg::GGML_F16; f16 = true; break;
         case CKH_DT_BF16: t.type = gg::GGML_BF16; bf16 = true; break;
-        case CKH_DT_Q8_0: t.type = gg::GGML_Q8_0; ftype = 7; break;
-        case CKH_DT_Q4_0: t.type = gg::GGML_Q4_0; ftype = 2; break;
-        case CKH_DT_Q4_1: t.type = gg::GGML_Q4_1; ftype = 3; break;
-        case CKH_DT_Q5_0: t.type = gg::GGML_Q5_0; ftype = 8; break;
-        case CKH_DT_Q5_1: t.type = gg::GGML_Q5_1; ftype = 9; break;
+        case CKH_DT_Q8_0: t.type = gg::GGML_Q8_0; break;
+        case CKH_DT_Q4_0: t.type = gg::GGML_Q4_0; break;
+        case CKH_DT_Q4_1: t.type = gg::GGML_Q4_1; break;
+        case CKH_DT_Q5_0: t.type = gg::GGML_Q5_0; break;
+        case CKH_DT_Q5_1: t.type = gg::GGML_Q5_1; break;
+        case CKH_DT_Q2_K: t.type = gg::GGML_Q2_K; break;
+        case CKH_DT_Q3_K: t.type = gg::GGML_Q3_K; break;
+        case CKH_DT_Q4_K: t.type = gg::GGML_Q4_K; break;
+        case CKH_DT_Q5_K: t.type = gg::GGML_Q5_K; break;
+        case CKH_DT_Q6_K: t.type = gg::GGML_Q6_K; break;
         default:
-          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0 and Q5_1 (dtype " + std::to_string(info.dtype) +
+          fail(CKH_E_UNSUPPORTED, "tensor '" + t.name + "': this GGUF writer stores F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and Q2_K..Q6_K (dtype " + std::to_string(info.dtype) +
                                       "); cast with --dtype or quantize with --quantize ggml");
       }
       // Bytes: whole rows of the element dtype, or of blocks along the innermost dimension (ggml's row size).
       ckh_dtype_traits_t bt{};
       const bool block = ckh_dtype_traits(dt, &bt) && bt.is_block;
+      if (block) ++n_block[t.type];
       t.bytes = block ? 1 : ckh_dtype_size(dt);
       for (uint32_t d = info.ndim; d-- > 0;) {
         if (info.shape[d] <= 0) fail(CKH_E_INVALID_ARG, "tensor '" + t.name + "': empty dimension");
@@ -170,8 +176,18 @@ struct Writer {
         gg::put_kv(kv, {{"key", "general.alignment"}, {"type", "u32"}, {"value", alignment}});
         ++nkv;
       }
-      if (!has_file_type) {  // llama_ftype: ALL_F32 0, MOSTLY_F16 1, Q4_0 2, Q4_1 3, Q8_0 7, Q5_0 8, Q5_1 9, BF16 32
-        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", ftype >= 0 ? ftype : bf16 ? 32 : f16 ? 1 : 0}});
+      if (!has_file_type) {
+        // llama_ftype: ALL_F32 0, MOSTLY_F16 1, BF16 32; for block types the one most tensors have, named as
+        // llama.cpp's loader guesses a file's type from it (Q4_K: Q4_K_M 15, Q3_K: Q3_K_M 12, ...).
+        int ftype = bf16 ? 32 : f16 ? 1 : 0, most = 0;
+        for (const auto &[type, n] : n_block) {
+          static const std::map<uint32_t, int> kFtype = {{gg::GGML_Q4_0, 2},  {gg::GGML_Q4_1, 3},  {gg::GGML_Q8_0, 7},
+                                                         {gg::GGML_Q5_0, 8},  {gg::GGML_Q5_1, 9},  {gg::GGML_Q2_K, 10},
+                                                         {gg::GGML_Q3_K, 12}, {gg::GGML_Q4_K, 15}, {gg::GGML_Q5_K, 17},
+                                                         {gg::GGML_Q6_K, 18}};
+          if (n > most) most = n, ftype = kFtype.at(type);
+        }
+        gg::put_kv(kv, {{"key", "general.file_type"}, {"type", "u32"}, {"value", ftype}});
         ++nkv;
       }
     } catch (const std::invalid_argument &e) {
@@ -236,6 +252,11 @@ ckh_dtype dtype_of(uint32_t t) {
     case gg::GGML_Q4_1: return CKH_DT_Q4_1;
     case gg::GGML_Q5_0: return CKH_DT_Q5_0;
     case gg::GGML_Q5_1: return CKH_DT_Q5_1;
+    case gg::GGML_Q2_K: return CKH_DT_Q2_K;
+    case gg::GGML_Q3_K: return CKH_DT_Q3_K;
+    case gg::GGML_Q4_K: return CKH_DT_Q4_K;
+    case gg::GGML_Q5_K: return CKH_DT_Q5_K;
+    case gg::GGML_Q6_K: return CKH_DT_Q6_K;
   }
   return CKH_DT_INVALID;
 }
