@@ -3,8 +3,13 @@
 
 #include <unistd.h>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <cerrno>
 #include <cmath>
+#include <cstdlib>
 #include <algorithm>
 #include <condition_variable>
 #include <cstring>
@@ -235,6 +240,70 @@ void pread_full(int fd, void *dst, uint64_t len, uint64_t offset, const std::str
   }
 }
 
+// Runs of R bytes (R <= 16: the coalesced inner elements), one fixed-size copy each: two of the outer dims are
+// walked by pointer steps, innermost the one with the smallest destination stride (writes close together), around it
+// the one of the others with the smallest source stride (reads close together), so a transpose of small elements
+// (the 4-byte words of an AMX tile, 16 x 16) stays within a few cache lines; the remaining dims go by index.
+template <size_t R>
+void copy_runs(const View &dst, const View &src, uint32_t outer, int64_t es) {
+  auto pick = [&](const int64_t *stride, int skip) {
+    int best = -1;
+    for (uint32_t i = 0; i < outer; ++i)
+      if (static_cast<int>(i) != skip && dst.shape.d[i] > 1 &&
+          (best < 0 || std::llabs(stride[i]) < std::llabs(stride[static_cast<size_t>(best)])))
+        best = static_cast<int>(i);
+    return best;
+  };
+  const int in = pick(dst.stride.data(), -1), mid = in < 0 ? -1 : pick(src.stride.data(), in);
+  Shape rest;
+  std::array<int64_t, CKH_MAX_DIMS> rd{}, rs{};
+  for (uint32_t i = 0; i < outer; ++i)
+    if (static_cast<int>(i) != in && static_cast<int>(i) != mid) {
+      rd[rest.ndim] = dst.stride[i];
+      rs[rest.ndim] = src.stride[i];
+      rest.d[rest.ndim++] = dst.shape.d[i];
+    }
+  auto dim = [&](int i, const int64_t *stride) { return i < 0 ? int64_t{0} : stride[static_cast<size_t>(i)] * es; };
+  const int64_t n1 = in < 0 ? 1 : dst.shape.d[static_cast<size_t>(in)], d1 = dim(in, dst.stride.data()), s1 = dim(in, src.stride.data());
+  const int64_t n0 = mid < 0 ? 1 : dst.shape.d[static_cast<size_t>(mid)], d0 = dim(mid, dst.stride.data()), s0 = dim(mid, src.stride.data());
+  for_each_prefix(rest, rest.ndim, [&](const Index &idx) {
+    int64_t od = 0, os = 0;
+    for (uint32_t i = 0; i < rest.ndim; ++i) {
+      od += idx[i] * rd[i];
+      os += idx[i] * rs[i];
+    }
+    char *d = dst.ptr + od * es;
+    const char *s = src.ptr + os * es;
+#if defined(__SSE2__)
+    // 4-byte elements transposed (contiguous along `mid` in the source and along `in` in the destination, e.g. the
+    // word transpose of an AMX tile): 4 x 4 blocks through SSE2 registers.
+    if (R == 4 && d1 == 4 && s0 == 4 && n0 % 4 == 0 && n1 % 4 == 0) {
+      for (int64_t i = 0; i < n0; i += 4)
+        for (int64_t j = 0; j < n1; j += 4) {
+          const char *sp = s + i * 4 + j * s1;
+          const __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(sp));
+          const __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(sp + s1));
+          const __m128i a2 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(sp + 2 * s1));
+          const __m128i a3 = _mm_loadu_si128(reinterpret_cast<const __m128i *>(sp + 3 * s1));
+          const __m128i t0 = _mm_unpacklo_epi32(a0, a1), t1 = _mm_unpacklo_epi32(a2, a3);
+          const __m128i t2 = _mm_unpackhi_epi32(a0, a1), t3 = _mm_unpackhi_epi32(a2, a3);
+          char *dp = d + i * d0 + j * 4;
+          _mm_storeu_si128(reinterpret_cast<__m128i *>(dp), _mm_unpacklo_epi64(t0, t1));
+          _mm_storeu_si128(reinterpret_cast<__m128i *>(dp + d0), _mm_unpackhi_epi64(t0, t1));
+          _mm_storeu_si128(reinterpret_cast<__m128i *>(dp + 2 * d0), _mm_unpacklo_epi64(t2, t3));
+          _mm_storeu_si128(reinterpret_cast<__m128i *>(dp + 3 * d0), _mm_unpackhi_epi64(t2, t3));
+        }
+      return;
+    }
+#endif
+    for (int64_t i = 0; i < n0; ++i, d += d0, s += s0) {
+      char *dd = d;
+      const char *ss = s;
+      for (int64_t j = 0; j < n1; ++j, dd += d1, ss += s1) std::memcpy(dd, ss, R);
+    }
+  });
+}
+
 void copy_view(const View &dst, const View &src) {
   const uint32_t nd = dst.shape.ndim;
   const size_t es = storage_size(dst.dtype);
@@ -258,6 +327,15 @@ void copy_view(const View &dst, const View &src) {
     return;
   }
   const uint32_t outer = static_cast<uint32_t>(k + 1);
+  const int64_t ies = static_cast<int64_t>(es);
+  switch (static_cast<size_t>(inner) * es) {
+    case 1: copy_runs<1>(dst, src, outer, ies); return;
+    case 2: copy_runs<2>(dst, src, outer, ies); return;
+    case 4: copy_runs<4>(dst, src, outer, ies); return;
+    case 8: copy_runs<8>(dst, src, outer, ies); return;
+    case 16: copy_runs<16>(dst, src, outer, ies); return;
+    default: break;
+  }
   if (inner > 1) {
     for_each_prefix(dst.shape, outer, [&](const Index &idx) {
       int64_t od = 0, os = 0;
