@@ -225,9 +225,13 @@ struct Writer {
       char fname[64];
       std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
       auto &sh = shards[s];
-      std::sort(sh.begin(), sh.end(), [](const OutTensor *x, const OutTensor *y) {
+      // Expert shards by name, so each part's scales sit beside its codes (the quantizer computes both at once, and
+      // the host need not keep one while it writes a whole shard of the other); every such tensor is a multiple of 4
+      // bytes, so the F32 scales stay aligned. The carried tensors: the widest dtypes first, as safetensors does.
+      const bool experts = s < by_layer.size();
+      std::sort(sh.begin(), sh.end(), [experts](const OutTensor *x, const OutTensor *y) {
         const uint32_t sx = ckh_dtype_size(x->dtype), sy = ckh_dtype_size(y->dtype);
-        return sx != sy ? sx > sy : x->name < y->name;
+        return experts || sx == sy ? x->name < y->name : sx > sy;
       });
       std::string h = "{\"__metadata__\":{\"format\":\"pt\",\"kt_method\":\"" + std::string(method) + "\",\"kt_threadpool_count\":\"" +
                       std::to_string(parts) + "\"}";
