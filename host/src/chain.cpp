@@ -780,7 +780,7 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
   Stage &in = g.stages.back();
   const std::vector<int32_t> q = quantized_inputs(g);
   Stage &out = g.add_stage("quantize " + id);
-  nlohmann::json kept = nlohmann::json::array(), config_add;
+  nlohmann::json kept = nlohmann::json::array(), config_add, meta_add = nlohmann::json::object();
   size_t n_quant = 0;
   bool any_kind = false;
   for (const auto &t : in.tensors) {
@@ -837,6 +837,20 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
       ins[0] = g.reshape(n, flat);
     }
     const int32_t codes = g.quantize_n(ins, id, ptext, 0);
+    {
+      // info_json "metadata": entries for the output's metadata (e.g. the file type a GGUF writer records),
+      // the same for every tensor of the checkpoint.
+      const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
+      const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);
+      if (info.is_object() && info.contains("metadata") && info["metadata"].is_object())
+        for (auto it = info["metadata"].begin(); it != info["metadata"].end(); ++it) {
+          if (meta_add.contains(it.key()) && meta_add[it.key()] != it.value())
+            fail("--quantize: quantizer '" + id + "' gives '" + t.name + "' metadata " + it.key() + " = " + it.value().dump() +
+                     ", other tensors " + meta_add[it.key()].dump(),
+                 CKH_E_INTERNAL);
+          meta_add[it.key()] = it.value();
+        }
+    }
     if (g.quants[static_cast<size_t>(g.node(codes).quant)].out.size() == 1) {
       const ckh_dtype odt = g.node(codes).dtype;
       if (ckh_dtype_is_float(odt)) {
@@ -921,6 +935,7 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
                             "'): quantized from their weights alone");
   }
   out.metadata = in.metadata;
+  for (auto it = meta_add.begin(); it != meta_add.end(); ++it) out.metadata[it.key()] = it.value();
   if (out.metadata.contains("config") && out.metadata["config"].is_object()) {
     auto &cfg = out.metadata["config"];
     cfg.erase("quantization_config");

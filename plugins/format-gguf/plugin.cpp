@@ -178,8 +178,12 @@ struct Writer {
       }
       if (!has_file_type) {
         // llama_ftype: ALL_F32 0, MOSTLY_F16 1, BF16 32; for block types the one most tensors have, named as
-        // llama.cpp's loader guesses a file's type from it (Q4_K: Q4_K_M 15, Q3_K: Q3_K_M 12, ...).
+        // llama.cpp's loader guesses a file's type from it (Q4_K: Q4_K_M 15, Q3_K: Q3_K_M 12, ...), unless stated.
+        // A quantizer's mix states its own (metadata "gguf_file_type": llama-quantize's --ggml-type whatever
+        // each tensor got).
         int ftype = bf16 ? 32 : f16 ? 1 : 0, most = 0;
+        const bool stated = meta.contains("gguf_file_type") && meta["gguf_file_type"].is_number_integer();
+        if (stated) ftype = meta["gguf_file_type"].get<int>(), most = 1 << 30;
         for (const auto &[type, n] : n_block) {
           static const std::map<uint32_t, int> kFtype = {{gg::GGML_Q4_0, 2},  {gg::GGML_Q4_1, 3},  {gg::GGML_Q8_0, 7},
                                                          {gg::GGML_Q5_0, 8},  {gg::GGML_Q5_1, 9},  {gg::GGML_Q2_K, 10},

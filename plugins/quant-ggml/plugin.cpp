@@ -58,7 +58,7 @@ struct State {
   bool legacy_counts = false;            // counts are I32 call counts of the legacy imatrix.dat
   int64_t n_sum2 = 0, n_counts = 0;
   std::string name;
-  std::string info;  // desc.info_json: {"gguf": {"file_type": llama_ftype of the --ggml-type}}
+  std::string info;  // desc.info_json: {"metadata": {"gguf_file_type": llama_ftype of the --ggml-type}}
 };
 
 const char *const kKinds[] = {"unstated", "embedding", "output", "norm", "attn_q", "attn_k", "attn_v", "attn_qkv",
@@ -191,7 +191,7 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
     }
     if (s->mode != Mode::Quantize) s->imatrix = false;
     // The file's general.file_type is the mix's llama_ftype (llama-quantize writes it whatever each tensor got).
-    s->info = json{{"gguf", {{"file_type", static_cast<int32_t>(ft)}}}}.dump();
+    s->info = json{{"metadata", {{"gguf_file_type", static_cast<int32_t>(ft)}}}}.dump();
     if (CKH_HAS_FIELD(d, ckh_quant_desc_t, info_json)) d->info_json = s->info.c_str();
     d->n_blocks = s->shape[0];
     *state = s.release();
