@@ -57,51 +57,56 @@ def _wrapper(layer, experts, hidden, inter, tp, path, method, cpu_save):
                         cpu_save=cpu_save, method=method, numa_nodes=[0] * tp)
 
 
-def source_experts(src, dequantize_fp8=True):
-    """{layer: (gate [E, I, H], up [E, I, H], down [E, H, I])} in BF16 from an HF directory, by the names
-    convert_cpu_weights.py looks for (mlp.experts.E.{gate,up,down}_proj, MiniMax's block_sparse_moe.experts.E.
-    {w1,w3,w2}); FP8 weights are dequantized as its CPU-less equivalent would (f32 product with the 128 x 128
-    block's scale_inv, then one rounding to BF16). Layers at or past num_hidden_layers (MTP) are left out, as the
-    tool does."""
+def source_experts(src):
+    """Yields (layer, (gate [E, I, H], up [E, I, H], down [E, H, I])) in BF16 for every MoE layer of an HF directory,
+    one layer in memory at a time, by the names convert_cpu_weights.py looks for (mlp.experts.E.{gate,up,down}_proj,
+    MiniMax's block_sparse_moe.experts.E.{w1,w3,w2}); FP8 weights are dequantized as its CPU-less equivalent would
+    (f32 product with the 128 x 128 block's scale_inv, then one rounding to BF16). Layers at or past
+    num_hidden_layers (MTP) are left out, as the tool does."""
     import torch
     from safetensors import safe_open
 
     with open(os.path.join(src, "config.json")) as fh:
         cfg = json.load(fh)
     cfg = cfg.get("text_config", cfg)
-    nl = cfg["num_hidden_layers"]
-    t = {}
+    handles, where = [], {}
     for f in sorted(glob.glob(os.path.join(src, "*.safetensors"))):
-        with safe_open(f, "pt") as h:
-            for k in h.keys():
-                t[k] = h.get_tensor(k)
+        h = safe_open(f, "pt")
+        handles.append(h)
+        for k in h.keys():
+            where[k] = h
 
     def weight(key):
-        w = t[key]
-        if w.dtype == torch.float8_e4m3fn and dequantize_fp8:
-            s = t[key + "_scale_inv"]
+        w = where[key].get_tensor(key)
+        if w.dtype == torch.float8_e4m3fn:
+            s = where[key + "_scale_inv"].get_tensor(key + "_scale_inv")
             big = s.repeat_interleave(128, 0)[: w.shape[0]].repeat_interleave(128, 1)[:, : w.shape[1]]
             return (w.float() * big).to(torch.bfloat16)
         return w.to(torch.bfloat16)
 
-    out = {}
-    for layer in range(nl):
+    for layer in range(cfg["num_hidden_layers"]):
         for stem, names in ((".mlp.experts.", ("gate_proj", "up_proj", "down_proj")),
                             (".block_sparse_moe.experts.", ("w1", "w3", "w2"))):
             p = "model.layers.%d%s" % (layer, stem)
             e = 0
-            while "%s%d.%s.weight" % (p, e, names[0]) in t:
+            while "%s%d.%s.weight" % (p, e, names[0]) in where:
                 e += 1
             if e:
-                out[layer] = tuple(torch.stack([weight("%s%d.%s.weight" % (p, x, n)) for x in range(e)]).contiguous()
+                yield layer, tuple(torch.stack([weight("%s%d.%s.weight" % (p, x, n)) for x in range(e)]).contiguous()
                                    for n in names)
-    return out
+
+
+def expert_layer(src, layer):
+    for L, t in source_experts(src):
+        if L == layer:
+            return t
+    raise KeyError("no MoE layer %d in %s" % (layer, src))
 
 
 def _write(src, out, method, tp):
     import torch
 
-    for layer, (g, u, d) in source_experts(src).items():
+    for layer, (g, u, d) in source_experts(src):
         w = _wrapper(layer, g.shape[0], g.shape[2], g.shape[1], tp, out, method, True)
         w.load_weights_from_tensors(g, u, d, torch.arange(g.shape[0], dtype=torch.int64))
 

@@ -99,7 +99,7 @@ def compare_bytes(src, ours, ref, method, tp):
     """Every expert part of `ours` against kt-kernel's files; returns (parts compared, list of mismatches)."""
     t = L.safe_open_all(ours)
     n, bad = 0, []
-    for layer, (g, _, _) in K.source_experts(expert_layers(src)).items():
+    for layer, (g, _, _) in K.source_experts(expert_layers(src)):
         for part in range(tp):
             for e in range(g.shape[0]):
                 for proj in ("gate", "up", "down"):
@@ -115,7 +115,7 @@ def compare_bytes(src, ours, ref, method, tp):
 
 def float_moe(src, layer):
     """The MoE output in f32 from the source's BF16 experts, on kt_lib.tokens."""
-    g, u, d = K.source_experts(expert_layers(src))[layer]
+    g, u, d = K.expert_layer(expert_layers(src), layer)
     x, ids, wt = K.tokens(g.shape[2], g.shape[0])
     x = x.float()
     y = torch.zeros(x.shape)
@@ -128,7 +128,7 @@ def float_moe(src, layer):
 
 
 def kt_forward(case, weights, method, tp, layer, src):
-    g, _, _ = K.source_experts(expert_layers(src))[layer]
+    g, _, _ = K.expert_layer(expert_layers(src), layer)
     out = case.path("y-%d.pt" % len(os.listdir(case.tmp)))
     rc, log = K.run("forward", weights, method, tp, layer, g.shape[0], g.shape[2], g.shape[1], out)
     case.assertEqual(rc, 0, log[-4000:])
