@@ -27,7 +27,9 @@
 // Dequantization ({"mode": "dequantize"}, listed under "dequantize_blocks") of all ten types, as
 // ggml's dequantize_row_* (and gguf-py's).
 //
-// Blocks: a 2-D weight [rows, cols] is one block per row; a stacked [E, rows, cols] one block per expert.
+// Blocks: a 2-D weight [rows, cols] is one block per row; a stacked [E, rows, cols] one block per expert (the host
+// hands stacks over flattened to [E * rows, cols]; the importance then has E slices). "stage": "target": the host
+// quantizes the writer's tensors (GGUF names, as llama.cpp's rules read them).
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -57,6 +59,7 @@ struct State {
   bool imatrix = false;                  // inputs 1 and 2 are in_sum2 and counts
   bool legacy_counts = false;            // counts are I32 call counts of the legacy imatrix.dat
   int64_t n_sum2 = 0, n_counts = 0;
+  int64_t rows_per_expert = 1;           // rows that share one slice of the importance
   std::string name;
   std::string info;  // desc.info_json: {"metadata": {"gguf_file_type": llama_ftype of the --ggml-type}}
 };
@@ -176,7 +179,21 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
       if (in[2]->dtype == CKH_DT_I32) s->legacy_counts = true;
       else if (!ckh_dtype_is_float(in[2]->dtype) || !ckh_dtype_is_float(in[1]->dtype))
         fail(CKH_E_FORMAT, "ggml: importance matrix of '" + f.name + "': in_sum2 and counts must be floats (counts may be I32 call counts)");
-      const int64_t experts = w->ndim == 3 ? w->shape[0] : 1;
+      // Matrices in the weight (each with its own importance slice, llama.cpp's imatrix_for_row): a stacked
+      // [E, rows, cols] weight, or one the host flattened to [E * rows, cols] (params tensor.shape when stated,
+      // else as many as the importance holds slices of cols values).
+      const int64_t total_rows = w->ndim == 3 ? w->shape[0] * w->shape[1] : w->shape[0];
+      int64_t experts = w->ndim == 3 ? w->shape[0] : 1;
+      const json tt = p.value("tensor", json::object());
+      if (w->ndim == 2 && tt.is_object() && tt.contains("shape") && tt["shape"].is_array() && tt["shape"].size() == 3 &&
+          tt["shape"][0].is_number_integer())
+        experts = tt["shape"][0].get<int64_t>();
+      else if (w->ndim == 2 && s->cols > 0 && s->n_sum2 > s->cols && s->n_sum2 % s->cols == 0 &&
+               total_rows % (s->n_sum2 / s->cols) == 0)
+        experts = s->n_sum2 / s->cols;
+      if (experts < 1 || total_rows % experts != 0)
+        fail(CKH_E_INVALID_ARG, "ggml: tensor '" + f.name + "': " + std::to_string(total_rows) + " rows are not " + std::to_string(experts) + " matrices");
+      s->rows_per_expert = total_rows / experts;
       const std::string what = "ggml: importance matrix of '" + f.name + "': ";
       if (s->n_sum2 != experts * s->cols) {
         // llama.cpp refuses a mismatched size, except for the token embedding, which it quantizes without.
@@ -273,7 +290,7 @@ ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t block0
     for (int64_t r = 0; r < rows; ++r) {
       const float *w = nullptr;
       if (s.imatrix) {
-        const int64_t e = s.ndim == 3 ? block0 + r / s.rows_per_block : 0;
+        const int64_t e = (block0 * s.rows_per_block + r) / s.rows_per_expert;
         if (e != qw_expert) {
           importance(s, static_cast<const float *>(src[1]), src[2], e, qw);
           qw_expert = e;
@@ -293,7 +310,7 @@ const ckh_component_t kComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_QUANTIZER, "ggml",
     "llama.cpp's ggml block types and llama-quantize's mixes (Q2_K..Q6_K, Q4_K_M, ..., Q8_0, Q4_0, Q4_1, Q5_0, Q5_1), "
     "bit for bit as ggml's quantizers, with or without an importance matrix",
-    R"J({"quantize": true, "targets": "weights", "aux_inputs": {"imatrix": [".in_sum2", ".counts"]},)J"
+    R"J({"quantize": true, "targets": "weights", "stage": "target", "aux_inputs": {"imatrix": [".in_sum2", ".counts"]},)J"
     R"J( "dequantize_blocks": ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"], "options": [)J"
     R"J({"name": "ggml-type", "type": "string", "key": "type", "default": "q8_0", "group": "quantization", )J"
     R"J("choices": ["q2_k", "q3_k_s", "q3_k_m", "q3_k", "q3_k_l", "q4_k_s", "q4_k_m", "q4_k", "q5_k_s", "q5_k_m", "q5_k", "q6_k", )J"
