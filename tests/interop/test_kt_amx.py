@@ -15,7 +15,8 @@ Sources are transformers save_pretrained checkpoints in BF16:
     blk.3.*; the tool leaves MTP experts out);
   - MiniMax-M2-shaped (minimax_m2: block_sparse_moe.experts.E.w1 / w3 / w2 = gate / up / down) with hidden size
     3840, so gate and up rows span two of kt-kernel's K blocks (3584 + 256);
-  - GLM-4.5-shaped (glm4_moe, first_k_dense_replace 1);
+  - GLM-4.5-shaped (glm4_moe, first_k_dense_replace 1) and Qwen3-MoE-shaped (qwen3_moe, mlp_only_layers [0]): the
+    dense layer stays dense;
   - the DeepSeek-V3 model as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
     quantization_config of the release): --dtype bf16 dequantizes on the CPU, and the bytes equal kt-kernel's from
     the same dequantization done in torch (f32 product, one rounding to BF16).
@@ -47,6 +48,10 @@ MINIMAX = ("MiniMaxM2Config", dict(hidden_size=3840, intermediate_size=256, num_
                                    num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
                                    vocab_size=250, max_position_embeddings=128, rotary_dim=8, bos_token_id=None,
                                    eos_token_id=None))
+QWEN3MOE = ("Qwen3MoeConfig", dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=256, num_hidden_layers=2,
+                                   num_attention_heads=4, num_key_value_heads=2, head_dim=64, num_experts=4,
+                                   num_experts_per_tok=2, vocab_size=250, max_position_embeddings=128,
+                                   mlp_only_layers=[0]))
 GLM45 = ("Glm4MoeConfig", dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=256, num_hidden_layers=2,
                                num_attention_heads=4, num_key_value_heads=2, head_dim=32, n_routed_experts=4,
                                n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1, first_k_dense_replace=1,
@@ -204,14 +209,15 @@ class KtAmx(L.InteropCase):
         self.assertTrue(torch.equal(ya, yb))
         self.assertLess(rel(ya, float_moe(src, 0)), REL_TOL["AMXINT4"])
 
-    def test_glm45_dense_first_layer(self):
-        src = self.source(GLM45, "glm45")
-        out, _, n = self.check(src, "AMXINT8", 2)
-        o = L.safe_open_all(out)
-        self.assertIn("blk.0.mlp.up_proj.weight", o)
-        self.assertFalse(any(k.startswith("blk.0.ffn_") for k in o))
-        self.carried(src, out)
-        L.report("GLM-4.5-shaped AMXINT8: %d expert parts byte-identical, first_k_dense_replace layer left dense" % n)
+    def test_glm45_and_qwen3_moe_dense_layers(self):
+        for spec, name, dense in ((GLM45, "glm45", "first_k_dense_replace 1"), (QWEN3MOE, "qwen3moe", "mlp_only_layers [0]")):
+            src = self.source(spec, name)
+            out, _, n = self.check(src, "AMXINT8", 2)
+            o = L.safe_open_all(out)
+            self.assertIn("blk.0.mlp.up_proj.weight", o)
+            self.assertFalse(any(k.startswith("blk.0.ffn_") for k in o))
+            self.carried(src, out)
+            L.report("%s-shaped AMXINT8: %d expert parts byte-identical, the dense layer (%s) left dense" % (name, n, dense))
 
     def test_fp8_source_dequantized_on_cpu(self):
         bf = self.source(DSV3, "dsv3")
