@@ -157,6 +157,49 @@ struct Writer {
       data += t.bytes;
       ts.push_back(std::move(t));
     }
+    // Tensors whose values the model mapper computed (meta["gguf_extra_tensors"]: [{name, dtype "f32", shape, values}],
+    // e.g. llama.cpp's rope_freqs for Llama 3's RoPE scaling): F32 bytes from the metadata, after the others.
+    std::vector<std::pair<uint64_t, std::vector<float>>> extra;  // data offset, values
+    if (meta.contains("gguf_extra_tensors")) {
+      const json &xs = meta["gguf_extra_tensors"];
+      if (!xs.is_array()) fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: expected a list");
+      for (const auto &x : xs) {
+        const std::string n = x.is_object() ? x.value("name", std::string()) : std::string();
+        if (n.empty() || n.size() > 63) fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor name '" + n + "' is not 1 to 63 bytes");
+        if (!names.insert(n).second) fail(CKH_E_INVALID_ARG, "two tensors named '" + n + "'");
+        if (x.value("dtype", std::string()) != "f32") fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor '" + n + "': only dtype f32 is written");
+        const json &sh = x.contains("shape") ? x["shape"] : json();
+        const json &vs = x.contains("values") ? x["values"] : json();
+        if (!sh.is_array() || sh.empty() || sh.size() > 4 || !vs.is_array())
+          fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor '" + n + "': expected a shape of 1 to 4 dimensions and a list of values");
+        T t;
+        t.name = n;
+        t.type = gg::GGML_F32;
+        t.e = -1;
+        uint64_t count = 1;
+        for (size_t d = sh.size(); d-- > 0;) {
+          if (!sh[d].is_number_integer() || sh[d].get<int64_t>() <= 0 || sh[d].get<int64_t>() > (int64_t{1} << 32))
+            fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor '" + n + "': bad dimension " + sh[d].dump());
+          t.ne.push_back(sh[d].get<uint64_t>());
+          if (__builtin_mul_overflow(count, t.ne.back(), &count) || count > (uint64_t{1} << 32))
+            fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor '" + n + "' is too large");
+        }
+        if (count != vs.size())
+          fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor '" + n + "': " + std::to_string(vs.size()) + " values for " + std::to_string(count) + " elements");
+        std::vector<float> v;
+        v.reserve(vs.size());
+        for (const auto &e : vs) {
+          if (!e.is_number()) fail(CKH_E_INVALID_ARG, "gguf_extra_tensors: tensor '" + n + "': a value is not a number");
+          v.push_back(static_cast<float>(e.get<double>()));
+        }
+        t.bytes = count * 4;
+        data = (data + alignment - 1) / alignment * alignment;
+        t.offset = data;
+        data += t.bytes;
+        extra.emplace_back(t.offset, std::move(v));
+        ts.push_back(std::move(t));
+      }
+    }
     // Header, key-values (the mapper's, the tokenizer's, then general.alignment and general.file_type unless stated),
     // tensor infos.
     json kvs = meta["gguf_kv"];
@@ -215,7 +258,12 @@ struct Writer {
     if (f < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "add_file failed", true);
     if (lb->put_bytes(lb, f, 0, head.b.data(), head.b.size()) != CKH_OK) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
     for (const T &t : ts)
-      if (lb->put_tensor(lb, f, data_start + t.offset, t.e, 0) < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_tensor failed", true);
+      if (t.e >= 0 && lb->put_tensor(lb, f, data_start + t.offset, t.e, 0) < 0) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_tensor failed", true);
+    for (const auto &[off, v] : extra) {
+      gg::Bytes x;
+      for (float e : v) x.f32(e);
+      if (lb->put_bytes(lb, f, data_start + off, x.b.data(), x.b.size()) != CKH_OK) throw ckh::sdk::Error(CKH_E_INVALID_ARG, "put_bytes failed", true);
+    }
   }
 };
 

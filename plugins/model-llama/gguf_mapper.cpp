@@ -15,7 +15,7 @@
 // attention.head_count, attention.head_count_kv, attention.layer_norm_rms_epsilon, rope.freq_base, vocab_size},
 // rope.dimension_count (llama), attention.key_length / value_length where config.json states head_dim or the head
 // width is not hidden / heads (as the converter), the expert counts and widths, linear RoPE scaling as
-// rope.scaling.type / factor.
+// rope.scaling.type / factor, and Llama 3's as the rope_freqs tensor (meta["gguf_extra_tensors"], stored by the writer).
 #include "gguf_mapper.hpp"
 
 #include <cmath>
@@ -114,10 +114,6 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
                                     arch + " has MoE in every layer");
   if (c.rope_type != "default" && c.rope_type != "linear" && c.rope_type != "llama3")
     fail(CKH_E_UNSUPPORTED, "GGUF with " + c.rope_type + " RoPE scaling is not supported yet");
-  // Until the GGUF writer stores meta["gguf_extra_tensors"] (see the end of this function), a llama3 file would lack
-  // its rope_freqs tensor: refused rather than written without it.
-  if (c.rope_type == "llama3")
-    fail(CKH_E_UNSUPPORTED, "GGUF with llama3 RoPE scaling is not supported yet (llama.cpp keeps it as a rope_freqs tensor the GGUF writer cannot add yet)");
   if (c.mlp_bias) fail(CKH_E_UNSUPPORTED, "GGUF of a Llama with mlp_bias is not supported");
   // llama.cpp's qwen3moe always renormalises the chosen experts' weights and qwen2moe never does.
   if (arch == "qwen3moe" && !c.norm_topk)

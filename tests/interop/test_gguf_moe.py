@@ -24,6 +24,8 @@ tokenizer.json made by HF tokenizers; the DeepSeek one also holds an MTP layer i
     --dtype bf16 / f32, dequantized on the way, to the same file byte for byte as its dequantized f32 source.
   - Megatron (TP2 x EP2 rank files) and torch_dist of Qwen3-MoE and DeepSeek-V3 convert to GGUF directly, byte-identical
     to HF -> GGUF.
+  - Llama 3's RoPE scaling: the rope_freqs tensor as the converter computes it, byte for byte; llama.cpp's logits of the
+    file equal transformers', and with rope_freqs all 1 they move past the bound.
   - What llama.cpp cannot run is refused in one line (a Qwen3-MoE with a dense layer), and what is not written yet too
     (GLM-4.5, llama.cpp's glm4moe).
 
@@ -358,6 +360,52 @@ class GgufMoe(L.InteropCase):
                 with open(os.path.join(out, "model.gguf"), "rb") as fh:
                     self.assertTrue(fh.read() == ref, "%s %s" % (name, fmt))
         L.report("Qwen3-MoE and DeepSeek-V3 Megatron (TP2 x EP2 rank files) and torch_dist -> GGUF directly: byte-identical to HF -> GGUF")
+
+    def test_llama3_rope_freqs(self):
+        # Llama 3's RoPE scaling: llama.cpp keeps no key for it but a rope_freqs tensor the converter computes (a divisor
+        # per rotary pair). original_max_position_embeddings 64 with head_dim 16 puts pairs in all three of its cases
+        # (1, the smooth blend, factor). The same tensor byte for byte as the converter's; llama.cpp's logits equal
+        # transformers' within the F32 bound; the same file with rope_freqs all 1 (plain RoPE) moves them past it.
+        transformers = L._quiet_transformers()
+        cfg = transformers.LlamaConfig(**dict(BASE, intermediate_size=128, num_hidden_layers=2, rope_parameters=dict(
+            rope_type="llama3", rope_theta=500000.0, factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+            original_max_position_embeddings=64)))
+        src = self.path("llama3")
+        torch.manual_seed(0)
+        m = transformers.AutoModelForCausalLM.from_config(cfg)
+        L.randomize_(m, 0)
+        m.save_pretrained(src)
+        tokenizer().save_pretrained(src)
+        out = L.convert(src, self.path("llama3-gguf"), "--to", "gguf", "--dtype", "f32")
+        path = os.path.join(out, "model.gguf")
+        ours_kv, ours = gguf_contents(path)
+        ref_kv, ref = gguf_contents(oracle(src, self.path("llama3-oracle.gguf")))
+        self.assertEqual(sorted(ours), sorted(ref))
+        for t in ref:
+            self.assertTrue(ours[t] == ref[t], t)
+        self.assertLessEqual({k for k in set(ours_kv) | set(ref_kv) if ours_kv.get(k) != ref_kv.get(k)}, {"general.name", "general.size_label"})
+        freqs = np.frombuffer(ours["rope_freqs.weight"][2], dtype=np.float32)
+        self.assertEqual(len(freqs), 8)
+        self.assertTrue(freqs[0] == 1 and 1 < freqs[1] < 8 and (freqs[2:] == 8).all(), freqs)
+        ids = tokenizer()(G.TEXT)["input_ids"]
+        with torch.no_grad():
+            want = L.load_hf(src)(torch.tensor([ids])).logits[0].numpy()
+        scale = float(np.abs(want).max())
+        _, got = G.Gguf.llama_cpp(self, path, [G.TEXT], ids)
+        diff = float(np.abs(got - want).max())
+        self.assertLess(diff, F32_BOUND * scale)
+        plain = self.path("llama3-plain")
+        shutil.copytree(out, plain)
+        _, tensors = G.read_gguf(os.path.join(plain, "model.gguf"))
+        mm = np.memmap(os.path.join(plain, "model.gguf"), dtype=np.float32, mode="r+", offset=tensors["rope_freqs.weight"][1], shape=(8,))
+        mm[:] = 1
+        mm.flush()
+        del mm
+        _, got = G.Gguf.llama_cpp(self, os.path.join(plain, "model.gguf"), [G.TEXT], ids)
+        moved = float(np.abs(got - want).max())
+        self.assertGreater(moved, F32_BOUND * scale)
+        L.report("llama3 RoPE scaling -> GGUF rope_freqs.weight %s: byte-identical to llama.cpp's converter; llama.cpp's logits within "
+                 "%.2g of transformers' (max |diff| / max |logit|), with rope_freqs all 1 %.2g" % (freqs.tolist(), diff / scale, moved / scale))
 
     def test_refusals(self):
         d = make_source("qwen3moe", self.path("qwen3moe-dense"), num_hidden_layers=3, mlp_only_layers=[1])
