@@ -209,6 +209,45 @@ with open(dict_path, "w") as f:
 EOF
 }
 
+# fuzz_spm input: a SentencePiece tokenizer.model (protobuf ModelProto). Seeds written here byte by byte: pieces of every
+# type with scores, a trainer_spec (model_type, byte_fallback, unknown fields of each wire type) and a normalizer_spec.
+seed_fuzz_spm() {
+  local out="$1" dict_path="$2"
+  python3 - "$out" "$dict_path" <<'EOF'
+import os, struct, sys
+out, dict_path = sys.argv[1], sys.argv[2]
+def varint(n):
+    b = b""
+    while True:
+        c = n & 0x7f
+        n >>= 7
+        if not n:
+            return b + bytes([c])
+        b += bytes([c | 0x80])
+def key(field, wire):
+    return varint(field << 3 | wire)
+def ld(field, payload):
+    return key(field, 2) + varint(len(payload)) + payload
+def vi(field, n):
+    return key(field, 0) + varint(n)
+def piece(text, score, typ=None):
+    b = ld(1, text.encode()) + key(2, 5) + struct.pack("<f", score)
+    return ld(1, b + (vi(3, typ) if typ is not None else b""))
+trainer = ld(2, vi(3, 2) + vi(4, 300) + vi(35, 1) + vi(40, 0) + vi(41, 1) + key(99, 1) + bytes(8) + key(98, 5) + bytes(4) + ld(45, b"<unk>"))
+norm = ld(3, ld(1, b"identity") + vi(3, 1) + vi(4, 0) + vi(5, 1) + ld(2, b""))
+base = [piece("<unk>", 0, 2), piece("<s>", 0, 3), piece("</s>", 0, 3), piece("<|im_start|>", 0, 4)]
+base += [piece("<0x%02X>" % i, 0, 6) for i in range(256)]
+base += [piece("\u2581t", -1.0), piece("he", -2.0), piece("\u4f60\u597d", -3.5), piece("\u2581\u041f\u0440", -4.0, 1), piece("x", -5.0, 5)]
+seeds = [b"".join(base) + trainer + norm, trainer + b"".join(base), b"".join(base[:3]), norm + b"".join(base) + ld(200, b"ext")]
+for i, b in enumerate(seeds):
+    with open(os.path.join(out, "seed-%03d" % i), "wb") as f:
+        f.write(b)
+with open(dict_path, "w") as f:
+    for t in ["<unk>", "<s>", "</s>", "identity", "nmt_nfkc"]:
+        f.write('"%s"\n' % t)
+EOF
+}
+
 status=0
 summary=()
 mkdir -p "$WORK/artifacts"
