@@ -20,6 +20,8 @@ Checks:
       German, Chinese, Cyrillic, emoji through byte fallback, digits, runs of spaces, a tab, newlines, <|im_start|>)
       to the ids transformers' tokenizer gives, with and without the special tokens it adds (legacy: BOS); on the
       converter's v5 file llama.cpp does not split <|im_start|> out (why the difference above is made);
+  (b') a model whose normalizer_spec says add_dummy_prefix false: ckhost writes add_space_prefix false and llama.cpp
+      gives SentencePiece's own ids; the converter's file (no key) makes llama.cpp prepend a space;
   (c) negative twins: two piece scores swapped, or a piece renamed, in tokenizer.model change llama.cpp's ids and
       ckhost's key-values, so (a) and (b) fail on them;
   (d) a truncated tokenizer.model, a varint longer than 10 bytes and a length past the file's end are refused in one
@@ -257,6 +259,25 @@ class GgufSpm(L.InteropCase):
             self.assertNotEqual(got, want, name)
         L.report("SentencePiece negative twins (two piece scores swapped; a piece renamed): ckhost's key-values differ from the "
                  "converter's of the original and llama.cpp's ids from transformers'")
+
+    def test_no_dummy_prefix(self):
+        # A SentencePiece model whose normalizer_spec says add_dummy_prefix false (and no add_prefix_space in
+        # tokenizer_config.json): ckhost writes tokenizer.ggml.add_space_prefix false, so llama.cpp gives SentencePiece's
+        # own ids; the converter writes no key and llama.cpp prepends a space (transformers 5.24's LlamaTokenizer, which
+        # prepends too, is not the reference here: the model's own tokenizer is).
+        import sentencepiece as spm
+        blob = edit_spm(train_spm(), lambda m: setattr(m.normalizer_spec, "add_dummy_prefix", False))
+        d = make_v5(self.path("nodummy"), blob)
+        ours = self.ours(d, "nodummy-gguf")
+        a, b = fields(ours), fields(reference(d, self.path("nodummy-ref.gguf")))
+        self.assertEqual(a.pop("tokenizer.ggml.add_space_prefix"), False)
+        self.assertNotIn("tokenizer.ggml.add_space_prefix", b)
+        texts = [TEXT.replace("<|im_start|>", ""), " leading space"]
+        want = [spm.SentencePieceProcessor(model_proto=blob).encode(t) for t in texts]
+        self.assertEqual([g[0] for g in llama_cpp(ours, texts)], want)
+        self.assertNotEqual([g[0] for g in llama_cpp(self.path("nodummy-ref.gguf"), texts)], want)
+        L.report("SentencePiece add_dummy_prefix false -> tokenizer.ggml.add_space_prefix false: llama.cpp gives SentencePiece's "
+                 "own ids (the converter's file, without the key, prepends a space)")
 
     def test_refusals(self):
         v5, _ = self.dirs()
