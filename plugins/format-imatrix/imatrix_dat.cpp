@@ -1,6 +1,7 @@
 // imatrix_dat.cpp — see imatrix_dat.hpp.
 #include "imatrix_dat.hpp"
 
+#include <algorithm>
 #include <set>
 #include <stdexcept>
 
@@ -74,17 +75,16 @@ File parse(const ReadFn &read, uint64_t size) {
 }
 
 bool looks_like(const ReadFn &read, uint64_t size) {
+  // The entry count and the first name only: a file that starts like one is opened, and open() names what is wrong.
   int32_t h[2];
-  if (size < 21 || !read(0, 8, h)) return false;
+  if (size < 9 || !read(0, 8, h)) return false;
   if (h[0] < 1 || static_cast<uint64_t>(h[0]) > (size - 4) / 17 || h[1] < 1 || h[1] > kMaxName) return false;
-  if (size - 8 < static_cast<uint64_t>(h[1]) + 8) return false;
-  std::string name(static_cast<size_t>(h[1]), '\0');
-  if (!read(8, static_cast<uint64_t>(h[1]), name.data())) return false;
+  const uint64_t n = std::min<uint64_t>(static_cast<uint64_t>(h[1]), size - 8);
+  std::string name(static_cast<size_t>(n), '\0');
+  if (n == 0 || !read(8, n, name.data())) return false;
   for (char ch : name)
-    if (static_cast<unsigned char>(ch) < 0x20) return false;
-  int32_t tail[2];
-  if (!read(8 + static_cast<uint64_t>(h[1]), 8, tail)) return false;
-  return tail[1] >= 1 && (size - 16 - static_cast<uint64_t>(h[1])) / 4 >= static_cast<uint64_t>(tail[1]);
+    if (static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return false;
+  return true;
 }
 
 }  // namespace ckh::imatrix

@@ -31,7 +31,7 @@ using ReadFn = std::function<bool(uint64_t off, uint64_t len, void *dst)>;
 // bytes without NUL and unique. Throws std::runtime_error with what is wrong and at which byte.
 File parse(const ReadFn &read, uint64_t size);
 
-// A cheap check for probe(): the first entry's header is plausible.
+// A cheap check for probe(): the entry count and the first name are plausible.
 bool looks_like(const ReadFn &read, uint64_t size);
 
 }  // namespace ckh::imatrix

@@ -105,7 +105,7 @@ int layer_of(const TensorFacts &t) {
   int layer = t.layer;
   if (layer < 0 && std::sscanf(t.name.c_str(), "blk.%d.", &layer) != 1) layer = -1;
   if (layer < 0 || (t.n_layers > 0 && layer >= t.n_layers))
-    throw std::runtime_error("ggml mix: tensor '" + t.name + "' needs its layer (got " + std::to_string(layer) +
+    throw std::runtime_error("llama.cpp's mix needs the layer of tensor '" + t.name + "' (got " + std::to_string(layer) +
                              " of " + std::to_string(t.n_layers) + " layers)");
   return layer;
 }

@@ -126,7 +126,7 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
   return ckh::sdk::guard([&] {
     json p = json::parse(params ? params : "{}", nullptr, false);
     if (!p.is_object()) p = json::object();
-    if (n < 1 || !in[0] || in[0]->ndim < 1 || in[0]->ndim > 3) fail(CKH_E_UNSUPPORTED, "ggml: the weight must be 1-D, 2-D or 3-D");
+    if (n < 1 || !in[0] || in[0]->ndim < 1 || in[0]->ndim > 3) fail(CKH_E_UNSUPPORTED, "the weight must be 1-D, 2-D or 3-D");
     const ckh_tensor_info_t *w = in[0];
     auto s = std::make_unique<State>();
     s->name = w->name ? w->name : "";
@@ -137,9 +137,9 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
     s->rows_per_block = w->ndim == 3 ? w->shape[1] : 1;
     d->n_outputs = 1;
     if (p.value("mode", std::string()) == "dequantize") {
-      if (n != 1) fail(CKH_E_UNSUPPORTED, "ggml: dequantize takes one tensor");
+      if (n != 1) fail(CKH_E_UNSUPPORTED, "dequantize takes one tensor");
       if (ggmlq::block_elems(w->dtype) == 0)
-        fail(CKH_E_UNSUPPORTED, "ggml: no dequantization of dtype " + std::to_string(w->dtype) + " (tensor '" + s->name + "')");
+        fail(CKH_E_UNSUPPORTED, "no dequantization of dtype " + std::to_string(w->dtype) + " (tensor '" + s->name + "')");
       s->mode = Mode::Dequantize;
       s->out = w->dtype;
       if (w->ndim == 1) {  // one row
@@ -156,11 +156,16 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
     if (!ggmlq::parse_ftype(type, &ft))
       fail(CKH_E_UNSUPPORTED, "--ggml-type " + type + " is not a type this quantizer writes (" + ggmlq::ftype_names() + ")");
     if (n != 1 && n != 3)
-      fail(CKH_E_UNSUPPORTED, "ggml: tensor '" + s->name + "': expected the weight, or the weight with its importance (in_sum2, counts); got " +
+      fail(CKH_E_UNSUPPORTED, "tensor '" + s->name + "': expected the weight, or the weight with its importance (in_sum2, counts); got " +
                                   std::to_string(n) + " inputs");
     s->imatrix = n == 3;
     const ggmlq::TensorFacts f = facts_of(p, w, s->imatrix);
-    ckh_dtype dt = ckh_dtype_is_float(w->dtype) ? ggmlq::tensor_type(ft, f) : CKH_DT_INVALID;
+    ckh_dtype dt = CKH_DT_INVALID;
+    try {
+      if (ckh_dtype_is_float(w->dtype)) dt = ggmlq::tensor_type(ft, f);
+    } catch (const std::runtime_error &e) {
+      fail(CKH_E_UNSUPPORTED, e.what());
+    }
     if (dt == CKH_DT_INVALID || dt == w->dtype) {
       s->mode = Mode::Keep;
       s->out = w->dtype;
@@ -173,12 +178,12 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
     }
     if (s->imatrix && s->mode == Mode::Quantize) {
       for (uint32_t k = 1; k < 3; ++k)
-        if (!in[k]) fail(CKH_E_INVALID_ARG, "ggml: tensor '" + s->name + "': importance input missing");
+        if (!in[k]) fail(CKH_E_INVALID_ARG, "tensor '" + s->name + "': importance input missing");
       s->n_sum2 = numel(in[1]);
       s->n_counts = numel(in[2]);
       if (in[2]->dtype == CKH_DT_I32) s->legacy_counts = true;
       else if (!ckh_dtype_is_float(in[2]->dtype) || !ckh_dtype_is_float(in[1]->dtype))
-        fail(CKH_E_FORMAT, "ggml: importance matrix of '" + f.name + "': in_sum2 and counts must be floats (counts may be I32 call counts)");
+        fail(CKH_E_FORMAT, "importance matrix of '" + f.name + "': in_sum2 and counts must be floats (counts may be I32 call counts)");
       // Matrices in the weight (each with its own importance slice, llama.cpp's imatrix_for_row): a stacked
       // [E, rows, cols] weight, or one the host flattened to [E * rows, cols] (params tensor.shape when stated,
       // else as many as the importance holds slices of cols values).
@@ -192,9 +197,9 @@ ckh_status prepare_n(const ckh_quantizer_class_t *, const char *params, uint32_t
                total_rows % (s->n_sum2 / s->cols) == 0)
         experts = s->n_sum2 / s->cols;
       if (experts < 1 || total_rows % experts != 0)
-        fail(CKH_E_INVALID_ARG, "ggml: tensor '" + f.name + "': " + std::to_string(total_rows) + " rows are not " + std::to_string(experts) + " matrices");
+        fail(CKH_E_INVALID_ARG, "tensor '" + f.name + "': " + std::to_string(total_rows) + " rows are not " + std::to_string(experts) + " matrices");
       s->rows_per_expert = total_rows / experts;
-      const std::string what = "ggml: importance matrix of '" + f.name + "': ";
+      const std::string what = "importance matrix of '" + f.name + "': ";
       if (s->n_sum2 != experts * s->cols) {
         // llama.cpp refuses a mismatched size, except for the token embedding, which it quantizes without.
         if (!is_token_embd(f))
@@ -251,7 +256,7 @@ void importance(const State &s, const float *sum2, const void *counts, int64_t e
       out[static_cast<size_t>(i)] = c > 0.0f ? sum2[k] / c : 1.0f;
     }
     if (!std::isfinite(out[static_cast<size_t>(i)]))
-      fail(CKH_E_FORMAT, "ggml: importance matrix of '" + s.name + "' holds a non-finite value at " + std::to_string(k));
+      fail(CKH_E_FORMAT, "importance matrix of '" + s.name + "' holds a non-finite value at " + std::to_string(k));
   }
 }
 

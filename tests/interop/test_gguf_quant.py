@@ -82,6 +82,20 @@ def write_imatrix(path, entries):
     w.close()
 
 
+def write_legacy_imatrix(path, entries, chunks=10, dataset="test.txt"):
+    """llama.cpp's legacy imatrix.dat (common/imatrix-loader.cpp's layout): i32 entry count; per entry i32 name length,
+    the name, i32 ncall, i32 nval, nval f32 sums; then i32 chunk count, i32 dataset-name length and the name."""
+    import struct
+    b = struct.pack("<i", len(entries))
+    for name, (sums, ncall) in entries.items():
+        n = name.encode()
+        v = np.ascontiguousarray(sums, np.float32).reshape(-1)
+        b += struct.pack("<i", len(n)) + n + struct.pack("<ii", ncall, v.size) + v.tobytes()
+    b += struct.pack("<ii", chunks, len(dataset)) + dataset.encode()
+    with open(path, "wb") as fh:
+        fh.write(b)
+
+
 def importance(sums, counts):
     """llama.cpp's tools/quantize load_imatrix for the GGUF format: in_sum2 / round(count) per matrix, 1 where the count
     is not positive; flat, n_mat * cols values."""
@@ -277,6 +291,74 @@ class GgufQuant(L.InteropCase):
         self.assertEqual(t, "Q4_K")
         self.assertFalse(np.array_equal(blocks.reshape(-1), ref["blk.1.attn_k.weight"][1]))
         L.report("negative twins: two swapped importance slices change exactly %s; two swapped Q4_K blocks differ" % k)
+
+    def test_moe_and_legacy_imatrix(self):
+        # A Mixtral-shaped model (llama with 8 experts: llama.cpp's n_expert == 8 rules put attn_v / attn_k in Q8_0 and
+        # attn_output in Q5_K) whose stacked experts have one importance slice each (one expert never routed: count 0,
+        # importance 1), and the Llama model with a legacy imatrix.dat (one entry with ncall 0: its sums are the
+        # importance): llama_model_quantize and ckhost agree on every tensor's type and bytes.
+        transformers = L._quiet_transformers()
+        src = self.path("mixtral")
+        cfg = transformers.MixtralConfig(hidden_size=256, intermediate_size=256, num_hidden_layers=2, num_attention_heads=8,
+                                         num_key_value_heads=2, num_local_experts=8, num_experts_per_tok=2, vocab_size=400,
+                                         max_position_embeddings=128, tie_word_embeddings=False, rope_theta=1e6)
+        m = transformers.MixtralForCausalLM(cfg)
+        L.randomize_(m, 0)
+        m.save_pretrained(src)
+        self.models["llama"]["fast"].save_pretrained(src)
+        f32 = os.path.join(L.convert(src, self.path("mixtral-f32"), "--to", "gguf", "--dtype", "f32"), "model.gguf")
+        rng = np.random.default_rng(3)
+        entries = {}
+        for k, (t, data, shape) in gguf_tensors(f32).items():
+            if len(shape) >= 2 and k != "token_embd.weight" and "ffn_gate_inp" not in k:
+                n_mat = shape[0] if len(shape) == 3 else 1
+                counts = rng.integers(1, 60, n_mat).astype(np.float32)
+                if n_mat > 1:
+                    counts[3] = 0
+                entries[k] = ((rng.exponential(1.0, (n_mat, shape[-1])) * 40).astype(np.float32), counts)
+        imat = self.path("mixtral-imatrix.gguf")
+        write_imatrix(imat, entries)
+        imp = {k: importance(s_, c) for k, (s_, c) in entries.items()}
+        ref = gguf_tensors(self.ggml.model_quantize(f32, self.path("mixtral-ref.gguf"), "q4_k_m", imp))
+        got = gguf_tensors(os.path.join(L.convert(src, self.path("mixtral-q4km"), "--to", "gguf", "--dtype", "f32", "--quantize",
+                                                  "ggml", "--ggml-type", "q4_k_m", "--imatrix", imat), "model.gguf"))
+        self.assertEqual(sorted(got), sorted(ref))
+        for k, (t, data, shape) in ref.items():
+            self.assertEqual(got[k][0], t, "mixtral: %s" % k)
+            self.assertTrue(np.array_equal(got[k][1], data), "mixtral: %s (%s) bytes differ from llama.cpp's" % (k, t))
+        self.assertEqual((ref["blk.0.attn_v.weight"][0], ref["blk.0.attn_k.weight"][0], ref["blk.0.attn_output.weight"][0],
+                          ref["blk.1.ffn_down_exps.weight"][0]), ("Q8_0", "Q8_0", "Q5_K", "Q6_K"))
+        # Legacy imatrix.dat of the Llama model: sums / ncall, and the sums themselves where ncall is 0.
+        lm = self.models["llama"]
+        legacy, limp = {}, {}
+        for i, (k, (s_, c)) in enumerate(sorted(lm["entries"].items())):
+            ncall = 0 if i == 0 else 37
+            legacy[k] = (s_, ncall)
+            limp[k] = (s_.reshape(-1) / np.float32(ncall)).astype(np.float32) if ncall > 0 else s_.reshape(-1).copy()
+        dat = self.path("imatrix.dat")
+        write_legacy_imatrix(dat, legacy)
+        ref = gguf_tensors(self.ggml.model_quantize(lm["f32"], self.path("legacy-ref.gguf"), "q4_k_m", limp))
+        got = gguf_tensors(self.ckhost("llama", "q4_k_m", "--imatrix", dat))
+        for k, (t, data, shape) in ref.items():
+            self.assertEqual(got[k][0], t, "legacy: %s" % k)
+            self.assertTrue(np.array_equal(got[k][1], data), "legacy imatrix.dat: %s (%s) bytes differ from llama.cpp's" % (k, t))
+        L.report("Mixtral-shaped (8 experts, per-expert importance, one expert count 0) Q4_K_M and the Llama Q4_K_M from a legacy "
+                 "imatrix.dat (one entry with ncall 0): every tensor's type and bytes equal llama_model_quantize's")
+        # A truncated imatrix.dat is refused in one line naming the file.
+        with open(dat, "rb") as fh:
+            blob = fh.read()
+        bad = self.path("bad.dat")
+        with open(bad, "wb") as fh:
+            fh.write(blob[:len(blob) // 2])
+        L.assert_refused(self, lm["src"], self.path("bad-out"), "--to", "gguf", "--quantize", "ggml", "--ggml-type", "q4_k_m",
+                         "--imatrix", bad, needle="bad.dat: not a legacy imatrix file: entry")
+        # An importance matrix whose size does not fit the tensor is refused naming the tensor, as llama.cpp does.
+        entries = dict(lm["entries"])
+        entries["blk.0.attn_q.weight"] = (entries["blk.0.attn_q.weight"][0][:, :128], entries["blk.0.attn_q.weight"][1])
+        wrong = self.path("wrong-size.gguf")
+        write_imatrix(wrong, entries)
+        L.assert_refused(self, lm["src"], self.path("wrong-out"), "--to", "gguf", "--quantize", "ggml", "--ggml-type", "q4_k_m",
+                         "--imatrix", wrong, needle="blk.0.attn_q.weight")
 
     def test_llama_cpp_loads_q4_k_m(self):
         # llama.cpp loads ckhost's Q8_0, Q4_K_M (with the importance matrix) and Q2_K files: its tokenizer gives the
