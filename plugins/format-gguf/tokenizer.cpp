@@ -453,7 +453,15 @@ json tokenizer_kv(const TokenizerFiles &f, const std::string &which, const json 
   const json tc = f.tokenizer_config.empty() ? json::object() : read_json(f.tokenizer_config, 64ull << 20);
   // auto: the SentencePiece model when there is one, as convert_hf_to_gguf.py's set_vocab tries it first for the
   // llama, mistral, qwen2 and qwen3 architectures; else tokenizer.json.
-  if (which == "spm" || (which == "auto" && !f.tokenizer_model.empty())) return spm_kv(f, tc, model_config, vocab_size, notes);
+  if (which == "spm") return spm_kv(f, tc, model_config, vocab_size, notes);
+  if (which == "auto" && !f.tokenizer_model.empty()) {
+    try {
+      return spm_kv(f, tc, model_config, vocab_size, notes);
+    } catch (const std::invalid_argument &e) {  // e.g. a tiktoken file named tokenizer.model beside a tokenizer.json
+      if (f.tokenizer_json.empty()) throw;
+      bad(std::string(e.what()) + " (--gguf-tokenizer bpe takes tokenizer.json instead)");
+    }
+  }
   if (!f.tokenizer_json.empty()) return bpe_kv(f, tc, model_config, vocab_size, notes);
   return json::array();
 }
