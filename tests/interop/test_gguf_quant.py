@@ -129,6 +129,14 @@ class Ggml:
         self.qc = base.ggml_quantize_chunk
         self.qc.restype = ctypes.c_size_t
         self.qc.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p]
+        traits = base.ggml_get_type_traits
+        traits.restype = ctypes.POINTER(type("ggml_type_traits", (ctypes.Structure,), {"_fields_": [
+            ("type_name", ctypes.c_char_p), ("blck_size", ctypes.c_int64), ("blck_size_interleave", ctypes.c_int64),
+            ("type_size", ctypes.c_size_t), ("is_quantized", ctypes.c_bool),
+            ("to_float", ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64)),
+            ("from_float_ref", ctypes.c_void_p)]}))
+        traits.argtypes = [ctypes.c_int]
+        self.traits = traits
         self.fp16 = base.ggml_fp32_to_fp16_row
         self.fp16.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
         # llama.cpp's log lines go nowhere (llama-cpp-python's own callback chokes on their non-UTF-8 bytes).
@@ -153,6 +161,14 @@ class Ggml:
             n = self.qc(gtype, m.ctypes.data, buf.ctypes.data, 0, m.shape[0], m.shape[1], None if w is None else w.ctypes.data)
             parts.append(buf[:n])
         return np.concatenate(parts)
+
+    def dequantize(self, typ, data, n):
+        """n values of the blocks `data` as ggml's to_float (dequantize_row_*) gives them."""
+        from gguf import GGMLQuantizationType
+        out = np.zeros(n, np.float32)
+        data = np.ascontiguousarray(data)
+        self.traits(int(getattr(GGMLQuantizationType, typ))).contents.to_float(data.ctypes.data, out.ctypes.data, n)
+        return out
 
     def model_quantize(self, src, dst, ftype, imp=None):
         lc = self.lc
@@ -359,6 +375,27 @@ class GgufQuant(L.InteropCase):
         write_imatrix(wrong, entries)
         L.assert_refused(self, lm["src"], self.path("wrong-out"), "--to", "gguf", "--quantize", "ggml", "--ggml-type", "q4_k_m",
                          "--imatrix", wrong, needle="blk.0.attn_q.weight")
+
+    def test_read_back(self):
+        # GGUF -> HF --dtype f32 of ckhost's mixes: every block-type tensor (Q2_K..Q6_K and the 32-element fallbacks)
+        # comes back as ggml's own dequantization (to_float of libggml-base) of its bytes, q/k rows un-permuted.
+        m = self.models["llama"]
+        seen = set()
+        for mix in ("q2_k", "q3_k_m", "q5_k_m", "q6_k"):
+            path = self.ckhost("llama", mix, "--imatrix", m["imat"])
+            back = L.safe_open_all(L.convert(os.path.dirname(path), self.path("back-" + mix), "--to", "hf", "--dtype", "f32"))
+            for k, (t, data, shape) in gguf_tensors(path).items():
+                if t in ("F32", "F16"):
+                    continue
+                x = torch.from_numpy(self.ggml.dequantize(t, data, int(np.prod(shape))).reshape(shape))
+                name, heads = G.hf_name(k, m["cfg"])
+                if heads:
+                    x = x.reshape(heads, x.shape[0] // heads // 2, 2, x.shape[1]).swapaxes(1, 2).reshape(x.shape)
+                self.assertTrue(torch.equal(back[name], x), "%s: %s (%s) read back differs from ggml's dequantization" % (mix, name, t))
+                seen.add(t)
+        self.assertEqual(seen, {"Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K", "Q4_0", "Q5_0", "Q5_1", "Q8_0"})
+        L.report("GGUF -> HF --dtype f32: %s tensors equal ggml's dequantize_row_* of their bytes (q/k un-permuted)" %
+                 ", ".join(sorted(seen)))
 
     def test_llama_cpp_loads_q4_k_m(self):
         # llama.cpp loads ckhost's Q8_0, Q4_K_M (with the importance matrix) and Q2_K files: its tokenizer gives the
