@@ -13,6 +13,11 @@
 // Q5_K / Q6_K), and to F16 when not whole 32-element blocks either. --ggml-pure: the type itself everywhere.
 // The facts come from the host in params "tensor" ({name, kind, layer, n_layers, expert, n_experts,
 // has_output}) and "config" (heads and kv heads for the ratio, the layer count for llama.cpp's 70B rule).
+// llama.cpp counts attn_v-like tensors in (layer, name) order; the layer stands for that count here (one per
+// layer, as in every architecture ckhost writes). Not done: Falcon's and GLM-5's own rules, the IQ / TQ / MXFP4
+// types, llama-quantize's --tensor-type / --output-tensor-type / --token-embedding-type / --leave-output-tensor.
+// desc.info_json {"metadata": {"gguf_file_type": N}}: the mix's llama_ftype, which the GGUF writer records as
+// general.file_type (as llama-quantize does, whatever type each tensor got).
 //
 // Types (ggml_blocks.cpp; f32 arithmetic in ggml's order, compiled with -ffp-contract=off like ggml-base):
 //   Q8_0 Q4_0 Q4_1 Q5_0 Q5_1   32-element blocks, ggml's quantize_row_*_ref
@@ -24,8 +29,8 @@
 // given quant_weights. A size that does not fit the tensor is refused (the token embedding: ignored), as
 // llama.cpp does; "imatrix" in params (the file's path) alone already selects the imatrix variants of the mix.
 //
-// Dequantization ({"mode": "dequantize"}, listed under "dequantize_blocks") of all ten types, as
-// ggml's dequantize_row_* (and gguf-py's).
+// Dequantization ({"mode": "dequantize"}, listed under "dequantize_blocks") of all ten types, bit for bit as
+// ggml's dequantize_row_* (its to_float).
 //
 // Blocks: a 2-D weight [rows, cols] is one block per row; a stacked [E, rows, cols] one block per expert (the host
 // hands stacks over flattened to [E * rows, cols]; the importance then has E slices). "stage": "target": the host
