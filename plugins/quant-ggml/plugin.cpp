@@ -277,6 +277,14 @@ ckh_status quantize_n(const ckh_quantizer_class_t *, void *state, int64_t block0
       std::memcpy(dst[0], src[0], static_cast<size_t>(nb * per_block / tr.block_elems * tr.block_bytes));
       return;
     }
+    if (s.mode == Mode::ToF16 || s.mode == Mode::Quantize) {
+      // llama.cpp refuses what would hold a NaN or infinity (ggml_validate_row_data after each chunk).
+      const float *x = static_cast<const float *>(src[0]);
+      for (int64_t i = 0; i < rows * s.cols; ++i)
+        if (!std::isfinite(x[i]))
+          fail(CKH_E_FORMAT, "tensor '" + s.name + "': row " + std::to_string(block0 * s.rows_per_block + i / s.cols) +
+                                 " holds a non-finite value, which llama.cpp's quantizer refuses");
+    }
     if (s.mode == Mode::ToF16) {
       const float *x = static_cast<const float *>(src[0]);
       auto *y = static_cast<unsigned char *>(dst[0]);
