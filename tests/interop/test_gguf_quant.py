@@ -14,6 +14,8 @@ chunk_size).
     llama_model_quantize of libllama run on ckhost's F32 GGUF of the same model, gives every tensor the same type and
     the same bytes as ckhost (the LM head or tied embedding as Q6_K, attn_v / ffn_down bumped per layer, fallbacks);
   - llama.cpp loads ckhost's Q4_K_M file: its logits are within a loose bound of transformers';
+  - MoE: a Mixtral-shaped (8 experts) and a DeepSeek-V3-shaped model with per-expert (per-head) importance, and a legacy
+    imatrix.dat, give llama_model_quantize's types and bytes too; GGUF -> HF --dtype f32 equals ggml's to_float;
   - negative twins: the importance of one tensor with two 128-column slices swapped (and a file with two blocks of a
     tensor swapped) no longer equals llama.cpp's bytes.
 
@@ -358,8 +360,30 @@ class GgufQuant(L.InteropCase):
         for k, (t, data, shape) in ref.items():
             self.assertEqual(got[k][0], t, "legacy: %s" % k)
             self.assertTrue(np.array_equal(got[k][1], data), "legacy imatrix.dat: %s (%s) bytes differ from llama.cpp's" % (k, t))
-        L.report("Mixtral-shaped (8 experts, per-expert importance, one expert count 0) Q4_K_M and the Llama Q4_K_M from a legacy "
-                 "imatrix.dat (one entry with ncall 0): every tensor's type and bytes equal llama_model_quantize's")
+        # DeepSeek-V3-shaped (deepseek2: dense first layer, 8 routed experts and a shared one, MLA's per-head attn_k_b /
+        # attn_v_b stacks with one importance slice per head, rows of 128 falling back to 32-element types).
+        import test_gguf_moe as M
+        ds = M.make_source("deepseek3", self.path("ds"), hidden_size=256, moe_intermediate_size=256, intermediate_size=512,
+                           q_lora_rank=256, kv_lora_rank=256, qk_nope_head_dim=32, qk_rope_head_dim=32, v_head_dim=32,
+                           num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=3)
+        ds_f32 = os.path.join(L.convert(ds, self.path("ds-f32"), "--to", "gguf", "--dtype", "f32"), "model.gguf")
+        entries = {}
+        for k, (t, data, shape) in gguf_tensors(ds_f32).items():
+            if len(shape) >= 2 and k != "token_embd.weight" and "ffn_gate_inp" not in k:
+                n_mat = shape[0] if len(shape) == 3 else 1
+                entries[k] = ((rng.exponential(1.0, (n_mat, shape[-1])) * 40).astype(np.float32), rng.integers(1, 60, n_mat).astype(np.float32))
+        ds_imat = self.path("ds-imatrix.gguf")
+        write_imatrix(ds_imat, entries)
+        ref = gguf_tensors(self.ggml.model_quantize(ds_f32, self.path("ds-ref.gguf"), "q4_k_m", {k: importance(a, b) for k, (a, b) in entries.items()}))
+        got = gguf_tensors(os.path.join(L.convert(ds, self.path("ds-q4km"), "--to", "gguf", "--dtype", "f32", "--quantize", "ggml",
+                                                  "--ggml-type", "q4_k_m", "--imatrix", ds_imat), "model.gguf"))
+        self.assertEqual(sorted(got), sorted(ref))
+        for k, (t, data, shape) in ref.items():
+            self.assertEqual(got[k][0], t, "deepseek: %s" % k)
+            self.assertTrue(np.array_equal(got[k][1], data), "deepseek: %s (%s) bytes differ from llama.cpp's" % (k, t))
+        L.report("Mixtral-shaped (8 experts, per-expert importance, one expert count 0) and DeepSeek-V3-shaped (per-head attn_k_b "
+                 "importance) Q4_K_M, and the Llama Q4_K_M from a legacy imatrix.dat (one entry with ncall 0): every tensor's type "
+                 "and bytes equal llama_model_quantize's")
         # A truncated imatrix.dat is refused in one line naming the file.
         with open(dat, "rb") as fh:
             blob = fh.read()
