@@ -195,9 +195,11 @@ struct Writer {
         by_layer[L].push_back(std::move(st));
       }
     }
-    if (!annotated)
-      fail(CKH_E_UNSUPPORTED, "kt-amx: no model plugin annotated this checkpoint's tensors, so its experts are unknown "
-                              "(kt-amx needs a supported MoE family; see ckhost --list-plugins)");
+    if (!annotated) {
+      const std::string mt = cfg.is_object() && cfg.contains("model_type") && cfg["model_type"].is_string() ? cfg["model_type"].get<std::string>() : "";
+      fail(CKH_E_UNSUPPORTED, "kt-amx: no model plugin annotated the tensors of this checkpoint (model_type " + (mt.empty() ? std::string("unknown") : quote(mt)) +
+                                  "), so its routed experts are unknown (kt-amx takes the MoE families of ckhost --list-plugins)");
+    }
     if (by_layer.empty()) fail(CKH_E_UNSUPPORTED, "kt-amx: the model has no routed experts to convert");
     for (OutTensor &t : others) {
       uint64_t bytes = ckh_dtype_size(t.dtype);

@@ -5,7 +5,7 @@ reference twice over:
   - bytes: for the same BF16 experts, its own writer (KTMoEWrapper(method="AMXINT8"|"AMXINT4", cpu_save=True)
     .load_weights_from_tensors, what convert_cpu_weights.py runs) writes its .kt files, and every
     blk.L.ffn_{gate,up,down}_exps.E.numa.i.{weight,scale} ckhost writes holds exactly those bytes, for every
-    layer, expert, projection and NUMA part, at threadpool counts 2 and 3;
+    layer, expert, projection and NUMA part, at threadpool counts 2 and 3 (INT8);
   - use: kt-kernel loads ckhost's merged safetensors as it loads the tool's (its SafeTensorLoader, AMXMoEWrapper in
     merged mode) and its AMX MoE forward on fixed tokens and routing equals, bit for bit, the forward over its own
     .kt files; both are within the quantization error of a float MoE computed in torch from the source experts.
@@ -22,8 +22,10 @@ Sources are transformers save_pretrained checkpoints in BF16:
     the same dequantization done in torch (f32 product, one rounding to BF16).
 Other tensors carry the tool's names (model.layers. -> blk., model. dropped) with their bytes.
 Negative twins: two experts swapped in ckhost's file fail the byte comparison and move kt-kernel's forward off
-its own; a split that kt-kernel cannot take, FP8 experts without --dtype and a model without experts are refused
-in one line.
+its own; a split that kt-kernel cannot take, FP8 experts without --dtype, a model without experts and the MoE
+families no model plugin annotates yet (GLM-5 and DeepSeek-V3.2 with their sparse-attention indexer, Qwen3-Next with
+its linear attention: transformers names their experts as DeepSeek-V3 does, but the mappers do not list them) are
+refused in one line.
 
 Run: tests/interop/run_interop.sh tests/interop/test_kt_amx.py --ckhost=build/bin/ckhost
 """
@@ -56,6 +58,16 @@ GLM45 = ("Glm4MoeConfig", dict(hidden_size=256, intermediate_size=512, moe_inter
                                num_attention_heads=4, num_key_value_heads=2, head_dim=32, n_routed_experts=4,
                                n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1, first_k_dense_replace=1,
                                vocab_size=250, max_position_embeddings=128, use_qk_norm=True))
+_MLA = dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1,
+            first_k_dense_replace=1, q_lora_rank=48, kv_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16,
+            vocab_size=250, index_n_heads=2, index_head_dim=16)
+GATED = {"GlmMoeDsaConfig": _MLA, "DeepseekV32Config": _MLA,
+         "Qwen3NextConfig": dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=64, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4,
+                                 num_experts_per_tok=2, vocab_size=250, shared_expert_intermediate_size=64,
+                                 linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=16,
+                                 linear_value_head_dim=16, layer_types=["linear_attention", "full_attention"])}
 # Largest relative L2 error of kt-kernel's AMX forward against the float MoE (quantized weights, BF16 activations);
 # measured 0.024 (INT8) and 0.23 to 0.27 (INT4, one scale per row of up to 3840 values).
 REL_TOL = {"AMXINT8": 0.03, "AMXINT4": 0.35}
@@ -176,7 +188,7 @@ class KtAmx(L.InteropCase):
 
     def test_deepseek_v3(self):
         src = self.source(DSV3, "dsv3", mtp=True)
-        for method, tp in (("AMXINT8", 2), ("AMXINT4", 2), ("AMXINT8", 3), ("AMXINT4", 3)):
+        for method, tp in (("AMXINT8", 2), ("AMXINT4", 2), ("AMXINT8", 3)):
             out, ref, n = self.check(src, method, tp)
             L.report("DeepSeek-V3-shaped %s, threadpool count %d: %d expert parts (2 MoE layers + MTP, 8 experts, "
                      "gate/up/down) byte-identical with kt-kernel's own" % (method, tp, n))
@@ -197,6 +209,28 @@ class KtAmx(L.InteropCase):
                 self.assertLess(err, REL_TOL[method])
                 L.report("kt-kernel %s forward (layer 1, 8 tokens, top-2) from ckhost's safetensors == from its own "
                          ".kt files; relative L2 error against the float MoE %.4f" % (method, err))
+        self.swapped_experts_caught(src, out, ref, "AMXINT8", 3)
+
+    def swapped_experts_caught(self, src, out, ref, method, tp):
+        """Negative twin: experts 0 and 1 of layer 1 trade places in ckhost's file."""
+        f = os.path.join(out, "model-00001-of-00004.safetensors")  # layer 1's shard (layers 1, 2, MTP 3, the rest)
+        t = load_file(f)
+        sw = {}
+        for k, v in t.items():
+            for a, b in ((".0.numa.", ".1.numa."), (".1.numa.", ".0.numa.")):
+                if k.startswith("blk.1.ffn_") and a in k:
+                    sw[k.replace(a, b)] = v
+        self.assertEqual(len(sw), 2 * 3 * tp * 2)
+        t.update(sw)
+        save_file(t, f, metadata={"format": "pt"})
+        n, bad = compare_bytes(src, out, ref, method, tp)
+        self.assertEqual(len(bad), 2 * 3 * tp, bad)  # 2 experts x 3 projections x tp parts
+        ya, yb = kt_forward(self, out, method, tp, 1, src), kt_forward(self, ref, method, tp, 1, src)
+        self.assertFalse(torch.equal(ya, yb))
+        err = rel(ya, float_moe(src, 1))
+        self.assertGreater(err, 5 * REL_TOL[method])
+        L.report("negative twin: experts 0 and 1 of layer 1 swapped -> %d of %d parts differ from kt-kernel's, and "
+                 "its forward moves to relative error %.3f" % (len(bad), n, err))
 
     def test_minimax_two_k_blocks(self):
         src = self.source(MINIMAX, "minimax")
@@ -251,29 +285,6 @@ class KtAmx(L.InteropCase):
         L.assert_refused(self, src, self.path("refused-fp8"), "--to", "kt-amx", "--kt-method", "int8",
                          needle="--dtype bf16")
 
-    def test_swapped_experts_caught(self):
-        src = self.source(DSV3, "dsv3", mtp=True)
-        out, ref, _ = self.check(src, "AMXINT8", 2)
-        # Experts 0 and 1 of layer 1 trade places in ckhost's file.
-        f = [os.path.join(out, p) for p in sorted(os.listdir(out)) if p.endswith("-of-00004.safetensors")][0]
-        t = load_file(f)
-        sw = {}
-        for k, v in t.items():
-            for a, b in ((".0.numa.", ".1.numa."), (".1.numa.", ".0.numa.")):
-                if k.startswith("blk.1.ffn_") and a in k:
-                    sw[k.replace(a, b)] = v
-        self.assertTrue(sw)
-        t.update(sw)
-        save_file(t, f, metadata={"format": "pt"})
-        n, bad = compare_bytes(src, out, ref, "AMXINT8", 2)
-        self.assertEqual(len(bad), 2 * 3 * 2, bad)  # 2 experts x 3 projections x 2 parts
-        ya, yb = kt_forward(self, out, "AMXINT8", 2, 1, src), kt_forward(self, ref, "AMXINT8", 2, 1, src)
-        self.assertFalse(torch.equal(ya, yb))
-        err = rel(ya, float_moe(src, 1))
-        self.assertGreater(err, 5 * REL_TOL["AMXINT8"])
-        L.report("negative twin: experts 0 and 1 of layer 1 swapped -> %d of %d parts differ from kt-kernel's, and "
-                 "its forward moves to relative error %.3f" % (len(bad), n, err))
-
     def test_refusals(self):
         src = self.source(DSV3, "dsv3")
         L.assert_refused(self, src, self.path("r1"), "--to", "kt-amx", "--kt-method", "int8", "--kt-threadpool-count", "5",
@@ -283,6 +294,15 @@ class KtAmx(L.InteropCase):
                          needle="multiples of 128")
         dense = L.make_hf("llama-mha-tied-bf16", self.path("hf-dense"))
         L.assert_refused(self, dense, self.path("r3"), "--to", "kt-amx", "--kt-method", "int8", needle="no routed experts")
+        # Families no model plugin annotates yet (GLM-5's and DeepSeek-V3.2's sparse-attention indexer, Qwen3-Next's
+        # linear attention): refused by model_type, never guessed from names.
+        transformers = L._quiet_transformers()
+        for cls, kw in GATED.items():
+            d = self.path("hf-" + cls)
+            transformers.AutoModelForCausalLM.from_config(getattr(transformers, cls)(**kw)).save_pretrained(d)
+            mt = getattr(transformers, cls).model_type
+            L.assert_refused(self, d, self.path("r-" + cls), "--to", "kt-amx", "--kt-method", "int8",
+                             needle="(model_type '%s')" % mt)
 
 
 if __name__ == "__main__":
