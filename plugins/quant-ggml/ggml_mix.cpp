@@ -65,8 +65,10 @@ Cat category_of_kind(int32_t kind) {
 // llama.cpp's tensor_allows_quantization (for the default parameters: the output tensor is quantized).
 bool allows_quantization(const TensorFacts &t) {
   if (t.ndim < 2) return false;
-  if (t.kind == CKH_KIND_NORM || t.kind == CKH_KIND_ROUTER) return false;
   const std::string &n = t.name;
+  // GGUF names go by llama.cpp's name rules alone (a shared expert's gate is quantized there when it has rows);
+  // other names also by the annotation.
+  if (!gguf_name(n) && (t.kind == CKH_KIND_NORM || t.kind == CKH_KIND_ROUTER)) return false;
   if (!ends_with(n, "weight")) return false;
   static const char *const kNever[] = {
       "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel", "per_layer_model_proj",

@@ -30,7 +30,7 @@ struct TensorFacts {
   int32_t n_layers = 0;   // 1 + the largest decoder layer of the checkpoint
   int32_t n_experts = 0;  // routed experts (0: dense)
   bool has_output = true; // the checkpoint has its own output (LM head) tensor
-  int32_t ndim = 2;
+  int32_t ndim = 2;       // ggml's n_dims: outer dimensions of size 1 do not count ([1, C] is 1-D)
   int64_t cols = 0;       // elements per row (ggml's ne[0])
   int32_t n_gqa = 1;      // attention heads per key/value head (integer quotient; 0 when unknown kv heads = 0)
   bool is_70b = false;    // llama.cpp would call the model a 70B (its per-architecture layer-count rule)

@@ -104,6 +104,7 @@ ggmlq::TensorFacts facts_of(const json &p, const ckh_tensor_info_t *w, bool imat
     if (t.contains("has_output") && t["has_output"].is_boolean()) f.has_output = t["has_output"].get<bool>();
   }
   f.ndim = static_cast<int32_t>(w->ndim);
+  while (f.ndim > 1 && w->shape[w->ndim - static_cast<uint32_t>(f.ndim)] == 1) --f.ndim;  // ggml_n_dims
   f.cols = w->ndim ? w->shape[w->ndim - 1] : 0;
   // Heads per kv head and the 70B rule from the (text) config.
   json cfg = p.value("config", json::object());

@@ -14,7 +14,7 @@ chunk_size).
     llama_model_quantize of libllama run on ckhost's F32 GGUF of the same model, gives every tensor the same type and
     the same bytes as ckhost (the LM head or tied embedding as Q6_K, attn_v / ffn_down bumped per layer, fallbacks);
   - llama.cpp loads ckhost's Q4_K_M file: its logits are within a loose bound of transformers';
-  - MoE: a Mixtral-shaped (8 experts) and a DeepSeek-V3-shaped model with per-expert (per-head) importance, and a legacy
+  - MoE: Mixtral- (8 experts), DeepSeek-V3- and Qwen2-MoE-shaped models with per-expert (per-head) importance, and a legacy
     imatrix.dat, give llama_model_quantize's types and bytes too; GGUF -> HF --dtype f32 equals ggml's to_float;
   - negative twins: the importance of one tensor with two 128-column slices swapped (and a file with two blocks of a
     tensor swapped) no longer equals llama.cpp's bytes.
@@ -361,28 +361,34 @@ class GgufQuant(L.InteropCase):
             self.assertEqual(got[k][0], t, "legacy: %s" % k)
             self.assertTrue(np.array_equal(got[k][1], data), "legacy imatrix.dat: %s (%s) bytes differ from llama.cpp's" % (k, t))
         # DeepSeek-V3-shaped (deepseek2: dense first layer, 8 routed experts and a shared one, MLA's per-head attn_k_b /
-        # attn_v_b stacks with one importance slice per head, rows of 128 falling back to 32-element types).
+        # attn_v_b stacks with one importance slice per head, rows of 128 falling back to 32-element types) and
+        # Qwen2-MoE-shaped (a shared expert with its [1, hidden] gate, which is 1-D to ggml and stays F32).
         import test_gguf_moe as M
-        ds = M.make_source("deepseek3", self.path("ds"), hidden_size=256, moe_intermediate_size=256, intermediate_size=512,
-                           q_lora_rank=256, kv_lora_rank=256, qk_nope_head_dim=32, qk_rope_head_dim=32, v_head_dim=32,
-                           num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=3)
-        ds_f32 = os.path.join(L.convert(ds, self.path("ds-f32"), "--to", "gguf", "--dtype", "f32"), "model.gguf")
-        entries = {}
-        for k, (t, data, shape) in gguf_tensors(ds_f32).items():
-            if len(shape) >= 2 and k != "token_embd.weight" and "ffn_gate_inp" not in k:
-                n_mat = shape[0] if len(shape) == 3 else 1
-                entries[k] = ((rng.exponential(1.0, (n_mat, shape[-1])) * 40).astype(np.float32), rng.integers(1, 60, n_mat).astype(np.float32))
-        ds_imat = self.path("ds-imatrix.gguf")
-        write_imatrix(ds_imat, entries)
-        ref = gguf_tensors(self.ggml.model_quantize(ds_f32, self.path("ds-ref.gguf"), "q4_k_m", {k: importance(a, b) for k, (a, b) in entries.items()}))
-        got = gguf_tensors(os.path.join(L.convert(ds, self.path("ds-q4km"), "--to", "gguf", "--dtype", "f32", "--quantize", "ggml",
-                                                  "--ggml-type", "q4_k_m", "--imatrix", ds_imat), "model.gguf"))
-        self.assertEqual(sorted(got), sorted(ref))
-        for k, (t, data, shape) in ref.items():
-            self.assertEqual(got[k][0], t, "deepseek: %s" % k)
-            self.assertTrue(np.array_equal(got[k][1], data), "deepseek: %s (%s) bytes differ from llama.cpp's" % (k, t))
-        L.report("Mixtral-shaped (8 experts, per-expert importance, one expert count 0) and DeepSeek-V3-shaped (per-head attn_k_b "
-                 "importance) Q4_K_M, and the Llama Q4_K_M from a legacy imatrix.dat (one entry with ncall 0): every tensor's type "
+        for name, kw in (("deepseek3", dict(hidden_size=256, moe_intermediate_size=256, intermediate_size=512, q_lora_rank=256,
+                                            kv_lora_rank=256, qk_nope_head_dim=32, qk_rope_head_dim=32, v_head_dim=32,
+                                            num_attention_heads=4, num_key_value_heads=4, num_hidden_layers=3)),
+                         ("qwen2moe", dict(hidden_size=256, moe_intermediate_size=256, shared_expert_intermediate_size=512,
+                                           intermediate_size=512, num_hidden_layers=2))):
+            d = M.make_source(name, self.path(name), **kw)
+            d_f32 = os.path.join(L.convert(d, self.path(name + "-f32"), "--to", "gguf", "--dtype", "f32"), "model.gguf")
+            entries = {}
+            for k, (t, data, shape) in gguf_tensors(d_f32).items():
+                if len(shape) >= 2 and k != "token_embd.weight" and "ffn_gate_inp" not in k:
+                    n_mat = shape[0] if len(shape) == 3 else 1
+                    entries[k] = ((rng.exponential(1.0, (n_mat, shape[-1])) * 40).astype(np.float32),
+                                  rng.integers(1, 60, n_mat).astype(np.float32))
+            d_imat = self.path(name + "-imatrix.gguf")
+            write_imatrix(d_imat, entries)
+            ref = gguf_tensors(self.ggml.model_quantize(d_f32, self.path(name + "-ref.gguf"), "q4_k_m",
+                                                        {k: importance(a, b) for k, (a, b) in entries.items()}))
+            got = gguf_tensors(os.path.join(L.convert(d, self.path(name + "-q4km"), "--to", "gguf", "--dtype", "f32", "--quantize",
+                                                      "ggml", "--ggml-type", "q4_k_m", "--imatrix", d_imat), "model.gguf"))
+            self.assertEqual(sorted(got), sorted(ref))
+            for k, (t, data, shape) in ref.items():
+                self.assertEqual(got[k][0], t, "%s: %s" % (name, k))
+                self.assertTrue(np.array_equal(got[k][1], data), "%s: %s (%s) bytes differ from llama.cpp's" % (name, k, t))
+        L.report("Mixtral-shaped (8 experts, per-expert importance, one expert count 0), DeepSeek-V3-shaped (per-head attn_k_b "
+                 "importance) and Qwen2-MoE-shaped Q4_K_M, and the Llama Q4_K_M from a legacy imatrix.dat (one entry with ncall 0): every tensor's type "
                  "and bytes equal llama_model_quantize's")
         # A truncated imatrix.dat is refused in one line naming the file.
         with open(dat, "rb") as fh:
