@@ -20,7 +20,9 @@ Sources are transformers save_pretrained checkpoints in BF16:
   - the DeepSeek-V3 model as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
     quantization_config of the release): --dtype bf16 dequantizes on the CPU, and the bytes equal kt-kernel's from
     the same dequantization done in torch (f32 product, one rounding to BF16).
-Other tensors carry the tool's names (model.layers. -> blk., model. dropped) with their bytes.
+Other tensors carry the tool's names (model.layers. -> blk., model. dropped) with their bytes. The script's own
+command line (`ckhost convert-cpu-weights --input-path .. --input-type fp8 --output .. --quant-method int4
+--threadpool-count 2`) writes the same files.
 Negative twins: two experts swapped in ckhost's file fail the byte comparison and move kt-kernel's forward off
 its own; a split that kt-kernel cannot take, FP8 experts without --dtype, a model without experts and the MoE
 families no model plugin annotates yet (GLM-5 and DeepSeek-V3.2 with their sparse-attention indexer, Qwen3-Next with
@@ -284,6 +286,21 @@ class KtAmx(L.InteropCase):
                  "byte-identical with kt-kernel's from the same dequantization in torch" % n)
         L.assert_refused(self, src, self.path("refused-fp8"), "--to", "kt-amx", "--kt-method", "int8",
                          needle="--dtype bf16")
+        # The script's own command line (ckhost convert-cpu-weights) gives the same files.
+        again = self.path("kt-script-line")
+        L.run("convert-cpu-weights", "--input-path", src, "--input-type", "fp8", "--output", again, "--quant-method", "int4",
+              "--cpuinfer-threads", "60", "--threadpool-count", "2")
+        self.assertEqual(L.tree_files(again), L.tree_files(out))
+        for f in L.tree_files(out):
+            with open(os.path.join(out, f), "rb") as a, open(os.path.join(again, f), "rb") as b:
+                self.assertEqual(a.read(), b.read(), f)
+        for flag, needle in (("--no-merge-safetensor", "merged safetensors only"), ("--resume-layer=3", "nothing behind")):
+            p = L.run("convert-cpu-weights", "-i", src, "--input-type", "fp8", "-o", self.path("no"), flag, check=False)
+            self.assertEqual(p.returncode, 2, p.stderr)
+            self.assertIn(needle, p.stderr)
+            self.assertFalse(os.path.exists(self.path("no")))
+        L.report("ckhost convert-cpu-weights --input-type fp8 --quant-method int4 --threadpool-count 2 (the script's flags): "
+                 "the same %d files" % len(L.tree_files(out)))
 
     def test_refusals(self):
         src = self.source(DSV3, "dsv3")
