@@ -150,8 +150,10 @@ struct Writer {
         fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": an expert tensor the kt-amx layout has no place for (kind " +
                                     std::to_string(a.kind) + "; kt-kernel takes separate gate, up and down projections)");
       if (!expert) {
-        if (a.kind == CKH_KIND_FFN_GATE_UP && info.ndim == 3)
-          fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": fused 3-D experts (gate_up) are not written by kt-amx yet");
+        if ((a.kind == CKH_KIND_FFN_GATE_UP || a.kind == CKH_KIND_FFN_DOWN) && info.ndim == 3 && (a.role == CKH_ROLE_LAYER || a.role == CKH_ROLE_MTP))
+          fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": fused 3-D experts " + ckh::st::shape_str(std::vector<int64_t>(info.shape, info.shape + 3)) +
+                                      " are not written by kt-amx yet (the model plugin does not state which of [E, out, in] and the released "
+                                      "[E, in, out] they are in; per-expert tensors are)");
         OutTensor t{carried_name(name), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim), 0, b.input_at(i)};
         if (!ckh::st::dtype_to_string(t.dtype))
           fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": safetensors cannot store dtype " + std::to_string(t.dtype));
