@@ -9,6 +9,8 @@
    of the source, with ckhost's peak RSS; and, when the venv has kt_kernel, kt-kernel's own writer on the same
    experts as convert_cpu_weights.py drives it (safetensors -> stacked BF16 [E, I, H] -> KTMoEWrapper(cpu_save=True)
    .load_weights_from_tensors), timed in the same way.
+3. Scale: the released DeepSeek-V3 671B tensor list (FP8, header-only sparse files, bench/moe/bench_plan_deepseek.py)
+   planned into AMXINT4 with --dtype bf16 (`--dry-run`): wall time, peak RSS and the files.
   bench/kt/bench_kt_amx.py [--ckhost build/bin/ckhost] [--dir build/bench-data] [--runs 3] [--python VENV_PYTHON]
 """
 import argparse
@@ -21,7 +23,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
+sys.path.insert(0, os.path.join(ROOT, "bench", "moe"))
 from benchlib import clean_output, timed, timed_cat  # noqa: E402
+import bench_plan_deepseek as P671  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "plugins", "model-deepseek", "configs", "deepseek-v3.json")
 
@@ -99,6 +103,20 @@ def main():
     print("(int8 output: %.2f GB)" % (size / 1e9))
     if not kt:
         print("kt-kernel's writer: skipped (no kt_kernel in %s)" % a.python)
+
+    big = os.path.join(a.dir, "deepseek-v3-671b-headers")
+    P671.make(big)
+    plan = os.path.join(a.dir, "kt-plan.txt")
+    with open(plan, "w") as fh:
+        wall, rss = timed([a.ckhost, "convert", big, os.path.join(a.dir, "kt-plan-out"), "--to", "kt-amx", "--kt-method", "int4",
+                           "--dtype", "bf16", "--dry-run", "-q"], stdout=fh)
+    with open(plan) as fh:
+        lines = fh.read().splitlines()
+    print("== DeepSeek-V3 671B (FP8 headers) -> kt-amx int4, --dtype bf16, planned: %.2f s, peak RSS %.0f MiB ==" % (wall, rss / 2**20))
+    files = [ln for ln in lines if ln.endswith(".safetensors") or "tensors" in ln and not ln.startswith(("stage:", "total:"))]
+    for ln in files[:2] + ["..."] + files[-2:]:
+        print("  " + ln)
+    print("  " + [ln for ln in lines if ln.startswith("total:")][0])
 
 
 if __name__ == "__main__":
