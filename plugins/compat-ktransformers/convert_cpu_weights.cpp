@@ -1,8 +1,8 @@
 // convert_cpu_weights.cpp — `ckhost convert-cpu-weights ARGS`: the command line of KTransformers'
 // kt-kernel/scripts/convert_cpu_weights.py (its argparse flags, spelled as it spells them) run as
-//   ckhost convert INPUT OUTPUT --to kt-amx --kt-method int4|int8 --kt-threadpool-count N [--dtype bf16]
-// --input-type fp8 adds --dtype bf16: the block-FP8 pairs are dequantized on the CPU (the script needs a CUDA GPU and
-// Triton for it). Accepted and not needed: --cpuinfer-threads (ckhost takes --threads, default all cores), --gpu,
+//   ckhost convert INPUT OUTPUT --to kt-amx --kt-method int4|int8 --kt-threadpool-count N
+// With --input-type fp8 the kt-amx writer dequantizes the block-FP8 experts on the CPU (the script needs a CUDA GPU and
+// Triton for it) and keeps the other FP8 tensors with their scales, as the script does. Accepted and not needed: --cpuinfer-threads (ckhost takes --threads, default all cores), --gpu,
 // --fp8-expert-batch, --profile. Refused with the reason: --input-type awq / --quant-method awq (the AWQ repack),
 // moe_int4 / moe_int8 (the AMD BLIS / Arm KML layouts), --no-merge-safetensor (ckhost writes the merged safetensors
 // only), --resume-layer N > 0 (the output appears whole or not at all, so there is nothing to resume) and
@@ -28,10 +28,11 @@ const char kHelp[] =
     "                                  [--gpu] [--fp8-expert-batch N] [--resume-layer 0]\n"
     "\n"
     "KTransformers' kt-kernel/scripts/convert_cpu_weights.py, run as a ckhost conversion:\n"
-    "  ckhost convert INPUT OUTPUT --to kt-amx --kt-method int4|int8 --kt-threadpool-count N [--dtype bf16]\n"
+    "  ckhost convert INPUT OUTPUT --to kt-amx --kt-method int4|int8 --kt-threadpool-count N\n"
     "The routed experts become kt-kernel's AMXINT4 / AMXINT8 buffers split into --threadpool-count NUMA parts\n"
     "(blk.L.ffn_{gate,up,down}_exps.E.numa.i.{weight,scale}), the other tensors keep their dtype under the\n"
-    "script's names; the output is the merged safetensors. FP8 input is dequantized on the CPU (no GPU).\n"
+    "script's names (FP8 ones with their weight_scale_inv); the output is the merged safetensors. FP8 experts are\n"
+    "dequantized on the CPU (no GPU). --input-type only has to name one of fp8, fp16, bf16: the checkpoint says which.\n"
     "--cpuinfer-threads, --gpu and --fp8-expert-batch are accepted and not needed (ckhost: --threads).\n"
     "Not supported: awq, moe_int4, moe_int8, --no-merge-safetensor, --resume-layer > 0, --save-backward-weights.\n";
 
@@ -105,7 +106,6 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
     int_arg("fp8batch", "--fp8-expert-batch", 16);
     std::vector<std::string> line = {"convert", v["input"], v["output"], "--to", "kt-amx", "--kt-method", method,
                                      "--kt-threadpool-count", std::to_string(tp)};
-    if (type == "fp8") line.insert(line.end(), {"--dtype", "bf16"});
     answer({{"run", json::array({line})}});
   });
 }
@@ -113,7 +113,7 @@ ckh_status translate(const ckh_command_class_t *, uint32_t argc, const char *con
 const ckh_command_class_t kCommand = {sizeof(ckh_command_class_t), 0, translate};
 const ckh_component_t kComp = {sizeof(ckh_component_t), CKH_COMPONENT_COMMAND, "convert-cpu-weights",
                                "KTransformers' convert_cpu_weights.py (--input-type fp8|fp16|bf16, --quant-method int4|int8, "
-                               "--threadpool-count) run as a ckhost conversion to kt-amx, FP8 dequantized on the CPU",
+                               "--threadpool-count) run as a ckhost conversion to kt-amx, FP8 experts dequantized on the CPU",
                                "{}", &kCommand};
 const ckh_component_t *const kComps[] = {&kComp};
 

@@ -57,7 +57,23 @@ std::string carried_name(std::string n) {
   return n;
 }
 
+// The scales tensor the host paired with these codes (annotation extra_json {"quant": {"role": "codes", "scales": [S]}}).
+std::string scales_of(const ckh_tensor_annot_t &a) {
+  if (!a.extra_json) return "";
+  const json j = json::parse(a.extra_json, nullptr, false);
+  if (!j.is_object() || !j.contains("quant") || !j["quant"].is_object() || j["quant"].value("role", "") != "codes") return "";
+  const json &s = j["quant"].value("scales", json::array());
+  return s.is_array() && s.size() == 1 && s[0].is_string() ? s[0].get<std::string>() : "";
+}
+
+bool is_scale(const ckh_tensor_annot_t &a) {
+  if (!a.extra_json) return false;
+  const json j = json::parse(a.extra_json, nullptr, false);
+  return j.is_object() && j.contains("quant") && j["quant"].is_object() && j["quant"].value("role", "") == "scale";
+}
+
 struct OutTensor {
+  std::string source;  // the input's name (carried tensors)
   std::string name;
   ckh_dtype dtype;
   std::vector<int64_t> shape;
@@ -69,6 +85,7 @@ struct Writer {
   int bits = 0;
   int64_t parts = 2;
   std::string quantizer = "kt-amx";
+  std::string dequantizer = "fp8-block";
 
   explicit Writer(const json &o) {
     std::string m = o.contains("kt_method") && o["kt_method"].is_string() ? o["kt_method"].get<std::string>() : "";
@@ -77,6 +94,7 @@ struct Writer {
     else if (m == "int4" || m == "amxint4") bits = 4;
     else fail(CKH_E_INVALID_ARG, "--kt-method " + (m.empty() ? std::string("(missing)") : quote(m)) + ": expected int8 or int4 (kt-kernel's AMXINT8, AMXINT4)");
     parts = ckh::plugins::int_option(o, "kt_threadpool_count", 2, 1);
+    if (o.contains("kt_dequantizer") && o["kt_dequantizer"].is_string()) dequantizer = o["kt_dequantizer"].get<std::string>();
     if (parts > 64) fail(CKH_E_INVALID_ARG, "--kt-threadpool-count " + std::to_string(parts) + ": at most 64");
   }
 
@@ -131,7 +149,7 @@ struct Writer {
                                        : -1;
     std::map<int64_t, std::vector<OutTensor>> by_layer;  // MoE layer -> its expert tensors
     std::vector<OutTensor> others;
-    std::set<std::string> names;
+    std::set<std::string> names, dequantized;
     bool annotated = false;
     struct Seen {
       int64_t i_size = -1, h_size = -1;
@@ -145,7 +163,7 @@ struct Writer {
       const std::string name = info.name ? info.name : "";
       annotated = annotated || a.role != CKH_ROLE_OTHER || a.kind != CKH_KIND_UNSTATED;
       const int proj = a.kind == CKH_KIND_FFN_GATE ? 0 : a.kind == CKH_KIND_FFN_UP ? 1 : a.kind == CKH_KIND_FFN_DOWN ? 2 : -1;
-      const bool expert = a.expert >= 0 && (a.role == CKH_ROLE_LAYER || a.role == CKH_ROLE_MTP);
+      const bool expert = a.expert >= 0 && (a.role == CKH_ROLE_LAYER || a.role == CKH_ROLE_MTP) && !is_scale(a);
       if (expert && proj < 0)
         fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": an expert tensor the kt-amx layout has no place for (kind " +
                                     std::to_string(a.kind) + "; kt-kernel takes separate gate, up and down projections)");
@@ -154,7 +172,7 @@ struct Writer {
           fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": fused 3-D experts " + ckh::st::shape_str(std::vector<int64_t>(info.shape, info.shape + 3)) +
                                       " are not written by kt-amx yet (the model plugin does not state which of [E, out, in] and the released "
                                       "[E, in, out] they are in; per-expert tensors are)");
-        OutTensor t{carried_name(name), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim), 0, b.input_at(i)};
+        OutTensor t{name, carried_name(name), info.dtype, std::vector<int64_t>(info.shape, info.shape + info.ndim), 0, b.input_at(i)};
         if (!ckh::st::dtype_to_string(t.dtype))
           fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": safetensors cannot store dtype " + std::to_string(t.dtype));
         if (!names.insert(t.name).second) fail(CKH_E_INVALID_ARG, "two tensors would be named " + quote(t.name));
@@ -183,20 +201,38 @@ struct Writer {
           fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": kt-kernel's AMXINT" + std::to_string(bits) + " needs reduction dims that are multiples of " +
                                       std::to_string(kmul) + ": hidden " + std::to_string(H) + ", intermediate per part " + std::to_string(I) + "/" +
                                       std::to_string(parts) + " = " + std::to_string(Ip));
-      const ckh_expr w = b.input_at(i);
+      ckh_expr w = b.input_at(i);
+      ckh_dtype wdt = info.dtype;
+      // Block-quantized experts (FP8 codes with their scales beside them, as the host pairs them): dequantized to
+      // BF16 on the CPU first, as the tool does on a GPU; the pair's scales are used up here.
+      if (wdt == CKH_DT_F8_E4M3FN || wdt == CKH_DT_F8_E5M2) {
+        const std::string sc = scales_of(a);
+        if (sc.empty() || !b.has(sc))
+          fail(CKH_E_UNSUPPORTED, "tensor " + quote(name) + ": an FP8 expert without its block scales beside it (add --dtype bf16, or convert a "
+                                      "checkpoint that has its weight_scale_inv)");
+        const ckh_expr in2[2] = {w, b.input(sc)};
+        ckh_expr_builder_t *raw = b.raw();
+        const std::string params = json{{"mode", "dequantize"}, {"to", "BF16"}, {"config", meta.value("config", json::object())}}.dump();
+        w = raw->quantize_n(raw, in2, 2, dequantizer.c_str(), params.c_str(), 0);
+        if (w < 0) host_failed();
+        wdt = CKH_DT_BF16;
+        dequantized.insert(sc);
+      }
       for (int64_t p = 0; p < parts; ++p) {
         const ckh_expr x = proj == 2 ? b.slice(w, 1, p * Ip, Ip) : b.slice(w, 0, p * Ip, Ip);
-        const auto [codes, scales] = part(b, x, info.dtype, name);
+        const auto [codes, scales] = part(b, x, wdt, name);
         const std::string base = "blk." + std::to_string(L) + ".ffn_" + kProj[proj] + "_exps." + std::to_string(a.expert) + ".numa." + std::to_string(p);
         const ckh_tensor_info_t ci = b.info(codes), si = b.info(scales);
-        OutTensor wt{base + ".weight", CKH_DT_I8, {ci.shape[0]}, static_cast<uint64_t>(ci.shape[0]), codes};
-        OutTensor st{base + ".scale", CKH_DT_F32, {si.shape[0]}, static_cast<uint64_t>(si.shape[0]) * 4, scales};
+        OutTensor wt{"", base + ".weight", CKH_DT_I8, {ci.shape[0]}, static_cast<uint64_t>(ci.shape[0]), codes};
+        OutTensor st{"", base + ".scale", CKH_DT_F32, {si.shape[0]}, static_cast<uint64_t>(si.shape[0]) * 4, scales};
         for (const OutTensor *t : {&wt, &st})
           if (!names.insert(t->name).second) fail(CKH_E_INVALID_ARG, "two tensors would be named " + quote(t->name) + " (tensor " + quote(name) + ")");
         by_layer[L].push_back(std::move(wt));
         by_layer[L].push_back(std::move(st));
       }
     }
+    // The scales of dequantized experts are not carried.
+    others.erase(std::remove_if(others.begin(), others.end(), [&](const OutTensor &t) { return dequantized.count(t.source); }), others.end());
     if (!annotated) {
       const std::string mt = cfg.is_object() && cfg.contains("model_type") && cfg["model_type"].is_string() ? cfg["model_type"].get<std::string>() : "";
       fail(CKH_E_UNSUPPORTED, "kt-amx: no model plugin annotated the tensors of this checkpoint (model_type " + (mt.empty() ? std::string("unknown") : quote(mt)) +
@@ -279,7 +315,8 @@ const ckh_component_t kWriterComp = {
     "other tensors renamed as convert_cpu_weights.py does)",
     R"J({"container":"safetensors","layout":"hf","options":[)J"
     R"J({"name":"kt-method","type":"string","choices":["int8","int4"],"group":"kt-amx","help":"kt-kernel method: int8 (AMXINT8) or int4 (AMXINT4)"},)J"
-    R"J({"name":"kt-threadpool-count","type":"uint","default":2,"group":"kt-amx","help":"kt-kernel threadpool (NUMA) count the experts are split for; the loader must use the same"}]})J",
+    R"J({"name":"kt-threadpool-count","type":"uint","default":2,"group":"kt-amx","help":"kt-kernel threadpool (NUMA) count the experts are split for; the loader must use the same"},)J"
+    R"J({"name":"kt-dequantizer","type":"string","default":"fp8-block","group":"kt-amx","help":"quantizer that dequantizes block-FP8 experts (codes and scales) to BF16 on the CPU before kt-kernel's quantization; the other FP8 tensors keep their codes and scales, as convert_cpu_weights.py keeps them (--dtype bf16 dequantizes those too)"}]})J",
     &kWriter};
 const ckh_component_t *const kComponents[] = {&kWriterComp};
 

@@ -18,13 +18,15 @@ Sources are transformers save_pretrained checkpoints in BF16:
   - GLM-4.5-shaped (glm4_moe, first_k_dense_replace 1) and Qwen3-MoE-shaped (qwen3_moe, mlp_only_layers [0]): the
     dense layer stays dense;
   - the DeepSeek-V3 model as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
-    quantization_config of the release): --dtype bf16 dequantizes on the CPU, and the bytes equal kt-kernel's from
-    the same dequantization done in torch (f32 product, one rounding to BF16).
+    quantization_config of the release): the writer dequantizes the experts on the CPU (fp8-block: f32 product, one
+    rounding to BF16) and the bytes equal kt-kernel's from the same dequantization done in torch; the other FP8
+    weights keep their codes and scales, as the tool keeps them (with --dtype bf16 they are dequantized too, and the
+    expert shards stay the same).
 Other tensors carry the tool's names (model.layers. -> blk., model. dropped) with their bytes. The script's own
 command line (`ckhost convert-cpu-weights --input-path .. --input-type fp8 --output .. --quant-method int4
 --threadpool-count 2`) writes the same files.
 Negative twins: two experts swapped in ckhost's file fail the byte comparison and move kt-kernel's forward off
-its own; a split that kt-kernel cannot take, FP8 experts without --dtype, a model without experts and the MoE
+its own; a split that kt-kernel cannot take, a model without experts and the MoE
 families no model plugin annotates yet (GLM-5 and DeepSeek-V3.2 with their sparse-attention indexer, Qwen3-Next with
 its linear attention: transformers names their experts as DeepSeek-V3 does, but the mappers do not list them) are
 refused in one line.
@@ -166,7 +168,7 @@ class KtAmx(L.InteropCase):
         return d
 
     def check(self, src, method, tp, *extra):
-        out = L.convert(src, self.path("kt-out-%s-%s-%d" % (os.path.basename(src), method, tp)), "--to", "kt-amx",
+        out = L.convert(src, self.path("kt-out-%s-%s-%d%s" % (os.path.basename(src), method, tp, "".join(extra))), "--to", "kt-amx",
                         "--kt-method", method[3:].lower(), "--kt-threadpool-count", tp, *extra)
         ref = kt_reference(self, src, method, tp)
         n, bad = compare_bytes(src, out, ref, method, tp)
@@ -185,7 +187,7 @@ class KtAmx(L.InteropCase):
         self.assertEqual(sorted(have), sorted(want))
         for k, v in want.items():
             self.assertEqual(have[k].dtype, v.dtype, k)
-            self.assertTrue(torch.equal(have[k], v), k)
+            self.assertTrue(torch.equal(have[k].contiguous().view(torch.uint8), v.contiguous().view(torch.uint8)), k)
         return len(want)
 
     def test_deepseek_v3(self):
@@ -281,11 +283,20 @@ class KtAmx(L.InteropCase):
                                       "weight_block_size": [128, 128]}
         with open(os.path.join(src, "config.json"), "w") as fh:
             json.dump(cfg, fh)
-        out, _, n = self.check(src, "AMXINT4", 2, "--dtype", "bf16")
-        L.report("DeepSeek-V3-shaped block FP8 -> AMXINT4 with --dtype bf16 (dequantized on the CPU): %d expert parts "
-                 "byte-identical with kt-kernel's from the same dequantization in torch" % n)
-        L.assert_refused(self, src, self.path("refused-fp8"), "--to", "kt-amx", "--kt-method", "int8",
-                         needle="--dtype bf16")
+        # As the tool: the FP8 experts dequantized (here on the CPU), the other FP8 weights kept with their scales.
+        out, _, n = self.check(src, "AMXINT4", 2)
+        kept = self.carried(src, out)
+        with open(os.path.join(out, "config.json")) as fh:
+            self.assertEqual(json.load(fh)["quantization_config"], cfg["quantization_config"])
+        L.report("DeepSeek-V3-shaped block FP8 -> AMXINT4 (experts dequantized on the CPU): %d expert parts byte-identical "
+                 "with kt-kernel's from the same dequantization in torch; %d other tensors carried, FP8 codes and "
+                 "weight_scale_inv as they are" % (n, kept))
+        # --dtype bf16 dequantizes the other tensors too; the expert shards stay byte for byte the same.
+        alldq, _, _ = self.check(src, "AMXINT4", 2, "--dtype", "bf16")
+        for f in ("model-00001-of-00003.safetensors", "model-00002-of-00003.safetensors"):
+            with open(os.path.join(out, f), "rb") as a, open(os.path.join(alldq, f), "rb") as b:
+                self.assertEqual(a.read(), b.read(), f)
+        self.assertTrue(all(v.dtype != torch.float8_e4m3fn for v in L.safe_open_all(alldq).values()))
         # The script's own command line (ckhost convert-cpu-weights) gives the same files.
         again = self.path("kt-script-line")
         L.run("convert-cpu-weights", "--input-path", src, "--input-type", "fp8", "--output", again, "--quant-method", "int4",
