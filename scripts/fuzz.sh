@@ -209,6 +209,31 @@ with open(dict_path, "w") as f:
 EOF
 }
 
+# fuzz_imatrix input: a legacy imatrix.dat. Seeds written here byte by byte: two entries (one with ncall 0) with the
+# optional trailer (chunk count, dataset name), and one entry without it.
+seed_fuzz_imatrix() {
+  local out="$1" dict_path="$2"
+  python3 - "$out" "$dict_path" <<'EOF'
+import os, struct, sys
+out, dict_path = sys.argv[1], sys.argv[2]
+def dat(entries, trailer=True):
+    b = struct.pack("<i", len(entries))
+    for name, ncall, vals in entries:
+        n = name.encode()
+        b += struct.pack("<i", len(n)) + n + struct.pack("<ii", ncall, len(vals)) + struct.pack("<%df" % len(vals), *vals)
+    if trailer:
+        b += struct.pack("<ii", 10, 8) + b"data.txt"
+    return b
+seeds = [dat([("blk.0.attn_q.weight", 5, [1.0, 2.0, 3.0]), ("output.weight", 0, [0.5] * 4)]), dat([("a", 1, [1.0])], False)]
+for i, b in enumerate(seeds):
+    with open(os.path.join(out, "seed-%03d" % i), "wb") as f:
+        f.write(b)
+with open(dict_path, "w") as f:
+    for t in ["blk.", ".weight", "attn_q", "ffn_down_exps"]:
+        f.write('"%s"\n' % t)
+EOF
+}
+
 # fuzz_spm input: a SentencePiece tokenizer.model (protobuf ModelProto). Seeds written here byte by byte: pieces of every
 # type with scores, a trainer_spec (model_type, byte_fallback, unknown fields of each wire type) and a normalizer_spec.
 seed_fuzz_spm() {

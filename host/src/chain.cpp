@@ -757,6 +757,8 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
     p["tensor"] = {{"name", t.name},         {"kind", kind_name(t.annot.kind)}, {"layer", t.annot.layer},
                    {"n_layers", n_layers},   {"expert", t.annot.expert},       {"n_experts", n_experts},
                    {"has_output", has_output}, {"stack", t.annot.stack}};
+    const Shape ls = g.logical(t.node);
+    for (uint32_t d = 0; d < ls.ndim; ++d) p["tensor"]["shape"].push_back(ls.d[d]);
     return p.dump();
   };
   size_t n_aux = 0, n_no_aux = 0;

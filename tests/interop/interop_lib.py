@@ -200,3 +200,15 @@ def main():
         raise SystemExit(f"ckhost binary not found at {CKHOST}")
     torch.manual_seed(0)
     unittest.main(verbosity=2)
+
+
+def llama_cpp_converter_dir():
+    """The directory holding llama.cpp's own convert_hf_to_gguf.py with its conversion/ and gguf-py/, from the sdist of
+    the llama-cpp-python the venv pins (scripts/interop_venv.sh unpacks them into <venv>/share/llama.cpp);
+    $CKH_LLAMA_CPP_CONVERT overrides it."""
+    d = os.environ.get("CKH_LLAMA_CPP_CONVERT") or os.path.join(sys.prefix, "share", "llama.cpp")
+    if not os.path.exists(os.path.join(d, "convert_hf_to_gguf.py")):
+        raise AssertionError("llama.cpp's convert_hf_to_gguf.py (with conversion/ and gguf-py/ beside it, from the "
+                             "llama-cpp-python sdist's vendor/llama.cpp) is not in %s: rebuild the venv with "
+                             "scripts/interop_venv.sh or set CKH_LLAMA_CPP_CONVERT" % d)
+    return d

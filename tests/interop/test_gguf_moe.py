@@ -152,11 +152,7 @@ def make_source(name, d, **overrides):
 
 
 def converter_dir():
-    d = os.environ.get("CKH_LLAMA_CPP_CONVERT") or os.path.join(sys.prefix, "share", "llama.cpp")
-    if not os.path.exists(os.path.join(d, "convert_hf_to_gguf.py")):
-        raise AssertionError("llama.cpp's convert_hf_to_gguf.py (with conversion/ and gguf-py/ beside it, from the "
-                             "llama-cpp-python 0.3.36 sdist's vendor/llama.cpp) is not in %s: set CKH_LLAMA_CPP_CONVERT" % d)
-    return d
+    return L.llama_cpp_converter_dir()
 
 
 # Runs the converter with every model class's vocabulary step a no-op (the tokenizer keys are test_gguf's subject, and

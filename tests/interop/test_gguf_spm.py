@@ -27,8 +27,8 @@ Checks:
   (d) a truncated tokenizer.model, a varint longer than 10 bytes and a length past the file's end are refused in one
       line naming the file; --gguf-tokenizer bpe on a SentencePiece-style tokenizer.json is refused by name.
 
-llama.cpp's converter comes from llama-cpp-python's source distribution (pip download, cached under
-$CKHOST_CACHE/llama.cpp-convert-<version>).
+llama.cpp's converter comes from llama-cpp-python's source distribution (scripts/interop_venv.sh unpacks it into
+<venv>/share/llama.cpp).
 
 Run: tests/interop/run_interop.sh tests/interop/test_gguf_spm.py --ckhost=build/bin/ckhost
 """
@@ -110,33 +110,7 @@ def make_legacy(v5, d):
 
 def converter():
     """llama.cpp's convert_hf_to_gguf.py (with its conversion/ package) of the llama.cpp that llama-cpp-python vendors."""
-    import llama_cpp
-    ver = llama_cpp.__version__
-    cache = os.environ.get("CKHOST_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ckhost")
-    dst = os.path.join(cache, "llama.cpp-convert-" + ver)
-    script = os.path.join(dst, "convert_hf_to_gguf.py")
-    if os.path.isfile(script):
-        return script
-    tmp = dst + ".tmp-%d" % os.getpid()
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    p = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--disable-pip-version-check",
-                        "llama-cpp-python==" + ver, "-d", tmp], capture_output=True, text=True)
-    if p.returncode != 0:
-        raise AssertionError("pip download llama-cpp-python==%s failed:\n%s" % (ver, p.stderr[-2000:]))
-    sdist = [f for f in os.listdir(tmp) if f.endswith(".tar.gz")][0]
-    with tarfile.open(os.path.join(tmp, sdist)) as tf:
-        for m in tf.getmembers():
-            parts = m.name.split("/")
-            if len(parts) >= 4 and parts[1:3] == ["vendor", "llama.cpp"] and (parts[3] == "convert_hf_to_gguf.py" or parts[3] == "conversion") and m.isfile():
-                m.name = "/".join(parts[3:])
-                tf.extract(m, tmp, filter="data")
-    os.remove(os.path.join(tmp, sdist))
-    try:
-        os.rename(tmp, dst)
-    except OSError:  # another run got there first
-        shutil.rmtree(tmp, ignore_errors=True)
-    return script
+    return os.path.join(L.llama_cpp_converter_dir(), "convert_hf_to_gguf.py")
 
 
 def reference(d, out):
