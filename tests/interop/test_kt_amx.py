@@ -17,7 +17,7 @@ Sources are transformers save_pretrained checkpoints in BF16:
     3840, so gate and up rows span two of kt-kernel's K blocks (3584 + 256);
   - GLM-4.5-shaped (glm4_moe, first_k_dense_replace 1) and Qwen3-MoE-shaped (qwen3_moe, mlp_only_layers [0]): the
     dense layer stays dense;
-  - the DeepSeek-V3 model as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
+  - the DeepSeek-V3 model and a small MiniMax-M2 model (released so) as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
     quantization_config of the release): the writer dequantizes the experts on the CPU (fp8-block: f32 product, one
     rounding to BF16) and the bytes equal kt-kernel's from the same dequantization done in torch; the other FP8
     weights keep their codes and scales, as the tool keeps them (with --dtype bf16 they are dequantized too, and the
@@ -54,6 +54,7 @@ MINIMAX = ("MiniMaxM2Config", dict(hidden_size=3840, intermediate_size=256, num_
                                    num_key_value_heads=2, head_dim=16, num_local_experts=4, num_experts_per_tok=2,
                                    vocab_size=250, max_position_embeddings=128, rotary_dim=8, bos_token_id=None,
                                    eos_token_id=None))
+MINIMAX_SMALL = ("MiniMaxM2Config", dict(MINIMAX[1], hidden_size=256, num_hidden_layers=2, head_dim=64, rotary_dim=32))
 QWEN3MOE = ("Qwen3MoeConfig", dict(hidden_size=256, intermediate_size=512, moe_intermediate_size=256, num_hidden_layers=2,
                                    num_attention_heads=4, num_key_value_heads=2, head_dim=64, num_experts=4,
                                    num_experts_per_tok=2, vocab_size=250, max_position_embeddings=128,
@@ -257,15 +258,16 @@ class KtAmx(L.InteropCase):
             self.carried(src, out)
             L.report("%s-shaped AMXINT8: %d expert parts byte-identical, the dense layer (%s) left dense" % (name, n, dense))
 
-    def test_fp8_source_dequantized_on_cpu(self):
-        bf = self.source(DSV3, "dsv3")
-        src = self.path("hf-dsv3-fp8")
+    def fp8_copy(self, bf, name):
+        """`bf` with every linear weight (attention, dense and shared MLP, experts; not the embedding, the LM head or
+        the routers) in DeepSeek's block FP8: scale_inv = amax / 448 per 128 x 128 block, codes = w / scale_inv in
+        float8_e4m3fn, and the release's quantization_config."""
+        src = self.path(name)
         os.makedirs(src)
         t = load_file(os.path.join(bf, "model.safetensors"))
         out_t = {}
         for k, v in t.items():
-            if v.dim() == 2 and k.endswith("proj.weight") and "embed" not in k:
-                # DeepSeek's block FP8: scale_inv = amax / 448 per 128 x 128 block, codes = w / scale_inv.
+            if v.dim() == 2 and k.endswith(("proj.weight", ".w1.weight", ".w2.weight", ".w3.weight")) and "embed" not in k:
                 m, n = v.shape
                 bm, bn = -(-m // 128), -(-n // 128)
                 pad = torch.zeros(bm * 128, bn * 128)
@@ -283,6 +285,16 @@ class KtAmx(L.InteropCase):
                                       "weight_block_size": [128, 128]}
         with open(os.path.join(src, "config.json"), "w") as fh:
             json.dump(cfg, fh)
+        return src, cfg
+
+    def test_fp8_source_dequantized_on_cpu(self):
+        # MiniMax-M2 is released so too (block_sparse_moe.experts.E.w1/w2/w3 with weight_scale_inv).
+        mm, _ = self.fp8_copy(self.source(MINIMAX_SMALL, "minimax-small"), "hf-minimax-fp8")
+        out_mm, _, n = self.check(mm, "AMXINT8", 2)
+        kept = self.carried(mm, out_mm)
+        L.report("MiniMax-M2-shaped block FP8 (w1/w3/w2) -> AMXINT8: %d expert parts byte-identical, %d other tensors carried "
+                 "(FP8 attention with its weight_scale_inv)" % (n, kept))
+        src, cfg = self.fp8_copy(self.source(DSV3, "dsv3"), "hf-dsv3-fp8")
         # As the tool: the FP8 experts dequantized (here on the CPU), the other FP8 weights kept with their scales.
         out, _, n = self.check(src, "AMXINT4", 2)
         kept = self.carried(src, out)
