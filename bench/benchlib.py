@@ -102,3 +102,49 @@ def write_safetensors_checkpoint(d, entries, config, fill=None, shard_bytes=4 <<
     with open(os.path.join(tmp, "config.json"), "w") as fh:
         json.dump(config, fh, indent=1)
     os.rename(tmp, d)
+
+
+def write_spm_tokenizer(d, vocab_size):
+    """A SentencePiece tokenizer.model of exactly `vocab_size` pieces in `d` (needs the interop venv's sentencepiece
+    and protobuf): <unk>, <s>, </s>, the 256 byte-fallback pieces, then made-up word pieces with falling scores, so
+    that both ckhost and llama.cpp's convert_hf_to_gguf.py find a vocabulary that fits a synthesised checkpoint.
+    Also writes tokenizer_config.json (bos/eos). Returns the path of tokenizer.model."""
+    from sentencepiece import sentencepiece_model_pb2 as spm  # the venv's; imported here so benchlib stays stdlib-only
+
+    m = spm.ModelProto()
+    m.trainer_spec.model_type = spm.TrainerSpec.BPE
+    m.trainer_spec.vocab_size = vocab_size
+    m.trainer_spec.byte_fallback = True
+    m.trainer_spec.unk_id, m.trainer_spec.bos_id, m.trainer_spec.eos_id, m.trainer_spec.pad_id = 0, 1, 2, -1
+    m.normalizer_spec.name = "identity"
+    m.normalizer_spec.add_dummy_prefix = True
+    m.normalizer_spec.remove_extra_whitespaces = False
+
+    def add(piece, score, kind):
+        p = m.pieces.add()
+        p.piece, p.score, p.type = piece, score, kind
+
+    add("<unk>", 0.0, spm.ModelProto.SentencePiece.UNKNOWN)
+    add("<s>", 0.0, spm.ModelProto.SentencePiece.CONTROL)
+    add("</s>", 0.0, spm.ModelProto.SentencePiece.CONTROL)
+    for b in range(256):
+        add("<0x%02X>" % b, 0.0, spm.ModelProto.SentencePiece.BYTE)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    i = 0
+    while len(m.pieces) < vocab_size:
+        w, k = "", i
+        while True:
+            w += letters[k % 26]
+            k //= 26
+            if not k:
+                break
+        add(("\u2581" if i % 2 == 0 else "") + w, -float(i), spm.ModelProto.SentencePiece.NORMAL)
+        i += 1
+    os.makedirs(d, exist_ok=True)
+    path = os.path.join(d, "tokenizer.model")
+    with open(path, "wb") as f:
+        f.write(m.SerializeToString())
+    with open(os.path.join(d, "tokenizer_config.json"), "w") as f:
+        json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
+                   "add_eos_token": False, "tokenizer_class": "LlamaTokenizer"}, f)
+    return path
