@@ -11,9 +11,13 @@
 // out in AMX tiles (kt_layout.hpp), written as
 //   blk.{L}.ffn_{gate|up|down}_exps.{E}.numa.{i}.weight   I8, 1-D, the buffer's bytes
 //   blk.{L}.ffn_{gate|up|down}_exps.{E}.numa.{i}.scale    F32, 1-D [n]
+// Experts are quantized from BF16 (other floats are rounded to BF16 first, as the tool does with FP16); block-FP8
+// experts (the host's (codes, scales) pairs) are dequantized to BF16 on the CPU first by --kt-dequantizer (fp8-block).
 // Other tensors: "language_model." dropped, then "model.layers." -> "blk." and "model." -> "" (names that do not
-// start with "model." are kept), dtype kept. Files: one shard per MoE layer, then one of the other tensors, with a
-// model.safetensors.index.json, and the side files (config, tokenizer).
+// start with "model." are kept), dtype kept (FP8 ones with their scales, renamed alike). MTP layers' experts are
+// converted too (the tool leaves them out). Files: one shard per MoE layer (expert parts by name, so each part's
+// scales sit beside its codes), then one of the other tensors, a model.safetensors.index.json, and the side files
+// (config, tokenizer). Fused 3-D experts and models no model plugin annotates are refused by name.
 #include <algorithm>
 #include <cstdio>
 #include <map>
