@@ -13,6 +13,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 req="$root/tests/interop/requirements.txt"
+req_nodeps="$root/tests/interop/requirements-nodeps.txt"
 py="${CKHOST_INTEROP_PYTHON:-python3}"
 cache="${CKHOST_CACHE:-${XDG_CACHE_HOME:-${HOME:-/var/cache}/.cache}/ckhost}"
 
@@ -20,7 +21,7 @@ die() { echo "ckhost interop venv: $*" >&2; exit 1; }
 command -v "$py" >/dev/null || die "no Python interpreter '$py' on PATH (set CKHOST_INTEROP_PYTHON)"
 pyver="$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" || die "'$py' does not run"
 case "$pyver" in 3.11.*) ;; *) die "Python $pyver: the pins in $req are for Python 3.11 (torch 2.13.0's wheel, megatron-core 0.16.1)";; esac
-hash="$( (cat "$req"; echo "python $pyver") | sha256sum | cut -c1-16)"
+hash="$( (cat "$req"; cat "$req_nodeps" 2>/dev/null; echo "python $pyver") | sha256sum | cut -c1-16)"
 venv="$cache/interop-$hash"
 mkdir -p "$cache" || die "cannot create $cache"
 
@@ -38,6 +39,27 @@ if [ ! -f "$venv/.ckhost-ready" ]; then
     if ! "$tmp/bin/python" -m pip install --disable-pip-version-check --no-input -q -r "$req" >"$log" 2>&1; then
       grep -v '^WARNING: Location' "$log" | tail -20 >&2
       die "pip install -r $req failed (the lines above say why)"
+    fi
+    # Packages whose declared dependencies would replace the pins above (kt-kernel pins torch 2.9.1): installed
+    # without their dependencies; what they need at run time is pinned in requirements.txt.
+    if [ -s "$req_nodeps" ] && ! "$tmp/bin/python" -m pip install --disable-pip-version-check --no-input -q --no-deps \
+        -r "$req_nodeps" >>"$log" 2>&1; then
+      grep -v '^WARNING: Location' "$log" | tail -20 >&2
+      die "pip install --no-deps -r $req_nodeps failed (the lines above say why)"
+    fi
+    # llama.cpp's own converter (convert_hf_to_gguf.py with its conversion/ and gguf-py/), the oracle of the GGUF
+    # tests and the baseline of bench/gguf: from the sdist of the pinned llama-cpp-python, which vendors llama.cpp.
+    lcp="$(sed -n 's/^llama-cpp-python==\([^ ]*\).*/\1/p' "$req")"
+    if [ -n "$lcp" ]; then
+      sd="$tmp/.sdist"
+      "$tmp/bin/python" -m pip download --disable-pip-version-check --no-input -q --no-deps --no-binary :all: \
+        -d "$sd" "llama-cpp-python==$lcp" >>"$log" 2>&1 || die "pip download of the llama-cpp-python $lcp sdist failed"
+      tar -xzf "$sd/llama_cpp_python-$lcp.tar.gz" -C "$sd" || die "cannot unpack the llama-cpp-python $lcp sdist"
+      mkdir -p "$tmp/share/llama.cpp"
+      for x in convert_hf_to_gguf.py conversion gguf-py; do
+        cp -r "$sd/llama_cpp_python-$lcp/vendor/llama.cpp/$x" "$tmp/share/llama.cpp/" || die "the sdist has no vendor/llama.cpp/$x"
+      done
+      rm -rf "$sd"
     fi
     # torch must be the CPU build pinned above, not a CUDA build pulled in by a dependency.
     got="$("$tmp/bin/python" -c 'import torch; print(torch.__version__)')" || die "torch does not import in the new venv"
