@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "deepseek_config.hpp"
+#include "gguf_experts.hpp"
 #include "model_check.hpp"
 
 using nlohmann::json;
@@ -115,15 +116,11 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
     if (c.expert_bias) emit(g + "exp_probs_b.bias", f32(in(h + "mlp.gate.e_score_correction_bias")), CKH_ROLE_LAYER, L, CKH_KIND_ROUTER);
     const char *const proj[3][2] = {{"ffn_gate_exps", "gate_proj"}, {"ffn_up_exps", "up_proj"}, {"ffn_down_exps", "down_proj"}};
     const int32_t kinds[3] = {CKH_KIND_FFN_GATE, CKH_KIND_FFN_UP, CKH_KIND_FFN_DOWN};
-    for (int p = 0; p < 3; ++p) {
-      std::vector<ckh_expr> parts;
-      for (int64_t e = 0; e < c.experts; ++e) {
-        const ckh_expr x = in(h + "mlp.experts." + std::to_string(e) + "." + proj[p][1] + ".weight");
-        const std::vector<int64_t> s = ckh::plugins::model::shape_of(b.info(x));
-        parts.push_back(b.reshape(x, {1, s.at(0), s.at(1)}));
-      }
-      emit(g + proj[p][0] + ".weight", b.concat(parts, 0), CKH_ROLE_LAYER, L, kinds[p]);
-    }
+    for (int p = 0; p < 3; ++p)
+      emit(g + proj[p][0] + ".weight", ckh::plugins::model::stack_experts(b, c.experts, [&](int64_t e) {
+             return in(h + "mlp.experts." + std::to_string(e) + "." + proj[p][1] + ".weight");
+           }),
+           CKH_ROLE_LAYER, L, kinds[p]);
     if (c.shared > 0) {
       lay("ffn_gate_shexp.weight", "mlp.shared_experts.gate_proj.weight", CKH_KIND_FFN_GATE);
       lay("ffn_up_shexp.weight", "mlp.shared_experts.up_proj.weight", CKH_KIND_FFN_UP);
@@ -335,15 +332,10 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
     out(h + "mlp.gate.weight", in("ffn_gate_inp.weight"));
     if (v3) out(h + "mlp.gate.e_score_correction_bias", in("exp_probs_b.bias"));
     const char *const proj[3][2] = {{"ffn_gate_exps", "gate_proj"}, {"ffn_up_exps", "up_proj"}, {"ffn_down_exps", "down_proj"}};
-    for (const auto &p : proj) {
-      const ckh_expr x = in(std::string(p[0]) + ".weight");
-      const std::vector<int64_t> s = ckh::plugins::model::shape_of(b.info(x));
-      if (s.size() != 3 || s[0] != experts)
-        fail(CKH_E_FORMAT, "GGUF: tensor '" + g + p[0] + ".weight' has shape " + ckh::plugins::model::shape_str(s) + ", expected " +
-                               std::to_string(experts) + " stacked experts");
-      for (int64_t e = 0; e < experts; ++e)
-        out(h + "mlp.experts." + std::to_string(e) + "." + p[1] + ".weight", b.reshape(b.slice(x, 0, e, 1), {s[1], s[2]}));
-    }
+    for (const auto &p : proj)
+      ckh::plugins::model::unstack_experts(b, in(std::string(p[0]) + ".weight"), g + p[0] + ".weight", experts, [&](int64_t e, ckh_expr x) {
+        out(h + "mlp.experts." + std::to_string(e) + "." + p[1] + ".weight", x);
+      });
     if (shared > 0) {
       out(h + "mlp.shared_experts.gate_proj.weight", in("ffn_gate_shexp.weight"));
       out(h + "mlp.shared_experts.up_proj.weight", in("ffn_up_shexp.weight"));

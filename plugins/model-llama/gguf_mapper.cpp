@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "gguf_experts.hpp"
 #include "llama_config.hpp"
 
 using nlohmann::json;
@@ -173,15 +174,11 @@ void map_hf_to_gguf(const json &meta, ckh::sdk::Builder &b) {
     emit(g + "ffn_gate_inp.weight", f32(in(m + "gate.weight")), CKH_ROLE_LAYER, L, CKH_KIND_ROUTER);
     const char *const proj[3][3] = {{"ffn_gate_exps", "w1", "gate_proj"}, {"ffn_up_exps", "w3", "up_proj"}, {"ffn_down_exps", "w2", "down_proj"}};
     const int32_t kinds[3] = {CKH_KIND_FFN_GATE, CKH_KIND_FFN_UP, CKH_KIND_FFN_DOWN};
-    for (int p = 0; p < 3; ++p) {
-      std::vector<ckh_expr> parts;
-      for (int64_t e = 0; e < c.experts; ++e) {
-        const ckh_expr x = in(m + "experts." + std::to_string(e) + "." + (w123 ? proj[p][1] : proj[p][2]) + ".weight");
-        const std::vector<int64_t> s = ckh::plugins::model::shape_of(b.info(x));
-        parts.push_back(b.reshape(x, {1, s.at(0), s.at(1)}));
-      }
-      emit(g + proj[p][0] + ".weight", b.concat(parts, 0), CKH_ROLE_LAYER, L, kinds[p]);
-    }
+    for (int p = 0; p < 3; ++p)
+      emit(g + proj[p][0] + ".weight", ckh::plugins::model::stack_experts(b, c.experts, [&](int64_t e) {
+             return in(m + "experts." + std::to_string(e) + "." + (w123 ? proj[p][1] : proj[p][2]) + ".weight");
+           }),
+           CKH_ROLE_LAYER, L, kinds[p]);
     if (c.shared_ffn > 0) {
       emit(g + "ffn_gate_inp_shexp.weight", f32(in(m + "shared_expert_gate.weight")), CKH_ROLE_LAYER, L, CKH_KIND_ROUTER);
       emit(g + "ffn_gate_shexp.weight", in(m + "shared_expert.gate_proj.weight"), CKH_ROLE_LAYER, L, CKH_KIND_FFN_GATE);
@@ -393,15 +390,10 @@ void map_gguf_to_hf(const json &meta, ckh::sdk::Builder &b) {
     const std::string mo = h + (w123 ? "block_sparse_moe." : "mlp.");
     out(mo + "gate.weight", in("ffn_gate_inp.weight"));
     const char *const proj[3][3] = {{"ffn_gate_exps", "w1", "gate_proj"}, {"ffn_up_exps", "w3", "up_proj"}, {"ffn_down_exps", "w2", "down_proj"}};
-    for (const auto &p : proj) {
-      const ckh_expr x = in(std::string(p[0]) + ".weight");
-      const std::vector<int64_t> s = ckh::plugins::model::shape_of(b.info(x));
-      if (s.size() != 3 || s[0] != experts)
-        fail(CKH_E_FORMAT, "GGUF: tensor '" + g + p[0] + ".weight' has shape " + ckh::plugins::model::shape_str(s) + ", expected " +
-                               std::to_string(experts) + " stacked experts");
-      for (int64_t e = 0; e < experts; ++e)
-        out(mo + "experts." + std::to_string(e) + "." + (w123 ? p[1] : p[2]) + ".weight", b.reshape(b.slice(x, 0, e, 1), {s[1], s[2]}));
-    }
+    for (const auto &p : proj)
+      ckh::plugins::model::unstack_experts(b, in(std::string(p[0]) + ".weight"), g + p[0] + ".weight", experts, [&](int64_t e, ckh_expr x) {
+        out(mo + "experts." + std::to_string(e) + "." + (w123 ? p[1] : p[2]) + ".weight", x);
+      });
     if (arch == "qwen2moe") {
       out(mo + "shared_expert_gate.weight", in("ffn_gate_inp_shexp.weight"));
       out(mo + "shared_expert.gate_proj.weight", in("ffn_gate_shexp.weight"));
