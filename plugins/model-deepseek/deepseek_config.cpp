@@ -1,6 +1,7 @@
 // deepseek_config.cpp — see deepseek_config.hpp.
 #include "deepseek_config.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "config_fields.hpp"
@@ -12,7 +13,8 @@ namespace {
 using nlohmann::json;
 using namespace ckh::plugins::config;
 
-const char *const kArchs[] = {"DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"};
+const char *const kArchs[] = {"DeepseekV2ForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeForCausalLM", "DeepseekV32ForCausalLM",
+                              "GlmMoeDsaForCausalLM"};
 
 void parse_rope(const json &cfg, Config &c) {
   // transformers >= 5: "rope_parameters"; the released configs: "rope_theta" + "rope_scaling".
@@ -41,12 +43,13 @@ void parse_rope(const json &cfg, Config &c) {
 
 void parse_gqa(const json &cfg, int64_t kvh, Config &c);
 void parse_mla(const json &cfg, Config &c);
-void parse_moe(const json &cfg, bool v3, bool glm, Config &c);
+void parse_moe(const json &cfg, bool v3, bool glm, bool dsa, Config &c);
+void parse_dsa(const json &cfg, Config &c);
 
 }  // namespace
 
 const std::vector<std::string> &model_types() {
-  static const std::vector<std::string> t = {"deepseek_v2", "deepseek_v3", "glm4_moe"};
+  static const std::vector<std::string> t = {"deepseek_v2", "deepseek_v3", "glm4_moe", "deepseek_v32", "glm_moe_dsa"};
   return t;
 }
 
@@ -82,11 +85,14 @@ Config parse_config(const json &cfg) {
       for (const auto &a : cfg["architectures"])
         if (a == "DeepseekV2ForCausalLM") c.model_type = "deepseek_v2";
   }
-  if (c.model_type != "deepseek_v2" && c.model_type != "deepseek_v3" && c.model_type != "glm4_moe")
-    bad("model_type '" + c.model_type + "' is not deepseek_v2, deepseek_v3 or glm4_moe");
+  const auto &known = model_types();
+  if (std::find(known.begin(), known.end(), c.model_type) == known.end())
+    bad("model_type '" + c.model_type + "' is not deepseek_v2, deepseek_v3, glm4_moe, deepseek_v32 or glm_moe_dsa");
   const bool glm = c.model_type == "glm4_moe";
-  // The V3 router (sigmoid, e_score_correction_bias, group top-2) is GLM-4.5's too.
-  const bool v3 = c.model_type == "deepseek_v3" || glm;
+  // DeepSeek-V3.2 and GLM-5: DeepSeek-V3 with the sparse-attention indexer.
+  const bool dsa = c.model_type == "deepseek_v32" || c.model_type == "glm_moe_dsa";
+  // The V3 router (sigmoid, e_score_correction_bias, group top-2) is GLM-4.5's, V3.2's and GLM-5's too.
+  const bool v3 = c.model_type == "deepseek_v3" || glm || dsa;
   c.hidden = need_int(cfg, "hidden_size");
   c.layers = need_int(cfg, "num_hidden_layers");
   c.heads = need_int(cfg, "num_attention_heads");
@@ -104,7 +110,8 @@ Config parse_config(const json &cfg) {
   if (opt_bool(cfg, "mlp_bias", false)) bad("mlp_bias true is not supported");
   const std::string act = opt_str(cfg, "hidden_act", "silu");
   if (act != "silu") bad("hidden_act '" + act + "' is not supported (silu is)");
-  parse_moe(cfg, v3, glm, c);
+  parse_moe(cfg, v3, glm, dsa, c);
+  if (dsa) parse_dsa(cfg, c);
   c.mtp = v3 ? opt_count(cfg, "num_nextn_predict_layers", glm ? 1 : 0) : 0;  // Glm4MoeConfig: num_mtp_layers 1
   c.tied = opt_bool(cfg, "tie_word_embeddings", false);
   c.max_pos = opt_int(cfg, "max_position_embeddings", 4096);
@@ -159,18 +166,19 @@ void parse_mla(const json &cfg, Config &c) {
   if (opt_bool(cfg, "attention_bias", false)) bad("attention_bias true (biased q_a_proj) is not supported");
 }
 
-void parse_moe(const json &cfg, bool v3, bool glm, Config &c) {
+void parse_moe(const json &cfg, bool v3, bool glm, bool dsa, Config &c) {
   // Experts: "n_routed_experts" in the released configs; transformers 5 writes it back so, V2 also
   // answers to "num_experts".
   const char *ek = present(cfg, "n_routed_experts") ? "n_routed_experts" : present(cfg, "num_local_experts") ? "num_local_experts" : "num_experts";
   c.experts = opt_count(cfg, ek, 0);
   if (c.experts > 0) {
     c.moe_ffn = need_int(cfg, "moe_intermediate_size");
-    c.shared = opt_count(cfg, "n_shared_experts", glm ? 1 : 0);
+    c.shared = opt_count(cfg, "n_shared_experts", glm || dsa ? 1 : 0);
     // Glm4MoeMoE always builds its shared expert (moe_intermediate_size * n_shared_experts rows).
     if (glm && c.shared == 0) bad("n_shared_experts 0: GLM-4.5's MoE layers always have a shared expert");
     c.topk = need_int(cfg, "num_experts_per_tok");
-    c.first_dense = opt_count(cfg, "first_k_dense_replace", glm ? 1 : 0);
+    // DeepseekV32Config / GlmMoeDsaConfig default to 3 dense layers first.
+    c.first_dense = opt_count(cfg, "first_k_dense_replace", glm ? 1 : dsa ? 3 : 0);
     c.moe_freq = opt_int(cfg, "moe_layer_freq", 1);
     c.n_group = opt_int(cfg, "n_group", 1);
     c.topk_group = opt_int(cfg, "topk_group", 1);
@@ -195,6 +203,61 @@ void parse_moe(const json &cfg, bool v3, bool glm, Config &c) {
       c.norm_topk = false;  // transformers' DeepseekV2TopkRouter never renormalises
     }
   }
+}
+
+// transformers 5.24 DeepseekV32Config / GlmMoeDsaConfig: the indexer (index_n_heads heads of index_head_dim;
+// wq_b reads the q_lora latent, so q_lora_rank must be set), mlp_layer_types ("dense" / "sparse" per layer,
+// what the decoder layers are built from; first_k_dense_replace when absent) and, for GLM-5, indexer_types
+// ("full" layers run an indexer, "shared" ones reuse the previous full layer's choice and have none; when
+// absent, from index_topk_pattern or index_topk_freq / index_skip_topk_offset as GlmMoeDsaConfig derives it).
+void parse_dsa(const json &cfg, Config &c) {
+  c.dsa = true;
+  c.index_heads = opt_int(cfg, "index_n_heads", c.model_type == "glm_moe_dsa" ? 32 : 64);
+  c.index_head_dim = opt_int(cfg, "index_head_dim", 128);
+  if (c.index_heads <= 0 || c.index_head_dim <= 0) bad("index_n_heads and index_head_dim must be positive");
+  if (c.index_heads * c.index_head_dim > kMaxDim) bad("index_n_heads * index_head_dim is too large");
+  if (c.q_lora <= 0) bad("q_lora_rank must be set for " + c.model_type + " (the indexer's wq_b reads the query latent)");
+  if (c.index_head_dim < c.rope) bad("index_head_dim " + std::to_string(c.index_head_dim) + " is below qk_rope_head_dim " + std::to_string(c.rope));
+  const size_t n = static_cast<size_t>(c.layers);
+  if (present(cfg, "mlp_layer_types")) {
+    const json &t = cfg["mlp_layer_types"];
+    if (!t.is_array() || t.size() != n)
+      bad("'mlp_layer_types' must be a list of " + std::to_string(c.layers) + " \"dense\" / \"sparse\" entries, got " + t.dump().substr(0, 80));
+    c.moe_layers.assign(n, false);
+    for (size_t l = 0; l < n; ++l) {
+      if (t[l] == "sparse") c.moe_layers[l] = true;
+      else if (t[l] != "dense") bad("'mlp_layer_types' holds " + t[l].dump() + " at layer " + std::to_string(l) + " (\"dense\" or \"sparse\")");
+    }
+    if (c.experts == 0)
+      for (size_t l = 0; l < n; ++l)
+        if (c.moe_layers[l]) bad("'mlp_layer_types' marks layer " + std::to_string(l) + " sparse, but the model has no routed experts");
+  }
+  c.indexer.assign(n, true);
+  if (c.model_type != "glm_moe_dsa") return;
+  if (present(cfg, "indexer_types")) {
+    const json &t = cfg["indexer_types"];
+    if (!t.is_array() || t.size() != n)
+      bad("'indexer_types' must be a list of " + std::to_string(c.layers) + " \"full\" / \"shared\" entries, got " + t.dump().substr(0, 80));
+    for (size_t l = 0; l < n; ++l) {
+      if (t[l] == "shared") c.indexer[l] = false;
+      else if (t[l] != "full") bad("'indexer_types' holds " + t[l].dump() + " at layer " + std::to_string(l) + " (\"full\" or \"shared\")");
+    }
+  } else if (present(cfg, "index_topk_pattern")) {
+    const json &t = cfg["index_topk_pattern"];
+    const bool str = t.is_string();
+    if (!(str || t.is_array()) || (str ? t.get<std::string>().size() : t.size()) != n)
+      bad("'index_topk_pattern' must give one of F / S (or \"full\" / \"shared\") per layer, " + std::to_string(c.layers) + " in all");
+    for (size_t l = 0; l < n; ++l) {
+      const std::string v = str ? std::string(1, t.get<std::string>()[l]) : t[l].is_string() ? t[l].get<std::string>() : "";
+      if (v == "S" || v == "shared") c.indexer[l] = false;
+      else if (v != "F" && v != "full") bad("'index_topk_pattern' holds an entry that is not F / S at layer " + std::to_string(l));
+    }
+  } else {
+    const int64_t freq = std::max<int64_t>(opt_int(cfg, "index_topk_freq", 1), 1);
+    const int64_t offset = opt_int(cfg, "index_skip_topk_offset", 2);
+    for (size_t l = 0; l < n; ++l) c.indexer[l] = std::max<int64_t>(static_cast<int64_t>(l) - offset + 1, 0) % freq == 0;
+  }
+  if (!c.indexer.empty() && !c.indexer[0]) bad("layer 0 is an indexer_types \"shared\" layer, with no earlier full layer to share from");
 }
 
 }  // namespace
@@ -232,6 +295,15 @@ void layer_tensors(const Config &c, int64_t l, bool moe, std::vector<Canonical> 
     add("self_attn.kv_a_layernorm.weight", {c.kv_lora}, CKH_INIT_ONES);
     add("self_attn.kv_b_proj.weight", {H * (c.nope + c.v), c.kv_lora}, CKH_INIT_NORMAL);
     add("self_attn.o_proj.weight", {h, H * c.v}, CKH_INIT_NORMAL);
+  }
+  if (c.has_indexer(l)) {
+    // transformers DeepseekV32Indexer: wq_b [heads * dim, q_lora], wk [dim, hidden], k_norm a LayerNorm (weight
+    // and bias), weights_proj [heads, hidden] (kept in float32 by transformers, _keep_in_fp32_modules).
+    add("self_attn.indexer.wq_b.weight", {c.index_heads * c.index_head_dim, c.q_lora}, CKH_INIT_NORMAL);
+    add("self_attn.indexer.wk.weight", {c.index_head_dim, h}, CKH_INIT_NORMAL);
+    add("self_attn.indexer.k_norm.weight", {c.index_head_dim}, CKH_INIT_ONES);
+    add("self_attn.indexer.k_norm.bias", {c.index_head_dim}, CKH_INIT_ZEROS);
+    add("self_attn.indexer.weights_proj.weight", {c.index_heads, h}, CKH_INIT_NORMAL, -1, CKH_DT_F32);
   }
   add("post_attention_layernorm.weight", {h}, CKH_INIT_ONES);
   if (!moe) {

@@ -2,7 +2,10 @@
 // layers): DeepSeek-V2, V2-Lite, V3, V3.1 with Multi-Latent Attention (HF model_type deepseek_v2 /
 // deepseek_v3), and GLM-4.5 / 4.6 (glm4_moe: the DeepSeek-V3 router, shared experts and MTP layout
 // beside grouped-query attention with q/k/v biases, optional per-head q/k norms and partial rotary) as
-// described by an HF config.json, and the canonical HF tensors it implies. Names checked against transformers 5.24 save_pretrained and, for the MTP layers
+// described by an HF config.json, and the canonical HF tensors it implies. DeepSeek-V3.2 (deepseek_v32) and
+// GLM-5 (glm_moe_dsa) are DeepSeek-V3 (MLA, the V3 router, shared experts, MTP) plus DeepSeek Sparse Attention:
+// a lightning indexer per layer (self_attn.indexer.{wq_b,wk,k_norm,weights_proj}; transformers 5.24
+// DeepseekV32Indexer), which GLM-5 leaves out of its indexer_types "shared" layers. Names checked against transformers 5.24 save_pretrained and, for the MTP layers
 // (which transformers does not model), the layout of the released DeepSeek-V3 checkpoints:
 // model.layers.<num_hidden_layers + k>.{embed_tokens,enorm,hnorm,eh_proj,shared_head.norm,shared_head.head}
 // beside a full decoder layer. Plain C++ (unit-tested directly).
@@ -20,7 +23,14 @@
 namespace ckh::deepseek {
 
 struct Config {
-  std::string model_type;  // deepseek_v2 | deepseek_v3 | glm4_moe
+  std::string model_type;  // deepseek_v2 | deepseek_v3 | glm4_moe | deepseek_v32 | glm_moe_dsa
+  // DeepSeek Sparse Attention (deepseek_v32, glm_moe_dsa): the indexer's heads and head dim, and which decoder
+  // layers have one (all for deepseek_v32; GLM-5: indexer_types "full"). MTP layers have one too.
+  bool dsa = false;
+  int64_t index_heads = 0, index_head_dim = 0;
+  std::vector<bool> indexer;
+  // Per decoder layer MoE (true) or dense, when the config lists mlp_layer_types; else first_k_dense_replace.
+  std::vector<bool> moe_layers;
   // Attention: multi-latent (DeepSeek) or grouped-query (GLM-4.5: q_proj/k_proj/v_proj, o_proj).
   bool mla = true;
   int64_t kv_heads = 0, head_dim = 0;  // GQA only
@@ -47,7 +57,17 @@ struct Config {
   double rope_factor = 1.0, beta_fast = 32.0, beta_slow = 1.0, mscale = 1.0, mscale_all_dim = 0.0;
   int64_t rope_original_max_pos = 4096;
   int64_t max_pos = 4096;
-  bool is_moe(int64_t layer) const { return experts > 0 && layer >= first_dense && layer % moe_freq == 0; }
+  bool is_moe(int64_t layer) const {
+    if (experts > 0 && !moe_layers.empty() && layer >= 0 && layer < static_cast<int64_t>(moe_layers.size()))
+      return moe_layers[static_cast<size_t>(layer)];
+    return experts > 0 && layer >= first_dense && layer % moe_freq == 0;
+  }
+  // Layer l (an MTP layer when l >= layers) has a sparse-attention indexer.
+  bool has_indexer(int64_t l) const {
+    if (!dsa) return false;
+    if (l >= 0 && l < static_cast<int64_t>(indexer.size())) return indexer[static_cast<size_t>(l)];
+    return true;
+  }
   int64_t q_head() const { return nope + rope; }
 };
 

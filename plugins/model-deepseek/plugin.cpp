@@ -1,7 +1,8 @@
 // plugin.cpp — the DeepSeek (MLA) model plugin: canonical tensor list, the HF completeness check (mapper
 // "deepseek", hf -> hf, MTP layers of the released checkpoints included when present) and HF <->
 // Megatron-Core (mappers "deepseek.hf-to-mcore" / "deepseek.mcore-to-hf", mcore_mapper.cpp), and HF <-> llama.cpp GGUF
-// deepseek2 ("deepseek.hf-to-gguf" / "deepseek.gguf-to-hf", gguf_mapper.cpp).
+// deepseek2 ("deepseek.hf-to-gguf" / "deepseek.gguf-to-hf", gguf_mapper.cpp). DeepSeek-V3.2 and GLM-5 (the
+// sparse-attention indexer) have the HF check only: Megatron and GGUF refuse them by name.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -65,8 +66,12 @@ int32_t probe(const ckh_mapper_class_t *, const char *metadata_json) {
 // The MTP layer's copies of the embedding and the LM head (model.layers.<n>.embed_tokens /
 // shared_head.head): in the GLM-4.5 release, absent from GLM-4.6's (a vLLM report of GLM-4.6 missing
 // model.layers.92.shared_head.head.weight), so optional for glm4_moe. Megatron-Core shares the model's own.
+// The MTP layer's sparse-attention indexer (DeepSeek-V3.2, GLM-5: the GLM-5 release has one in layer 78) is
+// taken when present and not required.
 bool mtp_copy_optional(const ckh::deepseek::Config &c, const ckh::deepseek::Canonical &t) {
-  if (c.model_type != "glm4_moe" || t.role != CKH_ROLE_MTP) return false;
+  if (t.role != CKH_ROLE_MTP) return false;
+  if (c.dsa && t.name.find(".self_attn.indexer.") != std::string::npos) return true;
+  if (c.model_type != "glm4_moe") return false;
   auto ends = [&](const std::string &suf) {
     return t.name.size() > suf.size() && t.name.compare(t.name.size() - suf.size(), suf.size(), suf) == 0;
   };
@@ -148,12 +153,25 @@ ckh_status canonical(const ckh_mapper_class_t *, const char *config_json, void *
   });
 }
 
+// DeepSeek-V3.2 (deepseek_v32) has the HF check only; its indexer has no mapping to Megatron or GGUF here.
+void refuse_dsa(const json &meta, const char *to) {
+  const json cfg = meta.is_object() ? meta.value("config", json()) : json();
+  if (cfg.is_object() && cfg.value("model_type", std::string()) == "deepseek_v32")
+    fail(CKH_E_UNSUPPORTED, std::string("config.json: model_type deepseek_v32 (DeepSeek-V3.2): ") + to +
+                                " is not supported for it (its sparse-attention indexer, self_attn.indexer.*, has no mapping "
+                                "there); HF and kt-amx are");
+  if (cfg.is_object() && cfg.value("model_type", std::string()) == "glm_moe_dsa" && std::string(to) == "GGUF")
+    fail(CKH_E_UNSUPPORTED, "config.json: model_type glm_moe_dsa (GLM-5): GGUF is not supported for it (its sparse-attention "
+                            "indexer, self_attn.indexer.*, has no mapping there); HF and kt-amx are");
+}
+
 ckh_status map_to_mcore(const ckh_mapper_class_t *, const char *options_json, const char *metadata_json,
                         ckh_expr_builder_t *raw) {
   return ckh::sdk::guard([&] {
     ckh::sdk::Builder b(raw);
     const json opts = json::parse(options_json ? options_json : "{}", nullptr, false);
     const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    refuse_dsa(meta, "Megatron");
     ckh::deepseek::map_hf_to_mcore(opts.is_discarded() ? json::object() : opts, meta, b);
   });
 }
@@ -186,6 +204,7 @@ ckh_status map_to_gguf(const ckh_mapper_class_t *, const char *, const char *met
   return ckh::sdk::guard([&] {
     ckh::sdk::Builder b(raw);
     const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    refuse_dsa(meta, "GGUF");
     ckh::deepseek::map_hf_to_gguf(meta.is_discarded() ? json::object() : meta, b);
   });
 }
@@ -227,8 +246,9 @@ const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, ca
 const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe_to_mcore, map_to_mcore, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek",
-    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention) and GLM-4.5 (grouped-query attention), shared and routed experts, MTP layers: HF tensor list and completeness check",
-    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe"]})", &kHf};
+    "DeepSeek-V2/V2-Lite/V3/V3.1 (multi-latent attention), DeepSeek-V3.2 and GLM-5 (MLA with the sparse-attention indexer) and GLM-4.5 "
+    "(grouped-query attention), shared and routed experts, MTP layers: HF tensor list and completeness check",
+    R"({"family":"deepseek","from":"hf","to":"hf","model_types":["deepseek_v2","deepseek_v3","glm4_moe","deepseek_v32","glm_moe_dsa"]})", &kHf};
 const ckh_component_t kToMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "deepseek.hf-to-mcore",
     "DeepSeek HF -> Megatron-Core (TE or local spec): MLA projections, dense first layers, experts, router expert bias, MTP, args",
