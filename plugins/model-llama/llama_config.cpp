@@ -14,7 +14,7 @@ using nlohmann::json;
 
 const char *const kArchs[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
                               "MiniCPMForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Qwen3MoeForCausalLM",
-                              "MiniMaxM2ForCausalLM"};
+                              "MiniMaxM2ForCausalLM", "Qwen3NextForCausalLM"};
 using ckh::plugins::config::bad;
 using ckh::plugins::config::kMaxDim;
 using ckh::plugins::config::need_int;
@@ -57,7 +57,7 @@ void parse_rope(const json &cfg, LlamaConfig &c) {
 
 const std::vector<std::string> &model_types() {
   static const std::vector<std::string> t = {"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen2_moe", "qwen3_moe",
-                                                "minimax_m2"};
+                                                "minimax_m2", "qwen3_next"};
   return t;
 }
 
@@ -95,7 +95,8 @@ LlamaConfig parse_config(const json &cfg) {
   // Qwen2 has q/k/v biases but no o_proj bias; Llama's attention_bias adds all four.
   c.o_bias = attn_bias && !qwen2;
   c.mlp_bias = opt_bool(cfg, "mlp_bias", false);
-  c.qk_norm = c.model_type == "qwen3" || c.model_type == "qwen3_moe";
+  const bool next = c.model_type == "qwen3_next";
+  c.qk_norm = c.model_type == "qwen3" || c.model_type == "qwen3_moe" || next;
   if (c.model_type == "mixtral") {
     c.experts = need_int(cfg, "num_local_experts");
     c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
@@ -115,15 +116,16 @@ LlamaConfig parse_config(const json &cfg) {
     if (present(rp, "partial_rotary_factor")) c.partial_rotary = opt_num(rp, "partial_rotary_factor", 1.0);
     else if (present(cfg, "rotary_dim")) c.partial_rotary = static_cast<double>(need_int(cfg, "rotary_dim")) / static_cast<double>(c.head_dim);
     if (!(c.partial_rotary > 0 && c.partial_rotary <= 1)) bad("partial_rotary_factor must be in (0, 1]");
-  } else if (c.model_type == "qwen3_moe" || c.model_type == "qwen2_moe") {
+  } else if (c.model_type == "qwen3_moe" || c.model_type == "qwen2_moe" || next) {
     // transformers' Qwen3MoeDecoderLayer: MoE where layer not in mlp_only_layers and (layer + 1) % step == 0.
     // Hub configs say "num_experts"; transformers 5 writes it back as "num_local_experts".
     c.experts = need_int(cfg, present(cfg, "num_experts") ? "num_experts" : "num_local_experts");
     c.experts_per_tok = need_int(cfg, "num_experts_per_tok");
     c.moe_ffn = need_int(cfg, "moe_intermediate_size");
-    c.norm_topk = opt_bool(cfg, "norm_topk_prob", false);  // Qwen2MoeConfig's and Qwen3MoeConfig's default
-    // Qwen2-MoE: a shared expert beside the routed ones (transformers Qwen2MoeSparseMoeBlock).
-    if (c.model_type == "qwen2_moe") c.shared_ffn = need_int(cfg, "shared_expert_intermediate_size");
+    c.norm_topk = opt_bool(cfg, "norm_topk_prob", next);  // Qwen2MoeConfig's and Qwen3MoeConfig's default false, Qwen3NextConfig's true
+    // Qwen2-MoE, Qwen3-Next: a shared expert beside the routed ones (transformers Qwen2MoeSparseMoeBlock,
+    // Qwen3NextSparseMoeBlock), gated by sigmoid(shared_expert_gate).
+    if (c.model_type == "qwen2_moe" || next) c.shared_ffn = need_int(cfg, "shared_expert_intermediate_size");
     const int64_t step = opt_int(cfg, "decoder_sparse_step", 1);
     std::vector<bool> dense(static_cast<size_t>(c.layers), false);
     if (present(cfg, "mlp_only_layers")) {
@@ -136,6 +138,39 @@ LlamaConfig parse_config(const json &cfg) {
     }
     c.moe_layer.resize(static_cast<size_t>(c.layers));
     for (int64_t l = 0; l < c.layers; ++l) c.moe_layer[static_cast<size_t>(l)] = !dense[static_cast<size_t>(l)] && (l + 1) % step == 0;
+  }
+  if (next) {
+    // transformers Qwen3NextConfig: layer_types, else "linear_attention" unless (i + 1) % full_attention_interval == 0.
+    c.gated_q = true;
+    c.zero_centered_norm = true;
+    c.lin_k_heads = need_int(cfg, "linear_num_key_heads");
+    c.lin_v_heads = need_int(cfg, "linear_num_value_heads");
+    c.lin_k_dim = need_int(cfg, "linear_key_head_dim");
+    c.lin_v_dim = need_int(cfg, "linear_value_head_dim");
+    c.lin_conv = opt_int(cfg, "linear_conv_kernel_dim", 4);
+    if (c.lin_v_heads % c.lin_k_heads != 0)
+      bad("linear_num_value_heads " + std::to_string(c.lin_v_heads) + " is not a multiple of linear_num_key_heads " + std::to_string(c.lin_k_heads));
+    if (c.lin_k_heads * c.lin_k_dim > kMaxDim || c.lin_v_heads * c.lin_v_dim > kMaxDim || c.lin_conv > 1024)
+      bad("the linear attention dimensions are too large");
+    const size_t n = static_cast<size_t>(c.layers);
+    c.linear_layer.assign(n, false);
+    if (present(cfg, "layer_types")) {
+      const json &t = cfg["layer_types"];
+      if (!t.is_array() || t.size() != n)
+        bad("'layer_types' must be a list of " + std::to_string(c.layers) + " \"linear_attention\" / \"full_attention\" entries");
+      for (size_t l = 0; l < n; ++l) {
+        if (t[l] == "linear_attention") c.linear_layer[l] = true;
+        else if (t[l] != "full_attention")
+          bad("'layer_types' holds " + t[l].dump() + " at layer " + std::to_string(l) + " (\"linear_attention\" or \"full_attention\")");
+      }
+    } else {
+      const int64_t every = opt_int(cfg, "full_attention_interval", 4);
+      if (every <= 0) bad("full_attention_interval must be positive");
+      for (size_t l = 0; l < n; ++l) c.linear_layer[l] = (static_cast<int64_t>(l) + 1) % every != 0;
+    }
+    const json &rp = present(cfg, "rope_parameters") ? cfg["rope_parameters"] : cfg;
+    c.partial_rotary = present(rp, "partial_rotary_factor") ? opt_num(rp, "partial_rotary_factor", 0.25) : opt_num(cfg, "partial_rotary_factor", 0.25);
+    if (!(c.partial_rotary > 0 && c.partial_rotary <= 1)) bad("partial_rotary_factor must be in (0, 1]");
   }
   if (c.experts > 0 && c.experts_per_tok > c.experts)
     bad("num_experts_per_tok " + std::to_string(c.experts_per_tok) + " exceeds the " + std::to_string(c.experts) + " experts");
@@ -152,36 +187,54 @@ LlamaConfig parse_config(const json &cfg) {
   return c;
 }
 
-std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
-  std::vector<Canonical> v;
-  v.reserve(static_cast<size_t>(3 + c.layers * 16));
-  auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t layer, int32_t init, int32_t expert = -1) {
+namespace {
+
+// The tensors of one decoder layer under prefix p ("model.layers.<l>." or Qwen3-Next's "mtp.layers.<k>."), with
+// role / layer L, linear or full attention, MoE or dense.
+void layer_tensors(const LlamaConfig &c, const std::string &p, int32_t role, int32_t L, bool linear, bool sparse, std::vector<Canonical> &v) {
+  auto add = [&](std::string name, std::vector<int64_t> shape, int32_t init, int32_t expert = -1) {
     const int32_t kind = kind_of(name);
-    v.push_back({std::move(name), std::move(shape), role, layer, init, kind, expert});
+    v.push_back({std::move(name), std::move(shape), role, L, init, kind, expert});
   };
   const int64_t q = c.heads * c.head_dim, kv = c.kv_heads * c.head_dim;
-  add("model.embed_tokens.weight", {c.vocab, c.hidden}, CKH_ROLE_EMBEDDING, -1, CKH_INIT_NORMAL);
-  for (int64_t l = 0; l < c.layers; ++l) {
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    const int32_t L = static_cast<int32_t>(l);
-    auto w = [&](const std::string &n, std::vector<int64_t> s) { add(p + n, std::move(s), CKH_ROLE_LAYER, L, CKH_INIT_NORMAL); };
-    auto bias = [&](const std::string &n, int64_t s) { add(p + n, {s}, CKH_ROLE_LAYER, L, CKH_INIT_ZEROS); };
-    auto norm = [&](const std::string &n, int64_t s) { add(p + n, {s}, CKH_ROLE_LAYER, L, CKH_INIT_ONES); };
+  const int64_t qrows = c.gated_q ? 2 * q : q;  // Qwen3-Next: query and its output gate, per head
+  const int32_t norm_init = c.zero_centered_norm ? CKH_INIT_ZEROS : CKH_INIT_ONES;
+  {
+    auto w = [&](const std::string &n, std::vector<int64_t> s) { add(p + n, std::move(s), CKH_INIT_NORMAL); };
+    auto bias = [&](const std::string &n, int64_t s) { add(p + n, {s}, CKH_INIT_ZEROS); };
+    auto norm = [&](const std::string &n, int64_t s) { add(p + n, {s}, norm_init); };
     norm("input_layernorm.weight", c.hidden);
-    w("self_attn.q_proj.weight", {q, c.hidden});
-    if (c.qkv_bias) bias("self_attn.q_proj.bias", q);
-    w("self_attn.k_proj.weight", {kv, c.hidden});
-    if (c.qkv_bias) bias("self_attn.k_proj.bias", kv);
-    w("self_attn.v_proj.weight", {kv, c.hidden});
-    if (c.qkv_bias) bias("self_attn.v_proj.bias", kv);
-    w("self_attn.o_proj.weight", {c.hidden, q});
-    if (c.o_bias) bias("self_attn.o_proj.bias", c.hidden);
-    if (c.qk_norm) {
-      norm("self_attn.q_norm.weight", c.qk_norm_all_heads ? q : c.head_dim);
-      norm("self_attn.k_norm.weight", c.qk_norm_all_heads ? kv : c.head_dim);
+    if (linear) {
+      // transformers Qwen3NextGatedDeltaNet: conv1d over q, k, v channels (depthwise, no bias), in_proj_qkvz /
+      // in_proj_ba, dt_bias and A_log per value head, a gated RMSNorm (plain weight, ones) over a value head.
+      const int64_t kd = c.lin_k_heads * c.lin_k_dim, vd = c.lin_v_heads * c.lin_v_dim;
+      add(p + "linear_attn.conv1d.weight", {2 * kd + vd, 1, c.lin_conv}, CKH_INIT_NORMAL);
+      add(p + "linear_attn.dt_bias", {c.lin_v_heads}, CKH_INIT_ONES);
+      add(p + "linear_attn.A_log", {c.lin_v_heads}, CKH_INIT_NORMAL);
+      w("linear_attn.in_proj_qkvz.weight", {2 * kd + 2 * vd, c.hidden});
+      w("linear_attn.in_proj_ba.weight", {2 * c.lin_v_heads, c.hidden});
+      add(p + "linear_attn.norm.weight", {c.lin_v_dim}, CKH_INIT_ONES);
+      w("linear_attn.out_proj.weight", {c.hidden, vd});
+    } else {
+      w("self_attn.q_proj.weight", {qrows, c.hidden});
+      if (c.qkv_bias) bias("self_attn.q_proj.bias", qrows);
+      w("self_attn.k_proj.weight", {kv, c.hidden});
+      if (c.qkv_bias) bias("self_attn.k_proj.bias", kv);
+      w("self_attn.v_proj.weight", {kv, c.hidden});
+      if (c.qkv_bias) bias("self_attn.v_proj.bias", kv);
+      w("self_attn.o_proj.weight", {c.hidden, q});
+      if (c.o_bias) bias("self_attn.o_proj.bias", c.hidden);
+      if (c.qk_norm) {
+        norm("self_attn.q_norm.weight", c.qk_norm_all_heads ? q : c.head_dim);
+        norm("self_attn.k_norm.weight", c.qk_norm_all_heads ? kv : c.head_dim);
+      }
     }
     norm("post_attention_layernorm.weight", c.hidden);
-    if (c.is_moe(l)) {
+  }
+  {
+    auto w = [&](const std::string &n, std::vector<int64_t> s) { add(p + n, std::move(s), CKH_INIT_NORMAL); };
+    auto bias = [&](const std::string &n, int64_t s) { add(p + n, {s}, CKH_INIT_ZEROS); };
+    if (sparse) {
       // HF names as save_pretrained writes them (transformers 5 fuses experts in memory only).
       const bool mix = c.w123();
       const std::string moe = mix ? "block_sparse_moe." : "mlp.";
@@ -190,9 +243,9 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
       for (int64_t e = 0; e < c.experts; ++e) {
         const std::string x = p + moe + "experts." + std::to_string(e) + ".";
         const int32_t E = static_cast<int32_t>(e);
-        add(x + (mix ? "w1.weight" : "gate_proj.weight"), {c.moe_ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
-        add(x + (mix ? "w2.weight" : "down_proj.weight"), {c.hidden, c.moe_ffn}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
-        add(x + (mix ? "w3.weight" : "up_proj.weight"), {c.moe_ffn, c.hidden}, CKH_ROLE_LAYER, L, CKH_INIT_NORMAL, E);
+        add(x + (mix ? "w1.weight" : "gate_proj.weight"), {c.moe_ffn, c.hidden}, CKH_INIT_NORMAL, E);
+        add(x + (mix ? "w2.weight" : "down_proj.weight"), {c.hidden, c.moe_ffn}, CKH_INIT_NORMAL, E);
+        add(x + (mix ? "w3.weight" : "up_proj.weight"), {c.moe_ffn, c.hidden}, CKH_INIT_NORMAL, E);
       }
       if (c.shared_ffn > 0) {
         w("mlp.shared_expert.gate_proj.weight", {c.shared_ffn, c.hidden});
@@ -200,7 +253,7 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
         w("mlp.shared_expert.down_proj.weight", {c.hidden, c.shared_ffn});
         w("mlp.shared_expert_gate.weight", {1, c.hidden});
       }
-      continue;
+      return;
     }
     w("mlp.gate_proj.weight", {c.ffn, c.hidden});
     if (c.mlp_bias) bias("mlp.gate_proj.bias", c.ffn);
@@ -209,8 +262,39 @@ std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
     w("mlp.down_proj.weight", {c.hidden, c.ffn});
     if (c.mlp_bias) bias("mlp.down_proj.bias", c.hidden);
   }
-  add("model.norm.weight", {c.hidden}, CKH_ROLE_FINAL_NORM, -1, CKH_INIT_ONES);
-  if (!c.tied) add("lm_head.weight", {c.vocab, c.hidden}, CKH_ROLE_OUTPUT, -1, CKH_INIT_NORMAL);
+}
+
+}  // namespace
+
+std::vector<Canonical> canonical_tensors(const LlamaConfig &c) {
+  std::vector<Canonical> v;
+  v.reserve(static_cast<size_t>(3 + c.layers * 16));
+  auto add = [&](std::string name, std::vector<int64_t> shape, int32_t role, int32_t init) {
+    const int32_t kind = kind_of(name);
+    v.push_back({std::move(name), std::move(shape), role, -1, init, kind, -1});
+  };
+  add("model.embed_tokens.weight", {c.vocab, c.hidden}, CKH_ROLE_EMBEDDING, CKH_INIT_NORMAL);
+  for (int64_t l = 0; l < c.layers; ++l)
+    layer_tensors(c, "model.layers." + std::to_string(l) + ".", CKH_ROLE_LAYER, static_cast<int32_t>(l), c.is_linear(l), c.is_moe(l), v);
+  add("model.norm.weight", {c.hidden}, CKH_ROLE_FINAL_NORM, c.zero_centered_norm ? CKH_INIT_ZEROS : CKH_INIT_ONES);
+  if (!c.tied) add("lm_head.weight", {c.vocab, c.hidden}, CKH_ROLE_OUTPUT, CKH_INIT_NORMAL);
+  return v;
+}
+
+std::vector<Canonical> mtp_tensors(const LlamaConfig &c, int64_t n) {
+  std::vector<Canonical> v;
+  if (c.model_type != "qwen3_next" || n <= 0) return v;
+  auto add = [&](std::string name, std::vector<int64_t> shape, int32_t init) {
+    const int32_t kind = kind_of(name);
+    v.push_back({std::move(name), std::move(shape), CKH_ROLE_MTP, 0, init, kind, -1});
+  };
+  // vLLM Qwen3NextMultiTokenPredictor: fc (2 * hidden -> hidden), zero-centred norms, full-attention MoE layers.
+  add("mtp.fc.weight", {c.hidden, 2 * c.hidden}, CKH_INIT_NORMAL);
+  add("mtp.pre_fc_norm_embedding.weight", {c.hidden}, CKH_INIT_ZEROS);
+  add("mtp.pre_fc_norm_hidden.weight", {c.hidden}, CKH_INIT_ZEROS);
+  for (int64_t k = 0; k < n; ++k)
+    layer_tensors(c, "mtp.layers." + std::to_string(k) + ".", CKH_ROLE_MTP, static_cast<int32_t>(k), false, c.experts > 0, v);
+  add("mtp.norm.weight", {c.hidden}, CKH_INIT_ZEROS);
   return v;
 }
 
@@ -222,7 +306,7 @@ int32_t kind_of(const std::string &n) {
   if (has(".self_attn.q_proj.")) return CKH_KIND_ATTN_Q;
   if (has(".self_attn.k_proj.")) return CKH_KIND_ATTN_K;
   if (has(".self_attn.v_proj.")) return CKH_KIND_ATTN_V;
-  if (has(".self_attn.o_proj.")) return CKH_KIND_ATTN_OUT;
+  if (has(".self_attn.o_proj.") || has(".linear_attn.out_proj.")) return CKH_KIND_ATTN_OUT;
   if (has(".block_sparse_moe.gate.") || has(".mlp.gate.") || has(".mlp.shared_expert_gate.") || has(".e_score_correction_bias"))
     return CKH_KIND_ROUTER;
   if (has(".mlp.gate_proj.") || has(".shared_expert.gate_proj.") || (has(".experts.") && (has(".gate_proj.") || has(".w1."))))

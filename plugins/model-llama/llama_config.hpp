@@ -1,5 +1,5 @@
 // llama_config.hpp — the Llama family (Llama 2/3/3.1/3.2, Mistral, Qwen2/2.5, Qwen3, MiniCPM, and the
-// MoE members Mixtral, Qwen2-MoE, Qwen3-MoE and MiniMax-M2, whose HF names are checked against
+// MoE members Mixtral, Qwen2-MoE, Qwen3-MoE, MiniMax-M2 and Qwen3-Next, whose HF names are checked against
 // transformers 5.24) as
 // described by an HF config.json, and the canonical (HF) tensors it implies. Shared by every mapper
 // of the plugin (hf -> hf check, HF <-> Megatron); plain C++, no host needed (unit-tested directly).
@@ -45,7 +45,18 @@ struct LlamaConfig {
   bool qk_norm_all_heads = false;
   double partial_rotary = 1.0;  // rope_parameters.partial_rotary_factor (MiniMax-M2: rotary_dim / head_dim)
   // Expert names w1 (gate) / w2 (down) / w3 (up) under block_sparse_moe (Mixtral, MiniMax-M2).
+  // Qwen3-Next (transformers Qwen3NextDecoderLayer): Gated DeltaNet linear attention (linear_attn.*) in the layers
+  // layer_types calls "linear_attention", gated full attention (q_proj gives query and gate: 2 * heads * head_dim
+  // rows) in the "full_attention" ones; zero-centred RMSNorms (weight + 1, initialised to 0); the shared expert of
+  // Qwen2-MoE; MTP layers under mtp.* in the release.
+  std::vector<bool> linear_layer;  // per layer, Qwen3-Next only
+  int64_t lin_k_heads = 0, lin_v_heads = 0, lin_k_dim = 0, lin_v_dim = 0, lin_conv = 0;
+  bool gated_q = false;
+  bool zero_centered_norm = false;
   bool w123() const { return model_type == "mixtral" || model_type == "minimax_m2"; }
+  bool is_linear(int64_t layer) const {
+    return !linear_layer.empty() && layer >= 0 && layer < static_cast<int64_t>(linear_layer.size()) && linear_layer[static_cast<size_t>(layer)];
+  }
   bool is_moe(int64_t layer) const { return experts > 0 && moe_layer[static_cast<size_t>(layer)]; }
 };
 using Config = LlamaConfig;
@@ -76,6 +87,12 @@ int32_t kind_of(const std::string &hf_name);
 
 // Every HF tensor of the model, in HF's order (the order of the modules in the PyTorch model).
 std::vector<Canonical> canonical_tensors(const LlamaConfig &c);
+
+// Qwen3-Next's MTP block as released (transformers does not model it; vLLM's Qwen3NextMTP loads it): mtp.fc
+// [hidden, 2 * hidden], mtp.pre_fc_norm_embedding / pre_fc_norm_hidden / norm [hidden], and `n` full-attention
+// MoE decoder layers mtp.layers.<k>.*; role CKH_ROLE_MTP, layer k (0 for the block's own tensors). Empty for
+// other model types.
+std::vector<Canonical> mtp_tensors(const LlamaConfig &c, int64_t n);
 
 // Number of elements of the whole model (sum over canonical_tensors).
 int64_t parameter_count(const LlamaConfig &c);

@@ -1,5 +1,6 @@
 // plugin.cpp — the Llama family model plugin: canonical tensor list, the HF completeness check
-// (mapper "llama", hf -> hf) and HF -> Megatron-Core (mapper "llama.hf-to-mcore", mcore_mapper.cpp).
+// (mapper "llama", hf -> hf) and HF -> Megatron-Core (mapper "llama.hf-to-mcore", mcore_mapper.cpp). Qwen3-Next
+// (linear attention) has the HF check only: Megatron refuses it by name here, GGUF in gguf_mapper.cpp.
 #include <algorithm>
 #include <map>
 #include <set>
@@ -68,8 +69,15 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
     ckh::sdk::Builder b(raw);
     const json cfg = config_of(metadata_json);
     const ckh::llama::LlamaConfig c = parse_or_fail(cfg);
+    // Qwen3-Next's MTP block (mtp.*) travels when the checkpoint has it (the release does, transformers' do not):
+    // as many layers as mtp.layers.<k> has, at most 64.
+    int64_t mtp = 0;
+    if (c.model_type == "qwen3_next" && b.has("mtp.fc.weight"))
+      while (mtp < 64 && b.has("mtp.layers." + std::to_string(mtp) + ".input_layernorm.weight")) ++mtp;
+    std::vector<ckh::llama::Canonical> tensors = ckh::llama::canonical_tensors(c);
+    for (auto &t : ckh::llama::mtp_tensors(c, mtp)) tensors.push_back(std::move(t));
     std::vector<std::string> missing;
-    for (const auto &t : ckh::llama::canonical_tensors(c)) {
+    for (const auto &t : tensors) {
       const int64_t i = b.find(t.name);
       if (i < 0) {
         missing.push_back(t.name);
@@ -88,7 +96,7 @@ ckh_status map_hf(const ckh_mapper_class_t *, const char *, const char *metadata
     ckh::plugins::model::check_missing(missing);
     const std::vector<int64_t> embed_shape = {c.vocab, c.hidden};
     std::map<std::string, ckh::llama::Canonical> by_name;
-    for (const auto &t : ckh::llama::canonical_tensors(c)) by_name.emplace(t.name, t);
+    for (const auto &t : tensors) by_name.emplace(t.name, t);
     for (uint64_t i = 0; i < b.input_count(); ++i) {
       const ckh_tensor_info_t info = b.input_info(i);
       const std::string n = info.name ? info.name : "";
@@ -132,6 +140,10 @@ ckh_status map_to_mcore(const ckh_mapper_class_t *, const char *options_json, co
     ckh::sdk::Builder b(raw);
     const json opts = json::parse(options_json ? options_json : "{}", nullptr, false);
     const json meta = json::parse(metadata_json ? metadata_json : "{}", nullptr, false);
+    const json cfg = meta.is_object() ? meta.value("config", json()) : json();
+    if (cfg.is_object() && cfg.value("model_type", std::string()) == "qwen3_next")
+      fail(CKH_E_UNSUPPORTED, "config.json: model_type qwen3_next (Qwen3-Next): Megatron is not supported for it (its Gated DeltaNet "
+                              "linear attention, linear_attn.*, and gated q_proj have no mapping there); HF and kt-amx are");
     ckh::llama::map_hf_to_mcore(opts.is_discarded() ? json::object() : opts, meta, b);
   });
 }
@@ -197,8 +209,9 @@ const ckh_mapper_class_t kHf = {sizeof(ckh_mapper_class_t), 0, probe, map_hf, ca
 const ckh_mapper_class_t kToMcore = {sizeof(ckh_mapper_class_t), 0, probe, map_to_mcore, canonical, nullptr};
 const ckh_component_t kHfComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama",
-    "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM, Mixtral, Qwen2-MoE, Qwen3-MoE, MiniMax-M2): HF tensor list and completeness check",
-    R"({"family":"llama","from":"hf","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe","minimax_m2"]})", &kHf};
+    "Llama family (Llama 2/3, Mistral, Qwen2/2.5, Qwen3, MiniCPM, Mixtral, Qwen2-MoE, Qwen3-MoE, MiniMax-M2, Qwen3-Next with its linear "
+    "attention layers and MTP block): HF tensor list and completeness check",
+    R"({"family":"llama","from":"hf","to":"hf","model_types":["llama","mistral","qwen2","qwen3","minicpm","mixtral","qwen2_moe","qwen3_moe","minimax_m2","qwen3_next"]})", &kHf};
 const ckh_component_t kToMcoreComp = {
     sizeof(ckh_component_t), CKH_COMPONENT_MAPPER, "llama.hf-to-mcore",
     "Llama family HF -> Megatron-Core (TE or local spec): GQA-interleaved linear_qkv, fused fc1, MoE experts and router, args",

@@ -307,7 +307,8 @@ TEST(LlamaConfig, Score) {
   EXPECT_EQ(score(json{{"architectures", {1, nullptr}}}), 0);
   EXPECT_EQ(score(json()), 0);
   EXPECT_EQ(score(json::array()), 0);
-  EXPECT_EQ(model_types().size(), 9u);
+  EXPECT_EQ(model_types().size(), 10u);
+  EXPECT_EQ(score(json{{"architectures", {"Qwen3NextForCausalLM"}}}), 80);
   EXPECT_EQ(score(json{{"model_type", "mixtral"}}), 90);
   EXPECT_EQ(score(json{{"architectures", {"Qwen3MoeForCausalLM"}}}), 80);
   EXPECT_EQ(score(json{{"architectures", {"Qwen2MoeForCausalLM"}}}), 80);
@@ -505,4 +506,61 @@ TEST(LlamaConfig, MiniMaxM2NamesAndShapes) {
   m["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 5e6}, {"partial_rotary_factor", 0.25}};
   EXPECT_DOUBLE_EQ(parse_config(m).partial_rotary, 0.25);
   EXPECT_EQ(score(m), 90);
+}
+
+// Qwen3-Next (transformers 5.24 Qwen3NextForCausalLM save_pretrained): linear attention in the layers layer_types (or
+// full_attention_interval) calls so, gated q_proj in the others, the shared expert with its gate, zero-centred norms.
+TEST(LlamaConfig, Qwen3NextHybridLayers) {
+  json m = {{"model_type", "qwen3_next"}, {"hidden_size", 64}, {"num_hidden_layers", 4}, {"num_attention_heads", 4},
+            {"num_key_value_heads", 2}, {"head_dim", 16}, {"intermediate_size", 96}, {"vocab_size", 100},
+            {"num_experts", 4}, {"num_experts_per_tok", 2}, {"moe_intermediate_size", 32},
+            {"shared_expert_intermediate_size", 48}, {"linear_num_key_heads", 2}, {"linear_num_value_heads", 4},
+            {"linear_key_head_dim", 16}, {"linear_value_head_dim", 8}, {"mlp_only_layers", {2}}};
+  const auto c = parse_config(m);
+  EXPECT_TRUE(c.norm_topk);
+  EXPECT_DOUBLE_EQ(c.partial_rotary, 0.25);
+  std::map<std::string, Canonical> t;
+  for (const auto &x : canonical_tensors(c)) t[x.name] = x;
+  // full_attention_interval 4 (the default): layers 0-2 linear, layer 3 full.
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.in_proj_qkvz.weight").shape, (std::vector<int64_t>{2 * 32 + 2 * 32, 64}));
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.in_proj_ba.weight").shape, (std::vector<int64_t>{8, 64}));
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.conv1d.weight").shape, (std::vector<int64_t>{96, 1, 4}));
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.A_log").shape, (std::vector<int64_t>{4}));
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.dt_bias").shape, (std::vector<int64_t>{4}));
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.norm.weight").shape, (std::vector<int64_t>{8}));
+  EXPECT_EQ(t.at("model.layers.0.linear_attn.out_proj.weight").shape, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(t.count("model.layers.0.self_attn.q_proj.weight"), 0u);
+  EXPECT_EQ(t.count("model.layers.3.linear_attn.out_proj.weight"), 0u);
+  EXPECT_EQ(t.at("model.layers.3.self_attn.q_proj.weight").shape, (std::vector<int64_t>{2 * 64, 64}));
+  EXPECT_EQ(t.at("model.layers.3.self_attn.o_proj.weight").shape, (std::vector<int64_t>{64, 64}));
+  EXPECT_EQ(t.at("model.layers.3.self_attn.q_norm.weight").shape, (std::vector<int64_t>{16}));
+  EXPECT_EQ(t.at("model.layers.3.mlp.shared_expert.up_proj.weight").shape, (std::vector<int64_t>{48, 64}));
+  EXPECT_EQ(t.at("model.layers.3.mlp.shared_expert_gate.weight").shape, (std::vector<int64_t>{1, 64}));
+  const Canonical &e = t.at("model.layers.3.mlp.experts.3.down_proj.weight");
+  EXPECT_EQ(e.shape, (std::vector<int64_t>{64, 32}));
+  EXPECT_EQ(e.expert, 3);
+  EXPECT_EQ(e.layer, 3);
+  EXPECT_EQ(e.kind, CKH_KIND_FFN_DOWN);
+  EXPECT_EQ(t.at("model.layers.2.mlp.up_proj.weight").shape, (std::vector<int64_t>{96, 64}));  // mlp_only_layers
+  EXPECT_EQ(t.at("model.layers.1.input_layernorm.weight").init, CKH_INIT_ZEROS);
+  EXPECT_EQ(t.at("model.norm.weight").init, CKH_INIT_ZEROS);
+  // layer_types wins over the interval; the MTP block of the release.
+  m["layer_types"] = {"full_attention", "linear_attention", "linear_attention", "linear_attention"};
+  const auto c2 = parse_config(m);
+  EXPECT_FALSE(c2.is_linear(0));
+  EXPECT_TRUE(c2.is_linear(3));
+  const auto mtp = mtp_tensors(c2, 1);
+  std::map<std::string, Canonical> mt;
+  for (const auto &x : mtp) mt[x.name] = x;
+  EXPECT_EQ(mt.at("mtp.fc.weight").shape, (std::vector<int64_t>{64, 128}));
+  EXPECT_EQ(mt.at("mtp.layers.0.self_attn.q_proj.weight").shape, (std::vector<int64_t>{128, 64}));
+  EXPECT_EQ(mt.at("mtp.layers.0.mlp.experts.1.gate_proj.weight").role, CKH_ROLE_MTP);
+  EXPECT_EQ(mt.at("mtp.layers.0.mlp.experts.1.gate_proj.weight").expert, 1);
+  EXPECT_EQ(mt.count("mtp.norm.weight"), 1u);
+  EXPECT_TRUE(mtp_tensors(parse_config(json::parse(kQwen3_06B)), 1).empty());
+  m["layer_types"] = {"full_attention", "mamba", "linear_attention", "linear_attention"};
+  EXPECT_THROW(parse_config(m), std::invalid_argument);
+  m.erase("layer_types");
+  m.erase("linear_num_key_heads");
+  EXPECT_THROW(parse_config(m), std::invalid_argument);
 }

@@ -221,7 +221,7 @@ TEST_F(LlamaPlugin, Descriptor) {
   EXPECT_EQ(caps["from"], "hf");
   EXPECT_EQ(caps["to"], "hf");
   EXPECT_EQ(caps["model_types"],
-            (json{"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen2_moe", "qwen3_moe", "minimax_m2"}));
+            (json{"llama", "mistral", "qwen2", "qwen3", "minicpm", "mixtral", "qwen2_moe", "qwen3_moe", "minimax_m2", "qwen3_next"}));
   EXPECT_NE(cls_->canonical, nullptr);
   for (uint32_t i = 0; i < plugin_->component_count; ++i)
     EXPECT_FALSE(json::parse(plugin_->components[i]->capabilities_json).is_discarded());
