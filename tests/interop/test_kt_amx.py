@@ -17,6 +17,12 @@ Sources are transformers save_pretrained checkpoints in BF16:
     3840, so gate and up rows span two of kt-kernel's K blocks (3584 + 256);
   - GLM-4.5-shaped (glm4_moe, first_k_dense_replace 1) and Qwen3-MoE-shaped (qwen3_moe, mlp_only_layers [0]): the
     dense layer stays dense;
+  - DeepSeek-V3.2-shaped (deepseek_v32), GLM-5-shaped (glm_moe_dsa: first_k_dense_replace 2, whose two dense layers
+    stay dense, and an indexer_types "shared" layer without an indexer) and Qwen3-Next-shaped (qwen3_next: Gated
+    DeltaNet layers beside a gated full-attention layer, shared expert with its gate, a dense mlp_only_layers layer):
+    the sparse-attention indexers (self_attn.indexer.*, the MTP layer's included) and the linear attention are
+    carried as they are; kt-kernel's forward over GLM-5's layer 2 from ckhost's file equals that from its own; each
+    family also converts HF -> HF bit for bit, and Megatron / GGUF refuse it in one line;
   - the DeepSeek-V3 model and a small MiniMax-M2 model (released so) as block FP8 (codes and 128 x 128 weight_scale_inv made here in torch, with the
     quantization_config of the release): the writer dequantizes the experts on the CPU (fp8-block: f32 product, one
     rounding to BF16) and the bytes equal kt-kernel's from the same dequantization done in torch; the other FP8
@@ -26,10 +32,9 @@ Other tensors carry the tool's names (model.layers. -> blk., model. dropped) wit
 command line (`ckhost convert-cpu-weights --input-path .. --input-type fp8 --output .. --quant-method int4
 --threadpool-count 2`) writes the same files.
 Negative twins: two experts swapped in ckhost's file fail the byte comparison and move kt-kernel's forward off
-its own; a split that kt-kernel cannot take, a model without experts and the MoE
-families no model plugin annotates yet (GLM-5 and DeepSeek-V3.2 with their sparse-attention indexer, Qwen3-Next with
-its linear attention: transformers names their experts as DeepSeek-V3 does, but the mappers do not list them) are
-refused in one line.
+its own; a split that kt-kernel cannot take and a model without experts are refused in one line; a GLM-5 checkpoint
+whose config calls an indexer layer "shared" is refused by the model plugin (its indexer tensors unexpected), so the
+families are checked against their configs, not passed through by name.
 
 Run: tests/interop/run_interop.sh tests/interop/test_kt_amx.py --ckhost=build/bin/ckhost
 """
@@ -63,16 +68,21 @@ GLM45 = ("Glm4MoeConfig", dict(hidden_size=256, intermediate_size=512, moe_inter
                                num_attention_heads=4, num_key_value_heads=2, head_dim=32, n_routed_experts=4,
                                n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1, first_k_dense_replace=1,
                                vocab_size=250, max_position_embeddings=128, use_qk_norm=True))
-_MLA = dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=4, n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1,
-            first_k_dense_replace=1, q_lora_rank=48, kv_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16,
-            vocab_size=250, index_n_heads=2, index_head_dim=16)
-GATED = {"GlmMoeDsaConfig": _MLA, "DeepseekV32Config": _MLA,
-         "Qwen3NextConfig": dict(hidden_size=64, intermediate_size=96, moe_intermediate_size=64, num_hidden_layers=2,
-                                 num_attention_heads=4, num_key_value_heads=2, head_dim=16, num_experts=4,
-                                 num_experts_per_tok=2, vocab_size=250, shared_expert_intermediate_size=64,
-                                 linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=16,
-                                 linear_value_head_dim=16, layer_types=["linear_attention", "full_attention"])}
+# DeepSeek Sparse Attention families: MLA + MoE as DeepSeek-V3, plus the indexer (wq_b, wk, k_norm, weights_proj).
+_DSA = dict(hidden_size=256, intermediate_size=384, moe_intermediate_size=256, num_attention_heads=4, num_key_value_heads=4,
+            n_routed_experts=4, n_shared_experts=1, num_experts_per_tok=2, n_group=1, topk_group=1, q_lora_rank=48,
+            kv_lora_rank=32, qk_rope_head_dim=8, qk_nope_head_dim=16, v_head_dim=16, vocab_size=250, index_n_heads=2,
+            index_head_dim=16, max_position_embeddings=128, num_nextn_predict_layers=1)
+DSV32 = ("DeepseekV32Config", dict(_DSA, num_hidden_layers=2, first_k_dense_replace=1))
+GLM5 = ("GlmMoeDsaConfig", dict(_DSA, num_hidden_layers=4, first_k_dense_replace=2,
+                                indexer_types=["full", "full", "shared", "full"]))
+# Layers 0, 1 Gated DeltaNet, layer 2 full attention (full_attention_interval 3); layer 1 dense (mlp_only_layers).
+QWEN3NEXT = ("Qwen3NextConfig", dict(hidden_size=256, intermediate_size=384, moe_intermediate_size=256, num_hidden_layers=3,
+                                     num_attention_heads=4, num_key_value_heads=2, head_dim=32, num_experts=4,
+                                     num_experts_per_tok=2, vocab_size=250, shared_expert_intermediate_size=128,
+                                     linear_num_value_heads=4, linear_num_key_heads=2, linear_key_head_dim=16,
+                                     linear_value_head_dim=16, full_attention_interval=3, mlp_only_layers=[1],
+                                     max_position_embeddings=128))
 # Largest relative L2 error of kt-kernel's AMX forward against the float MoE (quantized weights, BF16 activations);
 # measured 0.024 (INT8) and 0.23 to 0.27 (INT4, one scale per row of up to 3840 values).
 REL_TOL = {"AMXINT8": 0.03, "AMXINT4": 0.35}
@@ -258,6 +268,62 @@ class KtAmx(L.InteropCase):
             self.carried(src, out)
             L.report("%s-shaped AMXINT8: %d expert parts byte-identical, the dense layer (%s) left dense" % (name, n, dense))
 
+    def test_dsa_and_linear_attention_families(self):
+        fams = ((DSV32, "deepseek_v32", True, [0], ["blk.0.self_attn.indexer.wq_b.weight", "blk.2.self_attn.indexer.wk.weight",
+                                                     "blk.2.ffn_up_exps.3.numa.1.weight"]),
+                (GLM5, "glm_moe_dsa", True, [0, 1], ["blk.3.self_attn.indexer.k_norm.bias", "blk.4.self_attn.indexer.wk.weight",
+                                                      "blk.4.ffn_gate_exps.0.numa.0.scale"]),
+                (QWEN3NEXT, "qwen3_next", False, [1], ["blk.0.linear_attn.in_proj_qkvz.weight", "blk.0.linear_attn.A_log",
+                                                         "blk.2.self_attn.q_norm.weight", "blk.2.mlp.shared_expert_gate.weight"]))
+        for spec, mt, mtp, dense, present in fams:
+            src = self.source(spec, mt, mtp=mtp)
+            with open(os.path.join(src, "config.json")) as fh:
+                self.assertEqual(json.load(fh)["model_type"], mt)
+            out, ref, n = self.check(src, "AMXINT8", 2)
+            o = L.safe_open_all(out)
+            for layer in dense:  # dense layers stay dense
+                self.assertIn("blk.%d.mlp.up_proj.weight" % layer, o)
+                self.assertFalse(any(k.startswith("blk.%d.ffn_" % layer) for k in o))
+            for k in present:
+                self.assertIn(k, o)
+            if mt == "glm_moe_dsa":  # the indexer_types "shared" layer has none
+                self.assertFalse(any(k.startswith("blk.2.self_attn.indexer.") for k in o))
+                # kt-kernel loads layer 2 from ckhost's safetensors and computes what it computes from its own files.
+                ya, yb = kt_forward(self, out, "AMXINT8", 2, 2, src), kt_forward(self, ref, "AMXINT8", 2, 2, src)
+                self.assertTrue(torch.equal(ya, yb))
+                err = rel(ya, float_moe(src, 2))
+                self.assertLess(err, REL_TOL["AMXINT8"])
+                L.report("GLM-5-shaped: kt-kernel AMXINT8 forward (layer 2) from ckhost's safetensors == from its own .kt files; "
+                         "relative L2 error against the float MoE %.4f" % err)
+            kept = self.carried(src, out)
+            L.report("%s-shaped AMXINT8: %d expert parts byte-identical with kt-kernel's%s, dense layers %s left dense, %d other "
+                     "tensors carried bytes unchanged" % (mt, n, " (MTP layer included)" if mtp else "", dense, kept))
+            # HF -> HF: the same tensors bit for bit.
+            again = L.convert(src, self.path("hf-again-" + mt), "--to", "hf")
+            a, b = L.safe_open_all(src), L.safe_open_all(again)
+            self.assertEqual(sorted(a), sorted(b))
+            for k, v in a.items():
+                self.assertEqual(b[k].dtype, v.dtype, k)
+                self.assertTrue(torch.equal(b[k].contiguous().view(torch.uint8), v.contiguous().view(torch.uint8)), k)
+            # Formats with no mapping for the indexer / the linear attention refuse the model by name.
+            for fmt in ("megatron", "gguf"):
+                L.assert_refused(self, src, self.path("no-%s-%s" % (fmt, mt)), "--to", fmt, needle=mt)
+            L.report("%s: HF -> HF %d tensors bit-exact; --to megatron and --to gguf refused in one line" % (mt, len(a)))
+        # Negative twin: the same GLM-5 tensors under a config whose layer 3 is an indexer_types "shared" layer.
+        bad = self.path("hf-glm5-shared3")
+        os.makedirs(bad)
+        glm = self.source(GLM5, "glm_moe_dsa", mtp=True)
+        for f in os.listdir(glm):
+            if f.endswith((".safetensors", ".json")) and f != "config.json":
+                os.symlink(os.path.join(glm, f), os.path.join(bad, f))
+        with open(os.path.join(glm, "config.json")) as fh:
+            cfg = json.load(fh)
+        cfg["indexer_types"] = ["full", "full", "shared", "shared"]
+        with open(os.path.join(bad, "config.json"), "w") as fh:
+            json.dump(cfg, fh)
+        L.assert_refused(self, bad, self.path("r-shared3"), "--to", "kt-amx", "--kt-method", "int8",
+                         needle="model.layers.3.self_attn.indexer.")
+
     def fp8_copy(self, bf, name):
         """`bf` with every linear weight (attention, dense and shared MLP, experts; not the embedding, the LM head or
         the routers) in DeepSeek's block FP8: scale_inv = amax / 448 per 128 x 128 block, codes = w / scale_inv in
@@ -334,15 +400,6 @@ class KtAmx(L.InteropCase):
                          needle="multiples of 128")
         dense = L.make_hf("llama-mha-tied-bf16", self.path("hf-dense"))
         L.assert_refused(self, dense, self.path("r3"), "--to", "kt-amx", "--kt-method", "int8", needle="no routed experts")
-        # Families no model plugin annotates yet (GLM-5's and DeepSeek-V3.2's sparse-attention indexer, Qwen3-Next's
-        # linear attention): refused by model_type, never guessed from names.
-        transformers = L._quiet_transformers()
-        for cls, kw in GATED.items():
-            d = self.path("hf-" + cls)
-            transformers.AutoModelForCausalLM.from_config(getattr(transformers, cls)(**kw)).save_pretrained(d)
-            mt = getattr(transformers, cls).model_type
-            L.assert_refused(self, d, self.path("r-" + cls), "--to", "kt-amx", "--kt-method", "int8",
-                             needle="(model_type '%s')" % mt)
 
 
 if __name__ == "__main__":
