@@ -19,7 +19,8 @@ Sources are transformers save_pretrained checkpoints in BF16:
     dense layer stays dense;
   - DeepSeek-V3.2-shaped (deepseek_v32), GLM-5-shaped (glm_moe_dsa: first_k_dense_replace 2, whose two dense layers
     stay dense, and an indexer_types "shared" layer without an indexer) and Qwen3-Next-shaped (qwen3_next: Gated
-    DeltaNet layers beside a gated full-attention layer, shared expert with its gate, a dense mlp_only_layers layer):
+    DeltaNet layers beside a gated full-attention layer, shared expert with its gate, a dense mlp_only_layers layer, and
+    the release's mtp.* block, whose experts ckhost converts as blk.3, compared with kt-kernel's writer's layer 3):
     the sparse-attention indexers (self_attn.indexer.*, the MTP layer's included) and the linear attention are
     carried as they are; kt-kernel's forward over GLM-5's layer 2 from ckhost's file equals that from its own; each
     family also converts HF -> HF bit for bit, and Megatron / GGUF refuse it in one line;
@@ -96,10 +97,56 @@ def make(spec, out, seed=0, mtp=False):
     m = transformers.AutoModelForCausalLM.from_config(cfg)
     L.randomize_(m, seed)
     m.to(torch.bfloat16).save_pretrained(out)
-    if mtp:
+    if mtp and cfg.model_type == "qwen3_next":
+        add_qwen3_next_mtp(out, seed + 2)
+    elif mtp:
         import test_deepseek as D
         D.add_mtp_layer(out, cfg, seed + 2)
     return out
+
+
+def add_qwen3_next_mtp(d, seed):
+    """Qwen3-Next's released MTP block (vLLM's Qwen3NextMTP loads it, transformers skips it): mtp.fc [h, 2h],
+    mtp.pre_fc_norm_embedding / pre_fc_norm_hidden / norm [h] and mtp.layers.0.* with the names of the last
+    (full-attention MoE) decoder layer; written as a second shard listed in the index."""
+    src = L.safe_open_all(d)
+    with open(os.path.join(d, "config.json")) as fh:
+        cfg = json.load(fh)
+    pre, h = "model.layers.%d." % (cfg["num_hidden_layers"] - 1), cfg["hidden_size"]
+    g = torch.Generator().manual_seed(seed)
+    t = {"mtp.layers.0." + k[len(pre):]: (0.05 * torch.randn(v.shape, generator=g)).to(v.dtype)
+         for k, v in src.items() if k.startswith(pre)}
+    t["mtp.fc.weight"] = (0.05 * torch.randn([h, 2 * h], generator=g)).to(torch.bfloat16)
+    for n in ("pre_fc_norm_embedding", "pre_fc_norm_hidden", "norm"):
+        t["mtp.%s.weight" % n] = (0.1 * torch.randn([h], generator=g)).to(torch.bfloat16)
+    os.rename(os.path.join(d, "model.safetensors"), os.path.join(d, "model-00001-of-00002.safetensors"))
+    save_file(t, os.path.join(d, "model-00002-of-00002.safetensors"), metadata={"format": "pt"})
+    wm = {k: "model-00001-of-00002.safetensors" for k in src}
+    wm.update({k: "model-00002-of-00002.safetensors" for k in t})
+    with open(os.path.join(d, "model.safetensors.index.json"), "w") as fh:
+        json.dump({"metadata": {}, "weight_map": wm}, fh)
+
+
+def mtp_as_decoder_layer(src, dst):
+    """The routed experts of `src` with Qwen3-Next's MTP layer renamed to the decoder layer after the last
+    (mtp.layers.0.mlp.experts.* -> model.layers.<n>.mlp.experts.*), so kt-kernel's writer numbers it as ckhost does."""
+    if os.path.isdir(dst):
+        return dst
+    with open(os.path.join(src, "config.json")) as fh:
+        cfg = json.load(fh)
+    n = cfg["num_hidden_layers"]
+    t = {}
+    for k, v in L.safe_open_all(src).items():
+        if k.startswith("mtp.layers.0.mlp.experts."):
+            t["model.layers.%d.mlp.experts.%s" % (n, k[len("mtp.layers.0.mlp.experts."):])] = v
+        elif k.startswith("model.layers.") and ".mlp.experts." in k:
+            t[k] = v
+    os.makedirs(dst)
+    save_file(t, os.path.join(dst, "model.safetensors"), metadata={"format": "pt"})
+    cfg["num_hidden_layers"] = n + 1
+    with open(os.path.join(dst, "config.json"), "w") as fh:
+        json.dump(cfg, fh)
+    return dst
 
 
 def expert_layers(src):
@@ -273,8 +320,10 @@ class KtAmx(L.InteropCase):
                                                      "blk.2.ffn_up_exps.3.numa.1.weight"]),
                 (GLM5, "glm_moe_dsa", True, [0, 1], ["blk.3.self_attn.indexer.k_norm.bias", "blk.4.self_attn.indexer.wk.weight",
                                                       "blk.4.ffn_gate_exps.0.numa.0.scale"]),
-                (QWEN3NEXT, "qwen3_next", False, [1], ["blk.0.linear_attn.in_proj_qkvz.weight", "blk.0.linear_attn.A_log",
-                                                         "blk.2.self_attn.q_norm.weight", "blk.2.mlp.shared_expert_gate.weight"]))
+                (QWEN3NEXT, "qwen3_next", True, [1], ["blk.0.linear_attn.in_proj_qkvz.weight", "blk.0.linear_attn.A_log",
+                                                        "blk.2.self_attn.q_norm.weight", "blk.2.mlp.shared_expert_gate.weight",
+                                                        "mtp.fc.weight", "mtp.layers.0.self_attn.q_proj.weight",
+                                                        "blk.3.ffn_down_exps.3.numa.1.weight"]))
         for spec, mt, mtp, dense, present in fams:
             src = self.source(spec, mt, mtp=mtp)
             with open(os.path.join(src, "config.json")) as fh:
@@ -286,6 +335,14 @@ class KtAmx(L.InteropCase):
                 self.assertFalse(any(k.startswith("blk.%d.ffn_" % layer) for k in o))
             for k in present:
                 self.assertIn(k, o)
+            if mt == "qwen3_next":
+                # The MTP block's experts (mtp.layers.0) come after the 3 decoder layers, as blk.3; kt-kernel's writer
+                # gives the same bytes for them under that layer number.
+                view = mtp_as_decoder_layer(src, self.path("hf-qwen3next-mtp-as-layer-3"))
+                n2, bad2 = compare_bytes(view, out, kt_reference(self, view, "AMXINT8", 2), "AMXINT8", 2)
+                self.assertEqual(bad2, [], "%d of %d expert parts differ" % (len(bad2), n2))
+                self.assertEqual(n2, n + 4 * 3 * 2)
+                n = n2
             if mt == "glm_moe_dsa":  # the indexer_types "shared" layer has none
                 self.assertFalse(any(k.startswith("blk.2.self_attn.indexer.") for k in o))
                 # kt-kernel loads layer 2 from ckhost's safetensors and computes what it computes from its own files.
