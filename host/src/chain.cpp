@@ -738,6 +738,11 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
         for (const auto &x : *it)
           if (x.is_string()) a.suffixes.push_back(x.get<std::string>());
       if (a.suffixes.empty()) fail("quantizer '" + id + "': aux input '" + a.option + "' names no suffixes", CKH_E_INTERNAL);
+      {
+        std::error_code ec;
+        if (!std::filesystem::exists(a.path, ec))
+          fail("--" + a.option + " " + a.path + ": no such file or directory", CKH_E_NOT_FOUND);
+      }
       const OpenedSource os = open_reader(reg, a.path, "", nlohmann::json::object());
       import_catalog(g, os, a.stage);
       aux.push_back(std::move(a));
