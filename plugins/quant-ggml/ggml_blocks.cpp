@@ -11,8 +11,14 @@
 //   Q6_K 210 B  ql[128] | qh[64] | scales[16] int8 | d                                x = d*sc*(q - 32)
 #include "ggml_blocks.hpp"
 
+#include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#endif
 
 namespace ggmlq {
 
@@ -603,20 +609,16 @@ void q3k_ref(const float *x, uint8_t *y) {
   pack_q3_codes(L, hmask, qs);
 }
 
-// Q4_K / Q5_K: 8 groups of 32 by the affine search (weights sqrt(mean x^2) + |x|; Q4_K nmax 15, 21 steps from
-// -1 by 0.1; Q5_K nmax 31, 16 steps from -0.5 by 0.1); scales and mins as 6-bit codes of max / 63.
-void q45k_ref(bool five, const float *x, uint8_t *y) {
+// The second pass of Q4_K / Q5_K (codes against the stored scales), one of requantize_k or a vector version.
+using RequantK = void (*)(const float *x, const uint8_t *scales, float d_all, float dmin_all, int nmax, uint8_t *L);
+
+// Q4_K / Q5_K without an importance matrix, after the fits of the 8 groups (scales sc, mins, codes L): scales and
+// mins as 6-bit codes of max / 63, the codes requantized against them, packed.
+void q45k_finish_ref(bool five, const float *x, const float *sc, const float *mins, uint8_t *L, uint8_t *y,
+                     RequantK requant) {
   const int nmax = five ? 31 : 15;
-  uint8_t L[256], aux[32];
-  float weights[32], mins[8], sc[8];
   float max_scale = 0.0f, max_min = 0.0f;
   for (int j = 0; j < 8; ++j) {
-    float sum_x2 = 0.0f;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32.0f);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    sc[j] = five ? fit_affine(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], aux, -0.5f, 0.1f, 15, false)
-                 : fit_affine(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], aux, -1.0f, 0.1f, 20, false);
     if (sc[j] > max_scale) max_scale = sc[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -633,19 +635,44 @@ void q45k_ref(bool five, const float *x, uint8_t *y) {
   pack_scale_min(ls, lm, scales);
   put_half(y, max_scale / 63.0f);
   put_half(y + 2, max_min / 63.0f);
-  requantize_k(x, scales, get_half(y), get_half(y + 2), nmax, L);
+  requant(x, scales, get_half(y), get_half(y + 2), nmax, L);
   if (five) pack_q5(L, y + 16, y + 48);
   else pack_q4(L, y + 16);
 }
 
-// Q6_K: 16 groups of 16 by the symmetric search (nmax 32, weights x^2 or the importance); scales as int8 codes of
-// max_scale / -128.
-void q6k(const float *x, const float *qw, uint8_t *y) {
-  int8_t L[256];
-  float sc[16];
+// Q4_K / Q5_K: 8 groups of 32 by the affine search (weights sqrt(mean x^2) + |x|; Q4_K nmax 15, 21 steps from
+// -1 by 0.1; Q5_K nmax 31, 16 steps from -0.5 by 0.1); scales and mins as 6-bit codes of max / 63.
+void q45k_ref(bool five, const float *x, uint8_t *y) {
+  uint8_t L[256], aux[32];
+  float weights[32], mins[8], sc[8];
+  for (int j = 0; j < 8; ++j) {
+    float sum_x2 = 0.0f;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32.0f);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    sc[j] = five ? fit_affine(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], aux, -0.5f, 0.1f, 15, false)
+                 : fit_affine(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], aux, -1.0f, 0.1f, 20, false);
+  }
+  q45k_finish_ref(five, x, sc, mins, L, y, requantize_k);
+}
+
+// Q6_K's second pass (codes against the stored scales), requantize_q6 or a vector version.
+using RequantQ6 = void (*)(const float *x, const int8_t *scales, float d_all, int8_t *L);
+
+// Codes x / (d * sc), -32..31, + 32; a zero scale keeps the codes.
+void requantize_q6(const float *x, const int8_t *scales, float d_all, int8_t *L) {
+  for (int j = 0; j < 16; ++j) {
+    const float d = d_all * static_cast<float>(scales[j]);
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = static_cast<int8_t>(clampi(nearest(x[16 * j + ii] / d), -32, 31) + 32);
+  }
+}
+
+// Q6_K after the fits of the 16 groups (scales sc, codes L): scales as int8 codes of max_scale / -128, the codes
+// requantized against them, packed.
+void q6k_finish(const float *x, const float *sc, int8_t *L, uint8_t *y, RequantQ6 requant) {
   float max_scale = 0.0f, max_abs = 0.0f;
   for (int ib = 0; ib < 16; ++ib) {
-    sc[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
     const float a = std::fabs(sc[ib]);
     if (a > max_abs) {
       max_abs = a;
@@ -664,13 +691,16 @@ void q6k(const float *x, const float *qw, uint8_t *y) {
     const int l = nearest(iscale * sc[ib]);
     scales[ib] = static_cast<int8_t>(l < 127 ? l : 127);
   }
-  const float d_all = get_half(y + 208);
-  for (int j = 0; j < 16; ++j) {
-    const float d = d_all * static_cast<float>(scales[j]);
-    if (d == 0.0f) continue;
-    for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = static_cast<int8_t>(clampi(nearest(x[16 * j + ii] / d), -32, 31) + 32);
-  }
+  requant(x, scales, get_half(y + 208), L);
   pack_q6(L, ql, qh);
+}
+
+// Q6_K: 16 groups of 16 by the symmetric search (nmax 32, weights x^2 or the importance).
+void q6k(const float *x, const float *qw, uint8_t *y) {
+  int8_t L[256];
+  float sc[16];
+  for (int ib = 0; ib < 16; ++ib) sc[ib] = fit_symmetric(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+  q6k_finish(x, sc, L, y, requantize_q6);
 }
 
 // ---- K types with an importance matrix (ggml's quantize_row_*_impl) ---------------------------------------
@@ -729,20 +759,12 @@ void q3k_weighted(const float *x, const float *qw, uint8_t *y) {
   pack_q3_codes(L, hmask, qs);
 }
 
-void q45k_weighted(bool five, const float *x, const float *qw, uint8_t *y) {
+// Q4_K / Q5_K with an importance matrix, after the fits (sc, mins, codes L; sw the groups' weight sums): scales
+// and mins fitted by fit_positive (nmax 63), the codes requantized against them, packed.
+void q45k_finish_weighted(bool five, const float *x, const float *sc, const float *mins, const float *sw, uint8_t *L,
+                          uint8_t *y, RequantK requant) {
   const int nmax = five ? 31 : 15;
-  uint8_t L[256], aux[32], ls[8], lm[8];
-  float weights[32], sw[8], mins[8], sc[8];
-  float sum_x2 = 0.0f;
-  for (int l = 0; l < 256; ++l) sum_x2 += x[l] * x[l];
-  const float sigma2 = 2.0f * sum_x2 / 256.0f;
-  for (int j = 0; j < 8; ++j) {
-    for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
-    float s = 0.0f;
-    for (int l = 0; l < 32; ++l) s += weights[l];
-    sw[j] = s;
-    sc[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], aux, -0.9f, 0.05f, 36, false);
-  }
+  uint8_t ls[8], lm[8];
   const float d_block = fit_positive(8, 63, sc, ls, sw);
   const float m_block = fit_positive(8, 63, mins, lm, sw);
   if (five)
@@ -754,12 +776,103 @@ void q45k_weighted(bool five, const float *x, const float *qw, uint8_t *y) {
   pack_scale_min(ls, lm, scales);
   put_half(y, d_block);
   put_half(y + 2, m_block);
-  requantize_k(x, scales, get_half(y), get_half(y + 2), nmax, L);
+  requant(x, scales, get_half(y), get_half(y + 2), nmax, L);
   if (five) pack_q5(L, y + 16, y + 48);
   else pack_q4(L, y + 16);
 }
 
+void q45k_weighted(bool five, const float *x, const float *qw, uint8_t *y) {
+  const int nmax = five ? 31 : 15;
+  uint8_t L[256], aux[32];
+  float weights[32], sw[8], mins[8], sc[8];
+  float sum_x2 = 0.0f;
+  for (int l = 0; l < 256; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = 2.0f * sum_x2 / 256.0f;
+  for (int j = 0; j < 8; ++j) {
+    for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+    float s = 0.0f;
+    for (int l = 0; l < 32; ++l) s += weights[l];
+    sw[j] = s;
+    sc[j] = fit_affine(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], aux, -0.9f, 0.05f, 36, false);
+  }
+  q45k_finish_weighted(five, x, sc, mins, sw, L, y, requantize_k);
+}
+
+// ---- vector paths of the K types (ggml_kq_simd.inc, once per instruction set) ---------------------------------
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define CKH_GGML_X86 1
+#define KQ_NS avx2
+#define KQ_W 8
+#define KQ_ISA "avx2"
+#include "ggml_kq_simd.inc"
+#undef KQ_NS
+#undef KQ_W
+#undef KQ_ISA
+#define KQ_NS avx512
+#define KQ_W 16
+#define KQ_ISA "avx512f"
+#include "ggml_kq_simd.inc"
+#undef KQ_NS
+#undef KQ_W
+#undef KQ_ISA
+#endif
+
+int detect_level() {
+  int level = 0;
+#ifdef CKH_GGML_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx2")) level = 1;
+  if (level == 1 && __builtin_cpu_supports("avx512f")) level = 2;
+#endif
+  if (const char *cap = std::getenv("CKH_GGML_SIMD"))
+    if (*cap >= '0' && *cap <= '9' && *cap - '0' < level) level = *cap - '0';
+  return level;
+}
+
+int cpu_level() {
+  static const int level = detect_level();
+  return level;
+}
+
+std::atomic<int> g_level{-1};  // -1: not yet set (the CPU's level)
+
+int current_level() {
+  const int l = g_level.load(std::memory_order_relaxed);
+  return l >= 0 ? l : cpu_level();
+}
+
+// The K types of a row on the vector path of `level`; false when that level has none for this case.
+bool quantize_row_k_simd(int level, ckh_dtype t, const float *x, int64_t nsb, const float *qw, uint8_t *dst) {
+#ifdef CKH_GGML_X86
+  if (level <= 0) return false;
+  switch (t) {
+    case CKH_DT_Q4_K:
+    case CKH_DT_Q5_K:
+      if (level >= 2) avx512::q45k_row(t == CKH_DT_Q5_K, x, qw, nsb, dst);
+      else avx2::q45k_row(t == CKH_DT_Q5_K, x, qw, nsb, dst);
+      return true;
+    case CKH_DT_Q6_K:
+      if (level >= 2) avx512::q6k_row(x, qw, nsb, dst);
+      else avx2::q6k_row(x, qw, nsb, dst);
+      return true;
+    default: return false;
+  }
+#else
+  (void)level, (void)t, (void)x, (void)nsb, (void)qw, (void)dst;
+  return false;
+#endif
+}
+
 }  // namespace
+
+int simd_level() { return current_level(); }
+
+int set_simd_level(int max_level) {
+  const int l = max_level < 0 ? 0 : max_level < cpu_level() ? max_level : cpu_level();
+  g_level.store(l, std::memory_order_relaxed);
+  return l;
+}
 
 void quantize_row(ckh_dtype t, const float *x, int64_t n, const float *qw, uint8_t *dst) {
   ckh_dtype_traits_t tr{};
@@ -769,6 +882,7 @@ void quantize_row(ckh_dtype t, const float *x, int64_t n, const float *qw, uint8
     quantize_row32_weighted(t, x, n, qw, dst);
     return;
   }
+  if (tr.block_elems == 256 && quantize_row_k_simd(current_level(), t, x, nb, qw, dst)) return;
   for (int64_t b = 0; b < nb; ++b) {
     const float *xb = x + b * tr.block_elems;
     const float *wb = qw ? qw + b * tr.block_elems : nullptr;

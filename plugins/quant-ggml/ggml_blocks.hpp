@@ -23,6 +23,14 @@ int block_elems(ckh_dtype t);
 // the whole row, so a row is the unit.
 void quantize_row(ckh_dtype t, const float *x, int64_t n, const float *qw, uint8_t *dst);
 
+// The instruction set quantize_row's K types run on: 0 the scalar reference code, 1 AVX2, 2 AVX-512F. The vector
+// paths fit independent sub-blocks side by side, one per lane, each lane doing the scalar code's f32 operations in
+// its order (no fused multiply-add), so every level writes the same bytes. Picked once from the CPU (the
+// environment variable CKH_GGML_SIMD, a number, caps it); set_simd_level caps it again (tests and benchmarks
+// compare the levels) and returns the level now in use.
+int simd_level();
+int set_simd_level(int max_level);
+
 // One row of `n` elements back to f32.
 void dequantize_row(ckh_dtype t, const uint8_t *src, int64_t n, float *y);
 

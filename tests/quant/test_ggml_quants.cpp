@@ -3,8 +3,10 @@
 // digests of libggml-base's ggml_quantize_chunk (and to_float) for the same inputs, taken once from the
 // llama-cpp-python 0.3.36 build (tests/interop/test_gguf_quant.py checks the bytes against that library itself);
 // the per-tensor types are those llama_model_quantize chose for such tensors.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -97,6 +99,109 @@ TEST(GgmlQuants, ImportanceChangesBlocks) {
   ggmlq::quantize_row(CKH_DT_Q4_K, in.x.data(), 512, in.w.data(), a.data());
   ggmlq::quantize_row(CKH_DT_Q4_K, in.x.data(), 512, w.data(), b.data());
   EXPECT_NE(a, b);
+}
+
+// Random rows of 1 to 5 super-blocks whose 32- and 16-value groups are drawn from many shapes: noise at
+// magnitudes from 1e-30 to 1e30, zeros, constants, one-sided values, outliers, a single value, values near ggml's
+// all-zero threshold (1e-15), subnormals, and now and then an infinity or a NaN.
+struct RandomRows {
+  uint32_t s;
+  explicit RandomRows(uint32_t seed) : s(seed) {}
+  uint32_t next() {
+    s ^= s << 13;
+    s ^= s >> 17;
+    s ^= s << 5;
+    return s;
+  }
+  float uni() { return static_cast<float>(next() >> 8) * (1.0f / 16777216.0f); }
+  void group(float *x, int n) {
+    static const float kMag[] = {1e-30f, 1e-20f, 1e-15f, 3e-15f, 1e-8f, 1e-3f, 0.02f, 1.0f, 7.0f, 1e4f, 1e15f, 1e30f};
+    const float mag = kMag[next() % (sizeof kMag / sizeof kMag[0])];
+    const uint32_t kind = next() % 14;
+    for (int i = 0; i < n; ++i) {
+      const float g = uni() + uni() + uni() - 1.5f;
+      float v = g * mag;
+      switch (kind) {
+        case 0: v = 0.0f; break;
+        case 1: v = mag; break;                            // constant, positive
+        case 2: v = -mag; break;                           // constant, negative
+        case 3: v = -std::fabs(v); break;                  // negative only
+        case 4: v = std::fabs(v); break;                   // positive only
+        case 5: if (next() % 9 == 0) v *= 300.0f; break;   // outliers
+        case 6: v = i == static_cast<int>(next() % n) ? mag : 0.0f; break;
+        case 7: v = (next() % 2 ? 1e-15f : -1e-15f) * uni(); break;
+        case 8: v = static_cast<float>(next() % 3) * mag; break;  // few distinct values
+        case 9: v = g * 1e-41f; break;                    // subnormal
+        case 10: v = i % 2 ? -0.0f : 0.0f; break;
+        case 11: v = static_cast<float>(static_cast<int>(g * 16.0f)) * mag; break;  // on a grid
+        default: break;
+      }
+      x[i] = v;
+    }
+    if (next() % 60 == 0) x[next() % n] = next() % 2 ? std::numeric_limits<float>::infinity() : -std::numeric_limits<float>::infinity();
+    if (next() % 60 == 0) x[next() % n] = std::numeric_limits<float>::quiet_NaN();
+  }
+};
+
+TEST(GgmlQuants, VectorPathsEqualScalar) {
+  // Every vector level this CPU runs writes the bytes of the scalar reference code, for every K type, with and
+  // without an importance (which also has zeros and huge values), over 600 random rows per type and level.
+  const int top = ggmlq::set_simd_level(99);
+  if (top == 0) GTEST_SKIP() << "this CPU runs no vector path (AVX2 / AVX-512F)";
+  const ckh_dtype kTypes[] = {CKH_DT_Q2_K, CKH_DT_Q3_K, CKH_DT_Q4_K, CKH_DT_Q5_K, CKH_DT_Q6_K};
+  for (const ckh_dtype t : kTypes) {
+    ckh_dtype_traits_t tr{};
+    ASSERT_TRUE(ckh_dtype_traits(t, &tr));
+    RandomRows rnd(0x9e3779b9u ^ static_cast<uint32_t>(t));
+    int mismatches = 0;
+    for (int row = 0; row < 600 && mismatches < 5; ++row) {
+      const int nsb = 1 + static_cast<int>(rnd.next() % 5), n = 256 * nsb;
+      std::vector<float> x(n), w(n);
+      for (int g = 0; g < n;) {
+        const int len = g % 32 == 0 && rnd.next() % 2 ? 32 : 16;
+        rnd.group(x.data() + g, len);
+        g += len;
+      }
+      for (int i = 0; i < n; ++i) {
+        const uint32_t k = rnd.next() % 20;
+        w[i] = k == 0 ? 0.0f : k == 1 ? 1e20f * rnd.uni() : 0.01f + rnd.uni() * rnd.uni() * 30.0f;
+      }
+      const bool weighted = row % 2 == 1;
+      const size_t bytes = static_cast<size_t>(nsb) * tr.block_bytes;
+      std::vector<uint8_t> ref(bytes), got(bytes);
+      ASSERT_EQ(ggmlq::set_simd_level(0), 0);
+      ggmlq::quantize_row(t, x.data(), n, weighted ? w.data() : nullptr, ref.data());
+      for (int level = 1; level <= top; ++level) {
+        ASSERT_EQ(ggmlq::set_simd_level(level), level);
+        std::fill(got.begin(), got.end(), 0xA5);
+        ggmlq::quantize_row(t, x.data(), n, weighted ? w.data() : nullptr, got.data());
+        if (got != ref) {
+          ++mismatches;
+          size_t at = 0;
+          while (ref[at] == got[at]) ++at;
+          ADD_FAILURE() << "dtype " << t << " level " << level << " row " << row << (weighted ? " with importance" : "")
+                        << ": byte " << at << " of " << bytes << " is " << int(got[at]) << ", scalar " << int(ref[at]);
+        }
+      }
+    }
+  }
+  ggmlq::set_simd_level(99);
+}
+
+TEST(GgmlQuants, VectorPathsNegativeTwin) {
+  // The comparison above can fail: the vector path's bytes for a row with one value moved differ from the scalar
+  // bytes of the original row.
+  const Inputs in;
+  const int top = ggmlq::set_simd_level(99);
+  std::vector<float> x(in.x.begin(), in.x.begin() + 512);
+  std::vector<uint8_t> a(2 * 144), b(2 * 144);
+  ggmlq::set_simd_level(0);
+  ggmlq::quantize_row(CKH_DT_Q4_K, x.data(), 512, nullptr, a.data());
+  x[300] += 0.05f;
+  ggmlq::set_simd_level(top);
+  ggmlq::quantize_row(CKH_DT_Q4_K, x.data(), 512, nullptr, b.data());
+  EXPECT_NE(a, b);
+  ggmlq::set_simd_level(99);
 }
 
 ggmlq::TensorFacts facts(const char *name, int layer, int64_t cols, int n_layers = 8) {
