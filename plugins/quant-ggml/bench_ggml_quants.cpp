@@ -79,13 +79,15 @@ int main(int argc, char **argv) {
           if (dt < best) best = dt;
         }
         const double mws = static_cast<double>(rows) * cols / best / 1e6;
-        if (l == 0) first = mws;
+        if (l == 0) first = timed ? mws : 0.0;
         last = mws;
         if (l > 0 && std::memcmp(ref.data(), out.data(), ref.size()) != 0) same = false;
         if (timed) std::printf(" %10.1f", mws);
         else std::printf(" %10s", "-");
       }
-      std::printf("   %6.2fx  %s\n", last / first, same ? "yes" : "NO");
+      if (first > 0.0) std::printf("   %6.2fx", last / first);
+      else std::printf("   %7s", "-");
+      std::printf("  %s\n", same ? "yes" : "NO");
       if (!same) ++bad;
     }
   }

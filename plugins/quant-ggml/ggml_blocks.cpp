@@ -541,15 +541,12 @@ void pack_q6(const int8_t *L, uint8_t *ql, uint8_t *qh) {
 
 // ---- K types without an importance matrix (ggml's quantize_row_*_ref) ----------------------------------------
 
-// Q2_K: 16 groups of 16 by the affine search (nmax 3, weights |x|, mean absolute error, 16 steps from -0.5 by
-// 0.1); scales and mins as 4-bit codes of max / 15; codes requantized against them.
-void q2k_ref(const float *x, uint8_t *y) {
-  uint8_t L[256], aux[16], *scales = y, *qs = y + 16;
-  float weights[16], mins[16], sc[16];
+// Q2_K without an importance matrix, after the fits of the 16 groups (sc, mins, codes L): scales and mins as 4-bit
+// codes of max / 15; codes requantized against them, packed.
+void q2k_finish_ref(const float *x, const float *sc, const float *mins, uint8_t *L, uint8_t *y) {
+  uint8_t *scales = y, *qs = y + 16;
   float max_scale = 0.0f, max_min = 0.0f;
   for (int j = 0; j < 16; ++j) {
-    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
-    sc[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], aux, -0.5f, 0.1f, 15, true);
     if (sc[j] > max_scale) max_scale = sc[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -576,6 +573,18 @@ void q2k_ref(const float *x, uint8_t *y) {
     for (int ii = 0; ii < 16; ++ii) L[16 * j + ii] = static_cast<uint8_t>(clampi(nearest((x[16 * j + ii] + dm) / d), 0, 3));
   }
   pack2(L, qs);
+}
+
+// Q2_K: 16 groups of 16 by the affine search (nmax 3, weights |x|, mean absolute error, 16 steps from -0.5 by
+// 0.1); scales and mins as 4-bit codes of max / 15; codes requantized against them.
+void q2k_ref(const float *x, uint8_t *y) {
+  uint8_t L[256], aux[16];
+  float weights[16], mins[16], sc[16];
+  for (int j = 0; j < 16; ++j) {
+    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+    sc[j] = fit_affine(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], aux, -0.5f, 0.1f, 15, true);
+  }
+  q2k_finish_ref(x, sc, mins, L, y);
 }
 
 // Q3_K: 16 groups of 16 by fit_q3 (nmax 4); scales as 6-bit codes of max_scale / -32 (signed).
@@ -707,19 +716,10 @@ void q6k(const float *x, const float *qw, uint8_t *y) {
 
 // Weights qw * sqrt(sigma2 + x^2) of a group, sigma2 from the 256-element block (Q2_K: mean x^2; Q3_K, Q4_K,
 // Q5_K: twice that); their sum per group weights the fit of the scales.
-void q2k_weighted(const float *x, const float *qw, uint8_t *y) {
-  uint8_t L[256], aux[16], ls[16], lm[16];
-  float mins[16], sc[16], sw[16], weight[16];
-  float sumx2 = 0.0f;
-  for (int j = 0; j < 256; ++j) sumx2 += x[j] * x[j];
-  const float sigma2 = sumx2 / 256.0f;
-  for (int j = 0; j < 16; ++j) {
-    for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-    float s = 0.0f;
-    for (int l = 0; l < 16; ++l) s += weight[l];
-    sw[j] = s;
-    sc[j] = fit_affine(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], aux, -0.9f, 0.05f, 36, false);
-  }
+// Q2_K with an importance matrix, after the fits (sc, mins, codes L; sw the groups' weight sums): scales and mins
+// by fit_positive (nmax 15), codes requantized against them, packed.
+void q2k_finish_weighted(const float *x, const float *sc, const float *mins, const float *sw, uint8_t *L, uint8_t *y) {
+  uint8_t ls[16], lm[16];
   const float dm = fit_positive(16, 15, sc, ls, sw);
   const float mm = fit_positive(16, 15, mins, lm, sw);
   put_half(y + 80, dm);
@@ -736,8 +736,38 @@ void q2k_weighted(const float *x, const float *qw, uint8_t *y) {
   pack2(L, qs);
 }
 
+void q2k_weighted(const float *x, const float *qw, uint8_t *y) {
+  uint8_t L[256], aux[16];
+  float mins[16], sc[16], sw[16], weight[16];
+  float sumx2 = 0.0f;
+  for (int j = 0; j < 256; ++j) sumx2 += x[j] * x[j];
+  const float sigma2 = sumx2 / 256.0f;
+  for (int j = 0; j < 16; ++j) {
+    for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+    float s = 0.0f;
+    for (int l = 0; l < 16; ++l) s += weight[l];
+    sw[j] = s;
+    sc[j] = fit_affine(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], aux, -0.9f, 0.05f, 36, false);
+  }
+  q2k_finish_weighted(x, sc, mins, sw, L, y);
+}
+
+// Q3_K with an importance matrix, after the fits (sc, codes L; sw the groups' weight sums): the scales by the
+// symmetric search (nmax 32, weights sw), codes requantized against them, packed.
+void q3k_finish_weighted(const float *x, const float *sc, const float *sw, int8_t *L, uint8_t *y) {
+  int8_t Ls[16];
+  const float d_block = fit_symmetric(16, 32, sc, Ls, sw);
+  uint8_t *hmask = y, *qs = y + 32, *scales = y + 96;
+  int l6[16];
+  for (int j = 0; j < 16; ++j) l6[j] = Ls[j];
+  pack_q3_scales(l6, scales);
+  put_half(y + 108, d_block);
+  requantize_q3(x, scales, get_half(y + 108), L);
+  pack_q3_codes(L, hmask, qs);
+}
+
 void q3k_weighted(const float *x, const float *qw, uint8_t *y) {
-  int8_t L[256], Ls[16];
+  int8_t L[256];
   float sc[16], weight[16], sw[16];
   float sumx2 = 0.0f;
   for (int j = 0; j < 256; ++j) sumx2 += x[j] * x[j];
@@ -749,14 +779,7 @@ void q3k_weighted(const float *x, const float *qw, uint8_t *y) {
     sw[j] = s;
     sc[j] = fit_symmetric(16, 4, x + 16 * j, L + 16 * j, weight);
   }
-  const float d_block = fit_symmetric(16, 32, sc, Ls, sw);
-  uint8_t *hmask = y, *qs = y + 32, *scales = y + 96;
-  int l6[16];
-  for (int j = 0; j < 16; ++j) l6[j] = Ls[j];
-  pack_q3_scales(l6, scales);
-  put_half(y + 108, d_block);
-  requantize_q3(x, scales, get_half(y + 108), L);
-  pack_q3_codes(L, hmask, qs);
+  q3k_finish_weighted(x, sc, sw, L, y);
 }
 
 // Q4_K / Q5_K with an importance matrix, after the fits (sc, mins, codes L; sw the groups' weight sums): scales
@@ -855,6 +878,12 @@ bool quantize_row_k_simd(int level, ckh_dtype t, const float *x, int64_t nsb, co
     case CKH_DT_Q6_K:
       if (level >= 2) avx512::q6k_row(x, qw, nsb, dst);
       else avx2::q6k_row(x, qw, nsb, dst);
+      return true;
+    case CKH_DT_Q2_K:
+    case CKH_DT_Q3_K:
+      if (t == CKH_DT_Q3_K && !qw) return false;  // fit_q3: scalar only
+      if (level >= 2) avx512::q23k_row(t == CKH_DT_Q3_K, x, qw, nsb, dst);
+      else avx2::q23k_row(t == CKH_DT_Q3_K, x, qw, nsb, dst);
       return true;
     default: return false;
   }
