@@ -1,6 +1,8 @@
 // torch_load.cpp — see torch_load.hpp.
 #include "torch_load.hpp"
 
+#include "fd_read.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -667,18 +669,6 @@ nlohmann::json to_json(const VP &v, size_t budget) { return to_json_rec(v, budge
 
 ckh_dtype dtype_of_torch_name(const std::string &name) { return torch_dtype(name); }
 
-ReadAt fd_reader(int fd) {
-  return [fd](uint64_t off, uint64_t len, void *dst) {
-    char *p = static_cast<char *>(dst);
-    while (len) {
-      const ssize_t n = ::pread(fd, p, len, static_cast<off_t>(off));
-      if (n <= 0) return false;
-      p += n;
-      off += static_cast<uint64_t>(n);
-      len -= static_cast<uint64_t>(n);
-    }
-    return true;
-  };
-}
+ReadAt fd_reader(int fd) { return ckh::plugins::fd_read_at(fd); }
 
 }  // namespace ckh::torchfmt

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "catalog.hpp"
+#include "fd_read.hpp"
 #include "gguf_kv.hpp"
 #include "gguf_read.hpp"
 #include "tokenizer.hpp"
@@ -324,15 +325,7 @@ ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char 
     ::fstat(fd, &st);
     gg::File g;
     try {
-      g = gg::parse([fd](uint64_t off, uint64_t len, void *dst) {
-            uint64_t done = 0;
-            while (done < len) {
-              const ssize_t r = ::pread(fd, static_cast<char *>(dst) + done, len - done, static_cast<off_t>(off + done));
-              if (r <= 0) return false;
-              done += static_cast<uint64_t>(r);
-            }
-            return true;
-          }, static_cast<uint64_t>(st.st_size));
+      g = gg::parse(ckh::plugins::fd_read_at(fd), static_cast<uint64_t>(st.st_size));
     } catch (const std::runtime_error &e) {
       ::close(fd);
       fail(CKH_E_FORMAT, file + ": " + e.what());

@@ -19,6 +19,7 @@
 #include <ckhost/cpp/ckh_plugin.hpp>
 
 #include "catalog.hpp"
+#include "fd_read.hpp"
 #include "imatrix_dat.hpp"
 
 namespace {
@@ -34,18 +35,6 @@ struct Fd {
   }
 };
 
-ckh::imatrix::ReadFn reader_of(int fd) {
-  return [fd](uint64_t off, uint64_t len, void *dst) {
-    uint64_t done = 0;
-    while (done < len) {
-      const ssize_t r = ::pread(fd, static_cast<char *>(dst) + done, len - done, static_cast<off_t>(off + done));
-      if (r <= 0) return false;
-      done += static_cast<uint64_t>(r);
-    }
-    return true;
-  };
-}
-
 int32_t probe(const ckh_reader_class_t *, const char *path) {
   try {
     std::error_code ec;
@@ -55,7 +44,7 @@ int32_t probe(const ckh_reader_class_t *, const char *path) {
     if (f.fd < 0) return 0;
     struct stat st {};
     if (::fstat(f.fd, &st) != 0) return 0;
-    if (!ckh::imatrix::looks_like(reader_of(f.fd), static_cast<uint64_t>(st.st_size))) return 0;
+    if (!ckh::imatrix::looks_like(ckh::plugins::fd_read_at(f.fd), static_cast<uint64_t>(st.st_size))) return 0;
     return fs::path(path).extension() == ".dat" ? 80 : 40;
   } catch (...) {
     return 0;
@@ -75,7 +64,7 @@ ckh_status open_reader(const ckh_reader_class_t *, const char *path, const char 
     if (::fstat(f.fd, &st) != 0) fail(CKH_E_IO, file + ": cannot stat: " + std::strerror(errno));
     ckh::imatrix::File im;
     try {
-      im = ckh::imatrix::parse(reader_of(f.fd), static_cast<uint64_t>(st.st_size));
+      im = ckh::imatrix::parse(ckh::plugins::fd_read_at(f.fd), static_cast<uint64_t>(st.st_size));
     } catch (const std::runtime_error &e) {
       fail(CKH_E_FORMAT, file + ": not a legacy imatrix file: " + e.what());
     }
