@@ -148,3 +148,17 @@ def write_spm_tokenizer(d, vocab_size):
         json.dump({"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "add_bos_token": True,
                    "add_eos_token": False, "tokenizer_class": "LlamaTokenizer"}, f)
     return path
+
+
+def interop_venv():
+    """The directory of the interop venv (scripts/interop_venv.sh builds it once); raises CalledProcessError when it
+    cannot be built."""
+    p = subprocess.run([os.path.join(ROOT, "scripts", "interop_venv.sh")], capture_output=True, text=True, check=True)
+    return p.stdout.strip().splitlines()[-1]
+
+
+def ensure_spm_tokenizer(python, d, vocab_size):
+    """write_spm_tokenizer(d, vocab_size) run by `python` (a venv's, with sentencepiece), unless d has a tokenizer.model."""
+    if not os.path.exists(os.path.join(d, "tokenizer.model")):
+        subprocess.run([python, "-c", "import sys; sys.path.insert(0, %r); import benchlib; benchlib.write_spm_tokenizer(%r, %d)"
+                        % (os.path.dirname(os.path.abspath(__file__)), d, vocab_size)], check=True)

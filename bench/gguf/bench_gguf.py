@@ -26,7 +26,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import TINYLLAMA, clean_output, ensure_source, timed, timed_cat  # noqa: E402
+from benchlib import TINYLLAMA, clean_output, ensure_source, ensure_spm_tokenizer, interop_venv, timed, timed_cat  # noqa: E402
 
 QUANTIZE = """
 import ctypes, sys
@@ -50,11 +50,6 @@ print("%d tensors, %d differ%s" % (len(ta), len(diff), (": " + ", ".join(diff[:5
 """
 
 
-def venv():
-    return subprocess.run([os.path.join(ROOT, "scripts", "interop_venv.sh")], check=True, capture_output=True,
-                          text=True).stdout.strip()
-
-
 def llama_cpp_converter(venv_dir):
     """convert_hf_to_gguf.py of the venv's llama-cpp-python (scripts/interop_venv.sh unpacks it from the sdist)."""
     conv = os.path.join(venv_dir, "share", "llama.cpp", "convert_hf_to_gguf.py")
@@ -71,11 +66,9 @@ def main():
     ap.add_argument("--no-llama-cpp", action="store_true", help="time ckhost and cat only")
     a = ap.parse_args()
     src = ensure_source(a.ckhost, a.dir, TINYLLAMA)
-    vd = venv()
+    vd = interop_venv()
     py = os.path.join(vd, "bin", "python")
-    if not os.path.exists(os.path.join(src, "tokenizer.model")):
-        subprocess.run([py, "-c", "import sys; sys.path.insert(0, %r); import benchlib; benchlib.write_spm_tokenizer(%r, 32000)"
-                        % (os.path.join(ROOT, "bench"), src)], check=True)
+    ensure_spm_tokenizer(py, src, 32000)
     shards = sorted(glob.glob(os.path.join(src, "*.safetensors")))
     gb = sum(os.path.getsize(s) for s in shards) / 1e9
     out = os.path.join(a.dir, "gguf-out")

@@ -20,7 +20,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import clean_output, timed  # noqa: E402
+from benchlib import clean_output, ensure_spm_tokenizer, interop_venv, timed  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "bench", "moe", "mixtral-8x7b.json")
 
@@ -52,8 +52,7 @@ def main():
     ap.add_argument("--layers", type=int, default=11)
     ap.add_argument("--keep-source", action="store_true")
     a = ap.parse_args()
-    py = os.path.join(subprocess.run([os.path.join(ROOT, "scripts", "interop_venv.sh")], check=True, capture_output=True,
-                                     text=True).stdout.strip(), "bin", "python")
+    py = os.path.join(interop_venv(), "bin", "python")
     src = os.path.join(a.dir, "mixtral-%dl" % a.layers)
     if not os.path.exists(os.path.join(src, "config.json")):
         os.makedirs(a.dir, exist_ok=True)
@@ -66,9 +65,7 @@ def main():
         print("synthesising", src, "...", flush=True)
         subprocess.run([a.ckhost, "synth", "--model", "llama", "--config", cfg_path, src, "--force", "--progress", "none",
                         "--max-shard-size", "5GB"], check=True)
-    if not os.path.exists(os.path.join(src, "tokenizer.model")):
-        subprocess.run([py, "-c", "import sys; sys.path.insert(0, %r); import benchlib; benchlib.write_spm_tokenizer(%r, 32000)"
-                        % (os.path.join(ROOT, "bench"), src)], check=True)
+    ensure_spm_tokenizer(py, src, 32000)
     shards = sorted(glob.glob(os.path.join(src, "*.safetensors")))
     src_bytes = sum(os.path.getsize(s) for s in shards)
     out = os.path.join(a.dir, "gguf-moe-out")

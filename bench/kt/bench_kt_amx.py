@@ -27,7 +27,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
 sys.path.insert(0, os.path.join(ROOT, "bench", "moe"))
-from benchlib import clean_output, timed, timed_cat  # noqa: E402
+from benchlib import clean_output, interop_venv, timed, timed_cat  # noqa: E402
 import bench_plan_deepseek as P671  # noqa: E402
 
 CONFIG = os.path.join(ROOT, "plugins", "model-deepseek", "configs", "deepseek-v3.json")
@@ -69,8 +69,10 @@ def main():
                          "writer is skipped without one")
     a = ap.parse_args()
     if not a.python:
-        p = subprocess.run([os.path.join(ROOT, "scripts", "interop_venv.sh")], capture_output=True, text=True)
-        a.python = os.path.join(p.stdout.strip(), "bin", "python") if p.returncode == 0 else ""
+        try:
+            a.python = os.path.join(interop_venv(), "bin", "python")
+        except subprocess.CalledProcessError:
+            a.python = ""
 
     pack = os.path.join(os.path.dirname(a.ckhost), "ckh-bench-kt-pack")
     print("== packing (one thread) ==", flush=True)

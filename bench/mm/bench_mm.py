@@ -21,7 +21,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from benchlib import clean_output, timed, timed_cat  # noqa: E402
+from benchlib import clean_output, interop_venv, timed, timed_cat  # noqa: E402
 
 # The released config.json sizes (transformers 5 nesting): name -> (synth model, config, mm layout arguments).
 MODELS = {
@@ -65,8 +65,7 @@ torch.save({"model": sd, "checkpoint_version": 3.0}, os.path.join(sys.argv[2], "
 
 
 def venv_python():
-    p = subprocess.run([os.path.join(ROOT, "scripts", "interop_venv.sh")], capture_output=True, text=True, check=True)
-    return os.path.join(p.stdout.strip().splitlines()[-1], "bin", "python")
+    return os.path.join(interop_venv(), "bin", "python")
 
 
 def main():
