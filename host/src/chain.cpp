@@ -844,21 +844,19 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
       ins[0] = g.reshape(n, flat);
     }
     const int32_t codes = g.quantize_n(ins, id, ptext, 0);
-    {
-      // info_json "metadata": entries for the output's metadata (e.g. the file type a GGUF writer records),
-      // the same for every tensor of the checkpoint.
-      const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
-      const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);
-      if (info.is_object() && info.contains("metadata") && info["metadata"].is_object())
-        for (auto it = info["metadata"].begin(); it != info["metadata"].end(); ++it) {
-          if (meta_add.contains(it.key()) && meta_add[it.key()] != it.value())
-            fail("--quantize: quantizer '" + id + "' gives '" + t.name + "' metadata " + it.key() + " = " + it.value().dump() +
-                     ", other tensors " + meta_add[it.key()].dump(),
-                 CKH_E_INTERNAL);
-          meta_add[it.key()] = it.value();
-        }
-    }
-    if (g.quants[static_cast<size_t>(g.node(codes).quant)].out.size() == 1) {
+    const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
+    const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);
+    // info_json "metadata": entries for the output's metadata (e.g. the file type a GGUF writer records), the same
+    // for every tensor of the checkpoint.
+    if (info.is_object() && info.contains("metadata") && info["metadata"].is_object())
+      for (auto it = info["metadata"].begin(); it != info["metadata"].end(); ++it) {
+        if (meta_add.contains(it.key()) && meta_add[it.key()] != it.value())
+          fail("--quantize: quantizer '" + id + "' gives '" + t.name + "' metadata " + it.key() + " = " + it.value().dump() +
+                   ", other tensors " + meta_add[it.key()].dump(),
+               CKH_E_INTERNAL);
+        meta_add[it.key()] = it.value();
+      }
+    if (qu.out.size() == 1) {
       const ckh_dtype odt = g.node(codes).dtype;
       if (ckh_dtype_is_float(odt)) {
         // The quantizer's mix leaves this tensor unquantized (llama.cpp keeps routers, ...): in its own dtype
@@ -887,8 +885,6 @@ std::string quantize_stage(const Registry &reg, Graph &g, const std::string &id,
                (stacked ? "a stacked 3-D weight" : "auxiliary inputs") + "; only block dtypes are supported there",
            CKH_E_UNSUPPORTED);
     const int32_t scales = g.quantize_n({n}, id, ptext, 1);
-    const Quant &qu = g.quants[static_cast<size_t>(g.node(codes).quant)];
-    const auto info = nlohmann::json::parse(qu.info.empty() ? "{}" : qu.info, nullptr, false);
     const Shape &cs = g.node(codes).shape;
     if (qu.out.size() != 2 || info.is_discarded() || !info.is_object() || !info.contains("scale_block") ||
         !info["scale_block"].is_array() || info["scale_block"].size() != cs.ndim)
